@@ -1,0 +1,1 @@
+"""Fixtures shared by every test folder live in tests/support/; import them here."""
