@@ -1,1 +1,3 @@
 """Fixtures shared by every test folder live in tests/support/; import them here."""
+
+pytest_plugins = ["tests.support.redis_server"]
