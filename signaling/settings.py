@@ -1,0 +1,117 @@
+"""Settings of a Dragoman node: every one has a ``DRAGOMAN_*`` environment variable, and
+``serve`` and the CLI read the same ones (flags only override them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SEED_EVENT = Path("config") / "events" / "shared-historical-memory.yaml"
+
+
+def default_event_file() -> Path:
+    """The seed program of the checkout this package runs from (an editable install
+    keeps the package in the checkout), else the same path under the working directory."""
+    in_checkout = Path(__file__).resolve().parent.parent / SEED_EVENT
+    return in_checkout if in_checkout.is_file() else SEED_EVENT
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; ``problems`` has one line per setting, naming its
+    environment variable and never its value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(problems)
+
+    def __str__(self) -> str:
+        return "invalid settings:\n" + "\n".join(f"  - {problem}" for problem in self.problems)
+
+
+class Settings(BaseSettings):
+    """One node's settings; see docs/operations.md for how to use each."""
+
+    # Inputs stay out of error reports: one of them may be the secret.
+    model_config = SettingsConfigDict(
+        env_prefix="DRAGOMAN_", extra="forbid", hide_input_in_errors=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: The URL attendees and staff open; links are built from it.
+    #: Default: ``http://{host}:{port}`` (``localhost`` when listening on every interface).
+    public_url: str | None = None
+    data_dir: Path = Path("data")
+    event_file: Path = Field(default_factory=default_event_file)
+    #: When set, state lives in Redis (needed for several nodes); else SQLite in data_dir.
+    redis_url: str | None = None
+    #: STUN/TURN URLs handed to every peer; none by default (no third party is contacted).
+    #: In the environment: a comma-separated list or a JSON list.
+    ice_servers: Annotated[list[str], NoDecode] = []
+    #: The address to announce in ICE candidates when the node is behind NAT.
+    ice_public_address: str | None = None
+    #: Signs every link. Unset: generated once and kept in ``data_dir/secret.key``.
+    #: Several nodes must share one: set it on all of them.
+    secret: SecretStr | None = None
+    token_ttl_hours: float = Field(default=24 * 30, gt=0)
+    #: ``auto``: JSON lines unless the output is a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("ice_servers", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [url.strip() for url in text.split(",") if url.strip()]
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short secret makes every link guessable offline; refuse it rather than warn.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the secret must be at least 32 characters long")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the public URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _derive_public_url(self) -> Settings:
+        if self.public_url is None:
+            host = "localhost" if self.host in {"0.0.0.0", "::", ""} else self.host
+            if ":" in host:
+                host = f"[{host}]"
+            self.public_url = f"http://{host}:{self.port}"
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, ``overrides`` (command-line flags; ``None`` means
+    "not given") winning; raises ``SettingsError`` with readable lines."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            message = message.replace("Input should be", "should be")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting"
+            where = f"{name} (DRAGOMAN_{name.upper()})" if name else "settings"
+            problems.append(f"{where}: {message}")
+        raise SettingsError(problems) from None
