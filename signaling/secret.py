@@ -64,7 +64,7 @@ def _read(path: Path) -> bytes:
         raise SecretError(f"the secret file {path} is not a regular file")
     if info.st_mode & 0o077:
         raise SecretError(
-            f"the secret file {path} is readable by other users "
+            f"the secret file {path} can be read or written by other users "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
         )
     try:
