@@ -1,0 +1,137 @@
+"""The contract every durable store keeps, whatever holds the data.
+
+Two backends implement it (SQLite for one node, Redis for several); the same contract tests
+run against both. Everything durable goes through here: registrations, the live state of
+each event, and the rate-limit counters that must be shared by all nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from signaling.live_state import LiveState, LiveStateError
+from signaling.registration import NewRegistration, Registration
+
+# Bumped whenever the layout of stored data changes; a store refuses data written with a
+# newer layout rather than misread it.
+SCHEMA_VERSION = 1
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like `time.time` (injectable so tests can move time)."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot do its job: unreachable, unreadable, or written by a newer version."""
+
+
+class CorruptLiveState(StoreError, LiveStateError):
+    """The live state kept for an event cannot be read back.
+
+    Nothing is replaced silently: the operator sees this error, and the next
+    `put_live_state` for the event overwrites the unreadable value.
+    """
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(
+            f"the live state stored for event {event_id!r} is unreadable ({reason}); "
+            "it will be replaced the next time the live state changes"
+        )
+        self.event_id = event_id
+        self.reason = reason
+
+
+class Store(ABC):
+    """Durable state shared by the nodes serving an event.
+
+    Use it as `async with store:` or call `open()` and `close()`. Every method is safe to
+    call concurrently from many tasks (and, for the shared backends, from many nodes).
+    """
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._opened = False
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise StoreError(f"{type(self).__name__} is not open: call `await store.open()`")
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, create the schema if missing, check its version.
+
+        Raises `StoreError` with a readable reason when the backing data cannot be used.
+        Calling it on an open store does nothing.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads. Calling it on a closed store does nothing."""
+
+    @abstractmethod
+    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
+        """Register a person for an event, once per event and address.
+
+        Returns the registration and True when it was created by this call, or the existing
+        registration for the same event and email (compared case-insensitively) and False.
+        Concurrent calls for the same address, from any number of tasks or nodes, yield one
+        registration.
+        """
+
+    @abstractmethod
+    async def registration_by_email(self, event_id: str, email: str) -> Registration | None:
+        """The registration for this event and address (any letter case), or None."""
+
+    @abstractmethod
+    async def registration(self, registration_id: str) -> Registration | None:
+        """The registration with this id, or None."""
+
+    @abstractmethod
+    async def registrations(self, event_id: str) -> list[Registration]:
+        """Every registration for the event, oldest first."""
+
+    @abstractmethod
+    async def get_live_state(self, event_id: str) -> LiveState:
+        """The live state of the event; an empty `LiveState()` when none was ever stored.
+
+        Raises `CorruptLiveState` when the stored value cannot be read.
+        """
+
+    @abstractmethod
+    async def put_live_state(self, event_id: str, state: LiveState) -> LiveState:
+        """Store the live state of the event, replacing the previous one.
+
+        The stored copy gets `updated_at` set to the store's current time; it is returned.
+        """
+
+    @abstractmethod
+    async def hit_rate_limit(self, key: str, limit: int, window_s: float) -> bool:
+        """Count one attempt for `key`; True when allowed, False when refused.
+
+        At most `limit` attempts are allowed in any `window_s` seconds (a sliding window);
+        refused attempts are not counted. The count is shared by every user of the same
+        backing data (all nodes, for Redis).
+        """

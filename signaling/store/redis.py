@@ -1,0 +1,226 @@
+"""The shared store: Redis, for several nodes serving the same event.
+
+Every key starts with `dragoman:` so a Redis instance can be shared with other software.
+Operations that must be atomic across nodes (registering an address, counting an attempt
+against a rate limit) are Lua scripts, which Redis runs without interleaving.
+
+Keys:
+  dragoman:meta                          hash: schema_version
+  dragoman:registration:<id>             JSON of one registration
+  dragoman:event:<event>:emails          hash: normalised email -> registration id
+  dragoman:event:<event>:registrations   list of registration ids, oldest first
+  dragoman:event:<event>:live            JSON of the live state
+  dragoman:rate:<key>                    sorted set of attempt times (sliding window)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from signaling.live_state import LiveState, LiveStateError
+from signaling.registration import NewRegistration, Registration, email_key
+from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
+
+PREFIX = "dragoman:"
+
+# KEYS: emails hash, registrations list, the new registration's key.
+# ARGV: normalised email, new id, new registration JSON.
+# Returns {1, id} when created, {0, existing id} when the address was already registered.
+_REGISTER = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  return {0, existing}
+end
+redis.call('SET', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return {1, ARGV[2]}
+"""
+
+# KEYS: the rate key. ARGV: now (s), start of the window (s), window (ms), limit, a unique
+# member for this attempt. Times are computed by the caller: Lua would print them with only
+# 14 significant digits. Returns 1 when allowed (and counted), 0 when refused.
+_HIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, fit for error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class RedisStore(Store):
+    """The `Store` kept in the Redis server at `url` (e.g. `redis://127.0.0.1:6379/0`)."""
+
+    def __init__(self, url: str, *, clock: Clock = time.time) -> None:
+        super().__init__(clock=clock)
+        self.url = url
+        self._redis: aioredis.Redis | None = None
+        self._register_script: Any = None
+        self._hit_script: Any = None
+
+    @property
+    def _client(self) -> aioredis.Redis:
+        self._require_open()
+        assert self._redis is not None
+        return self._redis
+
+    def _fail(self, exc: RedisError) -> StoreError:
+        return StoreError(f"Redis store at {redacted(self.url)}: {exc}")
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        try:
+            client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        except ValueError as exc:
+            raise StoreError(f"{redacted(self.url)} is not a usable Redis URL: {exc}") from exc
+        try:
+            await client.ping()
+            await client.hsetnx(f"{PREFIX}meta", "schema_version", str(SCHEMA_VERSION))
+            found = await client.hget(f"{PREFIX}meta", "schema_version")
+        except RedisError as exc:
+            await client.aclose()
+            raise StoreError(f"cannot use Redis at {redacted(self.url)}: {exc}") from exc
+        except BaseException:
+            await client.aclose()
+            raise
+        if not str(found).isdigit() or int(found) > SCHEMA_VERSION:
+            await client.aclose()
+            raise StoreError(
+                f"Redis at {redacted(self.url)} holds data of a newer Dragoman (schema version "
+                f"{found}; this version reads up to {SCHEMA_VERSION}): upgrade Dragoman"
+            )
+        self._redis = client
+        self._register_script = client.register_script(_REGISTER)
+        self._hit_script = client.register_script(_HIT)
+        self._opened = True
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        client, self._redis = self._redis, None
+        assert client is not None
+        await client.aclose()
+
+    @staticmethod
+    def _event_key(event_id: str, what: str) -> str:
+        return f"{PREFIX}event:{event_id}:{what}"
+
+    @staticmethod
+    def _registration_key(registration_id: str) -> str:
+        return f"{PREFIX}registration:{registration_id}"
+
+    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
+        client = self._client
+        candidate = Registration.issue(new, now=self._now())
+        try:
+            created, reg_id = await self._register_script(
+                keys=[
+                    self._event_key(new.event_id, "emails"),
+                    self._event_key(new.event_id, "registrations"),
+                    self._registration_key(candidate.id),
+                ],
+                args=[candidate.email_key, candidate.id, json.dumps(candidate.to_record())],
+            )
+            if int(created) == 1:
+                return candidate, True
+            existing = await client.get(self._registration_key(reg_id))
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        if existing is None:
+            raise StoreError(f"registration {reg_id} is indexed but missing from Redis")
+        return Registration.from_record(json.loads(existing)), False
+
+    async def registration_by_email(self, event_id: str, email: str) -> Registration | None:
+        client = self._client
+        try:
+            reg_id = await client.hget(self._event_key(event_id, "emails"), email_key(email))
+            if reg_id is None:
+                return None
+            raw = await client.get(self._registration_key(reg_id))
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return Registration.from_record(json.loads(raw)) if raw is not None else None
+
+    async def registration(self, registration_id: str) -> Registration | None:
+        client = self._client
+        try:
+            raw = await client.get(self._registration_key(registration_id))
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return Registration.from_record(json.loads(raw)) if raw is not None else None
+
+    async def registrations(self, event_id: str) -> list[Registration]:
+        client = self._client
+        try:
+            ids = await client.lrange(self._event_key(event_id, "registrations"), 0, -1)
+            if not ids:
+                return []
+            raws = await client.mget([self._registration_key(i) for i in ids])
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return [Registration.from_record(json.loads(raw)) for raw in raws if raw is not None]
+
+    async def get_live_state(self, event_id: str) -> LiveState:
+        try:
+            raw = await self._client.get(self._event_key(event_id, "live"))
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        if raw is None:
+            return LiveState()
+        try:
+            return LiveState.from_json(raw)
+        except LiveStateError as exc:
+            raise CorruptLiveState(event_id, str(exc)) from exc
+
+    async def put_live_state(self, event_id: str, state: LiveState) -> LiveState:
+        stored = state.stamped(self._now())
+        try:
+            await self._client.set(self._event_key(event_id, "live"), stored.to_json())
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return stored
+
+    async def hit_rate_limit(self, key: str, limit: int, window_s: float) -> bool:
+        self._require_open()
+        # Times come from this node's clock: nodes are expected to keep time with NTP, and
+        # a skew of a few milliseconds only blurs the edge of a window.
+        now = self._clock()
+        try:
+            allowed = await self._hit_script(
+                keys=[f"{PREFIX}rate:{key}"],
+                args=[
+                    repr(now),
+                    repr(now - window_s),
+                    max(1, math.ceil(window_s * 1000)),
+                    int(limit),
+                    secrets.token_hex(8),
+                ],
+            )
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return int(allowed) == 1

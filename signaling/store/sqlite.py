@@ -1,0 +1,255 @@
+"""The embedded store: one SQLite file in the data directory, the default for a single node.
+
+sqlite3 only offers blocking calls, so every query runs on one dedicated worker thread that
+owns the connection; the event loop only awaits results. One thread also serialises the
+queries of this process, and SQLite's own locking (WAL mode, a busy timeout, and UNIQUE
+constraints) keeps other processes sharing the file honest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from signaling.live_state import LiveState, LiveStateError
+from signaling.registration import NewRegistration, Registration, email_key
+from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registrations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    email_key TEXT NOT NULL,
+    language TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (event_id, email_key)
+);
+CREATE TABLE IF NOT EXISTS live_state (
+    event_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_hits (
+    key TEXT NOT NULL,
+    at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_hits_key_at ON rate_hits (key, at);
+CREATE INDEX IF NOT EXISTS rate_hits_expires_at ON rate_hits (expires_at);
+"""
+
+_COLUMNS = "id, event_id, name, email, language, created_at"
+
+
+class SqliteStore(Store):
+    """The `Store` kept in one SQLite file at `path` (its directory is created if missing)."""
+
+    def __init__(self, path: Path | str, *, clock: Clock = time.time) -> None:
+        super().__init__(clock=clock)
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._require_open()
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._conn is not None
+        try:
+            return work(self._conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dragoman-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn = await loop.run_in_executor(executor, self._connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+        self._opened = True
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data directory {self.path.parent}: {exc}") from exc
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a SQLite database file")
+        conn: sqlite3.Connection | None = None
+        try:
+            # Autocommit mode: transactions are opened explicitly where several statements
+            # must agree, with BEGIN IMMEDIATE so that writers queue instead of deadlocking.
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            self._check_schema(conn)
+            return conn
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(f"{self.path} cannot be used as the Dragoman database: {exc}") from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        (found,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if not str(found).isdigit() or int(found) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Dragoman (schema version {found}; "
+                f"this version reads up to {SCHEMA_VERSION}): upgrade Dragoman"
+            )
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        executor, conn = self._executor, self._conn
+        self._executor = self._conn = None
+        assert executor is not None and conn is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, conn.close)
+        finally:
+            executor.shutdown(wait=True)
+
+    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
+        candidate = Registration.issue(new, now=self._now())
+
+        def work(conn: sqlite3.Connection) -> tuple[Registration, bool]:
+            record = candidate.to_record()
+            cursor = conn.execute(
+                f"INSERT INTO registrations ({_COLUMNS}, email_key) "
+                "VALUES (:id, :event_id, :name, :email, :language, :created_at, :email_key) "
+                "ON CONFLICT (event_id, email_key) DO NOTHING",
+                {**record, "email_key": candidate.email_key},
+            )
+            if cursor.rowcount == 1:
+                return candidate, True
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE event_id = ? AND email_key = ?",
+                (candidate.event_id, candidate.email_key),
+            ).fetchone()
+            return _registration(row), False
+
+        return await self._run(work)
+
+    async def registration_by_email(self, event_id: str, email: str) -> Registration | None:
+        key = email_key(email)
+
+        def work(conn: sqlite3.Connection) -> Registration | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE event_id = ? AND email_key = ?",
+                (event_id, key),
+            ).fetchone()
+            return _registration(row) if row else None
+
+        return await self._run(work)
+
+    async def registration(self, registration_id: str) -> Registration | None:
+        def work(conn: sqlite3.Connection) -> Registration | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
+            ).fetchone()
+            return _registration(row) if row else None
+
+        return await self._run(work)
+
+    async def registrations(self, event_id: str) -> list[Registration]:
+        def work(conn: sqlite3.Connection) -> list[Registration]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM registrations WHERE event_id = ? ORDER BY seq",
+                (event_id,),
+            ).fetchall()
+            return [_registration(row) for row in rows]
+
+        return await self._run(work)
+
+    async def get_live_state(self, event_id: str) -> LiveState:
+        def work(conn: sqlite3.Connection) -> str | bytes | None:
+            row = conn.execute(
+                "SELECT state FROM live_state WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return row[0] if row else None
+
+        raw = await self._run(work)
+        if raw is None:
+            return LiveState()
+        try:
+            return LiveState.from_json(raw)
+        except LiveStateError as exc:
+            raise CorruptLiveState(event_id, str(exc)) from exc
+
+    async def put_live_state(self, event_id: str, state: LiveState) -> LiveState:
+        stored = state.stamped(self._now())
+        text = stored.to_json()
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO live_state (event_id, state) VALUES (?, ?) "
+                "ON CONFLICT (event_id) DO UPDATE SET state = excluded.state",
+                (event_id, text),
+            )
+
+        await self._run(work)
+        return stored
+
+    async def hit_rate_limit(self, key: str, limit: int, window_s: float) -> bool:
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM rate_hits WHERE expires_at <= ?", (now,))
+                (count,) = conn.execute(
+                    "SELECT COUNT(*) FROM rate_hits WHERE key = ? AND at > ?",
+                    (key, now - window_s),
+                ).fetchone()
+                allowed = count < limit
+                if allowed:
+                    conn.execute(
+                        "INSERT INTO rate_hits (key, at, expires_at) VALUES (?, ?, ?)",
+                        (key, now, now + window_s),
+                    )
+                conn.execute("COMMIT")
+                return allowed
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        return await self._run(work)
+
+
+def _registration(row: tuple[str, ...]) -> Registration:
+    fields = dict(
+        zip(("id", "event_id", "name", "email", "language", "created_at"), row, strict=True)
+    )
+    return Registration.from_record(fields)
