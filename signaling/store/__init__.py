@@ -6,12 +6,14 @@ configured (required for several nodes), otherwise a SQLite file in the data dir
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from signaling.settings import Settings
 
 SQLITE_FILE_NAME = "dragoman.sqlite3"
 
@@ -28,13 +30,11 @@ __all__ = [
 ]
 
 
-def open_store(settings: Any) -> Store:
+def open_store(settings: Settings) -> Store:
     """The store the settings ask for, not yet opened (`await store.open()` or `async with`).
 
-    Reads `settings.redis_url` (a Redis URL, or None) and `settings.data_dir` (a path).
+    Redis at `settings.redis_url` when set, else SQLite in `settings.data_dir`.
     """
-    redis_url = getattr(settings, "redis_url", None)
-    if redis_url:
-        return RedisStore(str(redis_url))
-    data_dir = Path(getattr(settings, "data_dir", None) or "data")
-    return SqliteStore(data_dir / SQLITE_FILE_NAME)
+    if settings.redis_url:
+        return RedisStore(settings.redis_url)
+    return SqliteStore(settings.data_dir / SQLITE_FILE_NAME)
