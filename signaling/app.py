@@ -1,0 +1,159 @@
+"""The aiohttp application of a Dragoman node: what it serves and what it shares.
+
+`create_app(settings)` builds the application; running it (`make_runner`) is
+the caller's business (`dragoman serve`, or a test fixture). The application
+keeps the event, the store, the token signer, the settings and the metrics
+registry under the typed keys of `signaling.appkeys` (re-exported here), and
+takes *extensions*: functions called with the application before it starts,
+which add routes, startup/cleanup contexts and metrics of their own (the live
+service and its WebSocket route plug in this way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+
+from aiohttp import web
+
+from signaling import http_api, pages
+from signaling.appkeys import (
+    EVENT_KEY,
+    METRICS_KEY,
+    PUBLIC_URL_KEY,
+    REGISTRATION_LIMITS_KEY,
+    SETTINGS_KEY,
+    SIGNER_KEY,
+    STORE_KEY,
+)
+from signaling.http_api import Handler
+from signaling.logs import AccessLogger
+from signaling.metrics import Counter, MetricsRegistry
+from signaling.program import Event, load_program
+from signaling.registration import RegistrationLimits
+from signaling.secret import load_or_create_secret
+from signaling.settings import Settings
+from signaling.store import Store, open_store
+from signaling.tokens import TokenSigner
+
+__all__ = [
+    "DEFAULT_EXTENSIONS",
+    "EVENT_KEY",
+    "METRICS_KEY",
+    "PUBLIC_URL_KEY",
+    "REGISTRATION_LIMITS_KEY",
+    "SETTINGS_KEY",
+    "SIGNER_KEY",
+    "STORE_KEY",
+    "Extension",
+    "create_app",
+    "make_runner",
+]
+
+log = logging.getLogger(__name__)
+
+Extension = Callable[[web.Application], None]
+"""Called with the application after the core keys and routes are in place and before
+it starts: may add routes, `on_startup` / `cleanup_ctx` entries and metrics. Cleanup
+contexts added by an extension are torn down before the store is closed."""
+
+#: Extensions every `dragoman serve` node runs.
+DEFAULT_EXTENSIONS: tuple[Extension, ...] = ()
+
+_REQUESTS_KEY = web.AppKey("http_requests", Counter)
+_OWNS_STORE_KEY = web.AppKey("owns_store", bool)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    event: Event | None = None,
+    store: Store | None = None,
+    registration_limits: RegistrationLimits | None = None,
+    extensions: Sequence[Extension] | None = None,
+) -> web.Application:
+    """The application for one node.
+
+    `event` defaults to the program in `settings.event_file` (raises `ProgramError`),
+    `store` to the one the settings select (`open_store`); a store created here is
+    opened at startup and closed at cleanup, a store passed in is opened if it is not
+    yet and left open (its owner closes it). `extensions` default to
+    `DEFAULT_EXTENSIONS`.
+    """
+    if event is None:
+        event = load_program(settings.event_file)
+    app = web.Application(middlewares=[_count_requests, http_api.api_errors, _security_headers])
+    app[SETTINGS_KEY] = settings
+    app[EVENT_KEY] = event
+    app[_OWNS_STORE_KEY] = store is None
+    app[STORE_KEY] = store if store is not None else open_store(settings)
+    app[SIGNER_KEY] = TokenSigner(load_or_create_secret(settings))
+    app[PUBLIC_URL_KEY] = str(settings.public_url).rstrip("/")
+    app[REGISTRATION_LIMITS_KEY] = registration_limits or RegistrationLimits()
+    registry = MetricsRegistry()
+    app[METRICS_KEY] = registry
+    app[_REQUESTS_KEY] = registry.counter(
+        "dragoman_http_requests_total",
+        "HTTP requests answered, by route, method and status.",
+        labels=("route", "method", "status"),
+    )
+    app.cleanup_ctx.append(_store_context)
+    http_api.add_routes(app)
+    pages.add_routes(app)
+    for extension in DEFAULT_EXTENSIONS if extensions is None else extensions:
+        extension(app)
+    return app
+
+
+async def _store_context(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE_KEY]
+    await store.open()
+    log.info("store open", extra={"store": type(store).__name__})
+    try:
+        yield
+    finally:
+        if app[_OWNS_STORE_KEY]:
+            await store.close()
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """A runner whose access log never shows a token (see `signaling.logs`)."""
+    return web.AppRunner(app, access_log_class=AccessLogger)
+
+
+def _route_label(request: web.Request) -> str:
+    # The route template, not the path: paths carry ids and would explode the label set.
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    counter = request.app[_REQUESTS_KEY]
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        counter.inc(route=_route_label(request), method=request.method, status=str(exc.status))
+        raise
+    except Exception:
+        counter.inc(route=_route_label(request), method=request.method, status="500")
+        raise
+    counter.inc(route=_route_label(request), method=request.method, status=str(response.status))
+    return response
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(exc.headers)
+        raise
+    _add_security_headers(response.headers)
+    return response
+
+
+def _add_security_headers(headers: MutableMapping[str, str]) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Personal links carry a token in the query string: never send it to another site.
+    headers.setdefault("Referrer-Policy", "no-referrer")

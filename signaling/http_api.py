@@ -1,0 +1,324 @@
+"""The JSON HTTP API behind the public pages: the program, registration, health.
+
+Every error a client can cause is answered as `{"error": {"code", "message",
+"field"}}` with the HTTP status that names its kind (400 malformed, 413 too
+large, 415 not JSON, 422 invalid field, 429 too many attempts), so a page can
+show the message next to the field it concerns. Documented in docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from signaling import appkeys
+from signaling.metrics import CONTENT_TYPE, Counter, Gauge
+from signaling.program import Event
+from signaling.registration import (
+    NAME_MAX,
+    Registration,
+    RegistrationError,
+    RegistrationRateLimited,
+    email_key,
+    normalise_email,
+    register_attendee,
+)
+from signaling.tokens import Role
+
+log = logging.getLogger(__name__)
+
+#: Largest request body the API reads; a registration is a few hundred bytes.
+MAX_BODY_BYTES = 16 * 1024
+REGISTRATION_FIELDS = ("name", "email", "language")
+#: An attendee link stays valid at least this long after the event starts.
+ATTENDEE_LINK_AFTER_START = timedelta(days=7)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CREATED_COUNTER = web.AppKey("registrations_created", Counter)
+_STORED_GAUGE = web.AppKey("registrations_stored", Gauge)
+
+
+class ApiError(web.HTTPException):
+    """An error answered as the API's JSON error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps(
+                {"error": {"code": code, "message": message, "field": field}}, ensure_ascii=False
+            ),
+            content_type="application/json",
+            headers=headers,
+        )
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        data, status=status, dumps=lambda value: json.dumps(value, ensure_ascii=False)
+    )
+
+
+async def read_json_object(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request body as a JSON object, or an `ApiError` saying what is wrong with it."""
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON with 'Content-Type: application/json' "
+            f"(got {request.content_type or 'no content type'!r})",
+        )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body must not exceed {max_bytes} bytes")
+    # Read at most one byte past the limit: a chunked body announces no length.
+    body = await request.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body must not exceed {max_bytes} bytes")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"the request body is not valid JSON: {exc.msg} (line {exc.lineno}, "
+            f"column {exc.colno})",
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return data
+
+
+def _reject_unknown_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ApiError(
+                422,
+                "unknown_field",
+                f"{str(key)[:40]!r} is not a field of this request "
+                f"(expected: {', '.join(allowed)})",
+                field=str(key)[:40],
+            )
+
+
+def _field_code(field: str, value: Any) -> str:
+    """A stable code for a refused field, so pages can say it in the visitor's language."""
+    if field not in REGISTRATION_FIELDS:
+        return "invalid"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "required"
+    if not isinstance(value, str):
+        return "invalid"
+    if field == "name":
+        return "too_long" if len(value.strip()) > NAME_MAX else "invalid"
+    if field == "email":
+        return "invalid_email"
+    return "unknown_language"
+
+
+def client_address(request: web.Request) -> str:
+    """Who is asking, for rate limits: the peer address of the connection."""
+    return request.remote or "unknown"
+
+
+def attendee_ttl(event: Event, token_ttl_hours: float, now: datetime) -> timedelta:
+    """How long a personal link stays valid: the configured lifetime of links, stretched
+    when needed so that a link issued weeks ahead still works a week after the start."""
+    return max(
+        timedelta(hours=token_ttl_hours), event.starts_at_utc + ATTENDEE_LINK_AFTER_START - now
+    )
+
+
+def personal_link(request: web.Request, registration: Registration) -> str:
+    """The whole URL that admits this registered person to the event as an attendee."""
+    app = request.app
+    event = app[appkeys.EVENT_KEY]
+    token = app[appkeys.SIGNER_KEY].issue(
+        Role.ATTENDEE,
+        subject=registration.id,
+        registration=registration.id,
+        ttl=attendee_ttl(event, app[appkeys.SETTINGS_KEY].token_ttl_hours, datetime.now(UTC)),
+    )
+    return f"{app[appkeys.PUBLIC_URL_KEY]}/watch?token={token}"
+
+
+def registration_body(
+    request: web.Request, registration: Registration, *, created: bool
+) -> dict[str, Any]:
+    return {
+        "registration": {
+            "id": registration.id,
+            "name": registration.name,
+            "email": registration.email,
+            "language": registration.language,
+            "created_at": registration.created_at.isoformat(),
+        },
+        "created": created,
+        "link": personal_link(request, registration),
+    }
+
+
+def _too_many(message: str, retry_after_s: float, field: str | None = None) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        message,
+        field=field,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))},
+    )
+
+
+async def post_registration(request: web.Request) -> web.Response:
+    """Register (or find again) a person; 201 when created, 200 when already registered."""
+    app = request.app
+    event = app[appkeys.EVENT_KEY]
+    limits = app[appkeys.REGISTRATION_LIMITS_KEY]
+    data = await read_json_object(request)
+    _reject_unknown_fields(data, REGISTRATION_FIELDS)
+    try:
+        registration, created = await register_attendee(
+            app[appkeys.STORE_KEY],
+            event_id=event.id,
+            languages=event.language_codes,
+            name=data.get("name"),
+            email=data.get("email"),
+            language=data.get("language"),
+            client=client_address(request),
+            limits=limits,
+        )
+    except RegistrationRateLimited as exc:
+        field = exc.field if exc.field in REGISTRATION_FIELDS else None
+        raise _too_many(exc.message, exc.retry_after_s, field) from None
+    except RegistrationError as exc:
+        raise ApiError(
+            422, _field_code(exc.field, data.get(exc.field)), exc.message, field=exc.field
+        ) from None
+    if created:
+        app[_CREATED_COUNTER].inc()
+        log.info("registration created", extra={"registration": registration.id})
+    return json_response(
+        registration_body(request, registration, created=created), status=201 if created else 200
+    )
+
+
+async def post_registration_lookup(request: web.Request) -> web.Response:
+    """Give back the personal link of a registered address (see docs/http-api.md, Privacy)."""
+    app = request.app
+    event = app[appkeys.EVENT_KEY]
+    limits = app[appkeys.REGISTRATION_LIMITS_KEY]
+    store = app[appkeys.STORE_KEY]
+    # Limited like registration, so the endpoint cannot be used to test addresses in bulk.
+    if not await store.hit_rate_limit(
+        f"lookup:client:{client_address(request)}", limits.per_client, limits.window_s
+    ):
+        raise _too_many(
+            "too many look-ups from your network; please try again later", limits.window_s
+        )
+    data = await read_json_object(request)
+    _reject_unknown_fields(data, ("email",))
+    raw = data.get("email")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ApiError(422, "required", "an email address is required", field="email")
+    try:
+        email = normalise_email(raw)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_email", str(exc), field="email") from None
+    registration = await store.registration_by_email(event.id, email)
+    if registration is None or email_key(registration.email) != email_key(email):
+        raise ApiError(
+            404, "not_registered", "no registration was found for this address", field="email"
+        )
+    return json_response(registration_body(request, registration, created=False))
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    """The program as the pages read it: the model, plus the start as an instant."""
+    document = event.model_dump(mode="json")
+    document["starts_at_utc"] = event.starts_at_utc.isoformat().replace("+00:00", "Z")
+    return document
+
+
+async def get_event(request: web.Request) -> web.Response:
+    return json_response(event_document(request.app[appkeys.EVENT_KEY]))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when this node can read its store, 503 (with the reason) when it cannot."""
+    app = request.app
+    try:
+        await app[appkeys.STORE_KEY].get_live_state(app[appkeys.EVENT_KEY].id)
+    except Exception as exc:  # any failure means "not healthy"; the reason goes to the log
+        log.warning("health check failed: %s", exc)
+        return json_response(
+            {"status": "unavailable", "store": "unreachable", "reason": type(exc).__name__},
+            status=503,
+        )
+    return json_response({"status": "ok", "store": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    # The stored count is read at scrape time: other nodes register too.
+    try:
+        stored = await app[appkeys.STORE_KEY].registrations(app[appkeys.EVENT_KEY].id)
+        app[_STORED_GAUGE].set(len(stored))
+    except Exception as exc:  # a scrape must still answer when the store is down
+        log.warning("cannot count registrations for /metrics: %s", exc)
+    body = app[appkeys.METRICS_KEY].render().encode("utf-8")
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every failure under /api/ in the API's JSON shape, never with an HTML page."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        raise ApiError(
+            exc.status, codes.get(exc.status, "http_error"), exc.reason, headers=None
+        ) from None
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        raise ApiError(500, "internal_error", "the server failed; please try again") from None
+
+
+def add_routes(app: web.Application) -> None:
+    registry = app[appkeys.METRICS_KEY]
+    app[_CREATED_COUNTER] = registry.counter(
+        "dragoman_registrations_created_total", "Registrations created by this node."
+    )
+    app[_STORED_GAUGE] = registry.gauge(
+        "dragoman_registrations", "Registrations stored for the event (all nodes)."
+    )
+    app.router.add_get("/api/event", get_event, name="api-event")
+    app.router.add_post("/api/registrations", post_registration, name="api-registrations")
+    app.router.add_post(
+        "/api/registrations/lookup", post_registration_lookup, name="api-registrations-lookup"
+    )
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/metrics", metrics, name="metrics")
