@@ -1,0 +1,431 @@
+"""The WebSocket protocol between the pages and a node: every message, both directions.
+
+One JSON object per text frame, each with a ``type``. Client messages are one
+discriminated union (`ClientMessage`), server messages another (`ServerMessage`);
+`docs/protocol.md` describes each with an example. The first client message must be
+``auth`` carrying the protocol version (`PROTOCOL_VERSION`) and the token.
+
+`parse_client_message` turns a raw frame into a model or raises `ProtocolError` with the
+code and sentence the client receives; `ALLOWED_ROLES` says who may send what. Any client
+message may carry an ``id`` (a short string or an integer) that errors echo as ``ref``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from signaling.tokens import Role
+
+PROTOCOL_VERSION = 1
+
+#: Offers and answers carry SDP: a browser's offer with audio, video and its ICE candidates
+#: is a few KiB; anything near this cap is not an honest SDP.
+MAX_SDP_MESSAGE_BYTES = 64 * 1024
+#: Every other message is a handful of fields.
+MAX_MESSAGE_BYTES = 4 * 1024
+
+#: The attendee's choice of the untranslated floor instead of a language channel.
+ORIGINAL = "original"
+
+Ref = Annotated[str, Field(max_length=64)] | int
+Code = Annotated[str, Field(min_length=1, max_length=32)]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_MESSAGE_BYTES)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ClientMessage(_Message):
+    id: Ref | None = None
+
+
+class _InterpreterMessage(_ClientMessage):
+    #: Optional: when given it must be the booth of the interpreter's link.
+    booth: Id | None = None
+
+
+# --- client -> server ------------------------------------------------------------------
+
+
+class Auth(_ClientMessage):
+    type: Literal["auth"]
+    v: int
+    token: Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class Ping(_ClientMessage):
+    type: Literal["ping"]
+
+
+class Offer(_ClientMessage):
+    """A publisher's offer (speaker: audio + video; interpreter: audio)."""
+
+    type: Literal["offer"]
+    purpose: Literal["publish"]
+    sdp: Sdp
+
+
+class Answer(_ClientMessage):
+    """The answer to the server's ``offer`` for a subscription."""
+
+    type: Literal["answer"]
+    purpose: Literal["subscribe"]
+    sdp: Sdp
+
+
+class Subscribe(_ClientMessage):
+    """Ask for the media this role receives; the server replies with an ``offer``."""
+
+    type: Literal["subscribe"]
+
+
+class SelectChannel(_ClientMessage):
+    type: Literal["select_channel"]
+    #: An event language code, or "original" for the floor.
+    language: Code
+
+
+class SetOriginalUnder(_ClientMessage):
+    type: Literal["set_original_under"]
+    on: bool
+
+
+class SetAudioOnly(_ClientMessage):
+    type: Literal["set_audio_only"]
+    on: bool
+
+
+class Mic(_InterpreterMessage):
+    type: Literal["mic"]
+    on: bool
+
+
+class Cough(_InterpreterMessage):
+    type: Literal["cough"]
+    on: bool
+
+
+class RequestHandover(_InterpreterMessage):
+    type: Literal["request_handover"]
+
+
+class AcceptHandover(_InterpreterMessage):
+    type: Literal["accept_handover"]
+
+
+class TakeOver(_InterpreterMessage):
+    type: Literal["take_over"]
+
+
+class Listen(_InterpreterMessage):
+    type: Literal["listen"]
+    #: "floor", an event language code (relay), or null for the booth's default.
+    source: Code | None
+
+
+class SetDirection(_InterpreterMessage):
+    type: Literal["set_direction"]
+    #: One of the booth's languages, or null to let the direction follow the speaker.
+    into: Code | None
+
+
+class StartSession(_ClientMessage):
+    type: Literal["start_session"]
+    session_id: Id
+
+
+class EndSession(_ClientMessage):
+    type: Literal["end_session"]
+
+
+class PutOnAir(_ClientMessage):
+    type: Literal["put_on_air"]
+    speaker_id: Id
+
+
+class TakeOffAir(_ClientMessage):
+    type: Literal["take_off_air"]
+
+
+ClientMessage = Annotated[
+    Auth
+    | Ping
+    | Offer
+    | Answer
+    | Subscribe
+    | SelectChannel
+    | SetOriginalUnder
+    | SetAudioOnly
+    | Mic
+    | Cough
+    | RequestHandover
+    | AcceptHandover
+    | TakeOver
+    | Listen
+    | SetDirection
+    | StartSession
+    | EndSession
+    | PutOnAir
+    | TakeOffAir,
+    Field(discriminator="type"),
+]
+
+_CLIENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+_SDP_TYPES = frozenset({"offer", "answer"})
+_EVERYONE = frozenset(Role)
+
+#: Which roles may send each message type (``auth`` is handled before roles exist).
+ALLOWED_ROLES: dict[str, frozenset[Role]] = {
+    "ping": _EVERYONE,
+    "offer": frozenset({Role.SPEAKER, Role.INTERPRETER}),
+    "answer": frozenset({Role.ATTENDEE, Role.INTERPRETER, Role.MODERATOR}),
+    "subscribe": frozenset({Role.ATTENDEE, Role.INTERPRETER, Role.MODERATOR}),
+    "select_channel": frozenset({Role.ATTENDEE}),
+    "set_original_under": frozenset({Role.ATTENDEE}),
+    "set_audio_only": frozenset({Role.ATTENDEE}),
+    "mic": frozenset({Role.INTERPRETER}),
+    "cough": frozenset({Role.INTERPRETER}),
+    "request_handover": frozenset({Role.INTERPRETER}),
+    "accept_handover": frozenset({Role.INTERPRETER}),
+    "take_over": frozenset({Role.INTERPRETER}),
+    "listen": frozenset({Role.INTERPRETER}),
+    "set_direction": frozenset({Role.INTERPRETER}),
+    "start_session": frozenset({Role.MODERATOR}),
+    "end_session": frozenset({Role.MODERATOR}),
+    "put_on_air": frozenset({Role.MODERATOR}),
+    "take_off_air": frozenset({Role.MODERATOR}),
+}
+CLIENT_TYPES = frozenset(ALLOWED_ROLES) | {"auth"}
+
+
+class ProtocolError(Exception):
+    """A client message that is refused; becomes an ``error`` message on the wire."""
+
+    def __init__(self, code: str, message: str, ref: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def _ref_of(data: dict[str, Any]) -> str | int | None:
+    ref = data.get("id")
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 64):
+        return ref
+    return None
+
+
+def _describe_validation(type_: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False)[:5]:
+        # The first location item is the union tag; the rest is the field path.
+        where = ".".join(str(p) for p in error["loc"][1:]) or "message"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown field")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return f"{type_} is not valid: " + "; ".join(problems)
+
+
+def parse_client_message(raw: str | bytes) -> Any:
+    """One client frame as a `ClientMessage` model; raises `ProtocolError` when refused."""
+    if isinstance(raw, bytes):
+        raise ProtocolError("malformed", "messages are JSON text frames, not binary frames")
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_SDP_MESSAGE_BYTES:
+        raise ProtocolError(
+            "too_large", f"message of {size} bytes refused: the limit is {MAX_SDP_MESSAGE_BYTES}"
+        )
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError("malformed", f"the message is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("malformed", "a message must be a JSON object")
+    ref = _ref_of(data)
+    type_ = data.get("type")
+    if not isinstance(type_, str):
+        raise ProtocolError("malformed", 'a message needs a "type" (a string)', ref)
+    if type_ not in CLIENT_TYPES:
+        shown = type_ if len(type_) <= 40 else type_[:40] + "…"
+        raise ProtocolError("unknown_type", f"unknown message type {shown!r}", ref)
+    if type_ not in _SDP_TYPES and size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            "too_large",
+            f"{type_} message of {size} bytes refused: the limit is {MAX_MESSAGE_BYTES}",
+            ref,
+        )
+    try:
+        return _CLIENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid", _describe_validation(type_, exc), ref) from None
+
+
+# --- server -> client ------------------------------------------------------------------
+
+
+class LanguageInfo(_Message):
+    code: str
+    name: str
+
+
+class BoothInfo(_Message):
+    id: str
+    name: str
+    works_into: list[str]
+
+
+class EventSummary(_Message):
+    id: str
+    title: dict[str, str]
+    languages: list[LanguageInfo]
+    booths: list[BoothInfo]
+    fallback: Literal["floor", "silence"]
+
+
+class Scope(_Message):
+    subject: str
+    booth: str | None = None
+    speaker: str | None = None
+
+
+class Welcome(_Message):
+    type: Literal["welcome"] = "welcome"
+    v: int = PROTOCOL_VERSION
+    role: Role
+    scope: Scope
+    event: EventSummary
+
+
+class SpeakerOnAir(_Message):
+    speaker: str
+    language: str
+    connected: bool
+
+
+class ChannelState(_Message):
+    kind: Literal["floor", "interpreter", "silence"]
+    reason: Literal["speaker_language", "interpretation", "fallback", "cough", "no_speaker"]
+    booth: str | None = None
+    interpreter: str | None = None
+
+
+class Direction(_Message):
+    source: str | None
+    into: str
+
+
+class Handover(_Message):
+    by: str
+    at: float
+    take_over_at: float
+
+
+class InterpreterState(_Message):
+    id: str
+    connected: bool
+    on_air: bool
+    #: The interpreter's own choice ("floor" or a language), null = the booth's default.
+    listen: str | None
+    publishing: bool
+
+
+class BoothState(_Message):
+    id: str
+    works_into: list[str]
+    direction: Direction | None
+    direction_override: str | None
+    #: What the booth's interpreters hear unless they choose: "floor" or a language (relay).
+    listen_default: str
+    on_air: str | None
+    on_air_connected: bool
+    on_air_since: float | None
+    coughing: bool
+    handover: Handover | None
+    interpreters: list[InterpreterState]
+
+
+class Publishers(_Message):
+    speakers: list[str]
+    interpreters: dict[str, list[str]]
+
+
+class AttendeeView(_Message):
+    channel: str
+    original_under: bool
+    audio_only: bool
+
+
+class InterpreterView(_Message):
+    booth: str
+    listen: str
+    on_air: bool
+    may_take_over: bool
+
+
+class SpeakerView(_Message):
+    speaker: str
+    on_air: bool
+    publishing: bool
+
+
+class State(_Message):
+    type: Literal["state"] = "state"
+    server_time: float
+    session: str | None
+    on_air: SpeakerOnAir | None
+    channels: dict[str, ChannelState]
+    booths: list[BoothState]
+    listeners: dict[str, int]
+    publishers: Publishers
+    you: AttendeeView | InterpreterView | SpeakerView | None = None
+
+
+class Slot(_Message):
+    name: str
+    kind: Literal["audio", "video"]
+    output: str
+    mid: str | None = None
+
+
+class ServerOffer(_Message):
+    type: Literal["offer"] = "offer"
+    purpose: Literal["subscribe"] = "subscribe"
+    sdp: str
+    slots: list[Slot]
+
+
+class ServerAnswer(_Message):
+    type: Literal["answer"] = "answer"
+    purpose: Literal["publish"] = "publish"
+    sdp: str
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | int | None = None
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
+    ref: str | int | None = None
+
+
+ServerMessage = Annotated[
+    Welcome | State | ServerOffer | ServerAnswer | Error | Pong, Field(discriminator="type")
+]
+SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+def encode(message: _Message) -> str:
+    """A server message as the JSON text of one frame."""
+    return message.model_dump_json()
