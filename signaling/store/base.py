@@ -92,7 +92,7 @@ class Store(ABC):
         """Release connections and threads. Calling it on a closed store does nothing."""
 
     @abstractmethod
-    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
+    async def register(self, reg: NewRegistration) -> tuple[Registration, bool]:
         """Register a person for an event, once per event and address.
 
         Returns the registration and True when it was created by this call, or the existing
@@ -106,7 +106,7 @@ class Store(ABC):
         """The registration for this event and address (any letter case), or None."""
 
     @abstractmethod
-    async def registration(self, registration_id: str) -> Registration | None:
+    async def registration(self, reg_id: str) -> Registration | None:
         """The registration with this id, or None."""
 
     @abstractmethod

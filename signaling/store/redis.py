@@ -134,14 +134,14 @@ class RedisStore(Store):
     def _registration_key(registration_id: str) -> str:
         return f"{PREFIX}registration:{registration_id}"
 
-    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
+    async def register(self, reg: NewRegistration) -> tuple[Registration, bool]:
         client = self._client
-        candidate = Registration.issue(new, now=self._now())
+        candidate = Registration.issue(reg, now=self._now())
         try:
             created, reg_id = await self._register_script(
                 keys=[
-                    self._event_key(new.event_id, "emails"),
-                    self._event_key(new.event_id, "registrations"),
+                    self._event_key(reg.event_id, "emails"),
+                    self._event_key(reg.event_id, "registrations"),
                     self._registration_key(candidate.id),
                 ],
                 args=[candidate.email_key, candidate.id, json.dumps(candidate.to_record())],
@@ -166,10 +166,10 @@ class RedisStore(Store):
             raise self._fail(exc) from exc
         return Registration.from_record(json.loads(raw)) if raw is not None else None
 
-    async def registration(self, registration_id: str) -> Registration | None:
+    async def registration(self, reg_id: str) -> Registration | None:
         client = self._client
         try:
-            raw = await client.get(self._registration_key(registration_id))
+            raw = await client.get(self._registration_key(reg_id))
         except RedisError as exc:
             raise self._fail(exc) from exc
         return Registration.from_record(json.loads(raw)) if raw is not None else None

@@ -141,8 +141,8 @@ class SqliteStore(Store):
         finally:
             executor.shutdown(wait=True)
 
-    async def register(self, new: NewRegistration) -> tuple[Registration, bool]:
-        candidate = Registration.issue(new, now=self._now())
+    async def register(self, reg: NewRegistration) -> tuple[Registration, bool]:
+        candidate = Registration.issue(reg, now=self._now())
 
         def work(conn: sqlite3.Connection) -> tuple[Registration, bool]:
             record = candidate.to_record()
@@ -174,10 +174,10 @@ class SqliteStore(Store):
 
         return await self._run(work)
 
-    async def registration(self, registration_id: str) -> Registration | None:
+    async def registration(self, reg_id: str) -> Registration | None:
         def work(conn: sqlite3.Connection) -> Registration | None:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
+                f"SELECT {_COLUMNS} FROM registrations WHERE id = ?", (reg_id,)
             ).fetchone()
             return _registration(row) if row else None
 
