@@ -8,12 +8,13 @@ mistake at once, each with its place in the file (``sessions[1].speakers[2].lang
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import (
@@ -99,7 +100,7 @@ class LocalizedText(RootModel[dict[str, str]]):
             if lang not in UI_LANGUAGES:
                 raise PydanticCustomError(
                     "ui_language",
-                    "{lang!r} is not a UI language ({allowed})",
+                    "'{lang}' is not a UI language ({allowed})",
                     {"lang": lang, "allowed": ", ".join(UI_LANGUAGES)},
                 )
             if not text.strip():
@@ -171,7 +172,7 @@ class Booth(_ProgramModel):
         if len(codes) == 2 and codes[0] == codes[1]:
             raise PydanticCustomError(
                 "booth_languages",
-                "{code!r} is listed twice: a bidirectional booth works into two "
+                "'{code}' is listed twice: a bidirectional booth works into two "
                 "different languages",
                 {"code": codes[0]},
             )
@@ -228,10 +229,12 @@ class Event(_ProgramModel):
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
+            close = difflib.get_close_matches(name, available_timezones(), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "e.g. 'Europe/Brussels'"
             raise PydanticCustomError(
                 "timezone",
-                "{name!r} is not an IANA time zone (e.g. 'Europe/Brussels')",
-                {"name": name},
+                "'{name}' is not an IANA time zone ({hint})",
+                {"name": name, "hint": hint},
             ) from None
         return name
 
@@ -342,14 +345,13 @@ def consistency_problems(data: Mapping[str, Any]) -> list[str]:
         for i, language in enumerate(languages):
             code = language.get("code") if isinstance(language, Mapping) else None
             if not isinstance(code, str):
-                codes = None
                 continue
-            if codes is not None and code in codes:
+            if code in codes:
                 problems.append(
                     f"languages[{i}].code: {code!r} is listed twice "
                     f"(first at languages[{codes[code]}])"
                 )
-            elif codes is not None:
+            else:
                 codes[code] = i
                 name = language.get("name")
                 names[code] = name if isinstance(name, str) else code
@@ -462,9 +464,11 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "this key is required"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"unknown key{hint}"
+        allowed = _allowed_keys(loc[:-1]) or []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        listing = f" (allowed: {', '.join(allowed)}{hint})" if allowed else ""
+        return f"unknown key{listing}"
     if kind == "string_pattern_mismatch":
         if error["ctx"]["pattern"] == SLUG_PATTERN:
             return (
@@ -534,9 +538,11 @@ def _consistency_located(problems: list[str]) -> list[tuple[tuple, str]]:
 def validation_problems(data: object) -> list[str]:
     """Every problem of an already parsed program, as location-prefixed lines."""
     if not isinstance(data, Mapping):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+        if data is None:
+            return ["the file is empty: it should hold an event program (id, title, ...)"]
         return [
-            f"the program must be a mapping of keys (id, title, ...) at the top level, not {kind}"
+            "the program must be a mapping of keys (id, title, ...) at the top level, "
+            f"not a {type(data).__name__}"
         ]
     try:
         Event.model_validate(data)
@@ -591,7 +597,7 @@ def parse_program(text: str) -> tuple[object, list[str]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        problem = ": ".join(p for p in (exc.context, exc.problem) if p)
         return None, [f"{where}YAML syntax error: {problem}"]
     except yaml.YAMLError as exc:
         return None, [f"YAML syntax error: {exc}"]
