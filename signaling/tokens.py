@@ -146,11 +146,9 @@ class TokenSigner:
         if len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken("this link is not valid (the access code is too long)")
         payload, dot, signature = token.strip().partition(".")
-        if not dot or not payload or not signature or not _BASE64URL.match(payload):
+        if not dot or not _BASE64URL.match(payload) or not _BASE64URL.match(signature):
             raise MalformedToken("this link is not valid (it is damaged or incomplete)")
-        if not hmac.compare_digest(
-            signature.encode("ascii", "replace"), self._sign(payload).encode()
-        ):
+        if not hmac.compare_digest(signature.encode("ascii"), self._sign(payload).encode("ascii")):
             raise ForgedToken("this link is not valid (signature mismatch)")
         claims = self._decode(payload)
         if self._clock() >= claims.expires_at.timestamp():

@@ -1,0 +1,164 @@
+"""The instance secret (0600 file in the data directory, made once, reused) and the
+settings it comes from (DRAGOMAN_* environment variables)."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from signaling.secret import SecretError, load_or_create_secret, secret_path
+from signaling.settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DRAGOMAN_"):
+            monkeypatch.delenv(name)
+
+
+def test_secret_file_is_created_0600_and_reused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    first = load_or_create_secret(settings)
+    path = secret_path(settings)
+    assert path == tmp_path / "data" / "secret.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) == 32
+    # Another process (the CLI) with the same data directory signs alike.
+    assert load_or_create_secret(Settings(data_dir=tmp_path / "data")) == first
+    assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
+
+
+def test_secret_is_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        load_or_create_secret(Settings(data_dir=tmp_path))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
+
+
+def test_secret_from_settings_wins_and_writes_nothing(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, secret="s" * 40)
+    assert load_or_create_secret(settings) == b"s" * 40
+    assert not (tmp_path / "secret.key").exists()
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_secret_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "secret.key"
+    path.write_bytes(b"x" * 32)
+    path.chmod(mode)
+    with pytest.raises(
+        SecretError, match=f"can be read or written by other users .mode {mode:04o}"
+    ):
+        load_or_create_secret(Settings(data_dir=tmp_path))
+
+
+def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret.key"
+    path.write_bytes(b"")
+    path.chmod(0o600)
+    with pytest.raises(SecretError, match="is empty; delete it to generate a new one"):
+        load_or_create_secret(Settings(data_dir=tmp_path))
+    assert path.read_bytes() == b""
+
+
+def test_short_secret_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "secret.key"
+    path.write_bytes(b"abc")
+    path.chmod(0o600)
+    with pytest.raises(SecretError, match="holds only 3 bytes"):
+        load_or_create_secret(Settings(data_dir=tmp_path))
+
+
+def test_secret_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.key").mkdir(mode=0o700)
+    with pytest.raises(SecretError, match="is not a regular file"):
+        load_or_create_secret(Settings(data_dir=tmp_path))
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.public_url == "http://127.0.0.1:8080"
+    assert settings.data_dir == Path("data")
+    assert settings.event_file.name == "shared-historical-memory.yaml"
+    assert settings.event_file.is_file()
+    assert settings.redis_url is None
+    assert settings.ice_servers == []
+    assert settings.ice_public_address is None
+    assert settings.secret is None
+    assert settings.token_ttl_hours > 0
+    assert settings.log_format == "auto"
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DRAGOMAN_HOST", "0.0.0.0")
+    monkeypatch.setenv("DRAGOMAN_PORT", "9000")
+    monkeypatch.setenv("DRAGOMAN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DRAGOMAN_EVENT_FILE", str(tmp_path / "event.yaml"))
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", "redis://127.0.0.1:6390/0")
+    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", "stun:stun.example.org:3478, turn:turn.example.org")
+    monkeypatch.setenv("DRAGOMAN_ICE_PUBLIC_ADDRESS", "203.0.113.7")
+    monkeypatch.setenv("DRAGOMAN_SECRET", "z" * 32)
+    monkeypatch.setenv("DRAGOMAN_TOKEN_TTL_HOURS", "12")
+    monkeypatch.setenv("DRAGOMAN_LOG_FORMAT", "json")
+    settings = Settings()
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9000
+    # Listening on every interface: links point at localhost unless a public URL is set.
+    assert settings.public_url == "http://localhost:9000"
+    assert settings.data_dir == tmp_path
+    assert settings.event_file == tmp_path / "event.yaml"
+    assert settings.redis_url == "redis://127.0.0.1:6390/0"
+    assert settings.ice_servers == ["stun:stun.example.org:3478", "turn:turn.example.org"]
+    assert settings.ice_public_address == "203.0.113.7"
+    assert settings.secret is not None and settings.secret.get_secret_value() == "z" * 32
+    assert settings.token_ttl_hours == 12
+    assert settings.log_format == "json"
+    assert "zzzz" not in repr(settings)
+
+
+def test_ice_servers_as_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", '["stun:a.example.org", "turn:b.example.org"]')
+    assert Settings().ice_servers == ["stun:a.example.org", "turn:b.example.org"]
+
+
+def test_public_url_is_kept_without_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAGOMAN_PUBLIC_URL", "https://events.example.org/")
+    assert Settings().public_url == "https://events.example.org"
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAGOMAN_PORT", "9000")
+    settings = load_settings(port=9100, host=None)
+    assert settings.port == 9100
+    assert settings.host == "127.0.0.1"
+    assert settings.public_url == "http://127.0.0.1:9100"
+
+
+def test_ipv6_host_is_bracketed_in_the_public_url() -> None:
+    assert Settings(host="::1", port=8081).public_url == "http://[::1]:8081"
+
+
+def test_invalid_settings_name_the_variable_and_hide_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_PORT", "eighty")
+    monkeypatch.setenv("DRAGOMAN_SECRET", "hunter2")
+    monkeypatch.setenv("DRAGOMAN_LOG_FORMAT", "xml")
+    monkeypatch.setenv("DRAGOMAN_PUBLIC_URL", "events.example.org")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    problems = caught.value.problems
+    assert "secret (DRAGOMAN_SECRET): the secret must be at least 32 characters long" in problems
+    assert any(p.startswith("port (DRAGOMAN_PORT): should be a valid integer") for p in problems)
+    assert any(p.startswith("log_format (DRAGOMAN_LOG_FORMAT): ") for p in problems)
+    assert (
+        "public_url (DRAGOMAN_PUBLIC_URL): the public URL must start with http:// or https://"
+        in problems
+    )
+    assert "hunter2" not in str(caught.value)
