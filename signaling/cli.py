@@ -1,0 +1,377 @@
+"""The `dragoman` command: serve an event, check a program, invite staff, list registrations.
+
+Every command reads the same settings (`DRAGOMAN_*` environment variables, the
+flags overriding them) and the same data directory, so links printed by
+`invite` are signed with the secret `serve` verifies them with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from signaling.app import create_app, make_runner
+from signaling.http_api import attendee_ttl
+from signaling.logs import configure_logging
+from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
+from signaling.registration import Registration
+from signaling.secret import SecretError, load_or_create_secret
+from signaling.settings import Settings, SettingsError, load_settings
+from signaling.store import StoreError, open_store
+from signaling.tokens import Role, TokenSigner
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+ROLE_PAGES = {Role.MODERATOR: "studio", Role.INTERPRETER: "booth", Role.SPEAKER: "stage"}
+CSV_COLUMNS = ("id", "name", "email", "language", "created_at")
+# A spreadsheet runs a cell starting with one of these as a formula: a name typed by a
+# stranger must not become one when the organizer opens the export.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class CommandError(Exception):
+    """A problem the person running the command can fix; printed as it is, exit 1."""
+
+
+# --- settings and program shared by every command ------------------------------------------
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, *, event: bool = True) -> None:
+    group = parser.add_argument_group("settings (override the DRAGOMAN_* environment)")
+    group.add_argument(
+        "--data-dir", type=Path, help="data directory: secret, SQLite store (default: data)"
+    )
+    if event:
+        group.add_argument(
+            "--event", type=Path, help="event program file (default: the seed conference)"
+        )
+    group.add_argument("--redis-url", help="keep state in Redis (needed for several nodes)")
+    group.add_argument("--public-url", help="base URL of the links (default: http://HOST:PORT)")
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    try:
+        return load_settings(
+            data_dir=args.data_dir,
+            event_file=getattr(args, "event", None),
+            redis_url=args.redis_url,
+            public_url=args.public_url,
+            **extra,
+        )
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _program(settings: Settings) -> Event:
+    try:
+        return load_program(settings.event_file)
+    except ProgramError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _signer(settings: Settings) -> TokenSigner:
+    try:
+        return TokenSigner(load_or_create_secret(settings))
+    except SecretError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _title(event: Event) -> str:
+    return event.title.get("en")
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port)
+    configure_logging(settings.log_format)
+    event = _program(settings)
+    _signer(settings)  # a broken secret file is reported before anything starts
+    app = create_app(settings, event=event)
+    return asyncio.run(_run_server(app, settings, event))
+
+
+async def _run_server(app: web.Application, settings: Settings, event: Event) -> int:
+    runner = make_runner(app)
+    try:
+        await runner.setup()
+    except StoreError as exc:
+        await runner.cleanup()
+        raise CommandError(f"cannot open the store: {exc}") from None
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                "choose another port with --port"
+            ) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        _print_welcome(settings, event)
+        await stop.wait()
+        print("Stopping.", flush=True)
+    finally:
+        await runner.cleanup()
+    return EXIT_OK
+
+
+def _print_welcome(settings: Settings, event: Event) -> None:
+    # The links must be built from the same data directory (secret) and public URL.
+    flags = f" --data-dir {settings.data_dir}" if settings.data_dir != Path("data") else ""
+    if settings.public_url != DEFAULT_PUBLIC_URL:
+        flags += f" --public-url {settings.public_url}"
+    booths = "|".join(booth.id for booth in event.booths) or "ID"
+    speaker = event.speakers[0].id
+    print(
+        f'Dragoman is serving "{_title(event)}" '
+        f"({len(event.sessions)} sessions, {len(event.speakers)} speakers).\n"
+        f"Open {settings.public_url}/ in a browser.\n"
+        f"Staff links (run in another terminal, same settings):\n"
+        f"  dragoman invite --role moderator{flags}\n"
+        f"  dragoman invite --role interpreter --booth {booths}{flags}\n"
+        f"  dragoman invite --role speaker --speaker {speaker}{flags}\n"
+        f"Registrations: dragoman registrations{flags}\n"
+        f"Press Ctrl+C to stop.",
+        flush=True,
+    )
+
+
+# --- check-config ----------------------------------------------------------------------------
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        event = load_program(args.file)
+    except ProgramError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"OK: {_title(event)}, {len(event.sessions)} sessions, {len(event.speakers)} speakers")
+    return EXIT_OK
+
+
+# --- invite ----------------------------------------------------------------------------------
+
+
+def _invite(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    event = _program(settings)
+    role = Role(args.role)
+    booth_id = args.booth
+    speaker_id = args.speaker
+    valid_booths = ", ".join(booth.id for booth in event.booths) or "(the program has none)"
+    valid_speakers = ", ".join(speaker.id for speaker in event.speakers)
+    if role is Role.INTERPRETER:
+        if not booth_id:
+            raise CommandError(f"an interpreter link needs --booth; the booths are: {valid_booths}")
+        try:
+            event.booth(booth_id)
+        except UnknownBooth:
+            raise CommandError(
+                f"there is no booth {booth_id!r} in {settings.event_file}; "
+                f"the booths are: {valid_booths}"
+            ) from None
+    elif booth_id:
+        raise CommandError("--booth is only for --role interpreter")
+    if role is Role.SPEAKER:
+        if not speaker_id:
+            raise CommandError(
+                f"a speaker link needs --speaker; the speakers are: {valid_speakers}"
+            )
+        try:
+            event.speaker(speaker_id)
+        except UnknownSpeaker:
+            raise CommandError(
+                f"there is no speaker {speaker_id!r} in {settings.event_file}; "
+                f"the speakers are: {valid_speakers}"
+            ) from None
+    elif speaker_id:
+        raise CommandError("--speaker is only for --role speaker")
+    ttl_hours = args.ttl_hours if args.ttl_hours is not None else settings.token_ttl_hours
+    if ttl_hours <= 0:
+        raise CommandError("--ttl-hours must be a positive number of hours")
+    subject = args.name or _default_subject(role, booth_id, speaker_id)
+    if len(subject) > 200:
+        raise CommandError("--name has at most 200 characters")
+    token = _signer(settings).issue(
+        role, subject=subject, booth=booth_id, speaker=speaker_id, ttl=timedelta(hours=ttl_hours)
+    )
+    expires = datetime.now(UTC) + timedelta(hours=ttl_hours)
+    print(f"{settings.public_url}/{ROLE_PAGES[role]}?token={token}")
+    print(
+        f"{role.described} link for {subject!r}, valid until "
+        f"{expires:%Y-%m-%d %H:%M} UTC. Send it only to that person.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _default_subject(role: Role, booth: str | None, speaker: str | None) -> str:
+    if role is Role.SPEAKER and speaker:
+        return speaker
+    # Two interpreters of one booth, or two moderators, must not share an identity.
+    prefix = f"{booth}-interpreter" if booth else role.value
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+# --- registrations ---------------------------------------------------------------------------
+
+
+def _registrations(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    event = _program(settings)
+    signer = _signer(settings) if args.links else None
+    rows = asyncio.run(_load_registrations(settings, event))
+    link: Callable[[Registration], str] | None = None
+    if signer is not None:
+        ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
+
+        def link(registration: Registration) -> str:
+            token = signer.issue(
+                Role.ATTENDEE,
+                subject=registration.id,
+                registration=registration.id,
+                ttl=ttl,
+            )
+            return f"{settings.public_url}/watch?token={token}"
+
+    if args.csv is None:
+        _print_table(rows, event, link)
+    elif args.csv == "-":
+        _write_csv(rows, sys.stdout, link)
+    else:
+        path = Path(args.csv)
+        try:
+            with path.open("w", encoding="utf-8", newline="") as out:
+                _write_csv(rows, out, link)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+        print(f"Wrote {len(rows)} registrations to {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _load_registrations(settings: Settings, event: Event) -> list[Registration]:
+    store = open_store(settings)
+    try:
+        async with store:
+            return await store.registrations(event.id)
+    except StoreError as exc:
+        raise CommandError(f"cannot read the store: {exc}") from None
+
+
+def _spreadsheet_safe(value: str) -> str:
+    return f"'{value}" if value.startswith(_FORMULA_START) else value
+
+
+def _write_csv(
+    rows: Sequence[Registration], out: TextIO, link: Callable[[Registration], str] | None
+) -> None:
+    writer = csv.writer(out)
+    writer.writerow([*CSV_COLUMNS, *(["link"] if link else [])])
+    for row in rows:
+        cells = [row.id, row.name, row.email, row.language, row.created_at.isoformat()]
+        writer.writerow([_spreadsheet_safe(cell) for cell in cells] + ([link(row)] if link else []))
+
+
+def _print_table(
+    rows: Sequence[Registration], event: Event, link: Callable[[Registration], str] | None
+) -> None:
+    print(f"{len(rows)} registrations for {_title(event)}")
+    for row in rows:
+        # Printed with repr-like quoting of control characters: a terminal must not obey a name.
+        name = (
+            row.name.encode("unicode_escape").decode("ascii")
+            if not row.name.isprintable()
+            else row.name
+        )
+        line = f"{row.created_at:%Y-%m-%d %H:%M}  {row.language}  {name} <{row.email}>"
+        print(f"{line}  {link(row)}" if link else line)
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dragoman",
+        description="Live events with simultaneous interpretation over WebRTC.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server", description="Run the server.")
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    _add_settings_flags(serve)
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser(
+        "check-config",
+        help="check an event program file",
+        description="Check an event program; print every problem, or a summary when it is OK.",
+    )
+    check.add_argument("file", type=Path, help="the program file (YAML)")
+    check.add_argument("--data-dir", type=Path, help="accepted for symmetry; not used")
+    check.set_defaults(run=_check_config)
+
+    invite = commands.add_parser(
+        "invite",
+        help="print a staff link",
+        description="Print a link that admits a moderator, an interpreter or a speaker.",
+    )
+    invite.add_argument("--role", required=True, choices=[r.value for r in ROLE_PAGES])
+    invite.add_argument("--booth", help="the booth id (interpreters)")
+    invite.add_argument("--speaker", help="the speaker id from the program (speakers)")
+    invite.add_argument("--name", help="who the link is for (default: generated)")
+    invite.add_argument(
+        "--ttl-hours", type=float, help="validity in hours (default: DRAGOMAN_TOKEN_TTL_HOURS)"
+    )
+    _add_settings_flags(invite)
+    invite.set_defaults(run=_invite)
+
+    registrations = commands.add_parser(
+        "registrations",
+        help="list or export registrations",
+        description="List the registrations, or export them as CSV.",
+    )
+    registrations.add_argument(
+        "--csv", metavar="FILE", help="write CSV to FILE ('-' for standard output)"
+    )
+    registrations.add_argument(
+        "--links", action="store_true", help="add each person's personal link"
+    )
+    _add_settings_flags(registrations)
+    registrations.set_defaults(run=_registrations)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except CommandError as exc:
+        print(f"dragoman {args.command}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
