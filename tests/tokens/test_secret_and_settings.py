@@ -162,3 +162,12 @@ def test_invalid_settings_name_the_variable_and_hide_the_secret(
         in problems
     )
     assert "hunter2" not in str(caught.value)
+
+
+def test_default_event_file_does_not_depend_on_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    event_file = Settings().event_file
+    assert event_file.is_absolute()
+    assert event_file.is_file()
