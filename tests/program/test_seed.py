@@ -83,9 +83,9 @@ def test_seed_languages_booth_and_fallback(seed: Event) -> None:
 
 def test_seed_time_is_brussels_afternoon(seed: Event) -> None:
     assert seed.timezone == "Europe/Brussels"
-    assert seed.starts_at == datetime(2026, 6, 21, 14, 0)
+    assert seed.starts_at == datetime(2027, 6, 21, 14, 0)
     # Brussels is on summer time (UTC+2) in June.
-    assert seed.starts_at_utc == datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+    assert seed.starts_at_utc == datetime(2027, 6, 21, 12, 0, tzinfo=UTC)
 
 
 def test_seed_texts_exist_in_every_ui_language(seed: Event) -> None:
