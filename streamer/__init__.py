@@ -3,5 +3,34 @@
 Publishers attach tracks to sources; outputs point at one source at a time;
 subscribers receive outputs on one peer connection. Media is forwarded packet
 by packet, never decoded. This package knows nothing of events, roles or
-tokens.
+tokens. Start with `streamer.sfu` (the facade, with a usage example).
 """
+
+from .errors import (
+    InvalidSdp,
+    KindMismatch,
+    SfuClosed,
+    StreamerError,
+    UnknownName,
+    UnknownOutput,
+    UnknownPublisher,
+    UnknownSlot,
+    UnknownSource,
+    UnknownSubscriber,
+)
+from .sfu import Sfu, SfuConfig
+
+__all__ = [
+    "InvalidSdp",
+    "KindMismatch",
+    "Sfu",
+    "SfuClosed",
+    "SfuConfig",
+    "StreamerError",
+    "UnknownName",
+    "UnknownOutput",
+    "UnknownPublisher",
+    "UnknownSlot",
+    "UnknownSource",
+    "UnknownSubscriber",
+]

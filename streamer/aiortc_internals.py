@@ -1,0 +1,394 @@
+"""Every use of aiortc's private names, in one place.
+
+aiortc has no public way to take encoded RTP out of a receiver or to put
+already-encoded RTP into a sender, so the streamer reaches inside. All of it is
+here, pinned to aiortc 1.16.0, and `check()` (run by the tests) fails loudly,
+naming what moved, if an upgrade changes any of it:
+
+- `InboundTap` shadows `RTCRtpReceiver._handle_rtp_packet` on one receiver
+  instance: decrypted packets reach the forwarder before any jitter buffer or
+  decoder. It keeps what the publisher relies on from the receiver: receiver
+  reports (via the receiver's own statistics), NACKs upstream for video, REMB
+  bandwidth feedback, and it can send a PLI upstream.
+- `SenderLink` wraps one `RTCRtpSender`: it learns the negotiated parameters
+  when aiortc starts the sender, sends ready-made RTP through the sender's DTLS
+  transport (which SRTP-protects it), keeps the sender's RTCP sender-report
+  counters true, and routes the subscriber's RTCP (NACK, PLI, FIR, receiver
+  reports) to the streamer.
+- `IdleTrack` is the placeholder track of a subscriber's sender: aiortc's own
+  sender loop awaits it forever, so it never encodes, sends or wakes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiortc
+from aioice.ice import StunProtocol
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+from .errors import StreamerError
+
+AIORTC_VERSION = "1.16.0"
+
+# Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
+_NTP_EPOCH_OFFSET = 2208988800
+
+__all__ = [
+    "RTCP_PSFB_FIR",
+    "RTCP_PSFB_PLI",
+    "RTCP_RTPFB_NACK",
+    "AiortcIncompatible",
+    "IdleTrack",
+    "InboundTap",
+    "RtcpPsfbPacket",
+    "RtcpRrPacket",
+    "RtcpRtpfbPacket",
+    "RtcpSrPacket",
+    "RtpPacket",
+    "SenderLink",
+    "check",
+    "ntp_time",
+]
+
+
+class AiortcIncompatible(StreamerError, RuntimeError):
+    """The installed aiortc no longer has a private name the streamer relies on."""
+
+
+def ntp_time(now: float) -> int:
+    """64-bit NTP timestamp of a `time.time()` value (cheaper than aiortc's clock)."""
+    return (int((now + _NTP_EPOCH_OFFSET) * 65536.0) << 16) & 0xFFFFFFFFFFFFFFFF
+
+
+def _require(obj: object, name: str) -> object:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise AiortcIncompatible(
+            f"aiortc {aiortc.__version__}: {type(obj).__name__} has no attribute {name!r}; "
+            f"streamer/aiortc_internals.py is written for aiortc {AIORTC_VERSION}"
+        ) from None
+
+
+class IdleTrack(MediaStreamTrack):
+    """A track whose `recv()` never returns.
+
+    aiortc's sender loop (`RTCRtpSender._run_rtp`) awaits `track.recv()`; with
+    this track it waits forever without waking up, so the encoder never runs.
+    With no track at all the loop would poll every 20 ms.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> object:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable: the future above is never resolved")
+
+
+PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
+
+
+class InboundTap:
+    """Takes decrypted RTP packets out of one `RTCRtpReceiver`, before any buffering."""
+
+    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+        self._receiver = receiver
+        self._on_packet = on_packet
+        # These dicts are filled in place by `RTCRtpReceiver.receive()`, later.
+        self._codecs: dict[int, RTCRtpCodecParameters] = _require(
+            receiver, "_RTCRtpReceiver__codecs"
+        )  # type: ignore[assignment]
+        self._rtx_ssrc: dict[int, int] = _require(receiver, "_RTCRtpReceiver__rtx_ssrc")  # type: ignore[assignment]
+        self._streams: dict[int, StreamStatistics] = _require(
+            receiver, "_RTCRtpReceiver__remote_streams"
+        )  # type: ignore[assignment]
+        self._nack = _require(receiver, "_RTCRtpReceiver__nack_generator")
+        self._estimator = _require(receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
+        for name in ("_send_rtcp", "_send_rtcp_nack", "_send_rtcp_pli", "_handle_rtp_packet"):
+            _require(receiver, name)
+        self.media_ssrc: int | None = None
+        self.closed = False
+        # An instance attribute shadows the method the DTLS transport calls.
+        receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
+
+    async def _handle(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if self.closed:
+            return
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        receiver = self._receiver
+        if codec.mimeType[-4:].lower() == "/rtx":
+            # Retransmissions answer our own upstream NACKs (or are bandwidth
+            # probes when empty): unwrap them into the original stream.
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        if not packet.payload:
+            return
+        self.media_ssrc = packet.ssrc
+        estimator = self._estimator
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+            if remb is not None and rtcp_ssrc is not None:
+                await receiver._send_rtcp(  # type: ignore[attr-defined]
+                    RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)
+                    )
+                )
+        nack = self._nack
+        if nack is not None and nack.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))  # type: ignore[attr-defined]
+        await self._on_packet(packet, codec)
+
+    async def request_keyframe(self) -> bool:
+        """Send a PLI to the publisher; False if nothing has been received yet."""
+        if self.closed or self.media_ssrc is None:
+            return False
+        await self._receiver._send_rtcp_pli(self.media_ssrc)  # type: ignore[attr-defined]
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+RtcpHandler = Callable[[AnyRtcpPacket], Awaitable[bool]]
+
+
+@dataclass(slots=True)
+class NegotiatedSend:
+    """What one sender may put on the wire, as negotiated with the subscriber."""
+
+    mid: str | None
+    payload_types: dict[str, int]  # lower-case mime type -> payload type
+    rtx_payload_types: dict[int, int]  # media payload type -> its RTX payload type
+    clock_rates: dict[int, int]
+    nack: bool  # the subscriber asked for NACK on the primary codec
+    extension_ids: dict[str, int]  # uri -> one-byte extension id
+
+
+class SenderLink:
+    """Puts ready-made RTP on the wire through one `RTCRtpSender`'s transport."""
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        on_started: Callable[[NegotiatedSend], None],
+        on_rtcp: RtcpHandler,
+    ) -> None:
+        self._sender = sender
+        self.ssrc: int = _require(sender, "_ssrc")  # type: ignore[assignment]
+        self.rtx_ssrc: int = _require(sender, "_rtx_ssrc")  # type: ignore[assignment]
+        for name in (
+            "_RTCRtpSender__packet_count",
+            "_RTCRtpSender__octet_count",
+            "_RTCRtpSender__ntp_timestamp",
+            "_RTCRtpSender__rtp_timestamp",
+            "_handle_rtcp_packet",
+        ):
+            _require(sender, name)
+        self._dtls: RTCDtlsTransport | None = None
+        self._protect: Callable[[bytes], bytes] | None = None
+        self._on_started = on_started
+        self._on_rtcp = on_rtcp
+        self._original_send = sender.send
+        self._original_rtcp = sender._handle_rtcp_packet
+        self.closed = False
+        self._pending: set[asyncio.Future[None]] = set()
+        # Instance attributes shadow the methods aiortc calls.
+        sender.send = self._send_parameters  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = self._handle_rtcp  # type: ignore[method-assign]
+
+    async def _send_parameters(self, parameters: RTCRtpSendParameters) -> None:
+        await self._original_send(parameters)
+        # aiortc only starts a sender once DTLS is connected, so SRTP keys exist now.
+        self._dtls = self._sender.transport
+        self._protect = self._dtls._tx_srtp.protect  # type: ignore[attr-defined]
+        codecs = parameters.codecs
+        payload_types: dict[str, int] = {}
+        rtx: dict[int, int] = {}
+        rates: dict[int, int] = {}
+        for codec in codecs:
+            mime = codec.mimeType.lower()
+            if mime.endswith("/rtx"):
+                apt = codec.parameters.get("apt")
+                if isinstance(apt, int):
+                    rtx.setdefault(apt, codec.payloadType)
+                continue
+            rates[codec.payloadType] = codec.clockRate
+            if mime == "video/h264" and codec.parameters.get("packetization-mode") != "1":
+                # Browsers send packetization-mode 1; prefer it when both are offered.
+                payload_types.setdefault(mime, codec.payloadType)
+            else:
+                previous = payload_types.get(mime)
+                if previous is None or mime == "video/h264":
+                    payload_types[mime] = codec.payloadType
+        nack = bool(codecs) and any(
+            fb.type == "nack" and not fb.parameter for fb in codecs[0].rtcpFeedback
+        )
+        self._on_started(
+            NegotiatedSend(
+                mid=parameters.muxId,
+                payload_types=payload_types,
+                rtx_payload_types=rtx,
+                clock_rates=rates,
+                nack=nack,
+                extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
+            )
+        )
+
+    async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if not await self._on_rtcp(packet):
+            await self._original_rtcp(packet)
+
+    def send(self, data: bytes, rtp_timestamp: int, ntp: int, octets: int) -> bool:
+        """Protect and send one RTP packet; True if it left.
+
+        Counts it into the sender's RTCP sender report, which aiortc emits itself.
+        """
+        dtls = self._dtls
+        if dtls is None or self.closed or dtls._state is not State.CONNECTED:  # type: ignore[attr-defined]
+            return False
+        pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
+        if pair is None:
+            return False
+        protocol = pair.protocol
+        if type(protocol) is StunProtocol:
+            # Direct UDP: skip two coroutine hops (aioice's send_data is just sendto).
+            protocol.transport.sendto(self._protect(data), pair.remote_addr)  # type: ignore[misc]
+        else:
+            # TURN and TCP candidates wrap the data: let aioice do it.
+            self._send_later(dtls, data)
+        sender = self._sender
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+        return True
+
+    def send_unaccounted(self, data: bytes) -> bool:
+        """Send a retransmission, which does not count into the sender report."""
+        dtls = self._dtls
+        if dtls is None or self.closed or dtls._state is not State.CONNECTED:  # type: ignore[attr-defined]
+            return False
+        self._send_later(dtls, data)
+        return True
+
+    def _send_later(self, dtls: RTCDtlsTransport, data: bytes) -> None:
+        task = asyncio.ensure_future(_send_via_aioice(dtls, data))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def close(self) -> None:
+        self.closed = True
+        for task in self._pending:
+            task.cancel()
+
+
+async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
+    try:
+        await dtls._send_rtp(data)  # type: ignore[attr-defined]
+    except ConnectionError:
+        pass
+
+
+def observe_received_rtp(
+    receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None]
+) -> Callable[[], None]:
+    """Call `observe` with every RTP packet a receiver gets, then process it as usual.
+
+    Used by tests (and diagnostics) to look at what a subscriber really receives.
+    Returns a function that removes the observer.
+    """
+    original = _require(receiver, "_handle_rtp_packet")
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        observe(packet)
+        await original(packet, arrival_time_ms=arrival_time_ms)  # type: ignore[operator]
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+    def remove() -> None:
+        receiver._handle_rtp_packet = original  # type: ignore[method-assign]
+
+    return remove
+
+
+async def check() -> None:
+    """Fail loudly, naming the missing piece, if aiortc changed what we rely on."""
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise AiortcIncompatible(
+            f"aiortc {aiortc.__version__} is installed; the streamer is pinned to "
+            f"{AIORTC_VERSION} (see streamer/aiortc_internals.py)"
+        )
+    pc = RTCPeerConnection()
+    try:
+        sender_transceiver = pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
+        receiver_transceiver = pc.addTransceiver("video", direction="recvonly")
+
+        async def ignore_packet(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+            return None
+
+        async def ignore_rtcp(packet: AnyRtcpPacket) -> bool:
+            return False
+
+        tap = InboundTap(receiver_transceiver.receiver, ignore_packet)
+        tap.close()
+        SenderLink(sender_transceiver.sender, lambda negotiated: None, ignore_rtcp).close()
+        dtls = sender_transceiver.sender.transport
+        for name in ("_state", "_send_rtp", "_rtp_router"):
+            _require(dtls, name)
+        _require(dtls.transport, "_connection")
+        _require(dtls.transport._connection, "_nominated")
+        source = RTCRtpSender.__dict__.get("_run_rtp")
+        if source is None or "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
+            raise AiortcIncompatible(
+                "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "
+                "IdleTrack would not keep the encoder idle"
+            )
+    finally:
+        await pc.close()
+
+
+def _source_of(function: object) -> str:
+    try:
+        return inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""

@@ -1,0 +1,138 @@
+"""The forwarding loop: one incoming RTP packet out to every subscriber slot.
+
+Runs inside the publisher's DTLS receive loop (called by the receiver tap),
+so a packet leaves for every subscriber before the next one is read: no
+queue, no task, no decoding. Per packet, the work that is the same for every
+subscriber (clock readings, keyframe test, header-extension values) is done
+once; per subscriber slot, only what must differ: a 16-byte header (its SSRC,
+payload type, rebased sequence number and timestamp), a byte splice, SRTP
+and `sendto`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from .aiortc_internals import RtpPacket, ntp_time
+from .keyframes import KeyframeThrottle, is_keyframe_start
+from .stats import SourceCounters
+
+if TYPE_CHECKING:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from .output import Output
+
+UpstreamRequest = Callable[[], Awaitable[bool]]
+
+
+class Forwarder:
+    """Fans one source's packets out to the outputs pointing at it."""
+
+    def __init__(self, kind: str, request_upstream: UpstreamRequest) -> None:
+        self.kind = kind
+        self.outputs: tuple[Output, ...] = ()
+        self.counters = SourceCounters()
+        self._request_upstream = request_upstream
+        self._throttle = KeyframeThrottle()
+        self._ssrc: int | None = None
+        # Identity of the incoming stream; replaced when the publisher's SSRC
+        # changes, so every slot re-anchors its sequence numbers.
+        self._stream = object()
+        self._mimes: dict[int, str] = {}
+        self._closed = False
+
+    def add_output(self, output: Output) -> None:
+        if output not in self.outputs:
+            self.outputs = (*self.outputs, output)
+
+    def remove_output(self, output: Output) -> None:
+        self.outputs = tuple(o for o in self.outputs if o is not output)
+
+    async def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe unless one was asked for very recently."""
+        if self.kind == "video" and not self._closed and self._throttle.due(time.monotonic()):
+            if await self._request_upstream():
+                self.counters.keyframe_requests += 1
+
+    def close(self) -> None:
+        self._closed = True
+        self.outputs = ()
+
+    async def handle(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        payload = packet.payload
+        size = len(payload)
+        counters = self.counters
+        counters.packets += 1
+        counters.bytes += size
+        outputs = self.outputs
+        if not outputs:
+            return
+
+        pt_in = packet.payload_type
+        mime = self._mimes.get(pt_in)
+        if mime is None:
+            mime = self._mimes[pt_in] = codec.mimeType.lower()
+        if packet.ssrc != self._ssrc:
+            self._ssrc = packet.ssrc
+            self._stream = object()
+        stream = self._stream
+        wall = time.monotonic()
+        ntp = ntp_time(time.time())
+        clock_rate = codec.clockRate
+        marker = 0x80 if packet.marker else 0
+        seq = packet.sequence_number
+        ts = packet.timestamp
+        if self.kind == "video":
+            keyframe = is_keyframe_start(mime, payload)
+            # abs-send-time: 6.18 fixed-point seconds, from the NTP clock.
+            value = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        else:
+            keyframe = True
+            level = packet.extensions.audio_level
+            value = bytes(((0x80 if level[0] else 0) | (level[1] & 0x7F),)) if level else b""
+        tail_header: bytes | None = None
+        tail = b""
+        want_keyframe = False
+
+        for output in outputs:
+            output_counters = output.counters
+            output_counters.packets += 1
+            output_counters.bytes += size
+            for slot in output.sinks:
+                pt = slot.payload_types.get(mime)
+                if pt is None:
+                    slot.counters.unsupported_codec += 1
+                    continue
+                if slot.awaiting_keyframe:
+                    if not keyframe:
+                        want_keyframe = True
+                        continue
+                    slot.awaiting_keyframe = False
+                if slot.tail_header is not tail_header:
+                    tail_header = slot.tail_header
+                    tail = (
+                        tail_header + value
+                        if tail_header and value
+                        else bytes(slot.tail_length)  # zero padding keeps the layout
+                    )
+                rewriter = slot.rewriter
+                data = b"".join(
+                    (
+                        rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate),
+                        slot.extension_head,
+                        tail,
+                        payload,
+                    )
+                )
+                if slot.link.send(data, rewriter.ts, ntp, size):
+                    slot_counters = slot.counters
+                    slot_counters.packets += 1
+                    slot_counters.bytes += len(data)
+                    history = slot.history
+                    if history is not None:
+                        history.store(data[2] << 8 | data[3], data)
+
+        if want_keyframe:
+            await self.request_keyframe()

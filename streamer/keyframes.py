@@ -1,0 +1,95 @@
+"""Keyframes: recognising where one starts, and asking publishers for one.
+
+aiortc answers a subscriber's PLI/FIR by flagging an encoder that does not
+exist here, so the streamer relays keyframe requests to the publisher
+itself, throttled so a room full of subscribers cannot make the publisher send
+nothing but keyframes. A subscriber slot that joins or switches source drops
+video until a keyframe starts; while one waits, its source is asked again at
+the throttle interval.
+"""
+
+from __future__ import annotations
+
+KEYFRAME_REQUEST_INTERVAL = 0.25  # seconds between two PLIs to the same publisher track
+
+_H264_IDR = 5
+_H264_SPS = 7
+_H264_STAP_A = 24
+_H264_FU_A = 28
+
+
+def is_vp8_keyframe_start(payload: bytes) -> bool:
+    """True if this VP8 RTP payload (RFC 7741) starts a keyframe."""
+    length = len(payload)
+    if length < 1:
+        return False
+    first = payload[0]
+    # S bit set and partition index 0: the first packet of a frame.
+    if not (first & 0x10) or (first & 0x07):
+        return False
+    pos = 1
+    if first & 0x80:  # X: extended control bits follow
+        if length < 2:
+            return False
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if length <= pos:
+                return False
+            pos += 2 if payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX
+            pos += 1
+    if length <= pos:
+        return False
+    # VP8 payload header: P bit (inverse key frame flag) is bit 0.
+    return not (payload[pos] & 0x01)
+
+
+def is_h264_keyframe_start(payload: bytes) -> bool:
+    """True if this H.264 RTP payload (RFC 6184) starts an IDR picture or its SPS."""
+    if not payload:
+        return False
+    nal_type = payload[0] & 0x1F
+    if nal_type in (_H264_IDR, _H264_SPS):
+        return True
+    if nal_type == _H264_FU_A:
+        return len(payload) > 1 and bool(payload[1] & 0x80) and (payload[1] & 0x1F) == _H264_IDR
+    if nal_type == _H264_STAP_A:
+        pos = 1
+        while pos + 2 < len(payload):
+            size = payload[pos] << 8 | payload[pos + 1]
+            if size == 0:
+                return False
+            if payload[pos + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+                return True
+            pos += 2 + size
+    return False
+
+
+def is_keyframe_start(mime: str, payload: bytes) -> bool:
+    """Keyframe test for a lower-case mime type; audio frames all count as keyframes."""
+    if mime == "video/vp8":
+        return is_vp8_keyframe_start(payload)
+    if mime == "video/h264":
+        return is_h264_keyframe_start(payload)
+    return not mime.startswith("video/")
+
+
+class KeyframeThrottle:
+    """Decides when another keyframe request may go to one publisher track."""
+
+    __slots__ = ("_interval", "_last", "sent")
+
+    def __init__(self, interval: float = KEYFRAME_REQUEST_INTERVAL) -> None:
+        self._interval = interval
+        self._last = float("-inf")
+        self.sent = 0
+
+    def due(self, now: float) -> bool:
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        self.sent += 1
+        return True

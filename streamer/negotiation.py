@@ -1,0 +1,128 @@
+"""SDP at the streamer's edge: checking what peers send, shaping what we send.
+
+Offers and answers come from browsers we do not control; anything wrong with
+one becomes an `InvalidSdp` whose message names the problem. Outgoing
+descriptions get the configured public address on their host candidates, for
+servers behind a 1:1 NAT.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCRtpSender
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from .errors import InvalidSdp
+
+MAX_SDP_LENGTH = 64 * 1024
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+# What the streamer forwards, in order of preference. H.264 is only chosen for
+# a publisher that offers no VP8; subscribers are offered both, so a slot can
+# carry either whatever source it is pointed at.
+_PREFERRED_MIME_TYPES = {
+    "audio": ("audio/opus",),
+    "video": ("video/VP8", "video/H264", "video/rtx"),
+}
+
+_CANDIDATE_HOST = re.compile(
+    r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", flags=re.MULTILINE
+)
+
+
+def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    ordered: list[RTCRtpCodecCapability] = []
+    for mime in _PREFERRED_MIME_TYPES[kind]:
+        ordered.extend(c for c in codecs if c.mimeType.lower() == mime.lower())
+    return ordered
+
+
+def rtc_configuration(ice_servers: Sequence[str | RTCIceServer]) -> RTCConfiguration:
+    """ICE servers exactly as given: none means none (aiortc would add a public STUN)."""
+    servers = [s if isinstance(s, RTCIceServer) else RTCIceServer(urls=s) for s in ice_servers]
+    return RTCConfiguration(iceServers=servers)
+
+
+def _check_text(sdp: str, what: str) -> None:
+    if not isinstance(sdp, str):
+        raise InvalidSdp(f"the {what} must be SDP text, not {type(sdp).__name__}")
+    if len(sdp) > MAX_SDP_LENGTH:
+        raise InvalidSdp(
+            f"the {what} is {len(sdp)} characters long; at most {MAX_SDP_LENGTH} are accepted"
+        )
+    if not sdp.strip():
+        raise InvalidSdp(f"the {what} is empty")
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidSdp(f"the {what} is not SDP: it must start with 'v=0'")
+
+
+def _parse(sdp: str, what: str) -> aiortc_sdp.SessionDescription:
+    _check_text(sdp, what)
+    try:
+        return aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises bare ValueError/KeyError/IndexError
+        raise InvalidSdp(f"the {what} could not be parsed: {exc or type(exc).__name__}") from None
+
+
+def check_publisher_offer(sdp: str) -> list[str]:
+    """The media kinds a publisher's offer sends, in order; InvalidSdp if unusable."""
+    description = _parse(sdp, "offer")
+    kinds = [m.kind for m in description.media if m.kind in ("audio", "video")]
+    if not kinds:
+        raise InvalidSdp("the offer has no audio or video section")
+    for kind in ("audio", "video"):
+        count = kinds.count(kind)
+        if count > 1:
+            raise InvalidSdp(
+                f"the offer has {count} {kind} sections; a publisher sends at most one audio "
+                "and one video track"
+            )
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            continue
+        if media.direction not in (None, "sendonly", "sendrecv"):
+            raise InvalidSdp(f"the offer's {media.kind} section does not send ({media.direction})")
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidSdp(f"the offer's {media.kind} section has no ICE credentials")
+        if not media.dtls or not media.dtls.fingerprints:
+            raise InvalidSdp(f"the offer's {media.kind} section has no DTLS fingerprint")
+        wanted = {m.lower() for m in _PREFERRED_MIME_TYPES[media.kind]} - {"video/rtx"}
+        if not any(c.mimeType.lower() in wanted for c in media.rtp.codecs):
+            offered = ", ".join(sorted({c.mimeType for c in media.rtp.codecs})) or "none"
+            raise InvalidSdp(
+                f"the offer's {media.kind} section has no codec the streamer forwards "
+                f"(offered: {offered}; accepted: "
+                f"{', '.join(sorted(m.split('/')[1] for m in wanted))})"
+            )
+    return kinds
+
+
+def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> None:
+    """InvalidSdp unless the answer has one section per offered slot, in order."""
+    description = _parse(sdp, "answer")
+    kinds = [m.kind for m in description.media]
+    if kinds != offered_kinds:
+        raise InvalidSdp(
+            f"the answer's media sections ({', '.join(kinds) or 'none'}) do not match the "
+            f"offer's ({', '.join(offered_kinds)})"
+        )
+    for media in description.media:
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidSdp(f"the answer's {media.kind} section has no ICE credentials")
+        if not media.dtls or not media.dtls.fingerprints:
+            raise InvalidSdp(f"the answer's {media.kind} section has no DTLS fingerprint")
+        if not media.rtp.codecs:
+            raise InvalidSdp(f"the answer's {media.kind} section accepts none of the codecs")
+
+
+def with_public_address(sdp: str, public_address: str | None) -> str:
+    """Advertise `public_address` instead of the local address on host candidates."""
+    if not public_address:
+        return sdp
+    return _CANDIDATE_HOST.sub(lambda m: f"{m.group(1)}{public_address}{m.group(3)}", sdp)

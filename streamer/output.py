@@ -1,0 +1,67 @@
+"""Named outputs: the streams subscribers receive, each pointing at a source or none.
+
+An output (`program-video`, `floor`, a language channel...) is what the
+control plane re-points when a speaker or interpreter changes. It remembers
+the source it was pointed at even while that source's publisher is gone, and
+carries it again as soon as the publisher comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .stats import OutputCounters
+
+if TYPE_CHECKING:
+    from .source import Source
+    from .subscriber import Slot
+
+
+@dataclass(eq=False)
+class Output:
+    """One named stream and the subscriber slots attached to it."""
+
+    name: str
+    kind: str
+    source_id: str | None = None
+    source: Source | None = None
+    slots: set[Slot] = field(default_factory=set)
+    # Slots that get packets right now (negotiated and not paused): the hot loop's list.
+    sinks: tuple[Slot, ...] = ()
+    counters: OutputCounters = field(default_factory=OutputCounters)
+
+    def bind(self, source: Source | None) -> None:
+        """Carry `source` (a live source, or None for nothing) from the next packet on."""
+        if source is self.source:
+            return
+        if self.source is not None:
+            self.source.forwarder.remove_output(self)
+        self.source = source
+        if source is not None:
+            source.forwarder.add_output(self)
+        self.counters.switches += 1
+        self.restart_slots(self.slots)
+
+    def attach(self, slot: Slot) -> None:
+        self.slots.add(slot)
+        self.refresh()
+
+    def detach(self, slot: Slot) -> None:
+        self.slots.discard(slot)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.sinks = tuple(slot for slot in self.slots if slot.receiving)
+
+    @staticmethod
+    def restart_slots(slots: Iterable[Slot]) -> None:
+        for slot in slots:
+            slot.restart()
+
+    async def request_keyframe(self) -> None:
+        """A subscriber of this output lost a picture: ask the current publisher."""
+        self.counters.keyframe_requests += 1
+        if self.source is not None:
+            await self.source.forwarder.request_keyframe()

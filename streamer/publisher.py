@@ -1,0 +1,67 @@
+"""Publishers: one peer connection sending at most one audio and one video track.
+
+Each incoming track becomes a source named `<publisher_id>/<kind>`. Packets are
+taken from the receiver as they are decrypted and handed to the source's
+forwarder; aiortc never decodes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from .aiortc_internals import InboundTap
+from .errors import InvalidSdp
+from .forwarder import Forwarder
+from .negotiation import codec_preferences
+from .source import Source, source_id
+
+
+@dataclass(eq=False)
+class Publisher:
+    """A sending peer and the sources it feeds."""
+
+    id: str
+    pc: RTCPeerConnection
+    sources: dict[str, Source] = field(default_factory=dict)  # kind -> source
+
+    async def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+        await self.pc.close()
+
+
+def _make_source(publisher_id: str, kind: str, pc: RTCPeerConnection) -> Source:
+    transceiver = pc.addTransceiver(kind, direction="recvonly")
+    transceiver.setCodecPreferences(codec_preferences(kind))
+    tap: InboundTap | None = None
+
+    async def request_upstream() -> bool:
+        return tap is not None and await tap.request_keyframe()
+
+    forwarder = Forwarder(kind, request_upstream)
+    tap = InboundTap(transceiver.receiver, forwarder.handle)
+    return Source(
+        id=source_id(publisher_id, kind),
+        kind=kind,
+        publisher_id=publisher_id,
+        forwarder=forwarder,
+        tap=tap,
+    )
+
+
+async def open_publisher(
+    publisher_id: str, offer_sdp: str, kinds: list[str], pc: RTCPeerConnection
+) -> tuple[Publisher, RTCSessionDescription]:
+    """Answer a publisher's (already checked) offer; the peer connection is ours to close."""
+    publisher = Publisher(id=publisher_id, pc=pc)
+    for kind in kinds:
+        publisher.sources[kind] = _make_source(publisher_id, kind, pc)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:
+        await publisher.close()
+        raise InvalidSdp(f"the offer was refused: {exc or type(exc).__name__}") from None
+    return publisher, pc.localDescription

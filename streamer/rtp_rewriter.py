@@ -1,0 +1,95 @@
+"""Per-subscriber RTP header rewriting: one continuous stream out of many sources.
+
+A subscriber's slot sees packets from whichever source its output points at,
+and that changes (speaker change, interpreter handover, language switch,
+pause). The subscriber must see one stream: its own SSRC, sequence numbers
+that continue by one, and timestamps that advance by the wall-clock time that
+passed, never backwards. Within one incoming stream the original spacing (and
+reordering, and loss) is kept, so the subscriber's jitter buffer and NACKs work
+as if it were talking to the publisher.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+_HEADER_WITH_EXTENSION = struct.Struct("!BBHIIHH")
+_HEADER = struct.Struct("!BBHII")
+_ONE_BYTE_PROFILE = 0xBEDE
+
+
+class RtpRewriter:
+    """Rebases sequence numbers and timestamps for one subscriber slot."""
+
+    __slots__ = (
+        "_last_wall",
+        "_seq_offset",
+        "_stream",
+        "_ts_offset",
+        "extension_words",
+        "seq",
+        "ssrc",
+        "ts",
+    )
+
+    def __init__(self, ssrc: int, extension_words: int) -> None:
+        self.ssrc = ssrc
+        # Length of the header extension block in 32-bit words (0 = none).
+        self.extension_words = extension_words
+        self._stream: object = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        # Start in the lower half of the sequence space, as aiortc does, so the
+        # SRTP rollover counter is not exercised right away.
+        self.seq = random.randrange(0, 0x8000)
+        self.ts = random.randrange(0, 0x1_0000_0000)
+        self._last_wall: float | None = None
+
+    def reanchor(self) -> None:
+        """The next packet starts a new stretch (new source, resume after pause)."""
+        self._stream = None
+
+    def rewrite(
+        self,
+        stream: object,
+        marker_pt: int,
+        seq: int,
+        ts: int,
+        wall: float,
+        clock_rate: int,
+    ) -> bytes:
+        """The rewritten fixed header (and extension block header) for one packet.
+
+        `stream` identifies the incoming stream (same object = same stream);
+        `marker_pt` is the marker bit and the subscriber's payload type.
+        After the call, `self.seq`/`self.ts` hold the newest values sent.
+        """
+        if stream is not self._stream:
+            if self._last_wall is None:
+                out_seq = self.seq
+                out_ts = self.ts
+            else:
+                out_seq = (self.seq + 1) & 0xFFFF
+                gap = int((wall - self._last_wall) * clock_rate)
+                out_ts = (self.ts + (gap if gap > 0 else 1)) & 0xFFFFFFFF
+            self._seq_offset = (out_seq - seq) & 0xFFFF
+            self._ts_offset = (out_ts - ts) & 0xFFFFFFFF
+            self._stream = stream
+        else:
+            out_seq = (seq + self._seq_offset) & 0xFFFF
+            out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
+        if ((out_seq - self.seq) & 0xFFFF) < 0x8000 or self._last_wall is None:
+            # Newest packet so far: the reference for the next re-anchoring.
+            self.seq = out_seq
+            self.ts = out_ts
+            self._last_wall = wall
+        if self.extension_words:
+            return _HEADER_WITH_EXTENSION.pack(
+                0x90, marker_pt, out_seq, out_ts, self.ssrc, _ONE_BYTE_PROFILE, self.extension_words
+            )
+        return _HEADER.pack(0x80, marker_pt, out_seq, out_ts, self.ssrc)
+
+    @property
+    def last_sequence_number(self) -> int:
+        return self.seq

@@ -1,0 +1,377 @@
+"""The streamer's facade: publishers in, named outputs, subscribers out.
+
+Everything the control plane needs from the media plane goes through `Sfu`.
+Names are the caller's: publisher and subscriber ids, output names, slot
+names. Sources are named by the SFU: `<publisher_id>/audio` and
+`<publisher_id>/video`.
+
+Example::
+
+    sfu = Sfu(SfuConfig(ice_servers=[], public_address=None))
+    sfu.on_source_added = lambda source_id, kind: print("new", source_id)
+
+    answer = await sfu.publish("speaker-1", offer_from_speaker)  # SDP answer text
+    sfu.declare_output("program-video", "video")
+    sfu.declare_output("floor", "audio")
+    sfu.declare_output("channel-fr", "audio")
+    sfu.point("program-video", "speaker-1/video")
+    sfu.point("floor", "speaker-1/audio")
+
+    offer = await sfu.subscribe(
+        "attendee-7", {"video": "program-video", "voice": "channel-fr", "floor": "floor"}
+    )
+    await sfu.accept_answer("attendee-7", answer_from_attendee)
+    sfu.pause_slot("attendee-7", "floor", True)        # no original under the interpretation
+    sfu.point_slot("attendee-7", "voice", "floor")     # language switch: no renegotiation
+    sfu.point("channel-fr", "interpreter-2/audio")     # interpreter handover
+    await sfu.close_subscriber("attendee-7")
+    await sfu.close()
+
+Publishing or subscribing again with an id in use replaces the old peer (a
+page reload). When a publisher goes away, outputs pointing at its sources
+carry nothing, remember the source, and carry it again if the publisher comes
+back; subscribers keep their connections throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from .errors import (
+    InvalidSdp,
+    KindMismatch,
+    SfuClosed,
+    StreamerError,
+    UnknownOutput,
+    UnknownPublisher,
+    UnknownSource,
+    UnknownSubscriber,
+)
+from .negotiation import (
+    check_publisher_offer,
+    check_subscriber_answer,
+    rtc_configuration,
+    with_public_address,
+)
+from .output import Output
+from .publisher import Publisher, open_publisher
+from .source import Source
+from .subscriber import Subscriber, open_subscriber
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("audio", "video")
+MAX_NAME_LENGTH = 200
+
+SourceCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class SfuConfig:
+    """How the SFU's peers find each other.
+
+    `ice_servers`: STUN/TURN URLs (or `RTCIceServer`s with credentials); none by
+    default, and then no server is ever contacted. `public_address`: an IP
+    address advertised instead of the local one on host candidates, for a
+    server behind a 1:1 NAT.
+    """
+
+    ice_servers: Sequence[str | RTCIceServer] = field(default_factory=tuple)
+    public_address: str | None = None
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        raise StreamerError(
+            f"a {what} must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
+            f"not {name!r:.60}"
+        )
+    return name
+
+
+def _check_kind(kind: object) -> str:
+    if kind not in KINDS:
+        raise KindMismatch(f"kind must be 'audio' or 'video', not {kind!r:.40}")
+    return kind  # type: ignore[return-value]
+
+
+class Sfu:
+    """An RTP-forwarding selective forwarding unit."""
+
+    def __init__(self, config: SfuConfig | None = None) -> None:
+        self.config = config or SfuConfig()
+        self.on_source_added: SourceCallback | None = None
+        self.on_source_removed: SourceCallback | None = None
+        self._outputs: dict[str, Output] = {}
+        self._sources: dict[str, Source] = {}
+        self._publishers: dict[str, Publisher] = {}
+        self._subscribers: dict[str, Subscriber] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- publishers -------------------------------------------------------------
+
+    async def publish(self, publisher_id: str, offer_sdp: str) -> str:
+        """Accept a publisher's offer; returns the SDP answer."""
+        self._check_open()
+        _check_name(publisher_id, "publisher id")
+        kinds = check_publisher_offer(offer_sdp)
+        if publisher_id in self._publishers:
+            await self.close_publisher(publisher_id)
+        pc = self._peer_connection()
+        publisher, answer = await open_publisher(publisher_id, offer_sdp, kinds, pc)
+        if self._closed:
+            await publisher.close()
+            raise SfuClosed("the SFU was closed while the publisher connected")
+        previous = self._publishers.get(publisher_id)
+        if previous is not None:  # a concurrent publish with the same id won the race
+            await self._remove_publisher(previous)
+        self._publishers[publisher_id] = publisher
+        self._watch(pc, lambda: self._publisher_failed(publisher))
+        for source in publisher.sources.values():
+            self._add_source(source)
+        logger.info("publisher %s connected with %s", publisher_id, ", ".join(kinds))
+        return with_public_address(answer.sdp, self.config.public_address)
+
+    async def close_publisher(self, publisher_id: str) -> None:
+        publisher = self._publishers.get(publisher_id)
+        if publisher is None:
+            raise UnknownPublisher(publisher_id)
+        await self._remove_publisher(publisher)
+
+    def sources(self) -> dict[str, str]:
+        """Live sources: source id -> kind."""
+        return {sid: source.kind for sid, source in self._sources.items()}
+
+    # -- outputs ----------------------------------------------------------------
+
+    def declare_output(self, name: str, kind: str) -> None:
+        """Create an output (idempotent for the same kind)."""
+        self._check_open()
+        _check_name(name, "output name")
+        _check_kind(kind)
+        existing = self._outputs.get(name)
+        if existing is not None:
+            if existing.kind != kind:
+                raise KindMismatch(f"output {name!r} is already declared as {existing.kind}")
+            return
+        self._outputs[name] = Output(name=name, kind=kind)
+
+    def point(self, output_name: str, source_id: str | None) -> None:
+        """Make an output carry a source (or nothing). Never renegotiates."""
+        self._check_open()
+        output = self._output(output_name)
+        if source_id is None:
+            output.source_id = None
+            output.bind(None)
+            return
+        source = self._sources.get(source_id)
+        if source is None:
+            raise UnknownSource(source_id)
+        if source.kind != output.kind:
+            raise KindMismatch(
+                f"output {output_name!r} carries {output.kind}; source {source_id!r} is "
+                f"{source.kind}"
+            )
+        output.source_id = source_id
+        output.bind(source)
+
+    def outputs(self) -> dict[str, str | None]:
+        """Declared outputs: name -> the source id they point at (or None)."""
+        return {name: output.source_id for name, output in self._outputs.items()}
+
+    # -- subscribers ------------------------------------------------------------
+
+    async def subscribe(self, subscriber_id: str, slots: Mapping[str, str]) -> str:
+        """Create a subscriber receiving `slots` (slot name -> output name); returns the offer."""
+        self._check_open()
+        _check_name(subscriber_id, "subscriber id")
+        if not isinstance(slots, Mapping) or not slots:
+            raise StreamerError("a subscriber needs at least one slot (slot name -> output name)")
+        outputs = {
+            _check_name(slot, "slot name"): self._output(name) for slot, name in slots.items()
+        }
+        if subscriber_id in self._subscribers:
+            await self.close_subscriber(subscriber_id)
+        pc = self._peer_connection()
+        try:
+            subscriber, offer = await open_subscriber(subscriber_id, outputs, pc)
+        except BaseException:
+            await pc.close()
+            raise
+        previous = self._subscribers.get(subscriber_id)
+        if previous is not None:
+            await self._remove_subscriber(previous)
+        if self._closed:
+            await subscriber.close()
+            raise SfuClosed("the SFU was closed while the subscriber was being set up")
+        self._subscribers[subscriber_id] = subscriber
+        self._watch(pc, lambda: self._subscriber_failed(subscriber))
+        return with_public_address(offer.sdp, self.config.public_address)
+
+    async def accept_answer(self, subscriber_id: str, answer_sdp: str) -> None:
+        """Complete a subscriber's negotiation with its answer."""
+        subscriber = self._subscriber(subscriber_id)
+        if subscriber.answered:
+            raise InvalidSdp(f"subscriber {subscriber_id!r} has already answered")
+        check_subscriber_answer(answer_sdp, [slot.kind for slot in subscriber.slots.values()])
+        try:
+            await subscriber.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer_sdp, type="answer")
+            )
+        except Exception as exc:
+            raise InvalidSdp(f"the answer was refused: {exc or type(exc).__name__}") from None
+        subscriber.answered = True
+
+    def point_slot(self, subscriber_id: str, slot_name: str, output_name: str) -> None:
+        """Feed a subscriber's slot from another output of the same kind (no renegotiation)."""
+        slot = self._subscriber(subscriber_id).slot(slot_name)
+        output = self._output(output_name)
+        if output.kind != slot.kind:
+            raise KindMismatch(
+                f"slot {slot_name!r} carries {slot.kind}; output {output_name!r} is {output.kind}"
+            )
+        slot.point(output)
+
+    def pause_slot(self, subscriber_id: str, slot_name: str, paused: bool) -> None:
+        """Stop (or resume) sending anything on one slot."""
+        self._subscriber(subscriber_id).slot(slot_name).pause(bool(paused))
+
+    async def close_subscriber(self, subscriber_id: str) -> None:
+        await self._remove_subscriber(self._subscriber(subscriber_id))
+
+    # -- whole SFU --------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every peer connection and background task."""
+        self._closed = True
+        for subscriber in list(self._subscribers.values()):
+            await self._remove_subscriber(subscriber)
+        for publisher in list(self._publishers.values()):
+            await self._remove_publisher(publisher)
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per publisher, source, output and subscriber (JSON-serialisable)."""
+        return {
+            "publishers": {
+                pid: {
+                    "connection": p.pc.connectionState,
+                    "sources": [s.id for s in p.sources.values()],
+                }
+                for pid, p in self._publishers.items()
+            },
+            "sources": {
+                sid: {"kind": s.kind, "publisher": s.publisher_id, **s.forwarder.counters.as_dict()}
+                for sid, s in self._sources.items()
+            },
+            "outputs": {
+                name: {
+                    "kind": o.kind,
+                    "source": o.source_id,
+                    "live": o.source is not None,
+                    "slots": len(o.slots),
+                    **o.counters.as_dict(),
+                }
+                for name, o in self._outputs.items()
+            },
+            "subscribers": {
+                sid: {
+                    "connection": sub.pc.connectionState,
+                    **sub.counters(),
+                    "slots": {
+                        name: {
+                            "kind": slot.kind,
+                            "output": slot.output.name,
+                            "paused": slot.paused,
+                            **slot.counters.as_dict(),
+                        }
+                        for name, slot in sub.slots.items()
+                    },
+                }
+                for sid, sub in self._subscribers.items()
+            },
+        }
+
+    # -- internals --------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SfuClosed("the SFU is closed")
+
+    def _peer_connection(self) -> RTCPeerConnection:
+        return RTCPeerConnection(rtc_configuration(self.config.ice_servers))
+
+    def _output(self, name: str) -> Output:
+        try:
+            return self._outputs[name]
+        except (KeyError, TypeError):
+            raise UnknownOutput(str(name)) from None
+
+    def _subscriber(self, subscriber_id: str) -> Subscriber:
+        try:
+            return self._subscribers[subscriber_id]
+        except (KeyError, TypeError):
+            raise UnknownSubscriber(str(subscriber_id)) from None
+
+    def _add_source(self, source: Source) -> None:
+        self._sources[source.id] = source
+        for output in self._outputs.values():
+            if output.source_id == source.id and output.kind == source.kind:
+                output.bind(source)
+        self._notify(self.on_source_added, source)
+
+    def _remove_source(self, source: Source) -> None:
+        if self._sources.get(source.id) is source:
+            del self._sources[source.id]
+        for output in self._outputs.values():
+            if output.source is source:
+                output.bind(None)  # keeps source_id: carried again if it comes back
+        source.close()
+        self._notify(self.on_source_removed, source)
+
+    def _notify(self, callback: SourceCallback | None, source: Source) -> None:
+        if callback is None:
+            return
+        try:
+            callback(source.id, source.kind)
+        except Exception:
+            logger.exception("source callback failed for %s", source.id)
+
+    async def _remove_publisher(self, publisher: Publisher) -> None:
+        if self._publishers.get(publisher.id) is publisher:
+            del self._publishers[publisher.id]
+        for source in publisher.sources.values():
+            self._remove_source(source)
+        await publisher.close()
+        logger.info("publisher %s closed", publisher.id)
+
+    async def _remove_subscriber(self, subscriber: Subscriber) -> None:
+        if self._subscribers.get(subscriber.id) is subscriber:
+            del self._subscribers[subscriber.id]
+        await subscriber.close()
+
+    def _watch(self, pc: RTCPeerConnection, on_failed: Callable[[], Any]) -> None:
+        @pc.on("connectionstatechange")
+        def changed() -> None:
+            if pc.connectionState == "failed" and not self._closed:
+                task = asyncio.ensure_future(on_failed())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _publisher_failed(self, publisher: Publisher) -> None:
+        logger.info("publisher %s lost its connection", publisher.id)
+        await self._remove_publisher(publisher)
+
+    async def _subscriber_failed(self, subscriber: Subscriber) -> None:
+        logger.info("subscriber %s lost its connection", subscriber.id)
+        await self._remove_subscriber(subscriber)

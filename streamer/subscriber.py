@@ -1,0 +1,210 @@
+"""Subscribers: one peer connection, several slots, each fed by an output.
+
+The server offers: one sendonly transceiver per slot, negotiated once. A slot
+can then be re-pointed at another output of its kind (a language switch) or
+paused (nothing is sent on it) without touching SDP. Each slot rewrites the
+packets it is fed into its own continuous stream, keeps a history to answer
+NACKs, and relays picture-loss reports to whatever publisher it is watching.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from .aiortc_internals import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    IdleTrack,
+    NegotiatedSend,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    SenderLink,
+)
+from .errors import UnknownSlot
+from .history import PacketHistory, rtx_packet
+from .negotiation import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    MID_URI,
+    codec_preferences,
+)
+from .rtp_rewriter import RtpRewriter
+from .stats import SlotCounters
+
+if TYPE_CHECKING:
+    from aiortc.rtp import AnyRtcpPacket
+
+    from .output import Output
+
+
+class Slot:
+    """One outgoing stream of a subscriber, fed by one output at a time."""
+
+    def __init__(self, name: str, kind: str, output: Output) -> None:
+        self.name = name
+        self.kind = kind
+        self.output = output
+        self.paused = False
+        self.ready = False
+        self.closed = False
+        self.counters = SlotCounters()
+        # Filled in when aiortc starts the sender with the negotiated parameters.
+        self.link: SenderLink = None  # type: ignore[assignment]
+        self.payload_types: dict[str, int] = {}
+        self.rtx_payload_types: dict[int, int] = {}
+        self.extension_head = b""
+        self.tail_header = b""
+        self.tail_length = 0
+        self.rewriter: RtpRewriter = None  # type: ignore[assignment]
+        self.history: PacketHistory | None = None
+        self.awaiting_keyframe = kind == "video"
+        self._rtx_seq = random.randrange(0, 0x8000)
+
+    @property
+    def receiving(self) -> bool:
+        return self.ready and not self.paused and not self.closed
+
+    def start(self, negotiated: NegotiatedSend) -> None:
+        """aiortc started the sender: learn what may be sent, then start feeding."""
+        ids = negotiated.extension_ids
+        mid = (negotiated.mid or "").encode()
+        mid_id = ids.get(MID_URI)
+        head = b""
+        if mid_id and 0 < len(mid) <= 16:
+            head = bytes(((mid_id << 4) | (len(mid) - 1),)) + mid
+        if self.kind == "audio":
+            tail_id, value_length = ids.get(AUDIO_LEVEL_URI), 1
+        else:
+            tail_id, value_length = ids.get(ABS_SEND_TIME_URI), 3
+        if tail_id:
+            self.tail_header = bytes(((tail_id << 4) | (value_length - 1),))
+            self.tail_length = 1 + value_length
+        length = len(head) + self.tail_length
+        # Zero bytes between one-byte extension elements are padding (RFC 8285).
+        padding = -length % 4
+        self.extension_head = head + bytes(padding)
+        self.payload_types = negotiated.payload_types
+        self.rtx_payload_types = negotiated.rtx_payload_types
+        self.rewriter = RtpRewriter(self.link.ssrc, (length + padding) // 4)
+        self.history = PacketHistory() if negotiated.nack else None
+        self.ready = True
+        self.output.refresh()
+
+    def point(self, output: Output) -> None:
+        if output is self.output:
+            return
+        self.output.detach(self)
+        self.output = output
+        output.attach(self)
+        self.restart()
+
+    def pause(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self.restart()
+        self.output.refresh()
+
+    def restart(self) -> None:
+        """A new stretch begins: re-anchor numbering; video waits for a keyframe."""
+        if self.rewriter is not None:
+            self.rewriter.reanchor()
+        self.awaiting_keyframe = self.kind == "video"
+
+    async def handle_rtcp(self, packet: AnyRtcpPacket) -> bool:
+        """RTCP from the subscriber about this slot; True if nothing is left for aiortc."""
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._retransmit(packet.lost)
+            return True
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.counters.keyframe_requests += 1
+            if self.kind == "video":
+                await self.output.request_keyframe()
+            return True
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self.link.ssrc:
+                    self.counters.packets_lost = report.packets_lost
+                    self.counters.fraction_lost = report.fraction_lost
+        # Receiver reports also feed aiortc's round-trip estimate.
+        return False
+
+    def _retransmit(self, lost: list[int]) -> None:
+        counters = self.counters
+        counters.nacked += len(lost)
+        history = self.history
+        if history is None or not self.ready:
+            return
+        for seq in lost:
+            packet = history.get(seq)
+            if packet is None:
+                continue
+            rtx_pt = self.rtx_payload_types.get(packet[1] & 0x7F)
+            if rtx_pt is not None:
+                packet = rtx_packet(packet, rtx_pt, self._rtx_seq, self.link.rtx_ssrc)
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            if self.link.send_unaccounted(packet):
+                counters.retransmitted += 1
+
+    def close(self) -> None:
+        self.closed = True
+        self.output.detach(self)
+        if self.link is not None:
+            self.link.close()
+        if self.history is not None:
+            self.history.clear()
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One receiving peer and its slots."""
+
+    id: str
+    pc: RTCPeerConnection
+    slots: dict[str, Slot] = field(default_factory=dict)
+    answered: bool = False
+
+    def slot(self, name: str) -> Slot:
+        try:
+            return self.slots[name]
+        except KeyError:
+            raise UnknownSlot(f"{self.id}/{name}") from None
+
+    async def close(self) -> None:
+        for slot in self.slots.values():
+            slot.close()
+        await self.pc.close()
+
+    def counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for slot in self.slots.values():
+            for key, value in slot.counters.as_dict().items():
+                if key != "fraction_lost":
+                    total[key] = total.get(key, 0) + value
+        return total
+
+
+async def open_subscriber(
+    subscriber_id: str,
+    outputs: dict[str, Output],
+    pc: RTCPeerConnection,
+) -> tuple[Subscriber, RTCSessionDescription]:
+    """Create the slots and the server's offer (one sendonly section per slot)."""
+    subscriber = Subscriber(id=subscriber_id, pc=pc)
+    for name, output in outputs.items():
+        slot = Slot(name, output.kind, output)
+        transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(output.kind))
+        slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+        subscriber.slots[name] = slot
+        output.attach(slot)
+    await pc.setLocalDescription(await pc.createOffer())
+    return subscriber, pc.localDescription
