@@ -1,0 +1,378 @@
+// The interpreter's booth: microphone on air into the booth's channel, cough
+// key, handover with the partner, what to listen to (floor or relay), the
+// speaker's video, the booth's direction, listeners, a clock and a VU meter.
+
+import { formatClock, formatDuration, loadProgram, startConsole } from "./page.js";
+import { lang, localized, t } from "/static/common/i18n.js";
+import {
+  answerServerOffer,
+  microphoneConstraints,
+  offerTracks,
+  rtcConfiguration,
+} from "./peer.js";
+import { localAnalyser, meterLevel, Mixer } from "./sound.js";
+import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId } from "./live.js";
+import { directionLabel, languageName, speakerById } from "./program.js";
+
+const view = {
+  welcome: null,
+  summary: null,
+  program: null,
+  state: null,
+  boothId: null,
+  me: null,
+  clockOffset: 0,
+};
+let connection = null;
+let microphone = null; // MediaStream, kept across reconnections
+let publisher = null;
+let subscriber = null;
+let mixer = null;
+let meterAnalyser = null;
+let coughing = false;
+const received = new Map();
+
+const micButton = document.getElementById("microphone");
+const coughButton = document.getElementById("cough");
+const requestButton = document.getElementById("request-handover");
+const takeOverButton = document.getElementById("take-over");
+const acceptButton = document.getElementById("accept-handover");
+const listenSelect = document.getElementById("listen-to");
+const directionSelect = document.getElementById("direction-choice");
+const startListening = document.getElementById("start-listening");
+const video = document.getElementById("speaker-video");
+
+async function onWelcome(welcome) {
+  view.welcome = welcome;
+  view.summary = welcome.event;
+  view.boothId = welcome.scope?.booth ?? null;
+  view.me = welcome.scope?.subject ?? null;
+  render();
+  if (subscriber) subscriber.close();
+  subscriber = null;
+  received.clear();
+  connection.send({ type: "subscribe" });
+  await publish();
+}
+
+async function publish() {
+  if (publisher) publisher.close();
+  publisher = null;
+  if (!microphone) {
+    try {
+      microphone = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints() });
+    } catch (error) {
+      document.getElementById("on-air-status").textContent = t("booth.no_microphone", { error: error.message });
+      return;
+    }
+    if (mixer) startMeter();
+  }
+  const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
+  publisher = peer;
+  const offer = await offerTracks(peer, microphone);
+  if (publisher !== peer) return;
+  connection.send({ type: "offer", purpose: "publish", sdp: offer });
+}
+
+async function onOffer(message) {
+  if (subscriber) subscriber.close();
+  const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
+  subscriber = peer;
+  peer.addEventListener("track", (event) => {
+    received.set(event.track.kind, event.track);
+    if (event.track.kind === "video") {
+      video.srcObject = new MediaStream([event.track]);
+      video.play().catch(() => {});
+    } else if (mixer) {
+      mixer.attach("listen", event.track, 1);
+    }
+  });
+  const answer = await answerServerOffer(peer, message.sdp);
+  if (subscriber !== peer) return;
+  connection.send({ type: "answer", purpose: "subscribe", sdp: answer });
+}
+
+async function onAnswer(message) {
+  if (!publisher) return;
+  await publisher.setRemoteDescription({ type: "answer", sdp: message.sdp });
+}
+
+/** Audio may only start after a gesture: the first click in the booth starts it. */
+function ensureAudio() {
+  if (!mixer) mixer = new Mixer();
+  mixer.resume();
+  const track = received.get("audio");
+  if (track && !mixer.analyser("listen")) mixer.attach("listen", track, 1);
+  if (microphone && !meterAnalyser) startMeter();
+  startListening.hidden = true;
+}
+
+function startMeter() {
+  meterAnalyser = localAnalyser(mixer.context, microphone);
+  const meter = document.getElementById("vu-meter");
+  const tick = () => {
+    meter.value = meterLevel(meterAnalyser);
+    requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+function booth() {
+  return boothView(view.state, view.boothId) ?? {};
+}
+
+function amOnAir() {
+  return view.me !== null && booth().on_air === view.me;
+}
+
+function partners() {
+  return (booth().interpreters ?? []).filter((person) => person.id !== view.me);
+}
+
+function serverNow() {
+  return (Date.now() + view.clockOffset) / 1000;
+}
+
+function mayTakeOver() {
+  const state = booth();
+  if (!state.on_air || amOnAir()) return false;
+  if (view.state?.you?.may_take_over) return true;
+  if (!state.on_air_connected) return true;
+  const handover = state.handover;
+  return Boolean(handover && handover.by === view.me && serverNow() >= handover.take_over_at);
+}
+
+function setCough(active) {
+  if (coughing === active) return;
+  coughing = active;
+  // Muting the track at once spares the listeners the cough even before the
+  // server has re-pointed the channel.
+  for (const track of microphone?.getAudioTracks() ?? []) track.enabled = !active;
+  coughButton.classList.toggle("active", active);
+  coughButton.setAttribute("aria-pressed", String(active));
+  connection?.send({ type: "cough", on: active });
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "state":
+      view.state = message;
+      view.clockOffset = clockOffsetMs(message);
+      render();
+      break;
+    case "offer":
+      onOffer(message);
+      break;
+    case "answer":
+      onAnswer(message);
+      break;
+    default:
+      break;
+  }
+}
+
+function render() {
+  const event = view.program ?? view.summary;
+  if (!event) return;
+  const boothProgram = (view.summary?.booths ?? event.booths ?? []).find((item) => item.id === view.boothId);
+  document.getElementById("booth-name").textContent = boothProgram
+    ? t("booth.heading", { booth: boothProgram.name, name: view.me ?? "" })
+    : localized(event.title);
+
+  const speakerId = onAirSpeakerId(view.state);
+  const speaker = speakerById(view.program, speakerId);
+  document.getElementById("on-air-speaker").textContent = speakerId
+    ? t("booth.speaker_on_air", {
+        name: speaker?.name ?? speakerId,
+        language: languageName(event, view.state.on_air.language),
+      })
+    : t("booth.no_speaker");
+
+  const state = booth();
+  const direction = state.direction ?? null;
+  document.getElementById("direction").textContent = direction?.source
+    ? directionLabel(direction.source, direction.into)
+    : direction
+      ? `→ ${direction.into.toUpperCase()}`
+      : t("booth.no_direction");
+  renderDirectionChoice(state);
+  renderListenChoice(event);
+
+  const onAir = amOnAir();
+  const someoneElse = Boolean(state.on_air) && !onAir;
+  micButton.setAttribute("aria-pressed", String(onAir));
+  micButton.classList.toggle("on-air", onAir);
+  micButton.disabled = someoneElse || !view.state;
+  coughButton.disabled = !onAir;
+  if (!onAir) setCough(false);
+  document.getElementById("on-air-status").textContent = onAir
+    ? t("booth.you_are_on_air")
+    : someoneElse
+      ? t("booth.partner_on_air", { name: state.on_air })
+      : t("booth.nobody_on_air");
+
+  const others = partners();
+  document.getElementById("partner-status").textContent = others.length
+    ? others
+        .map((other) => t(other.connected ? "booth.partner_connected" : "booth.partner_away", { name: other.id }))
+        .join(" · ")
+    : t("booth.no_partner");
+  const handover = state.handover ?? null;
+  const iRequested = handover?.by === view.me;
+  requestButton.hidden = !someoneElse || iRequested;
+  takeOverButton.hidden = !mayTakeOver();
+  acceptButton.hidden = !(onAir && handover && handover.by !== view.me);
+  document.getElementById("handover-request").textContent =
+    onAir && handover && handover.by !== view.me
+      ? t("booth.handover_requested", { name: handover.by })
+      : iRequested
+        ? t("booth.handover_waiting")
+        : "";
+
+  const list = document.getElementById("listeners");
+  list.replaceChildren();
+  for (const item of event.languages) {
+    const li = document.createElement("li");
+    li.textContent = t("console.listeners_on", {
+      language: item.name,
+      count: listenerCount(view.state, item.code),
+    });
+    list.append(li);
+  }
+}
+
+function renderListenChoice(event) {
+  const wanted = [["floor", t("booth.floor")], ...event.languages.map((item) => [item.code, item.name])];
+  const signature = wanted.map(([value, label]) => `${value}:${label}`).join("|");
+  if (listenSelect.dataset.signature !== signature) {
+    listenSelect.dataset.signature = signature;
+    listenSelect.replaceChildren();
+    for (const [value, label] of wanted) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = label;
+      listenSelect.append(option);
+    }
+  }
+  const current = view.state?.you?.listen ?? "floor";
+  if (document.activeElement !== listenSelect) listenSelect.value = current;
+}
+
+function renderDirectionChoice(state) {
+  const label = directionSelect.closest("label");
+  const languages = state.works_into ?? [];
+  label.hidden = languages.length !== 2;
+  if (languages.length !== 2) return;
+  const [a, b] = languages;
+  const wanted = [
+    ["", t("booth.direction_automatic")],
+    [b, directionLabel(a, b)],
+    [a, directionLabel(b, a)],
+  ];
+  const signature = wanted.map(([value, text]) => `${value}:${text}`).join("|");
+  if (directionSelect.dataset.signature !== signature) {
+    directionSelect.dataset.signature = signature;
+    directionSelect.replaceChildren();
+    for (const [value, text] of wanted) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = text;
+      directionSelect.append(option);
+    }
+  }
+  if (document.activeElement !== directionSelect) directionSelect.value = state.direction_override ?? "";
+}
+
+function tickClock() {
+  document.getElementById("clock").textContent = formatClock(new Date(), lang);
+  const since = booth().on_air_since;
+  document.getElementById("time-on-air").textContent =
+    booth().on_air && typeof since === "number" ? formatDuration(serverNow() - since) : "00:00";
+  // The take-over deadline passes without the server saying anything.
+  takeOverButton.hidden = !mayTakeOver();
+}
+
+micButton.addEventListener("click", () => {
+  ensureAudio();
+  connection?.send({ type: "mic", on: !amOnAir() });
+});
+coughButton.addEventListener("pointerdown", (event) => {
+  coughButton.setPointerCapture?.(event.pointerId);
+  setCough(true);
+});
+for (const name of ["pointerup", "pointercancel", "lostpointercapture"]) {
+  coughButton.addEventListener(name, () => setCough(false));
+}
+// Keyboard: space or Enter on the focused Cough button, and the space bar
+// anywhere outside a form field, cough while held.
+document.addEventListener(
+  "keydown",
+  (event) => {
+    if (event.code !== "Space" || isFormField(event.target)) return;
+    event.preventDefault();
+    if (!event.repeat && amOnAir()) setCough(true);
+  },
+  true,
+);
+document.addEventListener(
+  "keyup",
+  (event) => {
+    if (event.code !== "Space" || isFormField(event.target)) return;
+    event.preventDefault();
+    setCough(false);
+  },
+  true,
+);
+window.addEventListener("blur", () => setCough(false));
+requestButton.addEventListener("click", () => {
+  ensureAudio();
+  connection?.send({ type: "request_handover" });
+});
+takeOverButton.addEventListener("click", () => {
+  ensureAudio();
+  connection?.send({ type: "take_over" });
+});
+acceptButton.addEventListener("click", () => {
+  ensureAudio();
+  connection?.send({ type: "accept_handover" });
+});
+listenSelect.addEventListener("change", () => {
+  ensureAudio();
+  connection?.send({ type: "listen", source: listenSelect.value });
+});
+directionSelect.addEventListener("change", () => {
+  connection?.send({ type: "set_direction", into: directionSelect.value || null });
+});
+startListening.addEventListener("click", ensureAudio);
+
+function isFormField(target) {
+  return (
+    target instanceof HTMLInputElement ||
+    target instanceof HTMLSelectElement ||
+    target instanceof HTMLTextAreaElement
+  );
+}
+
+setInterval(tickClock, 1000);
+tickClock();
+
+window.dragomanDebug = {
+  get onAir() {
+    return amOnAir();
+  },
+  get coughing() {
+    return coughing;
+  },
+  get publisherState() {
+    return publisher?.connectionState ?? "none";
+  },
+  get state() {
+    return view.state;
+  },
+};
+
+connection = startConsole({ onWelcome, onMessage });
+loadProgram().then((program) => {
+  view.program = program;
+  render();
+});

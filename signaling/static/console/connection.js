@@ -1,0 +1,106 @@
+// The console's WebSocket to the server (docs/protocol.md): authenticates with
+// the page's token, reconnects by itself with exponential back-off, and tells
+// the page each time it is welcomed again so that the page restores its media
+// and its choices.
+
+export const PROTOCOL_VERSION = 1;
+const FIRST_DELAY_MS = 500;
+const MAX_DELAY_MS = 8000;
+
+export class Connection {
+  /**
+   * @param {object} options
+   * @param {string} options.token  the personal or staff token from the link
+   * @param {(welcome: object, again: boolean) => void} options.onWelcome
+   * @param {(message: object) => void} options.onMessage
+   * @param {(status: string, detail?: string) => void} options.onStatus
+   *   status is one of "connecting", "online", "reconnecting", "refused"
+   */
+  constructor({ token, onWelcome, onMessage, onStatus }) {
+    this.token = token;
+    this.onWelcome = onWelcome;
+    this.onMessage = onMessage;
+    this.onStatus = onStatus;
+    this.socket = null;
+    this.delay = FIRST_DELAY_MS;
+    this.welcomedBefore = false;
+    this.closedForGood = false;
+    this.retryTimer = null;
+  }
+
+  get url() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/ws`;
+  }
+
+  start() {
+    this.onStatus(this.welcomedBefore ? "reconnecting" : "connecting");
+    let socket;
+    try {
+      socket = new WebSocket(this.url);
+    } catch (error) {
+      this.scheduleRetry();
+      return;
+    }
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      socket.send(JSON.stringify({ type: "auth", v: PROTOCOL_VERSION, token: this.token }));
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type === "welcome") {
+        socket.welcomed = true;
+        this.delay = FIRST_DELAY_MS;
+        this.onStatus("online");
+        const again = this.welcomedBefore;
+        this.welcomedBefore = true;
+        this.onWelcome(message, again);
+        return;
+      }
+      if (message.type === "error" && !this.welcomedOnThisSocket(socket)) {
+        // Refused before being welcomed: a bad or expired link (or a protocol
+        // this page does not speak) will not get better by retrying.
+        this.closedForGood = true;
+        this.onStatus("refused", message.message);
+        socket.close();
+        return;
+      }
+      this.onMessage(message);
+    });
+    socket.addEventListener("close", () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.closedForGood) return;
+      this.scheduleRetry();
+    });
+  }
+
+  scheduleRetry() {
+    this.onStatus("reconnecting");
+    // Jitter keeps a room full of attendees from reconnecting in lockstep after a restart.
+    const wait = this.delay * (0.75 + Math.random() * 0.5);
+    this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.start(), wait);
+  }
+
+  welcomedOnThisSocket(socket) {
+    return socket.welcomed === true;
+  }
+
+  /** Sends a message if the socket is open; returns whether it was sent. */
+  send(message) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  get online() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+}

@@ -1,0 +1,92 @@
+// What every console page does the same way: read the token from the link,
+// connect, show the connection status and the server's refusals, and load the
+// program of the event.
+
+import { Connection } from "./connection.js";
+import { t } from "/static/common/i18n.js";
+import { fetchEvent, pageToken } from "/static/common/api.js";
+
+/**
+ * Starts a console page.
+ * @param {object} handlers  {onWelcome(welcome, again), onMessage(message)}
+ * @returns {Connection|null}
+ */
+export function startConsole(handlers) {
+  const status = document.getElementById("connection-status");
+  const token = pageToken();
+  if (!token) {
+    showStatus(status, "refused", t("console.no_token"));
+    return null;
+  }
+  const connection = new Connection({
+    token,
+    onWelcome: handlers.onWelcome,
+    onMessage: (message) => {
+      if (message.type === "error") showError(message);
+      else handlers.onMessage(message);
+    },
+    onStatus: (state, detail) => showStatus(status, state, detail),
+  });
+  // Started on the next task so that the page has its `connection` before the welcome.
+  setTimeout(() => connection.start(), 0);
+  return connection;
+}
+
+/** The whole program (sessions, speakers); retried until the server answers. */
+export async function loadProgram() {
+  for (let wait = 500; ; wait = Math.min(wait * 2, 8000)) {
+    try {
+      return await fetchEvent();
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+function showStatus(element, state, detail) {
+  if (!element) return;
+  element.dataset.state = state;
+  const words = t(`console.status.${state}`);
+  element.textContent = detail ? `${words} ${detail}` : words;
+  document.body.dataset.connection = state;
+}
+
+/** A refusal from the server, shown to the person for a few seconds. */
+export function showError(message) {
+  const box = document.getElementById("console-error");
+  if (!box) return;
+  box.textContent = message.message ?? message.code ?? "";
+  box.hidden = false;
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => {
+    box.hidden = true;
+  }, 8000);
+}
+
+/** The time of day (HH:MM:SS) in the page language. */
+export function formatClock(date, lang) {
+  return date.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+}
+
+/** mm:ss (or h:mm:ss) for a duration in seconds. */
+export function formatDuration(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h > 0 ? `${h}:${pad(m)}:${pad(s)}` : `${pad(m)}:${pad(s)}`;
+}
+
+/** Like common/dom.js's el(), plus on<event> handlers. */
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
+  return node;
+}

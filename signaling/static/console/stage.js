@@ -1,0 +1,128 @@
+// The speaker's page: choose camera and microphone, join (publish), see
+// oneself, and know without doubt when the moderator has put you on air.
+
+import { loadProgram, startConsole } from "./page.js";
+import { localized, t } from "/static/common/i18n.js";
+import { microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
+import { onAirSpeakerId } from "./live.js";
+import { speakerById } from "./program.js";
+
+const view = { welcome: null, summary: null, program: null, state: null, speakerId: null, joined: false };
+let connection = null;
+let stream = null;
+let publisher = null;
+
+const joinButton = document.getElementById("join");
+const cameraSelect = document.getElementById("camera");
+const micSelect = document.getElementById("microphone-device");
+const preview = document.getElementById("preview");
+
+function onWelcome(welcome) {
+  view.welcome = welcome;
+  view.summary = welcome.event;
+  view.speakerId = welcome.scope?.speaker ?? null;
+  render();
+  // After a reconnection the server has forgotten our tracks: publish again.
+  if (view.joined) publish();
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  fill(cameraSelect, devices.filter((d) => d.kind === "videoinput"), "stage.camera_n");
+  fill(micSelect, devices.filter((d) => d.kind === "audioinput"), "stage.microphone_n");
+}
+
+function fill(select, devices, key) {
+  const chosen = select.value;
+  select.replaceChildren();
+  devices.forEach((device, index) => {
+    const option = document.createElement("option");
+    option.value = device.deviceId;
+    option.textContent = device.label || t(key, { n: index + 1 });
+    select.append(option);
+  });
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+}
+
+async function openDevices() {
+  for (const track of stream?.getTracks() ?? []) track.stop();
+  const video = cameraSelect.value ? { deviceId: { exact: cameraSelect.value } } : true;
+  stream = await navigator.mediaDevices.getUserMedia({
+    audio: microphoneConstraints(micSelect.value || undefined),
+    video,
+  });
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+  // Labels only appear once the browser has been allowed the devices.
+  await listDevices();
+}
+
+async function join() {
+  joinButton.disabled = true;
+  try {
+    await openDevices();
+  } catch (error) {
+    document.getElementById("stage-status").textContent = t("stage.no_devices", { error: error.message });
+    joinButton.disabled = false;
+    return;
+  }
+  view.joined = true;
+  await publish();
+  render();
+}
+
+async function publish() {
+  if (publisher) publisher.close();
+  publisher = null;
+  if (!stream || !connection?.online) return;
+  const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
+  publisher = peer;
+  const offer = await offerTracks(peer, stream);
+  if (publisher !== peer) return;
+  connection.send({ type: "offer", purpose: "publish", sdp: offer });
+}
+
+async function onDeviceChange() {
+  if (!view.joined) return;
+  await openDevices();
+  await publish();
+}
+
+function onMessage(message) {
+  if (message.type === "state") {
+    view.state = message;
+    render();
+  } else if (message.type === "answer" && publisher) {
+    publisher.setRemoteDescription({ type: "answer", sdp: message.sdp });
+  }
+}
+
+function render() {
+  const event = view.program ?? view.summary;
+  if (!event) return;
+  const me = speakerById(view.program, view.speakerId);
+  document.getElementById("speaker-name").textContent = me ? me.name : localized(event.title);
+  const live = view.speakerId !== null && onAirSpeakerId(view.state) === view.speakerId;
+  const indicator = document.getElementById("on-air");
+  indicator.dataset.onAir = String(live);
+  indicator.textContent = live ? t("stage.on_air") : view.joined ? t("stage.standing_by") : t("stage.not_joined");
+  joinButton.hidden = view.joined;
+  document.getElementById("stage-status").textContent = view.joined ? t("stage.joined") : t("stage.join_hint");
+}
+
+joinButton.addEventListener("click", join);
+cameraSelect.addEventListener("change", onDeviceChange);
+micSelect.addEventListener("change", onDeviceChange);
+listDevices().catch(() => {});
+
+window.dragomanDebug = {
+  get publisherState() {
+    return publisher?.connectionState ?? "none";
+  },
+};
+
+connection = startConsole({ onWelcome, onMessage });
+loadProgram().then((program) => {
+  view.program = program;
+  render();
+});

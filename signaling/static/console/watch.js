@@ -1,0 +1,254 @@
+// The attendee's page: program video, the chosen language channel, the
+// original mixed underneath at the attendee's volume, and what is going on.
+
+import { loadProgram, startConsole } from "./page.js";
+import { lang, localized, t } from "/static/common/i18n.js";
+import { answerServerOffer, rtcConfiguration, slotOfTransceiver } from "./peer.js";
+import { analyse, Mixer } from "./sound.js";
+import { channelView, onAirSpeakerId } from "./live.js";
+import { languageName, renderProgram, speakerById } from "./program.js";
+
+const ORIGINAL = "original";
+
+const view = {
+  welcome: null,
+  summary: null, // the event as the welcome describes it: languages, booths
+  program: null, // the whole program (sessions, speakers) from the HTTP API
+  state: null,
+  // What the attendee chose; null until the server has told us its default.
+  channel: null,
+  originalVolume: 0,
+  audioOnly: false,
+};
+let connection = null;
+let pc = null;
+let mixer = null;
+const received = new Map(); // "channel" | "floor" | "video" -> MediaStreamTrack
+const debug = { firstAudioAt: null, offers: 0, welcomes: 0 };
+
+const video = document.getElementById("program-video");
+const playButton = document.getElementById("play");
+const volume = document.getElementById("original-volume");
+const audioOnly = document.getElementById("audio-only");
+
+function onWelcome(welcome, again) {
+  debug.welcomes += 1;
+  view.welcome = welcome;
+  view.summary = welcome.event;
+  if (again && view.channel !== null) {
+    // A new connection starts from the server's defaults: restore our choices first.
+    connection.send({ type: "select_channel", language: view.channel });
+    connection.send({ type: "set_original_under", on: view.originalVolume > 0 });
+    connection.send({ type: "set_audio_only", on: view.audioOnly });
+  }
+  closePeer();
+  connection.send({ type: "subscribe" });
+  render();
+}
+
+function closePeer() {
+  if (pc) pc.close();
+  pc = null;
+  received.clear();
+}
+
+/** Which of the page's inputs a server slot feeds: the floor under the channel is "original". */
+function role(slot, track) {
+  if (track.kind === "video") return "video";
+  return slot?.name === "original" || slot?.name === "floor" ? "floor" : "channel";
+}
+
+async function onOffer(message) {
+  closePeer();
+  debug.offers += 1;
+  const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
+  pc = peer;
+  peer.addEventListener("track", (event) => {
+    const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
+    received.set(name, event.track);
+    attachTrack(name, event.track);
+  });
+  const answer = await answerServerOffer(peer, message.sdp);
+  if (pc !== peer) return;
+  connection.send({ type: "answer", purpose: "subscribe", sdp: answer });
+}
+
+function attachTrack(name, track) {
+  if (name === "video") {
+    video.srcObject = new MediaStream([track]);
+    video.play().catch(() => {});
+    return;
+  }
+  if (name === "channel") {
+    track.addEventListener(
+      "unmute",
+      () => {
+        if (debug.firstAudioAt === null) debug.firstAudioAt = performance.now();
+      },
+      { once: true },
+    );
+  }
+  if (mixer) mixer.attach(name, track, volumeOf(name));
+}
+
+function volumeOf(name) {
+  if (name === "floor") return view.channel === ORIGINAL ? 0 : view.originalVolume / 100;
+  return 1;
+}
+
+async function play() {
+  if (!mixer) mixer = new Mixer();
+  await mixer.resume();
+  for (const [name, track] of received) if (track.kind === "audio") mixer.attach(name, track, volumeOf(name));
+  video.play().catch(() => {});
+  playButton.hidden = true;
+}
+
+function chooseChannel(code) {
+  if (code === view.channel) return;
+  view.channel = code;
+  connection?.send({ type: "select_channel", language: code });
+  if (mixer) mixer.setVolume("floor", volumeOf("floor"));
+  render();
+}
+
+function setOriginalVolume(percent) {
+  const wasOn = view.originalVolume > 0;
+  view.originalVolume = percent;
+  if (mixer) mixer.setVolume("floor", volumeOf("floor"));
+  // At 0 the server stops sending the floor at all: no bandwidth for what nobody hears.
+  if (wasOn !== percent > 0) connection?.send({ type: "set_original_under", on: percent > 0 });
+}
+
+function setAudioOnly(enabled) {
+  view.audioOnly = enabled;
+  video.hidden = enabled;
+  connection?.send({ type: "set_audio_only", on: enabled });
+}
+
+function onMessage(message) {
+  if (message.type === "state") {
+    view.state = message;
+    const you = message.you;
+    if (view.channel === null && you && typeof you.channel === "string") view.channel = you.channel;
+    render();
+  } else if (message.type === "offer") {
+    onOffer(message);
+  }
+}
+
+function render() {
+  const event = view.program ?? view.summary;
+  if (!event) return;
+  document.getElementById("event-title").textContent = localized(event.title);
+  renderLanguageChoice(event);
+  renderNowSpeaking(event);
+  renderChannelCarries(event);
+  if (view.program) renderProgram(document.getElementById("program"), view.program, view.state?.session ?? null);
+}
+
+function renderLanguageChoice(event) {
+  const group = document.getElementById("language-choice");
+  const options = [{ code: ORIGINAL, name: t("watch.original"), lang }];
+  for (const item of event.languages) options.push({ code: item.code, name: item.name, lang: item.code });
+  const existing = [...group.querySelectorAll("input[type=radio]")];
+  if (existing.map((input) => input.value).join() !== options.map((option) => option.code).join()) {
+    for (const old of group.querySelectorAll("label")) old.remove();
+    for (const option of options) {
+      const label = document.createElement("label");
+      label.className = "language-option";
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "language";
+      input.value = option.code;
+      input.addEventListener("change", () => chooseChannel(option.code));
+      const text = document.createElement("span");
+      text.textContent = option.name;
+      text.lang = option.lang;
+      label.append(input, text);
+      group.append(label);
+    }
+  }
+  for (const input of group.querySelectorAll("input[type=radio]")) input.checked = input.value === view.channel;
+  volume.disabled = view.channel === ORIGINAL;
+}
+
+function renderNowSpeaking(event) {
+  const target = document.getElementById("now-speaking");
+  const id = onAirSpeakerId(view.state);
+  const speaker = speakerById(event, id);
+  if (!id) {
+    target.textContent = t("watch.nobody_speaking");
+    return;
+  }
+  target.replaceChildren();
+  const name = document.createElement("strong");
+  name.textContent = speaker?.name ?? id;
+  target.append(name);
+  if (speaker) target.append(" — ", localized(speaker.affiliation));
+  const spoken = speaker?.language ?? view.state.on_air.language;
+  target.append(" · ", t("console.speaks", { language: languageName(event, spoken) }));
+}
+
+function renderChannelCarries(event) {
+  const target = document.getElementById("channel-carries");
+  if (view.channel === null) {
+    target.textContent = "";
+    return;
+  }
+  if (view.channel === ORIGINAL) {
+    target.textContent = t("watch.carries_original_chosen");
+    return;
+  }
+  const channel = channelView(view.state, view.channel);
+  const name = languageName(event, view.channel);
+  target.dataset.kind = channel?.kind ?? "";
+  if (!channel) target.textContent = "";
+  else if (channel.reason === "no_speaker") target.textContent = t("watch.nobody_speaking");
+  else if (channel.kind === "interpreter") target.textContent = t("watch.carries_interpretation", { language: name });
+  else if (channel.reason === "cough") target.textContent = t("watch.carries_cough");
+  else if (channel.kind === "floor" && channel.reason === "speaker_language")
+    target.textContent = t("watch.carries_original_same", { language: name });
+  else if (channel.kind === "floor") target.textContent = t("watch.carries_floor_fallback");
+  else target.textContent = t("watch.carries_silence");
+}
+
+playButton.addEventListener("click", play);
+volume.addEventListener("input", () => setOriginalVolume(Number(volume.value)));
+audioOnly.addEventListener("change", () => setAudioOnly(audioOnly.checked));
+
+// What the page really receives, for the end-to-end tests and bench/join.py.
+window.dragomanDebug = {
+  /** {frequency, rms, peakDb} of what arrives on "channel" or "floor", or null. */
+  analyse(name = "channel") {
+    const analyser = mixer?.analyser(name);
+    return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
+  },
+  dominantFrequency(name = "channel") {
+    return this.analyse(name)?.frequency ?? null;
+  },
+  get firstAudioAt() {
+    return debug.firstAudioAt;
+  },
+  get offers() {
+    return debug.offers;
+  },
+  get welcomes() {
+    return debug.welcomes;
+  },
+  get channel() {
+    return view.channel;
+  },
+  get peerState() {
+    return pc?.connectionState ?? "none";
+  },
+  get state() {
+    return view.state;
+  },
+};
+
+connection = startConsole({ onWelcome, onMessage });
+loadProgram().then((program) => {
+  view.program = program;
+  render();
+});
