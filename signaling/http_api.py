@@ -119,6 +119,11 @@ def _reject_unknown_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> No
             )
 
 
+def _given(data: dict[str, Any], field: str) -> Any:
+    value = data.get(field)
+    return "" if value is None else value
+
+
 def _field_code(field: str, value: Any) -> str:
     """A stable code for a refused field, so pages can say it in the visitor's language."""
     if field not in REGISTRATION_FIELDS:
@@ -198,9 +203,10 @@ async def post_registration(request: web.Request) -> web.Response:
             app[appkeys.STORE_KEY],
             event_id=event.id,
             languages=event.language_codes,
-            name=data.get("name"),
-            email=data.get("email"),
-            language=data.get("language"),
+            # A missing or null field is an empty one: "required", not "must be text".
+            name=_given(data, "name"),
+            email=_given(data, "email"),
+            language=_given(data, "language"),
             client=client_address(request),
             limits=limits,
         )

@@ -1,0 +1,140 @@
+"""Headless Chromium for tests, driven by Playwright: Debian's `chromium`, a fresh profile.
+
+Fixtures:
+- `playwright_instance`: the Playwright driver.
+- `browser`: Chromium launched with the test flags (no sandbox, no GPU, no network
+  chatter); a new one per test.
+- `new_context`: a factory, `await new_context(locale="fr-FR", timezone_id="Asia/Tokyo")`
+  (any `Browser.new_context` option); every context is closed at teardown.
+- `page`: a page in a fresh English context (locale en-US, time zone UTC).
+
+For media pages launch your own browser with fake devices:
+`await launch_chromium(playwright_instance, fake_media=True, fake_audio_wav=path)`.
+`page_errors(page)` collects uncaught page errors and console errors, to assert none.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+)
+FAKE_MEDIA_ARGS: tuple[str, ...] = (
+    # Grant camera/microphone without a prompt and feed synthetic devices.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+)
+#: Playwright's default would wait 30 s on a missing element; a page of ours answers in far less.
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+def chromium_executable() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        raise RuntimeError("Chromium is not installed: install the Debian package 'chromium'")
+    return path
+
+
+def chromium_args(
+    *,
+    fake_media: bool = False,
+    fake_audio_wav: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command-line flags for a test Chromium.
+
+    `fake_audio_wav` makes the fake microphone play that WAV file (implies `fake_media`).
+    """
+    args = list(CHROMIUM_ARGS)
+    if fake_media or fake_audio_wav is not None:
+        args += FAKE_MEDIA_ARGS
+    if fake_audio_wav is not None:
+        args.append(f"--use-file-for-fake-audio-capture={Path(fake_audio_wav).resolve()}")
+    args += list(extra_args)
+    return args
+
+
+async def launch_chromium(
+    playwright: Playwright,
+    *,
+    fake_media: bool = False,
+    fake_audio_wav: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> Browser:
+    """Launch headless Debian Chromium with the test flags (and fake media devices if asked)."""
+    return await playwright.chromium.launch(
+        executable_path=chromium_executable(),
+        headless=True,
+        args=chromium_args(
+            fake_media=fake_media, fake_audio_wav=fake_audio_wav, extra_args=extra_args
+        ),
+    )
+
+
+def page_errors(page: Page) -> list[str]:
+    """A list that fills with the page's uncaught errors and console errors from now on."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"console.{message.type}: {message.text}")
+            if message.type == "error"
+            else None
+        ),
+    )
+    return errors
+
+
+@pytest.fixture
+async def playwright_instance() -> AsyncIterator[Playwright]:
+    async with async_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture
+async def browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(playwright_instance)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+NewContext = Callable[..., Awaitable[BrowserContext]]
+
+
+@pytest.fixture
+async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
+    contexts: list[BrowserContext] = []
+
+    async def make(**options: Any) -> BrowserContext:
+        options.setdefault("locale", "en-US")
+        options.setdefault("timezone_id", "UTC")
+        context = await browser.new_context(**options)
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        await context.close()
+
+
+@pytest.fixture
+async def page(new_context: NewContext) -> Page:
+    context = await new_context()
+    return await context.new_page()

@@ -1,0 +1,151 @@
+"""The pieces of the web layer on their own: translations, language choice, metrics
+rendering and log redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from signaling.i18n import LOCALES_DIR, SUPPORTED_LANGUAGES, catalog, negotiate, translate
+from signaling.logs import JsonFormatter, TextFormatter, configure_logging, redact
+from signaling.metrics import MetricsError, MetricsRegistry
+from signaling.pages import STATIC_DIR
+
+TOKEN = "eyJ2IjoxLCJyIjoiYXR0ZW5kZWUifQ.c2lnbmF0dXJl"
+
+
+def test_every_language_has_every_key_of_the_english_catalog() -> None:
+    english = json.loads((LOCALES_DIR / "en.json").read_text("utf-8"))
+    for lang in SUPPORTED_LANGUAGES:
+        own = json.loads((LOCALES_DIR / f"{lang}.json").read_text("utf-8"))
+        assert set(own) == set(english), lang
+        for key, text in own.items():
+            assert text.strip(), (lang, key)
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(
+                re.findall(r"\{(\w+)\}", english[key])
+            ), (lang, key)
+
+
+def test_every_key_used_by_a_page_exists() -> None:
+    used: set[str] = set()
+    for path in STATIC_DIR.glob("*.html"):
+        used |= set(re.findall(r"\{\{\s*t:([A-Za-z0-9_.-]+)\s*\}\}", path.read_text("utf-8")))
+    for path in [*STATIC_DIR.glob("*.js"), *STATIC_DIR.glob("common/*.js")]:
+        used |= set(
+            re.findall(r"""\bt\(\s*["'`]([a-z_]+\.[a-z_.]+)["'`]""", path.read_text("utf-8"))
+        )
+    assert used
+    for lang in SUPPORTED_LANGUAGES:
+        assert used <= set(catalog(lang)), (lang, used - set(catalog(lang)))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, "en"),
+        ("", "en"),
+        ("fr-BE,fr;q=0.9,en;q=0.8", "fr"),
+        ("de-DE,de;q=0.9,ru;q=0.8,en;q=0.7", "ru"),
+        ("en;q=0.2, fr;q=0.9", "fr"),
+        ("RU", "ru"),
+        ("de, *;q=0.5", "en"),
+        ("fr;q=0, ru", "ru"),
+        ("fr;q=abc, ru;q=0.5", "ru"),
+        (";;,,", "en"),
+    ],
+)
+def test_accept_language_picks_the_best_supported_language(
+    header: str | None, expected: str
+) -> None:
+    assert negotiate(header) == expected
+
+
+def test_translate_fills_placeholders() -> None:
+    assert translate("en", "errors.too_long", max=200) == (
+        "This is too long (at most 200 characters)."
+    )
+    assert translate("ru", "register.name") == "Имя"
+
+
+def test_metrics_render_escapes_label_values_and_rejects_bad_names() -> None:
+    registry = MetricsRegistry()
+    counter = registry.counter("demo_total", "A demo\ncounter.", labels=("route",))
+    counter.inc(route='/a"b\\c\n')
+    counter.inc(2, route="/x")
+    text = registry.render()
+    assert "# HELP demo_total A demo\\ncounter." in text
+    assert 'demo_total{route="/a\\"b\\\\c\\n"} 1' in text
+    assert 'demo_total{route="/x"} 2' in text
+    with pytest.raises(MetricsError):
+        registry.counter("demo_total", "again")
+    with pytest.raises(MetricsError):
+        registry.gauge("bad-name", "dash")
+    with pytest.raises(MetricsError):
+        counter.inc(route="/x", extra="y")
+    with pytest.raises(MetricsError):
+        counter.inc(-1, route="/x")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"GET /watch?token={TOKEN} 200",
+        f"GET /booth?lang=fr&token={TOKEN}&x=1 200",
+        f"Authorization: Bearer {TOKEN}",
+        f'{{"token": "{TOKEN}"}}',
+        f"secret={TOKEN}",
+    ],
+)
+def test_redact_masks_credentials(line: str) -> None:
+    assert TOKEN not in redact(line)
+    assert "[redacted]" in redact(line)
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger, given back to pytest as it was found."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_json_logs_are_one_object_per_line_and_never_carry_a_token(
+    root_logger: logging.Logger,
+) -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    logging.getLogger("dragoman.test").info(
+        "opened /studio?token=%s", TOKEN, extra={"link": f"/stage?token={TOKEN}", "n": 3}
+    )
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "info"
+    assert entry["logger"] == "dragoman.test"
+    assert entry["n"] == 3
+    assert TOKEN not in lines[0]
+
+
+def test_text_logs_redact_too() -> None:
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "GET /watch?token=%s", (TOKEN,), None
+    )
+    assert TOKEN not in TextFormatter().format(record)
+    assert TOKEN not in JsonFormatter().format(record)
+
+
+def test_auto_log_format_is_json_off_a_terminal(root_logger: logging.Logger) -> None:
+    stream = io.StringIO()  # not a TTY
+    configure_logging("auto", stream=stream)
+    logging.getLogger("x").warning("hello")
+    assert json.loads(stream.getvalue())["message"] == "hello"
