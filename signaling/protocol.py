@@ -239,14 +239,21 @@ def parse_client_message(raw: str | bytes) -> Any:
     if isinstance(raw, bytes):
         raise ProtocolError("malformed", "messages are JSON text frames, not binary frames")
     size = len(raw.encode("utf-8", "surrogatepass"))
-    if size > MAX_SDP_MESSAGE_BYTES:
-        raise ProtocolError(
-            "too_large", f"message of {size} bytes refused: the limit is {MAX_SDP_MESSAGE_BYTES}"
-        )
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ProtocolError("malformed", f"the message is not valid JSON ({exc})") from None
+        if size > MAX_SDP_MESSAGE_BYTES:
+            data = None  # too large says more than malformed
+        else:
+            raise ProtocolError("malformed", f"the message is not valid JSON ({exc})") from None
+    if size > MAX_SDP_MESSAGE_BYTES:
+        # Parsed anyway (the transport caps frames) only to echo the sender's id.
+        ref = _ref_of(data) if isinstance(data, dict) else None
+        raise ProtocolError(
+            "too_large",
+            f"message of {size} bytes refused: the limit is {MAX_SDP_MESSAGE_BYTES}",
+            ref,
+        )
     if not isinstance(data, dict):
         raise ProtocolError("malformed", "a message must be a JSON object")
     ref = _ref_of(data)

@@ -1,0 +1,801 @@
+"""The live event service: who is on air, where the streamer points, what clients see.
+
+One `LiveEvent` per node and event. It keeps the durable `LiveState` (loaded from the
+store at start, written back after every change, so a restart restores who was on air),
+one `LiveBooth` per booth of the program, the connected clients and which publishers'
+tracks are arriving. After every change it runs the routing rule and re-points the
+streamer's outputs:
+
+- ``program-video`` and ``floor``: the on-air speaker's video and audio;
+- ``channel:<code>``, one per event language: what the routing rule says;
+- ``preview:<speaker_id>``: each speaker's video, for the moderator's previews.
+
+Then it pushes a ``state`` message to every client (coalesced: a burst of changes sends
+one state). Commands arrive already parsed and role-checked from `signaling.websocket`;
+what a role may not do *now* (an unknown speaker, a booth transition that is not allowed)
+raises `ProtocolError`, which the connection turns into an ``error`` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from signaling import protocol as p
+from signaling.booth import BoothError, LiveBooth
+from signaling.live_state import LiveState
+from signaling.program import Event
+from signaling.routing_rule import (
+    FLOOR,
+    BoothSpec,
+    FeedKind,
+    Routing,
+    route_channels,
+)
+from signaling.store import Store
+from signaling.tokens import Claims, Role
+
+log = logging.getLogger(__name__)
+
+PROGRAM_VIDEO = "program-video"
+FLOOR_OUTPUT = "floor"
+#: How long an unanswered handover request waits before the partner may take over.
+TAKE_OVER_AFTER = 10.0
+#: Changes closer together than this are pushed to clients as one state.
+PUSH_COALESCE_S = 0.02
+
+
+def channel_output(language: str) -> str:
+    return f"channel:{language}"
+
+
+def preview_output(speaker_id: str) -> str:
+    return f"preview:{speaker_id}"
+
+
+def speaker_publisher(speaker_id: str) -> str:
+    return f"speaker:{speaker_id}"
+
+
+def interpreter_publisher(booth_id: str, interpreter: str) -> str:
+    # Source ids are "<publisher>/<kind>": keep the separator out of the subject part.
+    return f"interpreter:{booth_id}:{interpreter.replace('/', '%2F')}"
+
+
+def _source(publisher_id: str, kind: str) -> str:
+    return f"{publisher_id}/{kind}"
+
+
+class MediaPlane(Protocol):
+    """The part of `streamer.Sfu` the live service drives."""
+
+    def sources(self) -> Mapping[str, str]: ...
+    def declare_output(self, name: str, kind: str) -> Any: ...
+    def point(self, output: str, source_id: str | None) -> Any: ...
+    async def publish(self, publisher_id: str, offer_sdp: str) -> str: ...
+    async def subscribe(self, subscriber_id: str, slots: Mapping[str, str]) -> str: ...
+    async def accept_answer(self, subscriber_id: str, answer_sdp: str) -> Any: ...
+    def point_slot(self, subscriber_id: str, slot: str, output: str) -> Any: ...
+    def pause_slot(self, subscriber_id: str, slot: str, paused: bool) -> Any: ...
+    async def close_subscriber(self, subscriber_id: str) -> Any: ...
+    async def close_publisher(self, publisher_id: str) -> Any: ...
+
+
+@dataclass
+class AttendeeChoice:
+    """An attendee's listening choices, remembered per link across reconnects."""
+
+    channel: str
+    original_under: bool = False
+    audio_only: bool = False
+
+
+_client_numbers = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Client:
+    """One authenticated connection, as the live service sees it.
+
+    ``send`` queues a server message for the connection (never blocks); the WebSocket
+    layer owns the actual writing.
+    """
+
+    claims: Claims
+    send: Callable[[p._Message], None]
+    number: int = field(default_factory=lambda: next(_client_numbers))
+    subscriber_id: str | None = None
+    subscribed: bool = False
+    publisher_id: str | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+    paused: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def role(self) -> Role:
+        return self.claims.role
+
+
+def _refuse(code: str, message: str) -> p.ProtocolError:
+    return p.ProtocolError(code, message)
+
+
+class LiveEvent:
+    """The live side of one event on one node."""
+
+    def __init__(
+        self,
+        event: Event,
+        store: Store,
+        sfu: MediaPlane,
+        *,
+        take_over_after: float = TAKE_OVER_AFTER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.event = event
+        self.store = store
+        self.sfu = sfu
+        self.clock = clock
+        self.take_over_after = take_over_after
+        self.state = LiveState()
+        self.booths: dict[str, LiveBooth] = {}
+        self.clients: set[Client] = set()
+        self.sources: set[str] = set()
+        self.choices: dict[str, AttendeeChoice] = {}
+        self.routing: Routing | None = None
+        self._pointed: dict[str, str | None] = {}
+        self._booth_specs = [BoothSpec(b.id, tuple(b.works_into)) for b in event.booths]
+        self._save_lock = asyncio.Lock()
+        self._push_task: asyncio.Task[None] | None = None
+        self._wake_task: asyncio.Task[None] | None = None
+        self._started = False
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore the state from the store, declare the outputs and route."""
+        self.state = await self.store.get_live_state(self.event.id)
+        self._drop_stale_state()
+        for booth in self.event.booths:
+            self.booths[booth.id] = LiveBooth(
+                booth.id,
+                tuple(booth.works_into),
+                take_over_after=self.take_over_after,
+                on_air=self.state.on_air_interpreter.get(booth.id),
+                on_air_since=self.clock() if booth.id in self.state.on_air_interpreter else None,
+                direction_override=self.state.direction_override.get(booth.id),
+            )
+        self.sfu.declare_output(PROGRAM_VIDEO, "video")
+        self.sfu.declare_output(FLOOR_OUTPUT, "audio")
+        for code in self.event.language_codes:
+            self.sfu.declare_output(channel_output(code), "audio")
+        for speaker in self.event.speakers:
+            self.sfu.declare_output(preview_output(speaker.id), "video")
+        self.sources = set(self.sfu.sources())
+        self._started = True
+        self._apply()
+        log.info(
+            "live event started",
+            extra={"session": self.state.session_id, "on_air": self.state.on_air_speaker},
+        )
+
+    async def stop(self) -> None:
+        """Cancel the service's tasks; the streamer is closed by its owner."""
+        for task in (self._push_task, self._wake_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._push_task = self._wake_task = None
+
+    def _drop_stale_state(self) -> None:
+        """Forget what the program no longer has (the program may change between runs)."""
+        state = self.state
+        speaker_ids = {s.id for s in self.event.speakers}
+        session_ids = {s.id for s in self.event.sessions}
+        booth_ids = {b.id for b in self.event.booths}
+        if state.session_id not in session_ids:
+            state.session_id = None
+        if state.on_air_speaker not in speaker_ids:
+            state.on_air_speaker = None
+        state.on_air_interpreter = {
+            b: who for b, who in state.on_air_interpreter.items() if b in booth_ids
+        }
+        state.direction_override = {
+            b: lang
+            for b, lang in state.direction_override.items()
+            if b in booth_ids and lang in self.event.booth(b).works_into
+        }
+
+    # --- streamer events --------------------------------------------------------------
+
+    def source_added(self, source_id: str, kind: str) -> None:
+        self.sources.add(source_id)
+        self._changed()
+
+    def source_removed(self, source_id: str, kind: str) -> None:
+        self.sources.discard(source_id)
+        self._changed()
+
+    # --- clients ----------------------------------------------------------------------
+
+    def scope_problem(self, claims: Claims) -> str | None:
+        """Why a verified link cannot join this event (its scope is not in the program)."""
+        if claims.role is Role.INTERPRETER:
+            if claims.booth is None or claims.booth not in self.booths:
+                return f"this link is for booth {claims.booth}, which this event does not have"
+        if claims.role is Role.SPEAKER:
+            if claims.speaker is None or claims.speaker not in {s.id for s in self.event.speakers}:
+                return f"this link is for speaker {claims.speaker}, who is not in the program"
+        return None
+
+    async def join(self, client: Client) -> None:
+        """Admit an authenticated client: welcome it and send it the current state."""
+        claims = client.claims
+        if claims.role is Role.ATTENDEE and claims.subject not in self.choices:
+            self.choices[claims.subject] = AttendeeChoice(
+                channel=await self._default_channel(claims)
+            )
+        if claims.role is Role.INTERPRETER and claims.booth is not None:
+            self.booths[claims.booth].connect(claims.subject)
+        self.clients.add(client)
+        client.send(
+            p.Welcome(
+                role=claims.role,
+                scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
+                event=self.summary(),
+            )
+        )
+        client.send(self._state_for(client, self._common_state()))
+        self._changed()
+
+    async def leave(self, client: Client) -> None:
+        """Forget a connection and free its media."""
+        if client not in self.clients:
+            return
+        self.clients.discard(client)
+        claims = client.claims
+        if claims.role is Role.INTERPRETER and claims.booth is not None:
+            self.booths[claims.booth].disconnect(claims.subject)
+        if client.subscriber_id is not None:
+            await self._close_subscriber(client)
+        if client.publisher_id is not None:
+            publisher_id, client.publisher_id = client.publisher_id, None
+            if not self._publisher_in_use(publisher_id):
+                await self._quietly(self.sfu.close_publisher(publisher_id))
+        self._changed()
+
+    async def _default_channel(self, claims: Claims) -> str:
+        if claims.registration:
+            try:
+                registration = await self.store.registration(claims.registration)
+            except Exception:  # the store being down must not keep anyone out
+                log.exception("could not read a registration for its preferred language")
+                registration = None
+            if registration is not None and registration.language in self.event.language_codes:
+                return registration.language
+        return p.ORIGINAL
+
+    def summary(self) -> p.EventSummary:
+        return p.EventSummary(
+            id=self.event.id,
+            title=dict(self.event.title.items()),
+            languages=[
+                p.LanguageInfo(code=lang.code, name=lang.name) for lang in self.event.languages
+            ],
+            booths=[
+                p.BoothInfo(id=b.id, name=b.name, works_into=list(b.works_into))
+                for b in self.event.booths
+            ],
+            fallback=self.event.fallback,
+        )
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def handle(self, client: Client, message: Any) -> None:
+        """Carry out one role-checked command; raises `ProtocolError` when refused."""
+        handler = self._handlers[message.type]
+        try:
+            await handler(self, client, message)
+        except BoothError as exc:
+            raise _refuse(exc.code, exc.message) from None
+
+    async def _ping(self, client: Client, message: p.Ping) -> None:
+        client.send(p.Pong(ref=message.id))
+
+    async def _publish(self, client: Client, message: p.Offer) -> None:
+        claims = client.claims
+        if claims.role is Role.SPEAKER:
+            assert claims.speaker is not None
+            publisher_id = speaker_publisher(claims.speaker)
+        else:
+            self._interpreter_booth(client, message)
+            assert claims.booth is not None
+            publisher_id = interpreter_publisher(claims.booth, claims.subject)
+        # The streamer has a publisher exactly while a client holds its id. A reconnecting
+        # publisher replaces its previous connection: the newest one wins.
+        if client.publisher_id is not None and client.publisher_id != publisher_id:
+            await self._quietly(self.sfu.close_publisher(client.publisher_id))
+        if self._publisher_in_use(publisher_id):
+            for other in self.clients:
+                if other.publisher_id == publisher_id:
+                    other.publisher_id = None
+            await self._quietly(self.sfu.close_publisher(publisher_id))
+        client.publisher_id = publisher_id
+        try:
+            answer = await self.sfu.publish(publisher_id, message.sdp)
+        except Exception as exc:
+            client.publisher_id = None
+            raise _refuse("bad_sdp", f"the offer could not be used: {exc}") from None
+        client.send(p.ServerAnswer(sdp=answer))
+        self._changed()
+
+    async def _subscribe(self, client: Client, message: p.Subscribe) -> None:
+        if client.subscriber_id is not None:
+            await self._close_subscriber(client)
+        slots = self._slots_for(client)
+        client.subscriber_id = f"{client.role.value}:{client.claims.subject}:{client.number}"
+        try:
+            offer = await self.sfu.subscribe(client.subscriber_id, slots)
+        except Exception:
+            client.subscriber_id = None
+            raise
+        client.slots = dict(slots)
+        client.paused = {}
+        self._apply_pauses(client)
+        mids = re.findall(r"^a=mid:(\S+)", offer, flags=re.MULTILINE)
+        kinds = {name: self._output_kind(output) for name, output in slots.items()}
+        client.send(
+            p.ServerOffer(
+                sdp=offer,
+                slots=[
+                    p.Slot(
+                        name=name,
+                        kind=kinds[name],
+                        output=output,
+                        mid=mids[i] if i < len(mids) else None,
+                    )
+                    for i, (name, output) in enumerate(slots.items())
+                ],
+            )
+        )
+
+    async def _answer(self, client: Client, message: p.Answer) -> None:
+        if client.subscriber_id is None:
+            raise _refuse("no_offer", "there is no offer to answer: send subscribe first")
+        try:
+            await self.sfu.accept_answer(client.subscriber_id, message.sdp)
+        except Exception as exc:
+            raise _refuse("bad_sdp", f"the answer could not be used: {exc}") from None
+        client.subscribed = True
+        self._changed()
+
+    async def _select_channel(self, client: Client, message: p.SelectChannel) -> None:
+        language = message.language
+        if language != p.ORIGINAL and language not in self.event.language_codes:
+            raise self._unknown_language(language)
+        self._choice(client).channel = language
+        self._reslot_attendees(client.claims.subject)
+        self._changed()
+
+    async def _set_original_under(self, client: Client, message: p.SetOriginalUnder) -> None:
+        self._choice(client).original_under = message.on
+        self._reslot_attendees(client.claims.subject)
+        self._changed()
+
+    async def _set_audio_only(self, client: Client, message: p.SetAudioOnly) -> None:
+        self._choice(client).audio_only = message.on
+        self._reslot_attendees(client.claims.subject)
+        self._changed()
+
+    async def _mic(self, client: Client, message: p.Mic) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.mic(client.claims.subject, message.on, self.clock())
+        await self._booth_changed(booth)
+
+    async def _cough(self, client: Client, message: p.Cough) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.cough(client.claims.subject, message.on)
+        self._changed()
+
+    async def _request_handover(self, client: Client, message: p.RequestHandover) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.request_handover(client.claims.subject, self.clock())
+        self._changed()
+
+    async def _accept_handover(self, client: Client, message: p.AcceptHandover) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.accept_handover(client.claims.subject, self.clock())
+        await self._booth_changed(booth)
+
+    async def _take_over(self, client: Client, message: p.TakeOver) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.take_over(client.claims.subject, self.clock())
+        await self._booth_changed(booth)
+
+    async def _listen(self, client: Client, message: p.Listen) -> None:
+        booth = self._interpreter_booth(client, message)
+        source = message.source
+        if source not in (None, FLOOR) and source not in self.event.language_codes:
+            raise self._unknown_language(source, also="floor")
+        booth.listen(client.claims.subject, source)
+        self._changed()
+
+    async def _set_direction(self, client: Client, message: p.SetDirection) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.set_direction(client.claims.subject, message.into)
+        await self._booth_changed(booth)
+
+    async def _start_session(self, client: Client, message: p.StartSession) -> None:
+        if message.session_id not in {s.id for s in self.event.sessions}:
+            known = ", ".join(s.id for s in self.event.sessions)
+            raise _refuse(
+                "unknown_session", f"there is no session {message.session_id!r} (known: {known})"
+            )
+        self.state.session_id = message.session_id
+        await self._save_and_route()
+
+    async def _end_session(self, client: Client, message: p.EndSession) -> None:
+        self.state.session_id = None
+        self.state.on_air_speaker = None
+        await self._save_and_route()
+
+    async def _put_on_air(self, client: Client, message: p.PutOnAir) -> None:
+        speaker_id = message.speaker_id
+        if speaker_id not in {s.id for s in self.event.speakers}:
+            raise _refuse("unknown_speaker", f"there is no speaker {speaker_id!r} in the program")
+        if _source(speaker_publisher(speaker_id), "audio") not in self.sources:
+            name = self.event.speaker(speaker_id).name
+            raise _refuse(
+                "speaker_not_connected",
+                f"{name} is not connected: he or she must join from the speaker page first",
+            )
+        self.state.on_air_speaker = speaker_id
+        await self._save_and_route()
+
+    async def _take_off_air(self, client: Client, message: p.TakeOffAir) -> None:
+        self.state.on_air_speaker = None
+        await self._save_and_route()
+
+    _handlers: ClassVar[dict[str, Callable[[LiveEvent, Client, Any], Awaitable[None]]]] = {
+        "ping": _ping,
+        "offer": _publish,
+        "subscribe": _subscribe,
+        "answer": _answer,
+        "select_channel": _select_channel,
+        "set_original_under": _set_original_under,
+        "set_audio_only": _set_audio_only,
+        "mic": _mic,
+        "cough": _cough,
+        "request_handover": _request_handover,
+        "accept_handover": _accept_handover,
+        "take_over": _take_over,
+        "listen": _listen,
+        "set_direction": _set_direction,
+        "start_session": _start_session,
+        "end_session": _end_session,
+        "put_on_air": _put_on_air,
+        "take_off_air": _take_off_air,
+    }
+
+    # --- helpers for commands ---------------------------------------------------------
+
+    def _interpreter_booth(self, client: Client, message: Any) -> LiveBooth:
+        own = client.claims.booth
+        asked = getattr(message, "booth", None)
+        if asked is not None and asked != own:
+            raise _refuse("out_of_scope", f"your link is for booth {own}, not {asked}")
+        assert own is not None
+        return self.booths[own]
+
+    def _choice(self, client: Client) -> AttendeeChoice:
+        return self.choices[client.claims.subject]
+
+    def _unknown_language(self, language: str, also: str = p.ORIGINAL) -> p.ProtocolError:
+        known = ", ".join([also, *self.event.language_codes])
+        return _refuse("unknown_language", f"{language!r} is not a channel here (known: {known})")
+
+    async def _booth_changed(self, booth: LiveBooth) -> None:
+        if booth.on_air is None:
+            self.state.on_air_interpreter.pop(booth.booth_id, None)
+        else:
+            self.state.on_air_interpreter[booth.booth_id] = booth.on_air
+        if booth.direction_override is None:
+            self.state.direction_override.pop(booth.booth_id, None)
+        else:
+            self.state.direction_override[booth.booth_id] = booth.direction_override
+        await self._save_and_route()
+
+    async def _save_and_route(self) -> None:
+        # Route first: the audience must not wait for the disk.
+        self._changed()
+        async with self._save_lock:
+            await self.store.put_live_state(self.event.id, self.state)
+
+    # --- routing and media ------------------------------------------------------------
+
+    def _publisher_in_use(self, publisher_id: str) -> bool:
+        return any(c.publisher_id == publisher_id for c in self.clients)
+
+    def _changed(self) -> None:
+        """Something changed: re-route now, push the state soon."""
+        if not self._started:
+            return
+        self._apply()
+        if self._push_task is None or self._push_task.done():
+            self._push_task = asyncio.get_running_loop().create_task(self._push_soon())
+        self._schedule_wake()
+
+    def _on_air_speaker(self) -> tuple[str | None, str | None]:
+        speaker_id = self.state.on_air_speaker
+        if speaker_id is None:
+            return None, None
+        return speaker_id, self.event.speaker(speaker_id).language
+
+    def _apply(self) -> None:
+        speaker_id, floor_language = self._on_air_speaker()
+        on_air = {
+            booth_id: booth.on_air
+            for booth_id, booth in self.booths.items()
+            if booth.on_air is not None
+            and _source(interpreter_publisher(booth_id, booth.on_air), "audio") in self.sources
+        }
+        coughing = {booth_id for booth_id, booth in self.booths.items() if booth.coughing}
+        overrides = {
+            booth_id: booth.direction_override
+            for booth_id, booth in self.booths.items()
+            if booth.direction_override is not None
+        }
+        self.routing = route_channels(
+            self.event.language_codes,
+            self._booth_specs,
+            floor_language,
+            on_air,
+            coughing,
+            overrides,
+            self.event.fallback,
+        )
+        speaker_pub = speaker_publisher(speaker_id) if speaker_id else None
+        floor_audio = _source(speaker_pub, "audio") if speaker_pub else None
+        wanted: dict[str, str | None] = {
+            PROGRAM_VIDEO: _source(speaker_pub, "video") if speaker_pub else None,
+            FLOOR_OUTPUT: floor_audio,
+        }
+        for language, feed in self.routing.channels.items():
+            if feed.kind is FeedKind.FLOOR:
+                wanted[channel_output(language)] = floor_audio
+            elif feed.kind is FeedKind.INTERPRETER:
+                assert feed.booth is not None and feed.interpreter is not None
+                wanted[channel_output(language)] = _source(
+                    interpreter_publisher(feed.booth, feed.interpreter), "audio"
+                )
+            else:
+                wanted[channel_output(language)] = None
+        for speaker in self.event.speakers:
+            wanted[preview_output(speaker.id)] = _source(speaker_publisher(speaker.id), "video")
+        for output, wanted_source in wanted.items():
+            # The streamer points only at live sources; a source that arrives later
+            # triggers another pass.
+            source = wanted_source if wanted_source in self.sources else None
+            if self._pointed.get(output, "unset") != source:
+                self.sfu.point(output, source)
+                self._pointed[output] = source
+        for client in self.clients:
+            if client.role is Role.INTERPRETER and client.subscriber_id is not None:
+                self._reslot(client)
+
+    def _listen_output(self, client: Client) -> str:
+        booth_id = client.claims.booth
+        assert booth_id is not None
+        chosen = self.booths[booth_id].listening_to(client.claims.subject)
+        if chosen is None:
+            assert self.routing is not None
+            chosen = self.routing.booths[booth_id].listen
+        return FLOOR_OUTPUT if chosen == FLOOR else channel_output(chosen)
+
+    def _slots_for(self, client: Client) -> dict[str, str]:
+        role = client.role
+        if role is Role.ATTENDEE:
+            choice = self._choice(client)
+            channel = (
+                FLOOR_OUTPUT if choice.channel == p.ORIGINAL else channel_output(choice.channel)
+            )
+            return {"video": PROGRAM_VIDEO, "channel": channel, "original": FLOOR_OUTPUT}
+        if role is Role.INTERPRETER:
+            return {"video": PROGRAM_VIDEO, "listen": self._listen_output(client)}
+        if role is Role.MODERATOR:
+            slots = {"video": PROGRAM_VIDEO, "floor": FLOOR_OUTPUT}
+            for speaker in self.event.speakers:
+                slots[preview_output(speaker.id)] = preview_output(speaker.id)
+            return slots
+        raise _refuse("forbidden", f"{role.described} does not receive media")
+
+    def _apply_pauses(self, client: Client) -> None:
+        if client.role is not Role.ATTENDEE or client.subscriber_id is None:
+            return
+        choice = self._choice(client)
+        pauses = {
+            "video": choice.audio_only,
+            "original": not choice.original_under or choice.channel == p.ORIGINAL,
+        }
+        for slot, paused in pauses.items():
+            if client.paused.get(slot) != paused:
+                self.sfu.pause_slot(client.subscriber_id, slot, paused)
+                client.paused[slot] = paused
+
+    def _reslot(self, client: Client) -> None:
+        if client.subscriber_id is None:
+            return
+        for slot, output in self._slots_for(client).items():
+            if client.slots.get(slot) != output:
+                self.sfu.point_slot(client.subscriber_id, slot, output)
+                client.slots[slot] = output
+        self._apply_pauses(client)
+
+    def _reslot_attendees(self, subject: str) -> None:
+        # Every tab of the same link follows the choice: the choice belongs to the person.
+        for client in self.clients:
+            if client.role is Role.ATTENDEE and client.claims.subject == subject:
+                self._reslot(client)
+
+    def _output_kind(self, output: str) -> str:
+        return "video" if output == PROGRAM_VIDEO or output.startswith("preview:") else "audio"
+
+    async def _close_subscriber(self, client: Client) -> None:
+        subscriber_id, client.subscriber_id = client.subscriber_id, None
+        client.subscribed = False
+        client.slots, client.paused = {}, {}
+        if subscriber_id is not None:
+            await self._quietly(self.sfu.close_subscriber(subscriber_id))
+
+    @staticmethod
+    async def _quietly(closing: Awaitable[Any]) -> None:
+        try:
+            await closing
+        except Exception:  # closing what is already gone is fine
+            log.debug("closing media failed", exc_info=True)
+
+    # --- state pushes -----------------------------------------------------------------
+
+    async def _push_soon(self) -> None:
+        await asyncio.sleep(PUSH_COALESCE_S)
+        self.push()
+
+    def push(self) -> None:
+        """Send the current state to every client now."""
+        common = self._common_state()
+        for client in list(self.clients):
+            client.send(self._state_for(client, common))
+
+    def _schedule_wake(self) -> None:
+        """Push again when a pending handover turns into a right to take over."""
+        moments = [b.take_over_allowed_at() for b in self.booths.values()]
+        future = [m for m in moments if m is not None and m > self.clock()]
+        if self._wake_task is not None and not self._wake_task.done():
+            self._wake_task.cancel()
+        self._wake_task = None
+        if future:
+            delay = min(future) - self.clock()
+            self._wake_task = asyncio.get_running_loop().create_task(self._wake(delay))
+
+    async def _wake(self, delay: float) -> None:
+        await asyncio.sleep(delay + 0.05)
+        self.push()
+
+    def listener_counts(self) -> dict[str, int]:
+        counts = {p.ORIGINAL: 0, **dict.fromkeys(self.event.language_codes, 0)}
+        for client in self.clients:
+            if client.role is Role.ATTENDEE and client.subscribed:
+                counts[self._choice(client).channel] += 1
+        return counts
+
+    def _common_state(self) -> p.State:
+        assert self.routing is not None
+        speaker_id, language = self._on_air_speaker()
+        on_air = None
+        if speaker_id is not None and language is not None:
+            on_air = p.SpeakerOnAir(
+                speaker=speaker_id,
+                language=language,
+                connected=_source(speaker_publisher(speaker_id), "audio") in self.sources,
+            )
+        channels = {
+            language: p.ChannelState(
+                kind=feed.kind.value,
+                reason=feed.reason.value,
+                booth=feed.booth,
+                interpreter=feed.interpreter,
+            )
+            for language, feed in self.routing.channels.items()
+        }
+        booths = [self._booth_state(booth) for booth in self.booths.values()]
+        speakers = [
+            s.id
+            for s in self.event.speakers
+            if _source(speaker_publisher(s.id), "audio") in self.sources
+        ]
+        interpreters = {
+            booth.booth_id: [
+                i.id
+                for i in booth.status().interpreters
+                if _source(interpreter_publisher(booth.booth_id, i.id), "audio") in self.sources
+            ]
+            for booth in self.booths.values()
+        }
+        return p.State(
+            server_time=self.clock(),
+            session=self.state.session_id,
+            on_air=on_air,
+            channels=channels,
+            booths=booths,
+            listeners=self.listener_counts(),
+            publishers=p.Publishers(speakers=speakers, interpreters=interpreters),
+        )
+
+    def _booth_state(self, booth: LiveBooth) -> p.BoothState:
+        assert self.routing is not None
+        status = booth.status()
+        route = self.routing.booths[booth.booth_id]
+        handover = None
+        if status.handover is not None:
+            handover = p.Handover(
+                by=status.handover.by,
+                at=status.handover.at,
+                take_over_at=status.handover.at + status.take_over_after,
+            )
+        return p.BoothState(
+            id=booth.booth_id,
+            works_into=list(booth.works_into),
+            direction=p.Direction(source=route.source, into=route.into) if route.into else None,
+            direction_override=status.direction_override,
+            listen_default=route.listen,
+            on_air=status.on_air,
+            on_air_connected=status.on_air_connected,
+            on_air_since=status.on_air_since,
+            coughing=status.coughing,
+            handover=handover,
+            interpreters=[
+                p.InterpreterState(
+                    id=i.id,
+                    connected=i.connected,
+                    on_air=i.on_air,
+                    listen=i.listen,
+                    publishing=_source(interpreter_publisher(booth.booth_id, i.id), "audio")
+                    in self.sources,
+                )
+                for i in status.interpreters
+            ],
+        )
+
+    def _state_for(self, client: Client, common: p.State) -> p.State:
+        claims = client.claims
+        you: p.AttendeeView | p.InterpreterView | p.SpeakerView | None = None
+        if claims.role is Role.ATTENDEE:
+            choice = self._choice(client)
+            you = p.AttendeeView(
+                channel=choice.channel,
+                original_under=choice.original_under,
+                audio_only=choice.audio_only,
+            )
+        elif claims.role is Role.INTERPRETER and claims.booth is not None:
+            booth = self.booths[claims.booth]
+            listen_output = self._listen_output(client)
+            you = p.InterpreterView(
+                booth=claims.booth,
+                listen=FLOOR if listen_output == FLOOR_OUTPUT else listen_output.split(":", 1)[1],
+                on_air=booth.on_air == claims.subject,
+                may_take_over=booth.can_take_over(claims.subject, self.clock()),
+            )
+        elif claims.role is Role.SPEAKER and claims.speaker is not None:
+            you = p.SpeakerView(
+                speaker=claims.speaker,
+                on_air=self.state.on_air_speaker == claims.speaker,
+                publishing=_source(speaker_publisher(claims.speaker), "audio") in self.sources,
+            )
+        return common.model_copy(update={"you": you})

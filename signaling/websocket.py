@@ -1,0 +1,264 @@
+"""The ``/ws`` endpoint: one WebSocket per client, speaking `signaling.protocol`.
+
+A connection must authenticate first (``auth`` with the protocol version and the token,
+within `AUTH_TIMEOUT_S`); anything else, a bad token or a link for a booth or speaker the
+program does not have, gets an ``error`` and the connection is closed. After that every
+frame is parsed, checked against the sender's role, and handed to the `LiveEvent`; a
+refused frame gets an ``error`` and the connection goes on.
+
+`install_live(app)` is the application extension that adds all this to a node: the
+streamer, the live event service and the route (see `signaling.app.create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from signaling import protocol as p
+from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
+from signaling.live import Client, LiveEvent
+from signaling.tokens import Claims, TokenError
+from streamer.sfu import Sfu, SfuConfig
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_S = 5.0
+#: aiohttp itself drops frames above this (close code 1009); below it, our own caps in
+#: `signaling.protocol` answer with a ``too_large`` error and keep the connection.
+MAX_FRAME_BYTES = 1024 * 1024
+#: Messages waiting for a client that does not read; states are coalesced and not counted.
+MAX_PENDING_MESSAGES = 256
+HEARTBEAT_S = 20.0
+
+#: Close codes (4000-4999 are the application's own).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_OUT_OF_SCOPE = 4403
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_SLOW = 4429
+
+LIVE_KEY = web.AppKey("live", LiveEvent)
+SFU_KEY = web.AppKey("sfu", Sfu)
+_SOCKETS_KEY = web.AppKey("live_sockets", set)
+
+
+class Outbox:
+    """What is waiting to be written to one WebSocket, and the task writing it.
+
+    States replace each other (only the newest matters to a client); other messages
+    keep their order. A client that lets `MAX_PENDING_MESSAGES` pile up is closed.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._queue: deque[str] = deque()
+        self._state: str | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing: asyncio.Task[bool] | None = None
+        self._task = asyncio.get_running_loop().create_task(self._write())
+
+    def send(self, message: p._Message) -> None:
+        if self._task.done():
+            return
+        text = p.encode(message)
+        if isinstance(message, p.State):
+            self._state = text
+        else:
+            if len(self._queue) >= MAX_PENDING_MESSAGES:
+                self._task.cancel()
+                self._closing = asyncio.get_running_loop().create_task(
+                    self.ws.close(code=CLOSE_TOO_SLOW, message=b"too many unread messages")
+                )
+                return
+            self._queue.append(text)
+        self._idle.clear()
+        self._wake.set()
+
+    async def _write(self) -> None:
+        while True:
+            self._idle.set()
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue or self._state is not None:
+                if self._queue:
+                    text = self._queue.popleft()
+                else:
+                    text, self._state = self._state, None
+                    assert text is not None
+                if self.ws.closed:
+                    return
+                try:
+                    await self.ws.send_str(text)
+                except (ConnectionError, RuntimeError):
+                    return
+
+    async def flush_and_close(self) -> None:
+        """Write what is pending (bounded by the socket), then stop the writer."""
+        if not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 2.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
+
+
+async def _refuse_and_close(ws: web.WebSocketResponse, code: str, message: str, close: int) -> None:
+    await ws.send_str(p.encode(p.Error(code=code, message=message)))
+    await ws.close(code=close, message=code.encode())
+
+
+async def _authenticate(
+    ws: web.WebSocketResponse, app: web.Application, live: LiveEvent
+) -> Claims | None:
+    try:
+        frame = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
+    except TimeoutError:
+        await _refuse_and_close(
+            ws,
+            "auth_timeout",
+            f"no auth message within {AUTH_TIMEOUT_S:.0f} s: send auth with your token first",
+            CLOSE_AUTH_TIMEOUT,
+        )
+        return None
+    if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return None  # closed or broken before saying anything
+    try:
+        message = p.parse_client_message(frame.data)
+    except p.ProtocolError as exc:
+        await _refuse_and_close(ws, exc.code, exc.message, CLOSE_UNAUTHENTICATED)
+        return None
+    if not isinstance(message, p.Auth):
+        await _refuse_and_close(
+            ws,
+            "unauthenticated",
+            f"send auth with your token before {message.type}",
+            CLOSE_UNAUTHENTICATED,
+        )
+        return None
+    if message.v != p.PROTOCOL_VERSION:
+        await _refuse_and_close(
+            ws,
+            "unsupported_version",
+            f"this server speaks protocol version {p.PROTOCOL_VERSION}, not {message.v}: "
+            "reload the page",
+            CLOSE_UNAUTHENTICATED,
+        )
+        return None
+    try:
+        claims = app[SIGNER_KEY].verify(message.token)
+    except TokenError as exc:
+        await _refuse_and_close(ws, exc.code, str(exc), CLOSE_UNAUTHENTICATED)
+        return None
+    problem = live.scope_problem(claims)
+    if problem is not None:
+        await _refuse_and_close(ws, "out_of_scope", problem, CLOSE_OUT_OF_SCOPE)
+        return None
+    return claims
+
+
+async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
+    try:
+        message = p.parse_client_message(data)
+    except p.ProtocolError as exc:
+        client.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
+        return
+    if isinstance(message, p.Auth):
+        client.send(
+            p.Error(
+                code="already_authenticated",
+                message="this connection is already authenticated",
+                ref=message.id,
+            )
+        )
+        return
+    if client.role not in p.ALLOWED_ROLES[message.type]:
+        client.send(
+            p.Error(
+                code="forbidden",
+                message=f"{client.role.described} may not send {message.type}",
+                ref=message.id,
+            )
+        )
+        return
+    try:
+        await live.handle(client, message)
+    except p.ProtocolError as exc:
+        client.send(p.Error(code=exc.code, message=exc.message, ref=message.id))
+    except Exception:
+        log.exception("command failed", extra={"type": message.type})
+        client.send(
+            p.Error(
+                code="internal",
+                message=f"the server could not carry out {message.type}; the problem is logged",
+                ref=message.id,
+            )
+        )
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    live = app[LIVE_KEY]
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    sockets = app[_SOCKETS_KEY]
+    sockets.add(ws)
+    try:
+        claims = await _authenticate(ws, app, live)
+        if claims is None:
+            return ws
+        outbox = Outbox(ws)
+        client = Client(claims=claims, send=outbox.send)
+        try:
+            await live.join(client)
+            log.info("client joined", extra={"role": claims.role.value})
+            async for frame in ws:
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await _dispatch(live, client, frame.data)
+                elif frame.type == WSMsgType.ERROR:
+                    break
+        finally:
+            await live.leave(client)
+            await outbox.flush_and_close()
+    finally:
+        sockets.discard(ws)
+    return ws
+
+
+async def _live_context(app: web.Application) -> AsyncIterator[None]:
+    live = app[LIVE_KEY]
+    sfu = app[SFU_KEY]
+    sfu.on_source_added = live.source_added
+    sfu.on_source_removed = live.source_removed
+    await live.start()
+    try:
+        yield
+    finally:
+        for ws in list(app[_SOCKETS_KEY]):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        await live.stop()
+        await sfu.close()
+
+
+def install_live(app: web.Application) -> None:
+    """Add the streamer, the live event service and ``/ws`` to a node's application."""
+    settings = app[SETTINGS_KEY]
+    sfu = Sfu(
+        SfuConfig(
+            ice_servers=tuple(settings.ice_servers),
+            public_address=settings.ice_public_address,
+        )
+    )
+    app[SFU_KEY] = sfu
+    app[LIVE_KEY] = LiveEvent(app[EVENT_KEY], app[STORE_KEY], sfu)
+    app[_SOCKETS_KEY] = set()
+    app.cleanup_ctx.append(_live_context)
+    app.router.add_get("/ws", websocket_handler)
