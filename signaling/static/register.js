@@ -5,6 +5,7 @@ import { clear, el } from "/static/common/dom.js";
 import { has, lang, localized, t } from "/static/common/i18n.js";
 
 const FIELDS = ["name", "email", "language"];
+const languageNames = {};
 const NAME_MAX = 200;
 
 const form = document.getElementById("register-form");
@@ -15,6 +16,7 @@ const formError = document.getElementById("form-error");
 function fillLanguages(event) {
   const select = clear(document.getElementById("language"));
   for (const language of event.languages) {
+    languageNames[language.code] = language.name;
     select.append(el("option", { value: language.code, lang: language.code }, language.name));
   }
   // The UI language is the likeliest choice when the event offers it.
@@ -57,10 +59,16 @@ function showError(error) {
   }
 }
 
-function showResult(body) {
+function showResult(body, languageNames) {
   const result = document.getElementById("result");
   const heading = document.getElementById("result-heading");
   heading.textContent = body.created ? t("register.created") : t("register.existing");
+  const registration = body.registration;
+  document.getElementById("registered-as").textContent = t("register.registered_as", {
+    name: registration.name,
+    email: registration.email,
+    language: languageNames[registration.language] || registration.language,
+  });
   const link = document.getElementById("personal-link");
   link.href = body.link;
   link.textContent = body.link;
@@ -77,7 +85,7 @@ form.addEventListener("submit", async (submitEvent) => {
   try {
     const body = await postJson("/api/registrations", data);
     status.textContent = "";
-    showResult(body);
+    showResult(body, languageNames);
   } catch (error) {
     status.textContent = "";
     showError(error instanceof ApiError ? error : new ApiError(0, "server", String(error)));

@@ -1,0 +1,180 @@
+"""The public pages in headless Chromium, found by role and accessible name as a screen
+reader would: the event page, the registration form, three languages, escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.support.browser import NewContext, page_errors
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.browser
+
+HOSTILE_NAME = "<script>alert(1)</script>"
+
+
+async def register(page: Page, *, name: str, email: str, language: str | None = None) -> None:
+    await page.get_by_role("textbox", name="Name").fill(name)
+    await page.get_by_label("Email").fill(email)
+    if language is not None:
+        await page.get_by_label("Preferred language").select_option(language)
+    await page.get_by_role("button", name="Register").click()
+
+
+async def test_registering_through_the_form_shows_the_personal_link(
+    server: RunningServer, page: Page
+) -> None:
+    errors = page_errors(page)
+    await page.goto(f"{server.url}/register")
+    language = page.get_by_role("combobox", name="Preferred language")
+    await expect(language.get_by_role("option")).to_have_count(2)
+    await register(page, name="Алла Жуплатова", email="alla@example.org", language="ru")
+
+    link = page.locator("#personal-link")
+    await expect(link).to_have_text(re.compile(rf"^{re.escape(server.url)}/watch\?token=\S+$"))
+    await expect(page.get_by_role("heading", name=re.compile("You are registered"))).to_be_focused()
+    await expect(page.locator("#registered-as")).to_contain_text("Алла Жуплатова")
+    await expect(page.locator("#registered-as")).to_contain_text("Русский")
+    href = await link.get_attribute("href")
+    assert href == await link.text_content()
+    claims = server.signer.verify(href.split("token=", 1)[1])
+    stored = await server.store.registration_by_email(server.event.id, "alla@example.org")
+    assert stored is not None and claims.registration == stored.id
+    assert errors == []
+
+
+async def test_registering_again_says_so_and_gives_the_same_link_holder(
+    server: RunningServer, page: Page
+) -> None:
+    await page.goto(f"{server.url}/register")
+    await register(page, name="Jean", email="jean@example.org")
+    await expect(page.get_by_role("heading", name=re.compile("You are registered"))).to_be_visible()
+    await page.reload()
+    await register(page, name="Jean", email="JEAN@example.org")
+    await expect(page.get_by_role("heading", name=re.compile("already registered"))).to_be_visible()
+    assert len(await server.store.registrations(server.event.id)) == 1
+
+
+async def test_server_refusal_is_shown_next_to_the_field(server: RunningServer, page: Page) -> None:
+    await page.goto(f"{server.url}/register")
+    await register(page, name="Jean", email="jean.example.org")
+    email = page.get_by_role("textbox", name="Email")
+    await expect(email).to_have_attribute("aria-invalid", "true")
+    await expect(email).to_have_accessible_description("This is not a valid email address.")
+    await expect(email).to_be_focused()
+    await expect(page.get_by_role("alert")).to_have_text("Please correct the highlighted fields.")
+    await expect(page.get_by_role("textbox", name="Name")).not_to_have_attribute(
+        "aria-invalid", "true"
+    )
+
+    # Corrected, the form goes through and the error disappears.
+    await email.fill("jean@example.org")
+    await page.get_by_role("button", name="Register").click()
+    await expect(page.locator("#personal-link")).to_be_visible()
+    await expect(email).not_to_have_attribute("aria-invalid", "true")
+
+
+async def test_missing_name_is_reported_on_the_name_field(
+    server: RunningServer, page: Page
+) -> None:
+    await page.goto(f"{server.url}/register")
+    await register(page, name="", email="jean@example.org")
+    name = page.get_by_role("textbox", name="Name")
+    await expect(name).to_have_accessible_description("This field is required.")
+
+
+async def test_hostile_name_is_shown_as_text_never_run(server: RunningServer, page: Page) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await page.goto(f"{server.url}/register")
+    await register(page, name=HOSTILE_NAME, email="mallory@example.org")
+    shown = page.locator("#registered-as")
+    await expect(shown).to_contain_text(HOSTILE_NAME)
+    assert await page.locator("#result script").count() == 0
+    assert dialogs == []
+
+
+async def test_french_page_from_the_browser_language(
+    server: RunningServer, new_context: NewContext
+) -> None:
+    context = await new_context(locale="fr-FR")
+    page = await context.new_page()
+    await page.goto(f"{server.url}/register")
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")
+    await page.get_by_role("textbox", name="Nom").fill("Élise Dubois")
+    await page.get_by_role("textbox", name="Adresse e-mail").fill("elise@example.org")
+    await expect(page.get_by_role("combobox", name="Langue préférée")).to_have_value("fr")
+    await page.get_by_role("button", name="S'inscrire").click()
+    await expect(page.get_by_role("heading", name=re.compile("Vous êtes inscrit"))).to_be_visible()
+
+
+async def test_language_switcher_turns_the_page_russian_and_remembers(
+    server: RunningServer, page: Page
+) -> None:
+    await page.goto(f"{server.url}/register")
+    switcher = page.get_by_role("navigation", name="Page language")
+    await switcher.get_by_role("link", name="Русский").click()
+    await expect(page).to_have_url(re.compile(r"lang=ru"))
+    await expect(page.get_by_role("textbox", name="Имя")).to_be_visible()
+    await expect(page.get_by_role("textbox", name="Электронная почта")).to_be_visible()
+    await expect(page.get_by_role("combobox", name="Предпочитаемый язык")).to_have_value("ru")
+    await expect(page.get_by_role("button", name="Зарегистрироваться")).to_be_visible()
+    # The choice sticks when the visitor moves on without ?lang=.
+    await page.get_by_role("link", name="Вернуться к мероприятию").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Общая историческая память: движение Сопротивления"
+    )
+
+
+async def test_event_page_shows_program_speakers_and_both_times(
+    server: RunningServer, new_context: NewContext
+) -> None:
+    context = await new_context(timezone_id="America/New_York")
+    page = await context.new_page()
+    errors = page_errors(page)
+    await page.goto(f"{server.url}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Shared Historical Memory: Resistance Movement"
+    )
+    await expect(page.locator("#organizer")).to_have_text("Russian House in Brussels")
+    await expect(page.locator("#supporters")).to_contain_text("Samara")
+    # 14:00 in Brussels is 08:00 in New York (both on summer time on 21 June).
+    event_time = page.locator("#event-time")
+    await expect(event_time).to_contain_text("June 21")
+    await expect(event_time).to_contain_text("14:00")
+    await expect(event_time).to_contain_text("Europe/Brussels")
+    local_time = page.locator("#local-time")
+    await expect(local_time).to_contain_text("08:00")
+    await expect(local_time).to_contain_text("America/New_York")
+
+    sessions = page.locator("section.session")
+    await expect(sessions).to_have_count(len(server.event.sessions))
+    await expect(page.locator("li.speaker")).to_have_count(13)
+    for speaker in server.event.speakers:
+        item = page.locator(f'li.speaker[data-speaker="{speaker.id}"]')
+        await expect(item).to_contain_text(speaker.name)
+        await expect(item).to_contain_text(speaker.affiliation.get("en"))
+        language = server.event.language(speaker.language).name
+        await expect(item).to_contain_text(f"Speaks {language}")
+    await expect(page.locator("#languages")).to_contain_text("Русский ⇄ Français")
+
+    await page.get_by_role("link", name="Register").click()
+    await expect(page).to_have_url(f"{server.url}/register")
+    await expect(page.get_by_role("button", name="Register")).to_be_visible()
+    assert errors == []
+
+
+async def test_event_page_in_russian_from_the_browser_language(
+    server: RunningServer, new_context: NewContext
+) -> None:
+    context = await new_context(locale="ru-RU", timezone_id="Europe/Moscow")
+    page = await context.new_page()
+    await page.goto(f"{server.url}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Общая историческая память: движение Сопротивления"
+    )
+    await expect(page.locator("#local-time")).to_contain_text("15:00")
+    await expect(page.get_by_role("link", name="Зарегистрироваться")).to_be_visible()
