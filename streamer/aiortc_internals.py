@@ -351,6 +351,11 @@ def observe_received_rtp(
     return remove
 
 
+async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
+    """Send one RTCP packet on a DTLS transport (tests use it to play a subscriber's part)."""
+    await dtls._send_rtp(bytes(packet))  # type: ignore[attr-defined]
+
+
 async def check() -> None:
     """Fail loudly, naming the missing piece, if aiortc changed what we rely on."""
     if aiortc.__version__ != AIORTC_VERSION:
