@@ -26,6 +26,7 @@ from signaling.appkeys import (
     SIGNER_KEY,
     STORE_KEY,
 )
+from signaling.console_pages import install_console_pages
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
 from signaling.metrics import Counter, MetricsRegistry
@@ -35,6 +36,7 @@ from signaling.secret import load_or_create_secret
 from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
+from signaling.websocket import install_live
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -57,8 +59,9 @@ Extension = Callable[[web.Application], None]
 it starts: may add routes, `on_startup` / `cleanup_ctx` entries and metrics. Cleanup
 contexts added by an extension are torn down before the store is closed."""
 
-#: Extensions every `dragoman serve` node runs.
-DEFAULT_EXTENSIONS: tuple[Extension, ...] = ()
+#: Extensions every node runs unless told otherwise: the live event service with its
+#: streamer and WebSocket, and the consoles' pages.
+DEFAULT_EXTENSIONS: tuple[Extension, ...] = (install_live, install_console_pages)
 
 _REQUESTS_KEY = web.AppKey("http_requests", Counter)
 _OWNS_STORE_KEY = web.AppKey("owns_store", bool)
