@@ -253,3 +253,19 @@ async def test_settings_problems_are_reported_by_name(tmp_path: Path) -> None:
     assert result.status == 1
     assert "DRAGOMAN_SECRET" in result.stderr
     assert "short" not in result.stderr.replace("shorter", "")
+
+
+async def test_serve_without_its_redis_says_so(tmp_path: Path) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    result = await dragoman(
+        "serve", "--port", str(free_port()), "--data-dir", tmp_path, "--redis-url", unreachable
+    )
+    assert result.status == 1
+    assert "cannot open the store" in result.stderr
+    assert "Open http" not in result.stdout
+
+
+async def test_serve_refuses_invalid_settings_naming_the_variable(tmp_path: Path) -> None:
+    result = await dragoman("serve", "--port", "70000", "--data-dir", tmp_path)
+    assert result.status == 1
+    assert "port (DRAGOMAN_PORT)" in result.stderr
