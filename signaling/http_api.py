@@ -305,8 +305,12 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         if exc.status < 400:
             raise
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        allow = exc.headers.get("Allow")
         raise ApiError(
-            exc.status, codes.get(exc.status, "http_error"), exc.reason, headers=None
+            exc.status,
+            codes.get(exc.status, "http_error"),
+            exc.reason,
+            headers={"Allow": allow} if allow else None,
         ) from None
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)

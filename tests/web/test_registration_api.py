@@ -294,4 +294,5 @@ async def test_unknown_api_route_and_wrong_method_answer_json_errors(
         assert (await response.json())["error"]["code"] == "not_found"
     async with http.get(f"{server.url}/api/registrations") as response:
         assert response.status == 405
+        assert response.headers["Allow"] == "POST"
         assert (await response.json())["error"]["code"] == "method_not_allowed"
