@@ -131,6 +131,7 @@ class Series:
         self.listeners: list[tuple[Connection, int]] = []
         self.server: subprocess.Popen[bytes] | None = None
         self.pub: Connection | None = None
+        self.ready = 0
 
     def start(self) -> None:
         self.server = subprocess.Popen(
@@ -160,7 +161,10 @@ class Series:
         self.outputs = outputs
         for name in outputs:
             call(self.url + "/output", {"name": name, "kind": self.kind})
-        self.pub = self._spawn(publisher_process, {"url": self.url, "publishers": pubs})
+        self.pub = self._spawn(
+            publisher_process,
+            {"url": self.url, "publishers": pubs, "adaptive": self.args.adaptive_bitrate},
+        )
         states = self._wait(self.pub, 60)["states"]
         if any(s != "connected" for s in states):
             raise RuntimeError(f"publishers did not connect: {states}")
@@ -212,7 +216,8 @@ class Series:
             reply = self._wait(conn, 90 + 0.5 * k)
             ready += reply["ready"]
             self.listeners[index] = (conn, had + k)
-        return ready
+        self.ready += ready
+        return self.ready
 
     def measure(self, n: int, ready: int) -> Step:
         assert self.server is not None and self.pub is not None
@@ -304,6 +309,7 @@ def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> 
             step = series.measure(n, ready)
             if sfu == "dragoman" and n and not args.no_probes:
                 step.added = call(series.url + "/probe/added", {"seconds": args.probe_seconds})
+                step.added["kind"] = kind
             steps.append(step)
             log(format_step(step))
         if sfu == "dragoman" and kind == "audio" and series.listeners and not args.no_probes:
@@ -335,7 +341,8 @@ def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> 
                 timeout=args.profile + 60,
             )["profile"]
         try:
-            extra["server_stats"] = call(series.url + "/stats", timeout=10)
+            stats = call(series.url + "/stats", timeout=10)
+            extra["server_stats"] = {k: v for k, v in stats.items() if k != "subscribers"}
         except (OSError, RuntimeError):
             pass
     finally:
@@ -387,6 +394,11 @@ def main() -> None:
     ap.add_argument(
         "--profile", type=float, default=0, help="cProfile Dragoman's server this many seconds"
     )
+    ap.add_argument(
+        "--adaptive-bitrate",
+        action="store_true",
+        help="let the video publisher follow the SFU's REMB (default: held at 500 kbps)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--verbose", action="store_true", help="show the servers' stderr")
     args = ap.parse_args()
@@ -416,7 +428,10 @@ def main() -> None:
             point = {k: v for k, v in vars(s).items() if k != "added"}
             report["points"].append(point)
             if s.added:
-                report.setdefault("added_by_n", {})[s.n] = s.added
+                report.setdefault("added", {})[f"{kind}/{s.n}"] = s.added
+        if res["steps"] and res["steps"][-1].sub_pps and slope["slope"]:
+            pps = res["steps"][-1].sub_pps[1]
+            report[key.replace("cpu_per_sub", "us_per_copy")] = 1e6 * slope["slope"] / pps
         for k in ("switch_output", "switch_slot", "switch_tone_check"):
             if k in res:
                 report[k] = res[k]
@@ -431,11 +446,14 @@ def main() -> None:
         report["switch_ms_median"] = report["switch_output"]["to_first_copy"]["median_ms"]
         report["switch_all_ms_median"] = report["switch_output"]["to_every_subscriber"]["median_ms"]
         report["slot_switch_ms_median"] = report["switch_slot"]["to_first_copy"]["median_ms"]
-    added = report.get("added_by_n", {})
-    if added:
-        n_ref = 10 if 10 in added else min(added)
+    audio_added = {
+        int(k.split("/")[1]): v for k, v in report.get("added", {}).items() if "audio" in k
+    }
+    if audio_added:
+        # The largest fan-out measured: every copy waits behind the ones sent before it.
+        n_ref = max(audio_added)
         report["added_ms_median_n"] = n_ref
-        report["added_ms_median"] = added[n_ref]["every_copy"]["median_ms"]
+        report["added_ms_median"] = audio_added[n_ref]["every_copy"]["median_ms"]
     report["seconds"] = round(time.time() - started, 1)
     report["args"] = {k: v for k, v in vars(args).items() if k != "json"}
 
@@ -476,7 +494,8 @@ def print_table(report: dict[str, Any], kinds: list[str], out: Any) -> None:
         p(
             f"{kind}: per subscriber (least-squares slope) Dragoman {fmt(d)} CPU-s/s "
             f"(target <= {target}), MediaRelay {fmt(b)}; ratio relay/Dragoman "
-            f"{'-' if r is None else f'{r:.1f}x'} (target >= {TARGETS['ratio_vs_relay']:.0f}x)"
+            f"{'-' if r is None else f'{r:.1f}x'} (target >= {TARGETS['ratio_vs_relay']:.0f}x); "
+            f"Dragoman {fmt(report.get(f'{kind}_us_per_copy'), 1)} us CPU per forwarded packet"
         )
     if "switch_output" in report:
         so, ss = report["switch_output"], report["switch_slot"]
@@ -494,9 +513,9 @@ def print_table(report: dict[str, Any], kinds: list[str], out: Any) -> None:
             f"after the packet arrived {ss['after_new_source_packet_arrived']['median_ms']} ms; "
             f"tone after an output switch: {report.get('switch_tone_check')}"
         )
-    for n, a in sorted(report.get("added_by_n", {}).items()):
+    for key, a in report.get("added", {}).items():
         p(
-            f"added latency at N={n} (arrival -> copy leaves): every copy median "
+            f"added latency, {key.replace('/', ' N=')} (arrival -> copy leaves): every copy median "
             f"{a['every_copy']['median_ms']} ms p90 {a['every_copy']['p90_ms']} ms; first copy "
             f"{a['first_copy']['median_ms']} ms; last copy {a['last_copy']['median_ms']} ms "
             f"({a['copies_per_packet']} copies/packet)"

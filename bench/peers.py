@@ -25,10 +25,11 @@ from typing import Any
 import aiohttp
 import aioice.ice
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import AudioFrame, VideoFrame
 
 AUDIO_RATE = 48000
@@ -242,6 +243,19 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> d
         return data
 
 
+def hold_bitrate(sender: RTCRtpSender) -> None:
+    """Ignore REMB, so the encoder stays at aiortc's default 500 kbps whatever the SFU
+    estimates: the per-subscriber cost is then compared at one bitrate, as in the Janus run."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
+
+
 async def _publishers(conn: Connection, cfg: dict[str, Any]) -> None:
     keep_to_loopback()
     async with aiohttp.ClientSession() as http:
@@ -250,6 +264,8 @@ async def _publishers(conn: Connection, cfg: dict[str, Any]) -> None:
             pc = new_peer()
             track = ToneTrack(spec["freq"]) if spec["kind"] == "audio" else BarsTrack()
             sender = pc.addTrack(track)
+            if spec["kind"] == "video" and not cfg.get("adaptive", False):
+                hold_bitrate(sender)
             await pc.setLocalDescription(await pc.createOffer())
             answer = await post(
                 http, cfg["url"] + "/publish", {"id": spec["id"], "sdp": pc.localDescription.sdp}
