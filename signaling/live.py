@@ -41,6 +41,7 @@ from signaling.routing_rule import (
 )
 from signaling.store import Store
 from signaling.tokens import Claims, Role
+from streamer.errors import StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -340,15 +341,16 @@ class LiveEvent:
         if client.subscriber_id is not None:
             await self._close_subscriber(client)
         slots = self._slots_for(client)
-        client.subscriber_id = f"{client.role.value}:{client.claims.subject}:{client.number}"
-        try:
-            offer = await self.sfu.subscribe(client.subscriber_id, slots)
-        except Exception:
-            client.subscriber_id = None
-            raise
+        subscriber_id = f"{client.role.value}:{client.claims.subject}:{client.number}"
+        offer = await self.sfu.subscribe(subscriber_id, slots)
+        if client not in self.clients:  # left while the offer was being made
+            await self._quietly(self.sfu.close_subscriber(subscriber_id))
+            return
+        client.subscriber_id = subscriber_id
         client.slots = dict(slots)
         client.paused = {}
-        self._apply_pauses(client)
+        # The routing may have changed while the offer was being made.
+        self._reslot(client)
         mids = re.findall(r"^a=mid:(\S+)", offer, flags=re.MULTILINE)
         kinds = {name: self._output_kind(output) for name, output in slots.items()}
         client.send(
@@ -588,7 +590,12 @@ class LiveEvent:
                 self._pointed[output] = source
         for client in self.clients:
             if client.role is Role.INTERPRETER and client.subscriber_id is not None:
-                self._reslot(client)
+                try:
+                    self._reslot(client)
+                except StreamerError:
+                    # Its peer connection failed and the streamer dropped it; the page
+                    # subscribes again. Nobody else's routing may suffer for it.
+                    log.warning("could not re-point an interpreter's listening", exc_info=True)
 
     def _listen_output(self, client: Client) -> str:
         booth_id = client.claims.booth
@@ -606,7 +613,9 @@ class LiveEvent:
             channel = (
                 FLOOR_OUTPUT if choice.channel == p.ORIGINAL else channel_output(choice.channel)
             )
-            return {"video": PROGRAM_VIDEO, "channel": channel, "original": FLOOR_OUTPUT}
+            # Audio first: an aiortc answerer leaves unstarted the second section of the
+            # kind that is not first in a bundle (video, audio, audio fails on the last).
+            return {"channel": channel, "original": FLOOR_OUTPUT, "video": PROGRAM_VIDEO}
         if role is Role.INTERPRETER:
             return {"video": PROGRAM_VIDEO, "listen": self._listen_output(client)}
         if role is Role.MODERATOR:

@@ -1,0 +1,93 @@
+"""aiortc peers speaking the live protocol: a publisher and a subscriber per WebSocket client.
+
+No STUN: `RTCConfiguration(iceServers=[])`; the server is found through the host
+candidates of the machine's non-loopback interfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from tests.signaling.conftest import WsClient
+from tests.support.tones import ToneRecorder
+
+#: A tone counts as heard when the dominant frequency is this close to it.
+TONE_TOLERANCE_HZ = 30
+
+
+def peer_connection() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def publish(client: WsClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
+    """Publish tracks the way a page does: offer over the WebSocket, apply the answer."""
+    pc = peer_connection()
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await client.send("offer", purpose="publish", sdp=pc.localDescription.sdp)
+    answer = await client.next("answer")
+    assert answer["purpose"] == "publish"
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    return pc
+
+
+class Subscription:
+    """The media a client receives, with a `ToneRecorder` on each audio slot."""
+
+    def __init__(self, pc: RTCPeerConnection, slots: list[dict]) -> None:
+        self.pc = pc
+        self.slots = slots
+        self.audio: dict[str, ToneRecorder] = {}
+
+    @classmethod
+    async def open(cls, client: WsClient) -> Subscription:
+        await client.send("subscribe")
+        offer = await client.next("offer")
+        assert offer["purpose"] == "subscribe"
+        pc = peer_connection()
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        subscription = cls(pc, offer["slots"])
+        by_mid = {slot["mid"]: slot for slot in offer["slots"]}
+        for transceiver in pc.getTransceivers():
+            slot = by_mid[transceiver.mid]
+            assert transceiver.kind == slot["kind"]
+            if slot["kind"] == "audio":
+                subscription.audio[slot["name"]] = ToneRecorder(transceiver.receiver.track)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await client.send("answer", purpose="subscribe", sdp=pc.localDescription.sdp)
+        return subscription
+
+    async def hears(self, slot: str, frequency: float, within: float = 15.0) -> None:
+        """Wait until the slot carries the tone (a liveness check, not a timing one)."""
+        recorder = self.audio[slot]
+        deadline = time.monotonic() + within
+        heard = None
+        while time.monotonic() < deadline:
+            try:
+                samples_s = min(0.5, max(0.1, deadline - time.monotonic()))
+                await recorder.wait_for_samples(samples_s, within=deadline - time.monotonic())
+            except AssertionError:
+                break
+            heard = recorder.dominant_frequency()
+            if abs(heard - frequency) <= TONE_TOLERANCE_HZ:
+                return
+        raise AssertionError(f"slot {slot} did not carry {frequency} Hz (last heard: {heard})")
+
+    async def close(self) -> None:
+        for recorder in self.audio.values():
+            await recorder.stop()
+        await self.pc.close()
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)

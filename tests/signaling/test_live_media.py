@@ -1,0 +1,195 @@
+"""The live service with real aiortc peers: what attendees and interpreters actually hear.
+
+A Russian-speaking speaker sends 1000 Hz, the interpreter of the RU<>FR booth 440 Hz.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.store import SqliteStore
+from signaling.tokens import Role
+from signaling.websocket import install_live
+from tests.signaling.conftest import token
+from tests.signaling.media_peers import Subscription, publish
+from tests.support.tones import PatternVideoTrack, ToneTrack
+
+pytestmark = pytest.mark.timeout(90)
+
+SPEAKER_HZ = 1000
+INTERPRETER_HZ = 440
+RUSSIAN_SPEAKER = "alexander-tokovinin"
+FRENCH_SPEAKER = "andre-samray"
+
+
+@pytest.fixture
+async def peers():
+    """Peer connections and subscriptions closed at teardown."""
+    opened: list = []
+    yield opened
+    for item in reversed(opened):
+        await item.close()
+
+
+async def on_air_setup(connect, peers, speaker_id=RUSSIAN_SPEAKER, speaker_hz=SPEAKER_HZ):
+    moderator = await connect(Role.MODERATOR)
+    speaker = await connect(Role.SPEAKER, subject=speaker_id, speaker=speaker_id)
+    peers.append(await publish(speaker, ToneTrack(speaker_hz), PatternVideoTrack()))
+    interpreter = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
+    peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
+    await interpreter.send("mic", on=True)
+    await moderator.state_where(lambda s: speaker_id in s["publishers"]["speakers"])
+    await moderator.send("start_session", session_id="plenary")
+    await moderator.send("put_on_air", speaker_id=speaker_id)
+    return moderator, speaker, interpreter
+
+
+async def test_attendee_hears_the_channel_he_chooses(connect, peers):
+    moderator, speaker, interpreter = await on_air_setup(connect, peers)
+    state = await moderator.state_where(
+        lambda s: s["on_air"] is not None and s["channels"]["fr"]["kind"] == "interpreter"
+    )
+    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": True}
+    assert state["session"] == "plenary"
+    assert state["channels"]["ru"] == {
+        "kind": "floor",
+        "reason": "speaker_language",
+        "booth": None,
+        "interpreter": None,
+    }
+    assert state["channels"]["fr"]["interpreter"] == "anna"
+    assert state["booths"][0]["direction"] == {"source": "ru", "into": "fr"}
+
+    attendee = await connect(Role.ATTENDEE, subject="reg-1")
+    assert attendee.state["you"]["channel"] == "original"
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", SPEAKER_HZ)
+
+    await attendee.send("select_channel", language="fr")
+    await media.hears("channel", INTERPRETER_HZ)
+    state = await moderator.state_where(lambda s: s["listeners"]["fr"] == 1)
+    assert state["listeners"] == {"original": 0, "ru": 0, "fr": 1}
+
+    await attendee.send("select_channel", language="ru")
+    await media.hears("channel", SPEAKER_HZ)
+
+    # the original under the interpretation arrives on its own slot once asked for
+    await attendee.send("select_channel", language="fr")
+    await attendee.send("set_original_under", on=True)
+    await media.hears("original", SPEAKER_HZ)
+    await media.hears("channel", INTERPRETER_HZ)
+
+
+async def test_channels_swap_when_a_speaker_of_the_other_language_goes_on_air(connect, peers):
+    moderator, _, interpreter = await on_air_setup(connect, peers)
+    french = await connect(Role.SPEAKER, subject=FRENCH_SPEAKER, speaker=FRENCH_SPEAKER)
+    peers.append(await publish(french, ToneTrack(700), PatternVideoTrack()))
+    attendee = await connect(Role.ATTENDEE, subject="reg-2")
+    await attendee.send("select_channel", language="ru")
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", SPEAKER_HZ)
+
+    await moderator.state_where(lambda s: FRENCH_SPEAKER in s["publishers"]["speakers"])
+    await moderator.send("put_on_air", speaker_id=FRENCH_SPEAKER)
+    await media.hears("channel", INTERPRETER_HZ)  # ru is now interpreted from French
+    state = await interpreter.state_where(lambda s: (s["on_air"] or {}).get("language") == "fr")
+    assert state["booths"][0]["direction"] == {"source": "fr", "into": "ru"}
+    assert state["channels"]["fr"]["kind"] == "floor"
+
+
+async def test_cough_silences_the_channel_and_the_interpreter_hears_the_floor(connect, peers):
+    moderator, _, interpreter = await on_air_setup(connect, peers)
+    listening = await Subscription.open(interpreter)
+    peers.append(listening)
+    await listening.hears("listen", SPEAKER_HZ)  # an interpreter listens to the floor
+
+    await interpreter.send("cough", on=True)
+    state = await moderator.state_where(lambda s: s["channels"]["fr"]["reason"] == "cough")
+    assert state["channels"]["fr"]["kind"] == "silence"
+    assert state["booths"][0]["coughing"] is True
+    await interpreter.send("cough", on=False)
+    await moderator.state_where(lambda s: s["channels"]["fr"]["kind"] == "interpreter")
+
+
+async def test_handover_moves_the_channel_to_the_partner(connect, peers):
+    moderator, _, anna = await on_air_setup(connect, peers)
+    boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr")
+    peers.append(await publish(boris, ToneTrack(600)))
+    attendee = await connect(Role.ATTENDEE, subject="reg-3")
+    await attendee.send("select_channel", language="fr")
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", INTERPRETER_HZ)
+
+    await boris.send("request_handover")
+    state = await anna.state_where(lambda s: s["booths"][0]["handover"] is not None)
+    assert state["booths"][0]["handover"]["by"] == "boris"
+    assert state["you"]["on_air"] is True
+    await anna.send("accept_handover")
+    await media.hears("channel", 600)
+    state = await boris.state_where(lambda s: s["booths"][0]["on_air"] == "boris")
+    assert state["you"]["on_air"] is True
+    assert state["channels"]["fr"]["interpreter"] == "boris"
+
+
+@pytest.fixture
+async def shared_store(tmp_path):
+    """One SQLite store that outlives the servers using it, as a data directory does."""
+    store = SqliteStore(tmp_path / "shared.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_restart_restores_who_was_on_air(start_server, open_ws, shared_store, peers):
+    first = await start_server(extensions=[install_live], store=shared_store)
+
+    async def connect_to(server, role, subject=None, **scope):
+        client = await open_ws(server)
+        await client.send("auth", v=1, token=token(server, role, subject, **scope))
+        client.welcome = await client.next("welcome")
+        await client.next("state")
+        return client
+
+    moderator = await connect_to(first, Role.MODERATOR)
+    speaker = await connect_to(first, Role.SPEAKER, RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER)
+    speaker_pc = await publish(speaker, ToneTrack(SPEAKER_HZ), PatternVideoTrack())
+    interpreter = await connect_to(first, Role.INTERPRETER, "anna", booth="ru-fr")
+    await interpreter.send("mic", on=True)
+    await interpreter.send("set_direction", into="fr")
+    await moderator.state_where(lambda s: RUSSIAN_SPEAKER in s["publishers"]["speakers"])
+    await moderator.send("start_session", session_id="session-1")
+    await moderator.send("put_on_air", speaker_id=RUSSIAN_SPEAKER)
+    await moderator.state_where(lambda s: s["on_air"] is not None)
+    await speaker_pc.close()
+    await first.stop()
+
+    second = await start_server(extensions=[install_live], store=shared_store)
+    attendee = await connect_to(second, Role.ATTENDEE, "reg-4")
+    state = attendee.state
+    assert state["session"] == "session-1"
+    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": False}
+    booth = state["booths"][0]
+    assert (booth["on_air"], booth["on_air_connected"]) == ("anna", False)
+    assert booth["direction_override"] == "fr"
+
+    # the speaker comes back and is on air again without the moderator doing anything
+    speaker = await connect_to(second, Role.SPEAKER, RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER)
+    peers.append(await publish(speaker, ToneTrack(SPEAKER_HZ), PatternVideoTrack()))
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", SPEAKER_HZ)
+    state = await speaker.state_where(lambda s: s["you"]["publishing"])
+    assert state["you"]["on_air"] is True
+
+
+async def test_an_attendee_who_reconnects_gets_his_channel_back(connect):
+    first = await connect(Role.ATTENDEE, subject="reg-5")
+    await first.send("select_channel", language="fr")
+    await first.send("set_audio_only", on=True)
+    await first.state_where(lambda s: s["you"]["channel"] == "fr" and s["you"]["audio_only"])
+    await first.close()
+    again = await connect(Role.ATTENDEE, subject="reg-5")
+    assert again.state["you"] == {"channel": "fr", "original_under": False, "audio_only": True}
