@@ -57,7 +57,7 @@ def _template(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _catalog_script(lang: str) -> str:
+def catalog_script(lang: str) -> str:
     payload = json.dumps(
         {"lang": lang, "languages": list(SUPPORTED_LANGUAGES), "messages": catalog(lang)},
         ensure_ascii=False,
@@ -89,7 +89,7 @@ def render_page(request: web.Request, template: str) -> web.Response:
         if name == "lang":
             return lang
         if name == "i18n":
-            return _catalog_script(lang)
+            return catalog_script(lang)
         if name == "switcher":
             return _switcher(request, lang)
         return html.escape(translate(lang, name[2:]))

@@ -157,3 +157,36 @@ async def test_access_log_never_shows_a_token(
     assert lines, "no access log line"
     assert any("/register?token=[redacted]&lang=fr" in line for line in lines)
     assert all(token not in line for line in lines)
+
+
+async def test_language_switcher_keeps_the_rest_of_the_query(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{server.url}/register?token=abc.def&lang=fr") as response:
+        html = await response.text()
+    links = dict(re.findall(r'<a href="([^"]+)" hreflang="(\w+)"', html))
+    assert {lang: href for href, lang in links.items()} == {
+        "en": "/register?token=abc.def&amp;lang=en",
+        "fr": "/register?token=abc.def&amp;lang=fr",
+        "ru": "/register?token=abc.def&amp;lang=ru",
+    }
+    assert 'hreflang="fr" lang="fr" aria-current="true"' in html
+
+
+async def test_static_modules_are_served_as_javascript_and_nothing_outside(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{server.url}/static/common/i18n.js") as response:
+        assert response.status == 200
+        assert response.content_type in ("text/javascript", "application/javascript")
+    for path in ("/static/../settings.py", "/static/%2e%2e/settings.py", "/static/common/"):
+        async with http.get(f"{server.url}{path}") as response:
+            assert response.status in (403, 404), path
+
+
+def test_a_catalog_cannot_break_out_of_its_script_element() -> None:
+    from signaling.pages import catalog_script
+
+    script = catalog_script("en")
+    assert script.count("</script>") == 1
+    assert "<" not in script[len('<script type="application/json" id="i18n-catalog">') : -9]
