@@ -21,7 +21,6 @@ from typing import TextIO
 
 from aiohttp import web
 
-from signaling.app import create_app, make_runner
 from signaling.http_api import attendee_ttl
 from signaling.logs import configure_logging
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
@@ -101,11 +100,17 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     event = _program(settings)
     _signer(settings)  # a broken secret file is reported before anything starts
+    # Imported here: the application pulls in the media stack, which the other
+    # commands do not need and would wait for.
+    from signaling.app import create_app
+
     app = create_app(settings, event=event)
     return asyncio.run(_run_server(app, settings, event))
 
 
 async def _run_server(app: web.Application, settings: Settings, event: Event) -> int:
+    from signaling.app import make_runner
+
     runner = make_runner(app)
     try:
         await runner.setup()
