@@ -49,6 +49,8 @@ PROGRAM_VIDEO = "program-video"
 FLOOR_OUTPUT = "floor"
 #: How long an unanswered handover request waits before the partner may take over.
 TAKE_OVER_AFTER = 10.0
+#: How long a publisher's media is kept after its WebSocket closed, waiting for it to return.
+PUBLISHER_GRACE_S = 10.0
 #: Changes closer together than this are pushed to clients as one state.
 PUSH_COALESCE_S = 0.02
 
@@ -137,6 +139,7 @@ class LiveEvent:
         sfu: MediaPlane,
         *,
         take_over_after: float = TAKE_OVER_AFTER,
+        publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.event = event
@@ -144,6 +147,8 @@ class LiveEvent:
         self.sfu = sfu
         self.clock = clock
         self.take_over_after = take_over_after
+        self.publisher_grace_s = publisher_grace_s
+        self._releases: dict[str, asyncio.Task[None]] = {}
         self.state = LiveState()
         self.booths: dict[str, LiveBooth] = {}
         self.clients: set[Client] = set()
@@ -188,12 +193,14 @@ class LiveEvent:
 
     async def stop(self) -> None:
         """Cancel the service's tasks; the streamer is closed by its owner."""
-        for task in (self._push_task, self._wake_task):
+        tasks = [self._push_task, self._wake_task, *self._releases.values()]
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._push_task = self._wake_task = None
+        self._releases.clear()
 
     def _drop_stale_state(self) -> None:
         """Forget what the program no longer has (the program may change between runs)."""
@@ -268,9 +275,31 @@ class LiveEvent:
             await self._close_subscriber(client)
         if client.publisher_id is not None:
             publisher_id, client.publisher_id = client.publisher_id, None
-            if not self._publisher_in_use(publisher_id):
-                await self._quietly(self.sfu.close_publisher(publisher_id))
+            self._release_later(publisher_id)
         self._changed()
+
+    def _release_later(self, publisher_id: str) -> None:
+        """Close a publisher nobody holds any more, after `PUBLISHER_GRACE_S`.
+
+        Its media may be fine while its WebSocket blinked: a speaker on air stays on air
+        if his page is back within the grace period (it publishes again on reconnect).
+        """
+        if self._publisher_in_use(publisher_id) or publisher_id in self._releases:
+            return
+        self._releases[publisher_id] = asyncio.get_running_loop().create_task(
+            self._release(publisher_id)
+        )
+
+    async def _release(self, publisher_id: str) -> None:
+        await asyncio.sleep(self.publisher_grace_s)
+        del self._releases[publisher_id]
+        if not self._publisher_in_use(publisher_id):
+            await self._quietly(self.sfu.close_publisher(publisher_id))
+
+    def _cancel_release(self, publisher_id: str) -> None:
+        task = self._releases.pop(publisher_id, None)
+        if task is not None:
+            task.cancel()
 
     async def _default_channel(self, claims: Claims) -> str:
         if claims.registration:
@@ -319,20 +348,18 @@ class LiveEvent:
             self._interpreter_booth(client, message)
             assert claims.booth is not None
             publisher_id = interpreter_publisher(claims.booth, claims.subject)
-        # The streamer has a publisher exactly while a client holds its id. A reconnecting
-        # publisher replaces its previous connection: the newest one wins.
-        if client.publisher_id is not None and client.publisher_id != publisher_id:
-            await self._quietly(self.sfu.close_publisher(client.publisher_id))
-        if self._publisher_in_use(publisher_id):
-            for other in self.clients:
-                if other.publisher_id == publisher_id:
-                    other.publisher_id = None
-            await self._quietly(self.sfu.close_publisher(publisher_id))
+        # A reconnecting publisher replaces its previous connection: the newest one wins
+        # (the streamer replaces a peer published again under the same id).
+        self._cancel_release(publisher_id)
+        for other in self.clients:
+            if other is not client and other.publisher_id == publisher_id:
+                other.publisher_id = None
         client.publisher_id = publisher_id
         try:
             answer = await self.sfu.publish(publisher_id, message.sdp)
-        except Exception as exc:
+        except StreamerError as exc:
             client.publisher_id = None
+            self._release_later(publisher_id)
             raise _refuse("bad_sdp", f"the offer could not be used: {exc}") from None
         client.send(p.ServerAnswer(sdp=answer))
         self._changed()

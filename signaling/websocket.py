@@ -242,10 +242,22 @@ async def _live_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for ws in list(app[_SOCKETS_KEY]):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        await _close_sockets(app)
         await live.stop()
         await sfu.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Tell every client the server is going away (they reconnect to the next one).
+
+    Runs at shutdown, before aiohttp waits for open requests: an open WebSocket would
+    otherwise hold the shutdown for its whole timeout.
+    """
+    sockets = list(app[_SOCKETS_KEY])
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+        return_exceptions=True,
+    )
 
 
 def install_live(app: web.Application) -> None:
@@ -261,4 +273,5 @@ def install_live(app: web.Application) -> None:
     app[LIVE_KEY] = LiveEvent(app[EVENT_KEY], app[STORE_KEY], sfu)
     app[_SOCKETS_KEY] = set()
     app.cleanup_ctx.append(_live_context)
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)

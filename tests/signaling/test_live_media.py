@@ -9,7 +9,7 @@ import pytest
 
 from signaling.store import SqliteStore
 from signaling.tokens import Role
-from signaling.websocket import install_live
+from signaling.websocket import LIVE_KEY, SFU_KEY, install_live
 from tests.signaling.conftest import token
 from tests.signaling.media_peers import Subscription, publish
 from tests.support.tones import PatternVideoTrack, ToneTrack
@@ -38,6 +38,7 @@ async def on_air_setup(connect, peers, speaker_id=RUSSIAN_SPEAKER, speaker_hz=SP
     interpreter = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
     peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
     await interpreter.send("mic", on=True)
+    peers.extend([moderator, speaker, interpreter])
     await moderator.state_where(lambda s: speaker_id in s["publishers"]["speakers"])
     await moderator.send("start_session", session_id="plenary")
     await moderator.send("put_on_air", speaker_id=speaker_id)
@@ -45,7 +46,7 @@ async def on_air_setup(connect, peers, speaker_id=RUSSIAN_SPEAKER, speaker_hz=SP
 
 
 async def test_attendee_hears_the_channel_he_chooses(connect, peers):
-    moderator, speaker, interpreter = await on_air_setup(connect, peers)
+    moderator, _, _ = await on_air_setup(connect, peers)
     state = await moderator.state_where(
         lambda s: s["on_air"] is not None and s["channels"]["fr"]["kind"] == "interpreter"
     )
@@ -114,7 +115,7 @@ async def test_cough_silences_the_channel_and_the_interpreter_hears_the_floor(co
 
 
 async def test_handover_moves_the_channel_to_the_partner(connect, peers):
-    moderator, _, anna = await on_air_setup(connect, peers)
+    _, _, anna = await on_air_setup(connect, peers)
     boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr")
     peers.append(await publish(boris, ToneTrack(600)))
     attendee = await connect(Role.ATTENDEE, subject="reg-3")
@@ -193,3 +194,16 @@ async def test_an_attendee_who_reconnects_gets_his_channel_back(connect):
     await first.close()
     again = await connect(Role.ATTENDEE, subject="reg-5")
     assert again.state["you"] == {"channel": "fr", "original_under": False, "audio_only": True}
+
+
+async def test_a_publisher_that_left_is_released_after_the_grace_period(
+    connect, peers, live_server
+):
+    live_server.app[LIVE_KEY].publisher_grace_s = 0.2
+    moderator = await connect(Role.MODERATOR)
+    speaker = await connect(Role.SPEAKER, subject=FRENCH_SPEAKER, speaker=FRENCH_SPEAKER)
+    peers.append(await publish(speaker, ToneTrack(SPEAKER_HZ)))
+    await moderator.state_where(lambda s: FRENCH_SPEAKER in s["publishers"]["speakers"])
+    await speaker.close()
+    await moderator.state_where(lambda s: FRENCH_SPEAKER not in s["publishers"]["speakers"])
+    assert "speaker:andre-samray" not in live_server.app[SFU_KEY].stats()["publishers"]
