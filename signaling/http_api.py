@@ -88,9 +88,16 @@ async def read_json_object(request: web.Request, max_bytes: int = MAX_BODY_BYTES
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError(413, "body_too_large", f"the request body must not exceed {max_bytes} bytes")
     # Read at most one byte past the limit: a chunked body announces no length.
-    body = await request.content.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise ApiError(413, "body_too_large", f"the request body must not exceed {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(max_bytes + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(
+                413, "body_too_large", f"the request body must not exceed {max_bytes} bytes"
+            )
+    body = b"".join(chunks)
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -194,6 +195,24 @@ async def test_oversized_chunked_body_without_length_is_refused_with_413(
     ) as response:
         assert response.status == 413
         assert (await response.json())["error"]["code"] == "body_too_large"
+
+
+async def test_a_body_arriving_in_small_pieces_is_read_whole(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    body = json.dumps(person(name="Jean " + "x" * 150)).encode()
+
+    async def pieces():  # chunked, no Content-Length, many small writes
+        for start in range(0, len(body), 7):
+            yield body[start : start + 7]
+            await asyncio.sleep(0)
+
+    async with http.post(
+        f"{server.url}/api/registrations",
+        data=pieces(),
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 201, await response.text()
 
 
 @pytest.mark.parametrize(
