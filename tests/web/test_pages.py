@@ -4,16 +4,20 @@ reader would: the event page, the registration form, three languages, escaping."
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from playwright.async_api import Page, expect
 
 from tests.support.browser import NewContext, page_errors
-from tests.support.server import RunningServer
+from tests.support.server import REPO_ROOT, RunningServer, StartServer
 
 pytestmark = pytest.mark.browser
 
 HOSTILE_NAME = "<script>alert(1)</script>"
+SEED = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
 
 
 async def register(page: Page, *, name: str, email: str, language: str | None = None) -> None:
@@ -178,3 +182,44 @@ async def test_event_page_in_russian_from_the_browser_language(
     )
     await expect(page.locator("#local-time")).to_contain_text("15:00")
     await expect(page.get_by_role("link", name="Зарегистрироваться")).to_be_visible()
+
+
+async def test_pages_follow_any_program_not_just_the_seed(
+    start_server: StartServer, new_context: NewContext, tmp_path: Path
+) -> None:
+    data: dict[str, Any] = yaml.safe_load(SEED.read_text("utf-8"))
+    data["title"] = {"en": "Harbour Council", "fr": "Conseil du port"}
+    data["timezone"] = "Asia/Tokyo"
+    data["starts_at"] = "2030-01-15T09:30"
+    data["supporters"] = []
+    data.pop("note", None)
+    data["registration_required"] = False
+    data["languages"].append({"code": "de", "name": "Deutsch"})
+    data["booths"].append({"id": "de", "name": "Deutsch", "works_into": ["de"]})
+    program = tmp_path / "council.yaml"
+    program.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    server = await start_server(event_file=program)
+
+    context = await new_context(locale="fr-FR", timezone_id="Europe/Paris")
+    page = await context.new_page()
+    errors = page_errors(page)
+    await page.goto(f"{server.url}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Conseil du port")
+    await expect(page.locator("#event-time")).to_contain_text("09:30")
+    await expect(page.locator("#event-time")).to_contain_text("Asia/Tokyo")
+    await expect(page.locator("#local-time")).to_contain_text("01:30")
+    await expect(page.locator("#languages")).to_contain_text("Deutsch")
+    assert await page.locator("#supporters").count() == 0
+    assert await page.locator(".note").count() == 0
+
+    await page.get_by_role("link", name="S'inscrire").click()
+    language = page.get_by_role("combobox", name="Langue préférée")
+    await expect(language.get_by_role("option")).to_have_count(3)
+    await page.get_by_role("textbox", name="Nom").fill("Hans Müller")
+    await page.get_by_role("textbox", name="Adresse e-mail").fill("hans@example.org")
+    await language.select_option("de")
+    await page.get_by_role("button", name="S'inscrire").click()
+    await expect(page.locator("#registered-as")).to_contain_text("Deutsch")
+    stored = await server.store.registration_by_email(server.event.id, "hans@example.org")
+    assert stored is not None and stored.language == "de"
+    assert errors == []
