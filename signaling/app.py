@@ -36,7 +36,7 @@ from signaling.secret import load_or_create_secret
 from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
-from signaling.websocket import install_live
+from signaling.websocket import SFU_KEY, install_live
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -59,9 +59,59 @@ Extension = Callable[[web.Application], None]
 it starts: may add routes, `on_startup` / `cleanup_ctx` entries and metrics. Cleanup
 contexts added by an extension are torn down before the store is closed."""
 
+
+def install_streamer_metrics(app: web.Application) -> None:
+    """Publish the streamer's counters on /metrics (needs `install_live` before it)."""
+    if SFU_KEY not in app:
+        return
+    sfu = app[SFU_KEY]
+    registry = app[METRICS_KEY]
+
+    def outputs(field: str) -> list[tuple[dict[str, str], float]]:
+        return [
+            ({"output": name, "kind": str(output["kind"])}, float(output[field]))
+            for name, output in sfu.stats()["outputs"].items()
+        ]
+
+    registry.gauge_callback(
+        "dragoman_streamer_publishers",
+        "Peers publishing media to this node.",
+        lambda: len(sfu.stats()["publishers"]),
+    )
+    registry.gauge_callback(
+        "dragoman_streamer_subscribers",
+        "Peers receiving media from this node.",
+        lambda: len(sfu.stats()["subscribers"]),
+    )
+    registry.gauge_callback(
+        "dragoman_streamer_output_live",
+        "1 when the output is fed by a source, 0 when it is silent or black.",
+        lambda: [(labels, float(bool(value))) for labels, value in outputs("live")],
+    )
+    registry.counter_callback(
+        "dragoman_streamer_output_packets_total",
+        "RTP packets forwarded into each output.",
+        lambda: outputs("packets"),
+    )
+    registry.counter_callback(
+        "dragoman_streamer_output_bytes_total",
+        "RTP bytes forwarded into each output.",
+        lambda: outputs("bytes"),
+    )
+    registry.counter_callback(
+        "dragoman_streamer_output_switches_total",
+        "Times each output was re-pointed to another source.",
+        lambda: outputs("switches"),
+    )
+
+
 #: Extensions every node runs unless told otherwise: the live event service with its
-#: streamer and WebSocket, and the consoles' pages.
-DEFAULT_EXTENSIONS: tuple[Extension, ...] = (install_live, install_console_pages)
+#: streamer and WebSocket, the consoles' pages, and the streamer's metrics.
+DEFAULT_EXTENSIONS: tuple[Extension, ...] = (
+    install_live,
+    install_console_pages,
+    install_streamer_metrics,
+)
 
 _REQUESTS_KEY = web.AppKey("http_requests", Counter)
 _OWNS_STORE_KEY = web.AppKey("owns_store", bool)

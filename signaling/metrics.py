@@ -104,6 +104,7 @@ class _CallbackGauge:
     name: str
     help: str
     read: Callable[[], float | Iterable[Sample]]
+    kind: str = "gauge"
 
     def samples(self) -> Iterable[Sample]:
         result = self.read()
@@ -151,6 +152,14 @@ class MetricsRegistry:
         self._check_new(name, ())
         self._families[name] = _CallbackGauge(name, help, read)
 
+    def counter_callback(
+        self, name: str, help: str, read: Callable[[], float | Iterable[Sample]]
+    ) -> None:
+        """Like `gauge_callback`, for numbers that only grow (counters kept elsewhere,
+        such as the streamer's packet counts)."""
+        self._check_new(name, ())
+        self._families[name] = _CallbackGauge(name, help, read, kind="counter")
+
     def unregister(self, name: str) -> None:
         self._families.pop(name, None)
 
@@ -161,7 +170,7 @@ class MetricsRegistry:
         lines: list[str] = []
         for name in sorted(self._families):
             family = self._families[name]
-            kind = family.kind if isinstance(family, _Family) else "gauge"
+            kind = family.kind
             lines.append(f"# HELP {name} {_escape_help(family.help)}")
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(

@@ -85,6 +85,10 @@ async def test_metrics_are_in_prometheus_text_format(
     assert families["dragoman_http_requests_total"] == "counter"
     assert families["dragoman_registrations_created_total"] == "counter"
     assert families["dragoman_registrations"] == "gauge"
+    # The streamer's numbers, from the live service every node runs.
+    assert families["dragoman_streamer_subscribers"] == "gauge"
+    assert families["dragoman_streamer_output_packets_total"] == "counter"
+    assert 'dragoman_streamer_output_live{output="floor",kind="audio"} 0' in text
     assert "dragoman_registrations_created_total 1\n" in text
     assert "dragoman_registrations 1\n" in text
     assert (
