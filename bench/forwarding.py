@@ -249,6 +249,9 @@ class Series:
             step.sub_pps = [pps[0], statistics.median(pps), pps[-1]]
             step.lost = sum(r["lost"] for r in rows)
             step.check, step.check_ok = self._check(rows)
+        if self.kind == "audio" and min(step.pub_pps) < 45:
+            step.check_ok = False
+            step.check += "; publishers starved (machine overloaded)"
         return step
 
     def _check(self, rows: list[dict[str, Any]]) -> tuple[str, bool]:
@@ -299,9 +302,11 @@ class Series:
 
 
 def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every N in turn; stop growing at the first N the machine cannot carry."""
     series = Series(sfu, kind, args)
     steps: list[Step] = []
     extra: dict[str, Any] = {}
+    probe_n = args.probe_n if args.probe_n in ns else max(ns)
     try:
         series.start()
         for n in sorted(ns):
@@ -309,11 +314,32 @@ def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> 
             step = series.measure(n, ready)
             if sfu == "dragoman" and n and not args.no_probes:
                 step.added = call(series.url + "/probe/added", {"seconds": args.probe_seconds})
-                step.added["kind"] = kind
             steps.append(step)
             log(format_step(step))
-        if sfu == "dragoman" and kind == "audio" and series.listeners and not args.no_probes:
-            extra["switch_output"] = call(
+            if n == probe_n and sfu == "dragoman":
+                extra.update(probe(series, kind, args))
+            if not step.check_ok:
+                log(f"    N={n} is more than this machine carries now: stopping this series")
+                break
+        try:
+            stats = call(series.url + "/stats", timeout=10)
+            extra["server_stats"] = {k: v for k, v in stats.items() if k != "subscribers"}
+        except (OSError, RuntimeError):
+            pass
+    except Exception as exc:  # keep what was measured; say what broke
+        extra["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"    {sfu} {kind} failed: {extra['error']}")
+    finally:
+        series.stop()
+    return {"steps": steps, **extra}
+
+
+def probe(series: Series, kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Switch latency and a profile, at the current number of listeners."""
+    out: dict[str, Any] = {}
+    try:
+        if kind == "audio" and series.listeners and not args.no_probes:
+            out["switch_output"] = call(
                 series.url + "/probe/switch",
                 {
                     "mode": "output",
@@ -322,7 +348,7 @@ def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> 
                     "count": args.switches,
                 },
             )
-            extra["switch_slot"] = call(
+            out["switch_slot"] = call(
                 series.url + "/probe/switch",
                 {
                     "mode": "slot",
@@ -332,22 +358,19 @@ def run_series(sfu: str, kind: str, ns: list[int], args: argparse.Namespace) -> 
                     "count": args.switches,
                 },
             )
-            extra["switch_tone_check"] = series.tone_after("floor", "tone-b/audio", 1000)
-        if sfu == "dragoman" and args.profile and series.listeners:
-            extra["profile_n"] = sum(k for _, k in series.listeners)
-            extra["profile"] = call(
+            out["switch_n"] = series.ready
+            out["switch_tone_check"] = series.tone_after("floor", "tone-b/audio", 1000)
+        if args.profile and series.listeners:
+            out["profile_n"] = series.ready
+            out["profile"] = call(
                 series.url + "/probe/profile",
                 {"seconds": args.profile, "top": 35},
                 timeout=args.profile + 60,
             )["profile"]
-        try:
-            stats = call(series.url + "/stats", timeout=10)
-            extra["server_stats"] = {k: v for k, v in stats.items() if k != "subscribers"}
-        except (OSError, RuntimeError):
-            pass
-    finally:
-        series.stop()
-    return {"steps": steps, **extra}
+    except Exception as exc:
+        out["probe_error"] = f"{type(exc).__name__}: {exc}"
+        log(f"    probe failed: {out['probe_error']}")
+    return out
 
 
 def format_step(s: Step) -> str:
@@ -361,7 +384,7 @@ def format_step(s: Step) -> str:
 
 
 def slope_of(steps: list[Step]) -> dict[str, Any]:
-    points = [(s.n, s.server_cpu) for s in steps]
+    points = [(s.n, s.server_cpu) for s in steps if s.check_ok]
     base = next((c for n, c in points if n == 0), None)
     return {
         "slope": lsq_slope(points),
@@ -390,6 +413,9 @@ def main() -> None:
     ap.add_argument("--full", type=int, default=None, help="decoding listeners (audio 2, video 1)")
     ap.add_argument("--switches", type=int, default=40, help="switches timed per kind of switch")
     ap.add_argument("--probe-seconds", type=float, default=3.0)
+    ap.add_argument(
+        "--probe-n", type=int, default=100, help="N at which to time switches and profile"
+    )
     ap.add_argument("--no-probes", action="store_true", help="skip switch/added probes")
     ap.add_argument(
         "--profile", type=float, default=0, help="cProfile Dragoman's server this many seconds"
@@ -427,14 +453,17 @@ def main() -> None:
         for s in res["steps"]:
             point = {k: v for k, v in vars(s).items() if k != "added"}
             report["points"].append(point)
-            if s.added:
+            if s.added and s.check_ok:
                 report.setdefault("added", {})[f"{kind}/{s.n}"] = s.added
         if res["steps"] and res["steps"][-1].sub_pps and slope["slope"]:
             pps = res["steps"][-1].sub_pps[1]
             report[key.replace("cpu_per_sub", "us_per_copy")] = 1e6 * slope["slope"] / pps
-        for k in ("switch_output", "switch_slot", "switch_tone_check"):
+        for k in ("switch_output", "switch_slot", "switch_tone_check", "switch_n"):
             if k in res:
                 report[k] = res[k]
+        for k in ("error", "probe_error"):
+            if k in res:
+                report.setdefault("errors", []).append(f"{sfu} {kind}: {res[k]}")
         if "profile" in res:
             report[f"profile_{kind}"] = {"n": res["profile_n"], "top": res["profile"]}
         if "server_stats" in res:
@@ -500,7 +529,8 @@ def print_table(report: dict[str, Any], kinds: list[str], out: Any) -> None:
     if "switch_output" in report:
         so, ss = report["switch_output"], report["switch_slot"]
         p(
-            f"switch (re-point an output -> first packet of the new source leaves): median "
+            f"switch at N={report.get('switch_n')} (re-point an output -> first packet of the "
+            f"new source leaves): median "
             f"{so['to_first_copy']['median_ms']} ms, p90 {so['to_first_copy']['p90_ms']} ms "
             f"over {so['to_first_copy']['n']} (missed {so['missed']}); to every subscriber "
             f"{so['to_every_subscriber']['median_ms']} ms; of which after the new source's "
@@ -520,6 +550,8 @@ def print_table(report: dict[str, Any], kinds: list[str], out: Any) -> None:
             f"{a['first_copy']['median_ms']} ms; last copy {a['last_copy']['median_ms']} ms "
             f"({a['copies_per_packet']} copies/packet)"
         )
+    for error in report.get("errors", []):
+        p(f"error: {error}")
     for kind in kinds:
         if f"profile_{kind}" in report:
             prof = report[f"profile_{kind}"]
