@@ -24,6 +24,7 @@ let connection = null;
 let pc = null;
 let mixer = null;
 const received = new Map(); // "channel" | "floor" | "video" -> MediaStreamTrack
+const mids = new Map(); // the same names -> the m-line they arrive on
 const debug = { firstAudioAt: null, offers: 0, welcomes: 0 };
 
 const video = document.getElementById("program-video");
@@ -50,6 +51,7 @@ function closePeer() {
   if (pc) pc.close();
   pc = null;
   received.clear();
+  mids.clear();
 }
 
 /** Which of the page's inputs a server slot feeds: the floor under the channel is "original". */
@@ -66,6 +68,7 @@ async function onOffer(message) {
   peer.addEventListener("track", (event) => {
     const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
     received.set(name, event.track);
+    mids.set(name, event.transceiver.mid);
     attachTrack(name, event.track);
   });
   const answer = await answerServerOffer(peer, message.sdp);
@@ -244,6 +247,21 @@ window.dragomanDebug = {
   },
   get state() {
     return view.state;
+  },
+  /** Packets received per m-line: [{mid, kind, packetsReceived, bytesReceived}]. */
+  async received() {
+    if (!pc) return [];
+    const report = await pc.getStats();
+    const rows = [];
+    report.forEach((entry) => {
+      if (entry.type === "inbound-rtp") {
+        rows.push({ mid: entry.mid, kind: entry.kind, packetsReceived: entry.packetsReceived, bytesReceived: entry.bytesReceived });
+      }
+    });
+    return rows;
+  },
+  get slots() {
+    return [...received.entries()].map(([name, track]) => ({ name, mid: mids.get(name), kind: track.kind, muted: track.muted }));
   },
 };
 

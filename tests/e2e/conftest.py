@@ -1,0 +1,75 @@
+"""End-to-end fixtures: a Dragoman node with the live service and the consoles, which
+can be restarted on the same port and data directory (pages reconnect by themselves),
+tone WAVs for the fake microphones, and links for every role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from signaling.app import SIGNER_KEY, create_app, make_runner
+from signaling.console_pages import install_console_pages
+from signaling.settings import load_settings
+from signaling.tokens import Role
+from signaling.websocket import install_live
+from tests.support.server import free_port
+from tests.support.tones import write_tone_wav
+
+SPEAKER_HZ = 1000.0
+INTERPRETER_HZ = 440.0
+#: The second interpreter of the booth: another tone, so a handover is heard, not assumed.
+PARTNER_HZ = 660.0
+#: Whole seconds: every tone above completes whole cycles, so Chromium's loop has no click.
+WAV_SECONDS = 3.0
+
+
+class LiveNode:
+    """A node on a fixed port and data directory: `stop()` then `start()` is a restart."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        settings = load_settings(host="127.0.0.1", port=self.port, data_dir=self.data_dir)
+        self.app = create_app(settings, extensions=[install_live, install_console_pages])
+        self._runner = make_runner(self.app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def link(self, page: str, role: Role, subject: str, **scope: str) -> str:
+        """The page's URL with a fresh token, in English (the accessible names tested)."""
+        assert self.app is not None
+        token = self.app[SIGNER_KEY].issue(role, subject=subject, ttl=timedelta(hours=1), **scope)
+        return f"{self.url}/{page}?token={token}&lang=en"
+
+
+@pytest.fixture
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    node = LiveNode(tmp_path / "node", free_port())
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+def tone_wavs(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "speaker": write_tone_wav(tmp_path / "speaker.wav", SPEAKER_HZ, WAV_SECONDS),
+        "interpreter": write_tone_wav(tmp_path / "interpreter.wav", INTERPRETER_HZ, WAV_SECONDS),
+        "partner": write_tone_wav(tmp_path / "partner.wav", PARTNER_HZ, WAV_SECONDS),
+    }

@@ -1,0 +1,224 @@
+"""A whole live event in headless Chromium, proven by what the attendee's page hears.
+
+One browser process per fake microphone (Chromium's fake capture file is per process):
+the two speakers share one (1000 Hz), each interpreter of the RU<>FR booth has his own
+(440 Hz and 660 Hz), and the moderator and the attendee share a browser without one.
+The steps build on each other, so they run as one scenario over the same browsers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, expect
+
+from signaling.tokens import Role
+from tests.e2e.conftest import INTERPRETER_HZ, PARTNER_HZ, SPEAKER_HZ, LiveNode
+from tests.e2e.listening import (
+    AUDIBLE_RMS,
+    readings_during,
+    wait_for_silence,
+    wait_for_tone,
+)
+from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+RUSSIAN_SPEAKER = ("alexander-tokovinin", "Alexander Tokovinin")
+FRENCH_SPEAKER = ("andre-samray", "André Samray")
+BOOTH = "ru-fr"
+#: Pages wait for ICE, DTLS and the first keyframe: more than a click.
+MEDIA_TIMEOUT_MS = 20_000
+
+
+class Venue:
+    """The browsers of one scenario, closed together."""
+
+    def __init__(self, playwright: Playwright) -> None:
+        self.playwright = playwright
+        self.browsers: list[Browser] = []
+        self.errors: dict[str, list[str]] = {}
+
+    async def browser(self, **options: object) -> Browser:
+        browser = await launch_chromium(self.playwright, **options)  # type: ignore[arg-type]
+        self.browsers.append(browser)
+        return browser
+
+    async def open(self, browser: Browser, name: str, url: str) -> Page:
+        context: BrowserContext = await browser.new_context(locale="en-US", timezone_id="UTC")
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        page = await context.new_page()
+        self.errors[name] = page_errors(page)
+        await page.goto(url)
+        return page
+
+    async def close(self) -> None:
+        for browser in self.browsers:
+            await browser.close()
+
+
+@pytest.fixture
+async def venue(playwright_instance: Playwright) -> AsyncIterator[Venue]:
+    venue = Venue(playwright_instance)
+    try:
+        yield venue
+    finally:
+        await venue.close()
+
+
+async def join_stage(page: Page) -> None:
+    await page.get_by_role("button", name="Join").click()
+    await expect(page.get_by_role("status").filter(has_text="not on air")).to_be_visible(
+        timeout=MEDIA_TIMEOUT_MS
+    )
+
+
+async def go_live(studio: Page, name: str) -> None:
+    button = studio.get_by_role("button", name=f"Go live: {name}", exact=True)
+    await expect(button).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    await button.click()
+
+
+async def choose(watch: Page, language: str) -> None:
+    await (
+        watch.get_by_role("radiogroup", name="Language")
+        .get_by_role("radio", name=language, exact=True)
+        .check()
+    )
+
+
+async def packets_on(page: Page, name: str) -> int:
+    """RTP packets the page has received on one of its slots ("channel", "floor", "video")."""
+    return await page.evaluate(
+        """async (name) => {
+            const debug = window.dragomanDebug;
+            const slot = debug.slots.find((s) => s.name === name);
+            const row = (await debug.received()).find((r) => slot && r.mid === slot.mid);
+            return row ? row.packetsReceived : 0;
+        }""",
+        name,
+    )
+
+
+async def test_a_live_event_heard_by_an_attendee(
+    live_node: LiveNode, venue: Venue, tone_wavs: dict
+) -> None:
+    node = live_node
+    speakers = await venue.browser(fake_audio_wav=tone_wavs["speaker"])
+    interpreter = await venue.browser(fake_audio_wav=tone_wavs["interpreter"])
+    partner = await venue.browser(fake_audio_wav=tone_wavs["partner"])
+    audience = await venue.browser(fake_media=True)
+
+    # The speakers join from their stage pages.
+    ru_id, ru_name = RUSSIAN_SPEAKER
+    fr_id, fr_name = FRENCH_SPEAKER
+    ru_stage = await venue.open(
+        speakers, "ru-stage", node.link("stage", Role.SPEAKER, ru_id, speaker=ru_id)
+    )
+    fr_stage = await venue.open(
+        speakers, "fr-stage", node.link("stage", Role.SPEAKER, fr_id, speaker=fr_id)
+    )
+    await join_stage(ru_stage)
+    await join_stage(fr_stage)
+
+    # Two interpreters in the RU<>FR booth; Anna goes on air.
+    anna = await venue.open(
+        interpreter, "anna", node.link("booth", Role.INTERPRETER, "anna", booth=BOOTH)
+    )
+    boris = await venue.open(
+        partner, "boris", node.link("booth", Role.INTERPRETER, "boris", booth=BOOTH)
+    )
+    anna_mic = anna.get_by_role("button", name="Microphone")
+    await expect(anna_mic).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    await anna_mic.click()
+    await expect(anna_mic).to_have_attribute("aria-pressed", "true")
+    await expect(boris.get_by_role("button", name="Microphone")).to_be_disabled()
+
+    # The moderator puts the Russian speaker on air.
+    studio = await venue.open(audience, "studio", node.link("studio", Role.MODERATOR, "mod"))
+    await go_live(studio, ru_name)
+    await expect(ru_stage.get_by_role("status").filter(has_text="ON AIR")).to_be_visible()
+    await expect(anna.locator("#direction")).to_have_text("RU → FR")
+
+    # The attendee plays and picks French: he hears the interpreter.
+    watch = await venue.open(audience, "watch", node.link("watch", Role.ATTENDEE, "att-1"))
+    await watch.get_by_role("button", name="Play").click()
+    await choose(watch, "Français")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    # With "Original volume" at 0 the floor is not even sent.
+    await wait_for_silence(watch, slot="floor")
+    assert await packets_on(watch, "floor") == 0
+    await expect(watch.locator("#now-speaking")).to_contain_text(ru_name)
+
+    # Russian: the speaker himself.
+    await choose(watch, "Русский")
+    await wait_for_tone(watch, SPEAKER_HZ)
+
+    # The original under the interpretation: the floor arrives once the volume is up.
+    await choose(watch, "Français")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    await watch.get_by_role("slider", name="Original volume").fill("40")
+    await wait_for_tone(watch, SPEAKER_HZ, slot="floor")
+    await watch.get_by_role("slider", name="Original volume").fill("0")
+    await wait_for_silence(watch, slot="floor")
+
+    # A French speaker on air: the channels swap by themselves, the booth turns around.
+    await go_live(studio, fr_name)
+    await wait_for_tone(watch, SPEAKER_HZ)
+    await expect(anna.locator("#direction")).to_have_text("FR → RU")
+    await choose(watch, "Русский")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+
+    # Cough: silence on the channel while held, the interpretation back on release.
+    cough = anna.get_by_role("button", name="Cough")
+    await cough.hover()
+    await anna.mouse.down()
+    await wait_for_silence(watch)
+    await anna.mouse.up()
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    # The space bar does the same.
+    await anna.keyboard.down("Space")
+    await wait_for_silence(watch)
+    await anna.keyboard.up("Space")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+
+    # Handover: Boris asks, Anna accepts; the channel never falls silent.
+    await boris.get_by_role("button", name="Request handover").click()
+    accept = anna.get_by_role("button", name="Accept handover")
+    await expect(accept).to_be_visible()
+    await accept.click()
+    during = await readings_during(watch, 2.0)
+    quiet = [r for r in during if r is None or r["rms"] < AUDIBLE_RMS]
+    assert not quiet, f"the channel fell silent during the handover: {quiet[:5]}"
+    await wait_for_tone(watch, PARTNER_HZ)
+    await expect(boris.get_by_role("button", name="Microphone")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(anna.get_by_role("button", name="Microphone")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+
+    # The server restarts: every page reconnects, the attendee gets his channel back.
+    welcomes = await watch.evaluate("window.dragomanDebug.welcomes")
+    await node.stop()
+    await expect(watch.get_by_role("status").first).to_contain_text("reconnecting")
+    await asyncio.sleep(0.5)
+    await node.start()
+    await expect(watch.locator("#connection-status")).to_have_text(
+        "Connected", timeout=MEDIA_TIMEOUT_MS
+    )
+    assert await watch.evaluate("window.dragomanDebug.welcomes") > welcomes
+    assert await watch.evaluate("window.dragomanDebug.channel") == "ru"
+    # Who was on air is restored from the store: the French speaker, Boris in the booth.
+    await wait_for_tone(watch, PARTNER_HZ, within=30.0)
+    await choose(watch, "Français")
+    await wait_for_tone(watch, SPEAKER_HZ)
+
+    problems = {
+        # While the server restarts, the browser reports the refused WebSocket attempts.
+        name: [e for e in errors if "WebSocket connection" not in e]
+        for name, errors in venue.errors.items()
+    }
+    assert not any(problems.values()), problems
