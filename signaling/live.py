@@ -112,7 +112,7 @@ class Client:
     """
 
     claims: Claims
-    send: Callable[[p._Message], None]
+    send: Callable[[p.WireMessage], None]
     number: int = field(default_factory=lambda: next(_client_numbers))
     subscriber_id: str | None = None
     subscribed: bool = False

@@ -36,11 +36,13 @@ Id = Annotated[str, Field(min_length=1, max_length=200)]
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_MESSAGE_BYTES)]
 
 
-class _Message(BaseModel):
+class WireMessage(BaseModel):
+    """Any message of the protocol, either direction: frozen, unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _ClientMessage(_Message):
+class _ClientMessage(WireMessage):
     id: Ref | None = None
 
 
@@ -278,18 +280,18 @@ def parse_client_message(raw: str | bytes) -> Any:
 # --- server -> client ------------------------------------------------------------------
 
 
-class LanguageInfo(_Message):
+class LanguageInfo(WireMessage):
     code: str
     name: str
 
 
-class BoothInfo(_Message):
+class BoothInfo(WireMessage):
     id: str
     name: str
     works_into: list[str]
 
 
-class EventSummary(_Message):
+class EventSummary(WireMessage):
     id: str
     title: dict[str, str]
     languages: list[LanguageInfo]
@@ -297,13 +299,13 @@ class EventSummary(_Message):
     fallback: Literal["floor", "silence"]
 
 
-class Scope(_Message):
+class Scope(WireMessage):
     subject: str
     booth: str | None = None
     speaker: str | None = None
 
 
-class Welcome(_Message):
+class Welcome(WireMessage):
     type: Literal["welcome"] = "welcome"
     v: int = PROTOCOL_VERSION
     role: Role
@@ -311,31 +313,31 @@ class Welcome(_Message):
     event: EventSummary
 
 
-class SpeakerOnAir(_Message):
+class SpeakerOnAir(WireMessage):
     speaker: str
     language: str
     connected: bool
 
 
-class ChannelState(_Message):
+class ChannelState(WireMessage):
     kind: Literal["floor", "interpreter", "silence"]
     reason: Literal["speaker_language", "interpretation", "fallback", "cough", "no_speaker"]
     booth: str | None = None
     interpreter: str | None = None
 
 
-class Direction(_Message):
+class Direction(WireMessage):
     source: str | None
     into: str
 
 
-class Handover(_Message):
+class Handover(WireMessage):
     by: str
     at: float
     take_over_at: float
 
 
-class InterpreterState(_Message):
+class InterpreterState(WireMessage):
     id: str
     connected: bool
     on_air: bool
@@ -344,7 +346,7 @@ class InterpreterState(_Message):
     publishing: bool
 
 
-class BoothState(_Message):
+class BoothState(WireMessage):
     id: str
     works_into: list[str]
     direction: Direction | None
@@ -359,31 +361,31 @@ class BoothState(_Message):
     interpreters: list[InterpreterState]
 
 
-class Publishers(_Message):
+class Publishers(WireMessage):
     speakers: list[str]
     interpreters: dict[str, list[str]]
 
 
-class AttendeeView(_Message):
+class AttendeeView(WireMessage):
     channel: str
     original_under: bool
     audio_only: bool
 
 
-class InterpreterView(_Message):
+class InterpreterView(WireMessage):
     booth: str
     listen: str
     on_air: bool
     may_take_over: bool
 
 
-class SpeakerView(_Message):
+class SpeakerView(WireMessage):
     speaker: str
     on_air: bool
     publishing: bool
 
 
-class State(_Message):
+class State(WireMessage):
     type: Literal["state"] = "state"
     server_time: float
     session: str | None
@@ -395,34 +397,34 @@ class State(_Message):
     you: AttendeeView | InterpreterView | SpeakerView | None = None
 
 
-class Slot(_Message):
+class Slot(WireMessage):
     name: str
     kind: Literal["audio", "video"]
     output: str
     mid: str | None = None
 
 
-class ServerOffer(_Message):
+class ServerOffer(WireMessage):
     type: Literal["offer"] = "offer"
     purpose: Literal["subscribe"] = "subscribe"
     sdp: str
     slots: list[Slot]
 
 
-class ServerAnswer(_Message):
+class ServerAnswer(WireMessage):
     type: Literal["answer"] = "answer"
     purpose: Literal["publish"] = "publish"
     sdp: str
 
 
-class Error(_Message):
+class Error(WireMessage):
     type: Literal["error"] = "error"
     code: str
     message: str
     ref: str | int | None = None
 
 
-class Pong(_Message):
+class Pong(WireMessage):
     type: Literal["pong"] = "pong"
     ref: str | int | None = None
 
@@ -433,6 +435,6 @@ ServerMessage = Annotated[
 SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 
-def encode(message: _Message) -> str:
+def encode(message: WireMessage) -> str:
     """A server message as the JSON text of one frame."""
     return message.model_dump_json()

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import protocol as p
-from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
+from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
-from signaling.tokens import Claims, TokenError
+from signaling.tokens import Claims, Role, TokenError
 from streamer.sfu import Sfu, SfuConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Outbox:
         self._closing: asyncio.Task[bool] | None = None
         self._task = asyncio.get_running_loop().create_task(self._write())
 
-    def send(self, message: p._Message) -> None:
+    def send(self, message: p.WireMessage) -> None:
         if self._task.done():
             return
         text = p.encode(message)
@@ -275,3 +275,24 @@ def install_live(app: web.Application) -> None:
     app.cleanup_ctx.append(_live_context)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)
+    _register_metrics(app)
+
+
+def _register_metrics(app: web.Application) -> None:
+    live = app[LIVE_KEY]
+    registry = app[METRICS_KEY]
+    registry.gauge_callback(
+        "dragoman_live_listeners",
+        "Attendees receiving each channel on this node (channel original = the floor).",
+        lambda: [({"channel": channel}, float(n)) for channel, n in live.listener_counts().items()],
+    )
+
+    def clients() -> list[tuple[dict[str, str], float]]:
+        counts = dict.fromkeys((role.value for role in Role), 0)
+        for client in live.clients:
+            counts[client.role.value] += 1
+        return [({"role": role}, float(n)) for role, n in counts.items()]
+
+    registry.gauge_callback(
+        "dragoman_live_clients", "Authenticated WebSocket clients by role.", clients
+    )

@@ -188,3 +188,17 @@ async def test_two_tabs_of_one_link_follow_the_same_choice(connect):
     second = await connect(Role.ATTENDEE, subject="reg-9")
     await first.send("select_channel", language="fr")
     await second.state_where(lambda s: s["you"]["channel"] == "fr")
+
+
+async def test_metrics_count_clients_and_listeners(connect, live_server, ws_session):
+    clients = [  # held: a client nobody holds is closed
+        await connect(Role.ATTENDEE),
+        await connect(Role.INTERPRETER, subject="anna", booth="ru-fr"),
+    ]
+    async with ws_session.get(f"{live_server.url}/metrics") as response:
+        text = await response.text()
+    assert 'dragoman_live_clients{role="attendee"} 1' in text
+    assert 'dragoman_live_clients{role="interpreter"} 1' in text
+    assert 'dragoman_live_listeners{channel="fr"} 0' in text
+    for client in clients:
+        await client.close()

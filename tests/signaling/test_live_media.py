@@ -5,6 +5,7 @@ A Russian-speaking speaker sends 1000 Hz, the interpreter of the RU<>FR booth 44
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from signaling.store import SqliteStore
@@ -45,7 +46,7 @@ async def on_air_setup(connect, peers, speaker_id=RUSSIAN_SPEAKER, speaker_hz=SP
     return moderator, speaker, interpreter
 
 
-async def test_attendee_hears_the_channel_he_chooses(connect, peers):
+async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server):
     moderator, _, _ = await on_air_setup(connect, peers)
     state = await moderator.state_where(
         lambda s: s["on_air"] is not None and s["channels"]["fr"]["kind"] == "interpreter"
@@ -71,6 +72,9 @@ async def test_attendee_hears_the_channel_he_chooses(connect, peers):
     await media.hears("channel", INTERPRETER_HZ)
     state = await moderator.state_where(lambda s: s["listeners"]["fr"] == 1)
     assert state["listeners"] == {"original": 0, "ru": 0, "fr": 1}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live_server.url}/metrics") as response:
+            assert 'dragoman_live_listeners{channel="fr"} 1' in await response.text()
 
     await attendee.send("select_channel", language="ru")
     await media.hears("channel", SPEAKER_HZ)
