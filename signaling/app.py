@@ -142,7 +142,11 @@ def create_app(
     app[STORE_KEY] = store if store is not None else open_store(settings)
     app[SIGNER_KEY] = TokenSigner(load_or_create_secret(settings))
     app[PUBLIC_URL_KEY] = str(settings.public_url).rstrip("/")
-    app[REGISTRATION_LIMITS_KEY] = registration_limits or RegistrationLimits()
+    app[REGISTRATION_LIMITS_KEY] = registration_limits or RegistrationLimits(
+        per_client=settings.registrations_per_client,
+        per_email=settings.registrations_per_email,
+        window_s=settings.registration_window_s,
+    )
     registry = MetricsRegistry()
     app[METRICS_KEY] = registry
     app[_REQUESTS_KEY] = registry.counter(

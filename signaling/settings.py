@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     #: Several nodes must share one: set it on all of them.
     secret: SecretStr | None = None
     token_ttl_hours: float = Field(default=24 * 30, gt=0)
+    #: Registration attempts accepted per client address and per email address within
+    #: ``registration_window_s`` seconds; the rest get 429.
+    registrations_per_client: int = Field(default=10, ge=1)
+    registrations_per_email: int = Field(default=5, ge=1)
+    registration_window_s: float = Field(default=600.0, gt=0)
     #: ``auto``: JSON lines unless the output is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
 

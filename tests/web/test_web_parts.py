@@ -149,3 +149,15 @@ def test_auto_log_format_is_json_off_a_terminal(root_logger: logging.Logger) -> 
     configure_logging("auto", stream=stream)
     logging.getLogger("x").warning("hello")
     assert json.loads(stream.getvalue())["message"] == "hello"
+
+
+def test_registration_limits_come_from_the_settings(tmp_path, monkeypatch) -> None:
+    from signaling.app import REGISTRATION_LIMITS_KEY, create_app
+    from signaling.settings import load_settings
+
+    monkeypatch.setenv("DRAGOMAN_REGISTRATIONS_PER_CLIENT", "3")
+    monkeypatch.setenv("DRAGOMAN_REGISTRATIONS_PER_EMAIL", "2")
+    monkeypatch.setenv("DRAGOMAN_REGISTRATION_WINDOW_S", "30")
+    app = create_app(load_settings(data_dir=tmp_path), extensions=())
+    limits = app[REGISTRATION_LIMITS_KEY]
+    assert (limits.per_client, limits.per_email, limits.window_s) == (3, 2, 30.0)
