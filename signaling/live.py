@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import re
@@ -68,8 +69,14 @@ def speaker_publisher(speaker_id: str) -> str:
 
 
 def interpreter_publisher(booth_id: str, interpreter: str) -> str:
-    # Source ids are "<publisher>/<kind>": keep the separator out of the subject part.
-    return f"interpreter:{booth_id}:{interpreter.replace('/', '%2F')}"
+    """A stable publisher id for an interpreter, whatever his link's subject looks like.
+
+    Source ids are "<publisher>/<kind>" and the streamer caps names at 200 characters:
+    a subject that is long or holds the separator is replaced by its digest.
+    """
+    if len(interpreter) > 64 or "/" in interpreter:
+        interpreter = "sha256-" + hashlib.sha256(interpreter.encode()).hexdigest()[:32]
+    return f"interpreter:{booth_id}:{interpreter}"
 
 
 def _source(publisher_id: str, kind: str) -> str:
@@ -368,7 +375,8 @@ class LiveEvent:
         if client.subscriber_id is not None:
             await self._close_subscriber(client)
         slots = self._slots_for(client)
-        subscriber_id = f"{client.role.value}:{client.claims.subject}:{client.number}"
+        # Unique per connection; the subject stays out (it may be long).
+        subscriber_id = f"{client.role.value}:{client.number}"
         offer = await self.sfu.subscribe(subscriber_id, slots)
         if client not in self.clients:  # left while the offer was being made
             await self._quietly(self.sfu.close_subscriber(subscriber_id))

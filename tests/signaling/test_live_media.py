@@ -211,3 +211,12 @@ async def test_a_publisher_that_left_is_released_after_the_grace_period(
     await speaker.close()
     await moderator.state_where(lambda s: FRENCH_SPEAKER not in s["publishers"]["speakers"])
     assert "speaker:andre-samray" not in live_server.app[SFU_KEY].stats()["publishers"]
+
+
+async def test_an_interpreter_with_a_long_or_odd_name_publishes(connect, peers):
+    subject = "Анна/" + "x" * 190
+    interpreter = await connect(Role.INTERPRETER, subject=subject, booth="ru-fr")
+    peers.append(interpreter)
+    peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
+    state = await interpreter.state_where(lambda s: s["publishers"]["interpreters"]["ru-fr"])
+    assert state["publishers"]["interpreters"]["ru-fr"] == [subject]
