@@ -25,6 +25,7 @@ class Publisher:
     id: str
     pc: RTCPeerConnection
     sources: dict[str, Source] = field(default_factory=dict)  # kind -> source
+    closing: bool = False
 
     async def close(self) -> None:
         for source in self.sources.values():

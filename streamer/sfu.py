@@ -255,9 +255,9 @@ class Sfu:
             await self._remove_subscriber(subscriber)
         for publisher in list(self._publishers.values()):
             await self._remove_publisher(publisher)
+        # Tasks cleaning up after vanished peers are short; cancelling one would
+        # cancel aiortc's shared "closed" future under its own close() call.
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def stats(self) -> dict[str, Any]:
@@ -348,6 +348,9 @@ class Sfu:
             logger.exception("source callback failed for %s", source.id)
 
     async def _remove_publisher(self, publisher: Publisher) -> None:
+        if publisher.closing:
+            return
+        publisher.closing = True
         if self._publishers.get(publisher.id) is publisher:
             del self._publishers[publisher.id]
         for source in publisher.sources.values():
@@ -356,6 +359,9 @@ class Sfu:
         logger.info("publisher %s closed", publisher.id)
 
     async def _remove_subscriber(self, subscriber: Subscriber) -> None:
+        if subscriber.closing:
+            return
+        subscriber.closing = True
         if self._subscribers.get(subscriber.id) is subscriber:
             del self._subscribers[subscriber.id]
         await subscriber.close()
@@ -363,7 +369,8 @@ class Sfu:
     def _watch(self, pc: RTCPeerConnection, on_failed: Callable[[], Any]) -> None:
         @pc.on("connectionstatechange")
         def changed() -> None:
-            if pc.connectionState == "failed" and not self._closed:
+            # "closed" without our asking: the peer shut DTLS down (tab closed).
+            if pc.connectionState in ("failed", "closed") and not self._closed:
                 task = asyncio.ensure_future(on_failed())
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

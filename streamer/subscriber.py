@@ -171,6 +171,7 @@ class Subscriber:
     pc: RTCPeerConnection
     slots: dict[str, Slot] = field(default_factory=dict)
     answered: bool = False
+    closing: bool = False
 
     def slot(self, name: str) -> Slot:
         try:

@@ -8,6 +8,7 @@ renegotiates, and the subscriber sees one continuous RTP stream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -32,7 +33,7 @@ def assert_continuous(rtp: ReceivedRtp) -> None:
     assert len(packets) > 20
     assert len({p[4] for p in packets}) == 1, "SSRC changed"
     assert len({p[3] for p in packets}) == 1, "payload type changed"
-    for before, after in zip(packets, packets[1:], strict=False):
+    for before, after in itertools.pairwise(packets):
         assert (after[1] - before[1]) & 0xFFFF == 1, f"sequence jumped {before[1]} -> {after[1]}"
         step = (after[2] - before[2]) & 0xFFFFFFFF
         assert 0 < step < 0x80000000, f"timestamp went backwards {before[2]} -> {after[2]}"
@@ -123,8 +124,8 @@ async def test_publisher_leaves_and_comes_back(sfu: Sfu, peers: Peers) -> None:
     rtp = listener.rtp["voice"]
     assert_tone(dominant(await listener.audio["voice"].wait_for_samples(0.5)), HIGH)
 
-    await speaker.close()
     await sfu.close_publisher("speaker")
+    await speaker.close()
     assert removed == [("speaker/audio", "audio")]
     assert sfu.stats()["outputs"]["floor"] == sfu.stats()["outputs"]["floor"] | {
         "source": "speaker/audio",

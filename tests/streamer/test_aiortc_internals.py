@@ -1,0 +1,83 @@
+"""Regression tests for the aiortc private names the streamer relies on.
+
+If an aiortc upgrade moves any of them, these fail first, naming what moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiortc
+import pytest
+from aiortc import clock
+
+from streamer import Sfu
+from streamer.aiortc_internals import (
+    AIORTC_VERSION,
+    AiortcIncompatible,
+    IdleTrack,
+    InboundTap,
+    SenderLink,
+    check,
+    ntp_time,
+)
+from streamer.negotiation import rtc_configuration
+from tests.streamer.conftest import Peers
+from tests.streamer.peers import eventually
+from tests.support.tones import ToneTrack
+
+
+async def test_aiortc_is_the_pinned_release_and_has_every_private_name() -> None:
+    assert aiortc.__version__ == AIORTC_VERSION
+    await check()
+
+
+async def test_missing_private_name_is_reported_by_name() -> None:
+    class NotAReceiver:
+        pass
+
+    async def ignore(*args: object) -> None:
+        return None
+
+    with pytest.raises(AiortcIncompatible, match="_RTCRtpReceiver__codecs"):
+        InboundTap(NotAReceiver(), ignore)  # type: ignore[arg-type]
+    with pytest.raises(AiortcIncompatible, match="'_ssrc'"):
+        SenderLink(NotAReceiver(), lambda negotiated: None, ignore)  # type: ignore[arg-type]
+
+
+async def test_idle_track_never_yields() -> None:
+    track = IdleTrack("audio")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(track.recv(), 0.1)
+
+
+async def test_idle_sender_sends_nothing_until_an_output_has_a_source(
+    sfu: Sfu, peers: Peers
+) -> None:
+    sfu.declare_output("floor", "audio")
+    listener = await peers.subscriber("listener", {"voice": "floor"}, decode=False)
+    await eventually(lambda: listener.pc.connectionState == "connected", what="connection")
+    await asyncio.sleep(0.5)
+    # aiortc's own sender loop is parked on the idle track: no RTP at all.
+    assert listener.rtp["voice"].count() == 0
+
+    await peers.publisher("speaker", [ToneTrack(1000)])
+    sfu.point("floor", "speaker/audio")
+    await eventually(lambda: listener.rtp["voice"].count() > 10, what="forwarded packets")
+    # Everything the subscriber got came from the forwarder, none from an encoder.
+    assert sfu.stats()["subscribers"]["listener"]["packets"] >= listener.rtp["voice"].count()
+
+
+def test_ntp_time_matches_aiortc_clock() -> None:
+    import time
+
+    ours = ntp_time(time.time())
+    theirs = clock.current_ntp_time()
+    assert abs(ours - theirs) < (1 << 32) // 20  # within 50 ms
+
+
+def test_no_ice_servers_means_none() -> None:
+    # RTCConfiguration() alone would make aiortc contact a public STUN server.
+    assert rtc_configuration([]).iceServers == []
+    configured = rtc_configuration(["stun:stun.example.org:3478"])
+    assert [server.urls for server in configured.iceServers] == ["stun:stun.example.org:3478"]
