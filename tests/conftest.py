@@ -1,3 +1,8 @@
 """Fixtures shared by every test folder live in tests/support/; import them here."""
 
-pytest_plugins = ["tests.support.redis_server", "tests.support.server", "tests.support.browser", "tests.support.tones"]
+pytest_plugins = [
+    "tests.support.redis_server",
+    "tests.support.server",
+    "tests.support.browser",
+    "tests.support.tones",
+]
