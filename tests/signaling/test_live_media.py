@@ -220,3 +220,19 @@ async def test_an_interpreter_with_a_long_or_odd_name_publishes(connect, peers):
     peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
     state = await interpreter.state_where(lambda s: s["publishers"]["interpreters"]["ru-fr"])
     assert state["publishers"]["interpreters"]["ru-fr"] == [subject]
+
+
+async def test_an_interpreter_on_air_whose_audio_is_not_arriving_falls_back(connect, peers):
+    moderator, _, anna = await on_air_setup(connect, peers)
+    await moderator.state_where(lambda s: s["channels"]["fr"]["kind"] == "interpreter")
+    await anna.send("mic", on=False)
+    boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr")
+    peers.append(boris)
+    await boris.send("mic", on=True)  # on air, but his page publishes nothing
+    state = await moderator.state_where(lambda s: s["booths"][0]["on_air"] == "boris")
+    assert state["channels"]["fr"] == {
+        "kind": "floor",  # the seed's fallback
+        "reason": "fallback",
+        "booth": None,
+        "interpreter": None,
+    }
