@@ -200,6 +200,7 @@ class LiveEvent:
 
     async def stop(self) -> None:
         """Cancel the service's tasks; the streamer is closed by its owner."""
+        self._started = False  # what the streamer reports while closing changes nothing
         tasks = [self._push_task, self._wake_task, *self._releases.values()]
         for task in tasks:
             if task is not None:
@@ -291,6 +292,8 @@ class LiveEvent:
         Its media may be fine while its WebSocket blinked: a speaker on air stays on air
         if his page is back within the grace period (it publishes again on reconnect).
         """
+        if not self._started:
+            return  # stopping: the streamer closes every publisher itself
         if self._publisher_in_use(publisher_id) or publisher_id in self._releases:
             return
         self._releases[publisher_id] = asyncio.get_running_loop().create_task(

@@ -244,6 +244,7 @@ async def _live_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _close_sockets(app)
         await live.stop()
+        sfu.on_source_added = sfu.on_source_removed = None
         await sfu.close()
 
 
