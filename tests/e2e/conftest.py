@@ -12,10 +12,8 @@ import pytest
 from aiohttp import web
 
 from signaling.app import SIGNER_KEY, create_app, make_runner
-from signaling.console_pages import install_console_pages
 from signaling.settings import load_settings
 from signaling.tokens import Role
-from signaling.websocket import install_live
 from tests.support.server import free_port
 from tests.support.tones import write_tone_wav
 
@@ -39,7 +37,8 @@ class LiveNode:
 
     async def start(self) -> None:
         settings = load_settings(host="127.0.0.1", port=self.port, data_dir=self.data_dir)
-        self.app = create_app(settings, extensions=[install_live, install_console_pages])
+        # The extensions of `dragoman serve`: live service, consoles, metrics.
+        self.app = create_app(settings)
         self._runner = make_runner(self.app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()

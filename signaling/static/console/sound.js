@@ -72,6 +72,25 @@ export function analyse(analyser, sampleRate) {
   return { frequency: rms > 1e-4 ? frequency : 0, rms, peakDb: spectrum[best] };
 }
 
+/**
+ * Frequency (Hz) of a pure tone from the zero crossings of the last `samples`
+ * samples only: coarse, but it reacts within a few milliseconds, where an FFT
+ * needs its whole window (used to time a language switch).
+ */
+export function recentFrequency(analyser, sampleRate, samples = 1024) {
+  const all = new Float32Array(analyser.fftSize);
+  analyser.getFloatTimeDomainData(all);
+  const tail = all.subarray(all.length - samples);
+  let crossings = 0;
+  let sum = 0;
+  for (let i = 0; i < tail.length; i += 1) {
+    sum += tail[i] * tail[i];
+    if (i > 0 && (tail[i - 1] < 0) !== (tail[i] < 0)) crossings += 1;
+  }
+  const rms = Math.sqrt(sum / tail.length);
+  return { frequency: rms > 1e-3 ? (crossings * sampleRate) / (2 * tail.length) : 0, rms };
+}
+
 /** A VU meter: fills a <meter> from an analyser on a local or remote track. */
 export function meterLevel(analyser) {
   const samples = new Float32Array(analyser.fftSize);

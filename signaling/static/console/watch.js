@@ -4,7 +4,7 @@
 import { loadProgram, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, rtcConfiguration, slotOfTransceiver } from "./peer.js";
-import { analyse, Mixer } from "./sound.js";
+import { analyse, Mixer, recentFrequency } from "./sound.js";
 import { channelView, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
 
@@ -25,7 +25,12 @@ let pc = null;
 let mixer = null;
 const received = new Map(); // "channel" | "floor" | "video" -> MediaStreamTrack
 const mids = new Map(); // the same names -> the m-line they arrive on
-const debug = { firstAudioAt: null, offers: 0, welcomes: 0 };
+const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
+
+/** Notes when a step of joining first happened (ms since navigation start), for bench/join.py. */
+function mark(name) {
+  if (!(name in debug.marks)) debug.marks[name] = performance.now();
+}
 
 const video = document.getElementById("program-video");
 const playButton = document.getElementById("play");
@@ -34,6 +39,7 @@ const audioOnly = document.getElementById("audio-only");
 
 function onWelcome(welcome, again) {
   debug.welcomes += 1;
+  mark("welcome");
   view.welcome = welcome;
   view.summary = welcome.event;
   if (again && view.channel !== null) {
@@ -63,6 +69,7 @@ function role(slot, track) {
 async function onOffer(message) {
   closePeer();
   debug.offers += 1;
+  mark("offer");
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
   peer.addEventListener("track", (event) => {
@@ -73,6 +80,10 @@ async function onOffer(message) {
   });
   const answer = await answerServerOffer(peer, message.sdp);
   if (pc !== peer) return;
+  mark("answer");
+  peer.addEventListener("connectionstatechange", () => {
+    if (peer.connectionState === "connected") mark("connected");
+  });
   connection.send({ type: "answer", purpose: "subscribe", sdp: answer });
 }
 
@@ -87,6 +98,7 @@ function attachTrack(name, track) {
       "unmute",
       () => {
         if (debug.firstAudioAt === null) debug.firstAudioAt = performance.now();
+        mark("first_packet");
       },
       { once: true },
     );
@@ -230,11 +242,19 @@ window.dragomanDebug = {
   dominantFrequency(name = "channel") {
     return this.analyse(name)?.frequency ?? null;
   },
+  /** {frequency, rms} over the last ~21 ms only (zero crossings): for timing switches. */
+  recent(name = "channel") {
+    const analyser = mixer?.analyser(name);
+    return analyser ? recentFrequency(analyser, mixer.context.sampleRate) : null;
+  },
   get firstAudioAt() {
     return debug.firstAudioAt;
   },
   get offers() {
     return debug.offers;
+  },
+  get marks() {
+    return { ...debug.marks };
   },
   get welcomes() {
     return debug.welcomes;
