@@ -371,6 +371,10 @@ class LiveEvent:
             client.publisher_id = None
             self._release_later(publisher_id)
             raise _refuse("bad_sdp", f"the offer could not be used: {exc}") from None
+        if client not in self.clients:  # left while the answer was being made
+            client.publisher_id = None
+            self._release_later(publisher_id)
+            return
         client.send(p.ServerAnswer(sdp=answer))
         self._changed()
 
