@@ -85,6 +85,25 @@ async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server
     await media.hears("original", SPEAKER_HZ)
     await media.hears("channel", INTERPRETER_HZ)
 
+    def slots() -> dict:
+        (subscriber,) = live_server.app[SFU_KEY].stats()["subscribers"].values()
+        return {
+            name: (slot["output"], slot["paused"]) for name, slot in subscriber["slots"].items()
+        }
+
+    await attendee.send("set_audio_only", on=True)
+    await attendee.state_where(lambda s: s["you"]["audio_only"])
+    assert slots() == {
+        "channel": ("channel:fr", False),
+        "original": ("floor", False),
+        "video": ("program-video", True),
+    }
+    # choosing the original itself: the floor comes on the channel slot, not twice
+    await attendee.send("select_channel", language="original")
+    await attendee.state_where(lambda s: s["you"]["channel"] == "original")
+    assert slots()["channel"] == ("floor", False)
+    assert slots()["original"] == ("floor", True)
+
 
 async def test_channels_swap_when_a_speaker_of_the_other_language_goes_on_air(connect, peers):
     moderator, _, interpreter = await on_air_setup(connect, peers)
