@@ -475,6 +475,9 @@ def main() -> None:
         report["switch_ms_median"] = report["switch_output"]["to_first_copy"]["median_ms"]
         report["switch_all_ms_median"] = report["switch_output"]["to_every_subscriber"]["median_ms"]
         report["slot_switch_ms_median"] = report["switch_slot"]["to_first_copy"]["median_ms"]
+        # The server's own share: from the new source's first packet arriving to its copy leaving.
+        own = report["switch_output"]["after_new_source_packet_arrived"]
+        report["switch_own_ms_median"] = own["median_ms"]
     audio_added = {
         int(k.split("/")[1]): v for k, v in report.get("added", {}).items() if "audio" in k
     }
