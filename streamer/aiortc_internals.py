@@ -226,6 +226,9 @@ class SenderLink:
             _require(sender, name)
         self._dtls: RTCDtlsTransport | None = None
         self._protect: Callable[[bytes], bytes] | None = None
+        # The selected ICE pair's UDP sendto, once known (it never changes in aioice).
+        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._remote_addr: tuple[str, int] | None = None
         self._on_started = on_started
         self._on_rtcp = on_rtcp
         self._original_send = sender.send
@@ -286,13 +289,17 @@ class SenderLink:
         dtls = self._dtls
         if dtls is None or self.closed or dtls._state is not State.CONNECTED:  # type: ignore[attr-defined]
             return False
-        pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
-        if pair is None:
-            return False
-        protocol = pair.protocol
-        if type(protocol) is StunProtocol:
-            # Direct UDP: skip two coroutine hops (aioice's send_data is just sendto).
-            protocol.transport.sendto(self._protect(data), pair.remote_addr)  # type: ignore[misc]
+        sendto = self._sendto
+        if sendto is None:
+            pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
+            if pair is None:
+                return False
+            if type(pair.protocol) is StunProtocol:
+                # Direct UDP: aioice's send path is two coroutine hops around this sendto.
+                sendto = self._sendto = pair.protocol.transport.sendto
+                self._remote_addr = pair.remote_addr
+        if sendto is not None:
+            sendto(self._protect(data), self._remote_addr)  # type: ignore[misc]
         else:
             # TURN and TCP candidates wrap the data: let aioice do it.
             self._send_later(dtls, data)
@@ -330,18 +337,20 @@ async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
 
 
 def observe_received_rtp(
-    receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None]
+    receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None], *, decode: bool = True
 ) -> Callable[[], None]:
     """Call `observe` with every RTP packet a receiver gets, then process it as usual.
 
-    Used by tests (and diagnostics) to look at what a subscriber really receives.
+    Used by tests (and diagnostics) to look at what a subscriber really receives;
+    with `decode=False` the packets stop there (no jitter buffer, no decoder).
     Returns a function that removes the observer.
     """
     original = _require(receiver, "_handle_rtp_packet")
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         observe(packet)
-        await original(packet, arrival_time_ms=arrival_time_ms)  # type: ignore[operator]
+        if decode:
+            await original(packet, arrival_time_ms=arrival_time_ms)  # type: ignore[operator]
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 

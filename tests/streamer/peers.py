@@ -119,7 +119,7 @@ class SubscriberPeer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         # Transceivers follow the offer's sections, which follow the slots' order.
         for name, transceiver in zip(peer.slot_names, pc.getTransceivers(), strict=True):
-            observe_received_rtp(transceiver.receiver, peer.rtp[name].observe)
+            observe_received_rtp(transceiver.receiver, peer.rtp[name].observe, decode=decode)
             track = transceiver.receiver.track
             if not decode:
                 continue

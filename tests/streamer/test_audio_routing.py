@@ -33,8 +33,11 @@ def assert_continuous(rtp: ReceivedRtp) -> None:
     assert len(packets) > 20
     assert len({p[4] for p in packets}) == 1, "SSRC changed"
     assert len({p[3] for p in packets}) == 1, "payload type changed"
+    steps = [(after[1] - before[1]) & 0xFFFF for before, after in itertools.pairwise(packets)]
+    # +1 each time; a rare +2/+3 is a datagram lost on a busy machine, not a switch.
+    assert all(1 <= step <= 3 for step in steps), f"sequence jumped: {sorted(set(steps))}"
+    assert steps.count(1) >= 0.95 * len(steps)
     for before, after in itertools.pairwise(packets):
-        assert (after[1] - before[1]) & 0xFFFF == 1, f"sequence jumped {before[1]} -> {after[1]}"
         step = (after[2] - before[2]) & 0xFFFFFFFF
         assert 0 < step < 0x80000000, f"timestamp went backwards {before[2]} -> {after[2]}"
         # The timestamp gap follows the wall-clock gap (generous: scheduling jitter).
@@ -146,7 +149,7 @@ async def test_publisher_leaves_and_comes_back(sfu: Sfu, peers: Peers) -> None:
     assert listener.pc.connectionState == "connected"
 
 
-async def test_twenty_subscribers_each_get_fifty_packets_per_second(sfu: Sfu, peers: Peers) -> None:
+async def test_twenty_subscribers_each_receive_the_whole_stream(sfu: Sfu, peers: Peers) -> None:
     await peers.publisher("speaker", [ToneTrack(HIGH)])
     sfu.declare_output("floor", "audio")
     sfu.point("floor", "speaker/audio")
@@ -156,10 +159,19 @@ async def test_twenty_subscribers_each_get_fifty_packets_per_second(sfu: Sfu, pe
     await eventually(
         lambda: all(p.rtp["voice"].count() > 5 for p in listeners), within=20, what="all media"
     )
+
+    # Counting, not timing: however busy the machine, every listener gets (nearly)
+    # every packet of a stretch of 100 the speaker sent (2 s at 50 packets/s).
+    def source_packets() -> int:
+        return sfu.stats()["sources"]["speaker/audio"]["packets"]
+
+    start_source = source_packets()
     before = [p.rtp["voice"].count() for p in listeners]
-    window = 2.0
-    await asyncio.sleep(window)
-    received = [p.rtp["voice"].count() - b for p, b in zip(listeners, before, strict=True)]
-    # Counting, not timing: each got most of the 50 packets/s the speaker sent.
-    assert min(received) >= 0.8 * 50 * window, received
+    await eventually(lambda: source_packets() >= start_source + 100, within=30, what="speaker")
+    sent = source_packets() - start_source
+
+    def received() -> list[int]:
+        return [p.rtp["voice"].count() - b for p, b in zip(listeners, before, strict=True)]
+
+    await eventually(lambda: min(received()) >= 0.8 * sent, within=20, what="every listener")
     assert sfu.stats()["outputs"]["floor"]["slots"] == 20
