@@ -4,12 +4,13 @@ tone WAVs for the fake microphones, and links for every role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from playwright.async_api import expect
 
 from signaling.app import SIGNER_KEY, create_app, make_runner
 from signaling.settings import load_settings
@@ -23,6 +24,20 @@ INTERPRETER_HZ = 440.0
 PARTNER_HZ = 660.0
 #: Whole seconds: every tone above completes whole cycles, so Chromium's loop has no click.
 WAV_SECONDS = 3.0
+
+
+#: Media pages wait for ICE, DTLS and a keyframe, on a machine shared with other browsers:
+#: expectations in these tests get longer than Playwright's 5 s default.
+EXPECT_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(autouse=True)
+def patient_expectations() -> Iterator[None]:
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    try:
+        yield
+    finally:
+        expect.set_options(timeout=5_000)
 
 
 class LiveNode:

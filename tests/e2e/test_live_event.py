@@ -164,6 +164,15 @@ async def test_a_live_event_heard_by_an_attendee(
     await watch.get_by_role("slider", name="Original volume").fill("0")
     await wait_for_silence(watch, slot="floor")
 
+    # Audio only: the video stops arriving, the channel goes on.
+    await watch.get_by_role("checkbox", name="Audio only").check()
+    await expect(watch.locator("#program-video")).to_be_hidden()
+    before = await packets_on(watch, "video")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    await watch.wait_for_timeout(500)
+    assert await packets_on(watch, "video") - before < 5
+    await watch.get_by_role("checkbox", name="Audio only").uncheck()
+
     # A French speaker on air: the channels swap by themselves, the booth turns around.
     await go_live(studio, fr_name)
     await wait_for_tone(watch, SPEAKER_HZ)

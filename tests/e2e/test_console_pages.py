@@ -1,0 +1,137 @@
+"""The consoles without measuring sound: refusals, languages, the studio's warnings and
+sessions, as a person (or a screen reader) finds them by role and name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, Playwright, expect
+
+from signaling.tokens import Role
+from tests.e2e.conftest import LiveNode
+from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+MEDIA_TIMEOUT_MS = 20_000
+# Counts the WebSockets a page opens, to see that a refused page stops retrying.
+COUNT_SOCKETS = """
+const Native = window.WebSocket;
+window.__sockets = 0;
+window.WebSocket = class extends Native {
+  constructor(...args) { super(...args); window.__sockets += 1; }
+};
+"""
+
+
+@pytest.fixture
+async def media_browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(playwright_instance, fake_media=True)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+async def open_page(browser: Browser, url: str, locale: str = "en-US") -> Page:
+    context = await browser.new_context(locale=locale, timezone_id="UTC")
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    page = await context.new_page()
+    await page.add_init_script(COUNT_SOCKETS)
+    await page.goto(url)
+    return page
+
+
+@pytest.mark.parametrize("console", ["watch", "booth", "studio", "stage"])
+async def test_a_forged_link_is_refused_once_and_said_so(
+    live_node: LiveNode, media_browser: Browser, console: str
+) -> None:
+    page = await open_page(media_browser, f"{live_node.url}/{console}?token=forged.token&lang=en")
+    status = page.locator("#connection-status")
+    await expect(status).to_contain_text("Access refused.")
+    # The server's own sentence says what is wrong with the link.
+    assert len(await status.inner_text()) > len("Access refused.") + 5
+    await page.wait_for_timeout(1500)
+    assert await page.evaluate("window.__sockets") == 1
+
+
+async def test_a_page_without_its_link_says_what_it_needs(
+    live_node: LiveNode, media_browser: Browser
+) -> None:
+    page = await open_page(media_browser, f"{live_node.url}/watch?lang=en")
+    await expect(page.locator("#connection-status")).to_contain_text("personal link")
+    assert await page.evaluate("window.__sockets") == 0
+
+
+async def test_the_consoles_speak_french_and_russian(
+    live_node: LiveNode, media_browser: Browser
+) -> None:
+    watch = await open_page(
+        media_browser,
+        live_node.link("watch", Role.ATTENDEE, "att-fr").replace("lang=en", "lang=fr"),
+        locale="fr-FR",
+    )
+    group = watch.get_by_role("radiogroup", name="Langue")
+    for name in ("Original", "Français", "Русский"):
+        await expect(group.get_by_role("radio", name=name, exact=True)).to_be_visible()
+    await expect(watch.get_by_role("button", name="Lecture")).to_be_visible()
+    await expect(watch.get_by_role("slider", name="Volume de l'original")).to_be_visible()
+    await expect(watch.locator("#connection-status")).to_have_text("Connecté")
+
+    booth = await open_page(
+        media_browser,
+        live_node.link("booth", Role.INTERPRETER, "olga", booth="ru-fr").replace(
+            "lang=en", "lang=ru"
+        ),
+        locale="ru-RU",
+    )
+    await expect(booth.get_by_role("button", name="Микрофон")).to_be_enabled(
+        timeout=MEDIA_TIMEOUT_MS
+    )
+    await expect(booth.get_by_role("button", name="Кашель")).to_be_disabled()
+    await expect(booth.get_by_role("combobox", name="Слушать")).to_have_value("floor")
+
+
+async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpreter(
+    live_node: LiveNode, media_browser: Browser
+) -> None:
+    speaker_id, name = "grigory-tsidenkov", "Grigory Tsidenkov"
+    studio = await open_page(media_browser, live_node.link("studio", Role.MODERATOR, "mod"))
+    watch = await open_page(media_browser, live_node.link("watch", Role.ATTENDEE, "att"))
+    go_live = studio.get_by_role("button", name=f"Go live: {name}", exact=True)
+    # Not connected yet: he cannot be put on air.
+    await expect(go_live).to_be_disabled()
+
+    session = studio.get_by_role("region", name="Session 1", exact=False)
+    await session.get_by_role("button", name="Start session").click()
+    await expect(
+        watch.locator("section.session[aria-current='true']").get_by_role("heading")
+    ).to_contain_text("Session 1")
+
+    stage = await open_page(
+        media_browser, live_node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id)
+    )
+    await stage.get_by_role("button", name="Join").click()
+    await expect(go_live).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    await go_live.click()
+    await expect(stage.locator("#on-air")).to_have_text("ON AIR")
+    await expect(studio.get_by_role("alert").filter(has_text="Français")).to_contain_text(
+        "Nobody is interpreting"
+    )
+    await expect(watch.locator("#now-speaking")).to_contain_text(name)
+
+    # An interpreter on air: the warning goes.
+    booth = await open_page(
+        media_browser, live_node.link("booth", Role.INTERPRETER, "olga", booth="ru-fr")
+    )
+    microphone = booth.get_by_role("button", name="Microphone")
+    await expect(microphone).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    await microphone.click()
+    await expect(studio.get_by_role("alert").filter(has_text="Français")).to_have_count(0)
+    await expect(booth.locator("#direction")).to_have_text("RU → FR")
+
+    await studio.get_by_role("button", name="Take off air").click()
+    await expect(stage.locator("#on-air")).not_to_have_text("ON AIR")
+    await session.get_by_role("button", name="End session").click()
+    await expect(watch.locator("section.session[aria-current='true']")).to_have_count(0)
