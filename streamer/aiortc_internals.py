@@ -199,7 +199,6 @@ class NegotiatedSend:
     mid: str | None
     payload_types: dict[str, int]  # lower-case mime type -> payload type
     rtx_payload_types: dict[int, int]  # media payload type -> its RTX payload type
-    clock_rates: dict[int, int]
     nack: bool  # the subscriber asked for NACK on the primary codec
     extension_ids: dict[str, int]  # uri -> one-byte extension id
 
@@ -247,7 +246,6 @@ class SenderLink:
         codecs = parameters.codecs
         payload_types: dict[str, int] = {}
         rtx: dict[int, int] = {}
-        rates: dict[int, int] = {}
         for codec in codecs:
             mime = codec.mimeType.lower()
             if mime.endswith("/rtx"):
@@ -255,7 +253,6 @@ class SenderLink:
                 if isinstance(apt, int):
                     rtx.setdefault(apt, codec.payloadType)
                 continue
-            rates[codec.payloadType] = codec.clockRate
             if mime == "video/h264" and codec.parameters.get("packetization-mode") != "1":
                 # Browsers send packetization-mode 1; prefer it when both are offered.
                 payload_types.setdefault(mime, codec.payloadType)
@@ -271,7 +268,6 @@ class SenderLink:
                 mid=parameters.muxId,
                 payload_types=payload_types,
                 rtx_payload_types=rtx,
-                clock_rates=rates,
                 nack=nack,
                 extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
             )
@@ -391,8 +387,7 @@ async def check() -> None:
             _require(dtls, name)
         _require(dtls.transport, "_connection")
         _require(dtls.transport._connection, "_nominated")
-        source = RTCRtpSender.__dict__.get("_run_rtp")
-        if source is None or "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
+        if "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
             raise AiortcIncompatible(
                 "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "
                 "IdleTrack would not keep the encoder idle"

@@ -118,21 +118,19 @@ class Forwarder:
                         else bytes(slot.tail_length)  # zero padding keeps the layout
                     )
                 rewriter = slot.rewriter
-                data = b"".join(
-                    (
-                        rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate),
-                        slot.extension_head,
-                        tail,
-                        payload,
-                    )
-                )
+                header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate)
+                history = slot.history
+                if history is None:
+                    data = b"".join((header, slot.extension_head, tail, payload))
+                else:
+                    header = b"".join((header, slot.extension_head, tail))
+                    data = header + payload
                 if slot.link.send(data, rewriter.ts, ntp, size):
                     slot_counters = slot.counters
                     slot_counters.packets += 1
                     slot_counters.bytes += len(data)
-                    history = slot.history
                     if history is not None:
-                        history.store(data[2] << 8 | data[3], data)
+                        history.store(header[2] << 8 | header[3], header, payload)
 
         if want_keyframe:
             await self.request_keyframe()

@@ -1,7 +1,9 @@
 """Per-subscriber packet history, so a subscriber's NACK can be answered.
 
-Packets are stored exactly as they were sent (before SRTP), indexed by their
-outgoing sequence number. Retransmissions go out as RTX (RFC 4588) when the
+Packets are stored as they were sent (before SRTP), indexed by their outgoing
+sequence number, as this slot's own header plus the payload object that every
+subscriber of the source shares: a video subscriber's history costs a few
+dozen bytes per packet, not a copy of the video. Retransmissions go out as RTX (RFC 4588) when the
 subscriber negotiated it, else as the original packet.
 """
 
@@ -20,14 +22,15 @@ class PacketHistory:
     __slots__ = ("_packets",)
 
     def __init__(self) -> None:
-        self._packets: list[bytes | None] = [None] * HISTORY_SIZE
+        self._packets: list[tuple[bytes, bytes] | None] = [None] * HISTORY_SIZE
 
-    def store(self, seq: int, packet: bytes) -> None:
-        self._packets[seq & (HISTORY_SIZE - 1)] = packet
+    def store(self, seq: int, header: bytes, payload: bytes) -> None:
+        self._packets[seq & (HISTORY_SIZE - 1)] = (header, payload)
 
-    def get(self, seq: int) -> bytes | None:
+    def get(self, seq: int) -> tuple[bytes, bytes] | None:
+        """(header including extensions, payload) of packet `seq`, if still held."""
         packet = self._packets[seq & (HISTORY_SIZE - 1)]
-        if packet is None or (packet[2] << 8 | packet[3]) != seq:
+        if packet is None or (packet[0][2] << 8 | packet[0][3]) != seq:
             return None
         return packet
 
@@ -35,14 +38,13 @@ class PacketHistory:
         self._packets = [None] * HISTORY_SIZE
 
 
-def rtx_packet(original: bytes, rtx_payload_type: int, rtx_seq: int, rtx_ssrc: int) -> bytes:
+def rtx_packet(
+    header: bytes, payload: bytes, rtx_payload_type: int, rtx_seq: int, rtx_ssrc: int
+) -> bytes:
     """Wrap a packet we sent earlier into an RTX packet (RFC 4588 section 4)."""
-    # Our own packets never carry CSRCs; only the extension block varies.
-    header_length = 12
-    if original[0] & 0x10:
-        header_length = 16 + 4 * (original[14] << 8 | original[15])
-    timestamp = int.from_bytes(original[4:8], "big")
-    header = _RTX_HEADER.pack(
-        original[0], (original[1] & 0x80) | rtx_payload_type, rtx_seq, timestamp, rtx_ssrc
+    timestamp = int.from_bytes(header[4:8], "big")
+    fixed = _RTX_HEADER.pack(
+        header[0], (header[1] & 0x80) | rtx_payload_type, rtx_seq, timestamp, rtx_ssrc
     )
-    return b"".join((header, original[12:header_length], original[2:4], original[header_length:]))
+    # Extensions as sent, then the original sequence number, then the payload.
+    return b"".join((fixed, header[12:], header[2:4], payload))

@@ -89,7 +89,3 @@ class RtpRewriter:
                 0x90, marker_pt, out_seq, out_ts, self.ssrc, _ONE_BYTE_PROFILE, self.extension_words
             )
         return _HEADER.pack(0x80, marker_pt, out_seq, out_ts, self.ssrc)
-
-    @property
-    def last_sequence_number(self) -> int:
-        return self.seq

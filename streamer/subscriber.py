@@ -144,12 +144,15 @@ class Slot:
         if history is None or not self.ready:
             return
         for seq in lost:
-            packet = history.get(seq)
-            if packet is None:
+            sent = history.get(seq)
+            if sent is None:
                 continue
-            rtx_pt = self.rtx_payload_types.get(packet[1] & 0x7F)
-            if rtx_pt is not None:
-                packet = rtx_packet(packet, rtx_pt, self._rtx_seq, self.link.rtx_ssrc)
+            header, payload = sent
+            rtx_pt = self.rtx_payload_types.get(header[1] & 0x7F)
+            if rtx_pt is None:
+                packet = header + payload
+            else:
+                packet = rtx_packet(header, payload, rtx_pt, self._rtx_seq, self.link.rtx_ssrc)
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             if self.link.send_unaccounted(packet):
                 counters.retransmitted += 1

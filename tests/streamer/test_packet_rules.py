@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
 from streamer.history import PacketHistory, rtx_packet
 from streamer.keyframes import (
@@ -13,7 +14,7 @@ from streamer.keyframes import (
     is_keyframe_start,
     is_vp8_keyframe_start,
 )
-from streamer.negotiation import with_public_address
+from streamer.negotiation import MID_URI, with_public_address
 from streamer.rtp_rewriter import RtpRewriter
 
 CLOCK = 48000
@@ -77,13 +78,22 @@ def test_history_and_rtx_round_trip() -> None:
     history = PacketHistory()
     packet = RtpPacket(payload_type=96, sequence_number=4242, timestamp=777, ssrc=5)
     packet.marker = 1
+    packet.extensions.mid = "3"
     packet.payload = b"frame data"
-    data = packet.serialize()
-    history.store(4242, data)
-    assert history.get(4242) == data
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri=MID_URI)])
+    )
+    data = packet.serialize(extensions)
+    header, payload = data[: -len(packet.payload)], data[-len(packet.payload) :]
+    history.store(4242, header, payload)
+    assert history.get(4242) == (header, payload)
     assert history.get(4242 + 512) is None  # same slot, another packet: not confused
-    wrapped = RtpPacket.parse(rtx_packet(data, rtx_payload_type=97, rtx_seq=10, rtx_ssrc=6))
+    wrapped = RtpPacket.parse(
+        rtx_packet(header, payload, rtx_payload_type=97, rtx_seq=10, rtx_ssrc=6), extensions
+    )
     assert (wrapped.payload_type, wrapped.sequence_number, wrapped.ssrc) == (97, 10, 6)
+    assert wrapped.extensions.mid == "3"
     original = unwrap_rtx(wrapped, payload_type=96, ssrc=5)
     assert original.sequence_number == 4242
     assert original.timestamp == 777
