@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ from aiortc.rtp import (
 from .errors import StreamerError
 
 AIORTC_VERSION = "1.16.0"
+
+logger = logging.getLogger(__name__)
 
 # Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
 _NTP_EPOCH_OFFSET = 2208988800
@@ -132,6 +135,7 @@ class InboundTap:
             _require(receiver, name)
         self.media_ssrc: int | None = None
         self.closed = False
+        self.errors = 0
         # An instance attribute shadows the method the DTLS transport calls.
         receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
 
@@ -176,7 +180,13 @@ class InboundTap:
         nack = self._nack
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))  # type: ignore[attr-defined]
-        await self._on_packet(packet, codec)
+        try:
+            await self._on_packet(packet, codec)
+        except Exception:
+            # An exception here would end the publisher's DTLS receive loop.
+            self.errors += 1
+            if self.errors == 1:
+                logger.exception("forwarding a received packet failed")
 
     async def request_keyframe(self) -> bool:
         """Send a PLI to the publisher; False if nothing has been received yet."""
@@ -274,7 +284,13 @@ class SenderLink:
         )
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
-        if not await self._on_rtcp(packet):
+        try:
+            handled = await self._on_rtcp(packet)
+        except Exception:
+            # An exception here would end the subscriber's DTLS receive loop.
+            logger.exception("handling RTCP from a subscriber failed")
+            handled = True
+        if not handled:
             await self._original_rtcp(packet)
 
     def send(self, data: bytes, rtp_timestamp: int, ntp: int, octets: int) -> bool:

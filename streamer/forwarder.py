@@ -11,6 +11,7 @@ and `sendto`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
     from .output import Output
+
+logger = logging.getLogger(__name__)
 
 UpstreamRequest = Callable[[], Awaitable[bool]]
 
@@ -101,36 +104,43 @@ class Forwarder:
             output_counters.packets += 1
             output_counters.bytes += size
             for slot in output.sinks:
-                pt = slot.payload_types.get(mime)
-                if pt is None:
-                    slot.counters.unsupported_codec += 1
-                    continue
-                if slot.awaiting_keyframe:
-                    if not keyframe:
-                        want_keyframe = True
+                try:
+                    pt = slot.payload_types.get(mime)
+                    if pt is None:
+                        slot.counters.unsupported_codec += 1
                         continue
-                    slot.awaiting_keyframe = False
-                if slot.tail_header is not tail_header:
-                    tail_header = slot.tail_header
-                    tail = (
-                        tail_header + value
-                        if tail_header and value
-                        else bytes(slot.tail_length)  # zero padding keeps the layout
-                    )
-                rewriter = slot.rewriter
-                header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate)
-                history = slot.history
-                if history is None:
-                    data = b"".join((header, slot.extension_head, tail, payload))
-                else:
-                    header = b"".join((header, slot.extension_head, tail))
-                    data = header + payload
-                if slot.link.send(data, rewriter.ts, ntp, size):
-                    slot_counters = slot.counters
-                    slot_counters.packets += 1
-                    slot_counters.bytes += len(data)
-                    if history is not None:
-                        history.store(header[2] << 8 | header[3], header, payload)
+                    if slot.awaiting_keyframe:
+                        if not keyframe:
+                            want_keyframe = True
+                            continue
+                        slot.awaiting_keyframe = False
+                    if slot.tail_header is not tail_header:
+                        tail_header = slot.tail_header
+                        tail = (
+                            tail_header + value
+                            if tail_header and value
+                            else bytes(slot.tail_length)  # zero padding keeps the layout
+                        )
+                    rewriter = slot.rewriter
+                    header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate)
+                    history = slot.history
+                    if history is None:
+                        data = b"".join((header, slot.extension_head, tail, payload))
+                    else:
+                        header = b"".join((header, slot.extension_head, tail))
+                        data = header + payload
+                    if slot.link.send(data, rewriter.ts, ntp, size):
+                        slot_counters = slot.counters
+                        slot_counters.packets += 1
+                        slot_counters.bytes += len(data)
+                        if history is not None:
+                            history.store(header[2] << 8 | header[3], header, payload)
+                except Exception:
+                    # One subscriber's failure must not stop the others, nor the
+                    # publisher's receive loop this runs in.
+                    slot.counters.errors += 1
+                    if slot.counters.errors == 1:
+                        logger.exception("forwarding to slot %r failed", slot.name)
 
         if want_keyframe:
             await self.request_keyframe()

@@ -46,6 +46,7 @@ class SlotCounters:
     retransmitted: int = 0
     keyframe_requests: int = 0  # PLI/FIR received from the subscriber
     unsupported_codec: int = 0  # packets dropped: codec not negotiated with this subscriber
+    errors: int = 0  # packets lost to an unexpected error (logged once per slot)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
