@@ -114,6 +114,12 @@ async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpret
     )
     await stage.get_by_role("button", name="Join").click()
     await expect(go_live).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    # His preview plays in the studio before he is on air.
+    await studio.wait_for_function(
+        "(id) => document.querySelector(`video[data-preview='${id}']`)?.videoWidth > 0",
+        arg=speaker_id,
+        timeout=MEDIA_TIMEOUT_MS,
+    )
     await go_live.click()
     await expect(stage.locator("#on-air")).to_have_text("ON AIR")
     await expect(studio.get_by_role("alert").filter(has_text="Français")).to_contain_text(
@@ -135,3 +141,28 @@ async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpret
     await expect(stage.locator("#on-air")).not_to_have_text("ON AIR")
     await session.get_by_role("button", name="End session").click()
     await expect(watch.locator("section.session[aria-current='true']")).to_have_count(0)
+
+
+async def test_the_partner_takes_over_when_the_interpreter_on_air_drops(
+    live_node: LiveNode, media_browser: Browser
+) -> None:
+    anna = await open_page(
+        media_browser, live_node.link("booth", Role.INTERPRETER, "anna", booth="ru-fr")
+    )
+    boris = await open_page(
+        media_browser, live_node.link("booth", Role.INTERPRETER, "boris", booth="ru-fr")
+    )
+    anna_mic = anna.get_by_role("button", name="Microphone")
+    await expect(anna_mic).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
+    await anna_mic.click()
+    await expect(anna_mic).to_have_attribute("aria-pressed", "true")
+    await expect(boris.get_by_role("button", name="Request handover")).to_be_visible()
+    await expect(boris.get_by_role("button", name="Take over")).to_be_hidden()
+
+    await anna.context.close()
+    take_over = boris.get_by_role("button", name="Take over")
+    await expect(take_over).to_be_visible()
+    await take_over.click()
+    await expect(boris.get_by_role("button", name="Microphone")).to_have_attribute(
+        "aria-pressed", "true"
+    )

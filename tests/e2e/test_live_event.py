@@ -209,6 +209,14 @@ async def test_a_live_event_heard_by_an_attendee(
         "aria-pressed", "false"
     )
 
+    # Anna, off air, hears the floor; she may relay from the Russian channel (Boris).
+    await wait_for_tone(anna, SPEAKER_HZ)
+    listen_to = anna.get_by_role("combobox", name="Listen to")
+    await listen_to.select_option(label="Русский")
+    await wait_for_tone(anna, PARTNER_HZ)
+    await listen_to.select_option(label="Floor")
+    await wait_for_tone(anna, SPEAKER_HZ)
+
     # The server restarts: every page reconnects, the attendee gets his channel back.
     welcomes = await watch.evaluate("window.dragomanDebug.welcomes")
     await node.stop()

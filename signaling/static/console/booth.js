@@ -10,7 +10,7 @@ import {
   offerTracks,
   rtcConfiguration,
 } from "./peer.js";
-import { localAnalyser, meterLevel, Mixer } from "./sound.js";
+import { analyse, localAnalyser, meterLevel, Mixer } from "./sound.js";
 import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId } from "./live.js";
 import { directionLabel, languageName, speakerById } from "./program.js";
 
@@ -357,6 +357,11 @@ setInterval(tickClock, 1000);
 tickClock();
 
 window.dragomanDebug = {
+  /** {frequency, rms, peakDb} of what the interpreter receives in his headphones, or null. */
+  analyse() {
+    const analyser = mixer?.analyser("listen");
+    return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
+  },
   get onAir() {
     return amOnAir();
   },
