@@ -55,8 +55,9 @@ class Slot:
         self.ready = False
         self.closed = False
         self.counters = SlotCounters()
-        # Filled in when aiortc starts the sender with the negotiated parameters.
+        # Attached by open_subscriber (the link calls back into this slot).
         self.link: SenderLink = None  # type: ignore[assignment]
+        # The rest is known once aiortc starts the sender with what was negotiated.
         self.payload_types: dict[str, int] = {}
         self.rtx_payload_types: dict[int, int] = {}
         self.extension_head = b""
