@@ -125,10 +125,12 @@ class Slot:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._retransmit(packet.lost)
             return True
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.counters.keyframe_requests += 1
-            if self.kind == "video":
-                await self.output.request_keyframe()
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                self.counters.keyframe_requests += 1
+                if self.kind == "video":
+                    await self.output.request_keyframe()
+            # REMB (and anything else) would only tune an encoder that does not run here.
             return True
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
