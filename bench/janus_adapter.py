@@ -39,6 +39,8 @@ if not (ANCHOR / "sfu_bench.py").is_file():
 sys.path.insert(0, str(ANCHOR))
 import sfu_bench  # noqa: E402  (the harness; also patches aioice to loopback-only candidates)
 
+from bench.peers import hold_bitrate  # noqa: E402
+
 DEFAULT_PORT = 18080
 
 
@@ -53,8 +55,11 @@ def server_command(port: int) -> str:
 class DragomanSignalling(sfu_bench.Signalling):
     """Drives bench/sfu_server.py: the publisher offers; for subscribers the server offers."""
 
-    def __init__(self, url: str = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
+    def __init__(
+        self, url: str = f"http://127.0.0.1:{DEFAULT_PORT}", hold_bitrate: bool = True
+    ) -> None:
         self.url = url
+        self.hold_bitrate = hold_bitrate
 
     async def open(self) -> None:
         self.http = aiohttp.ClientSession()
@@ -68,6 +73,11 @@ class DragomanSignalling(sfu_bench.Signalling):
 
     async def publish(self, pc: RTCPeerConnection) -> str:
         kind = pc.getTransceivers()[0].kind
+        if self.hold_bitrate and kind == "video":
+            # Janus in the anchor's configuration sends no REMB (bitrate = 0), so its publisher
+            # stays at aiortc's 500 kbps; Dragoman relays its bandwidth estimate, which drops
+            # when the machine is loaded. Hold the bitrate so both forward the same stream.
+            hold_bitrate(pc.getTransceivers()[0].sender)
         output = f"program-{kind}"
         await self._post("/output", {"name": output, "kind": kind})
         await pc.setLocalDescription(await pc.createOffer())
@@ -110,14 +120,18 @@ def main() -> None:
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=None)
     ap.add_argument("--dragoman-port", type=int, default=DEFAULT_PORT)
+    ap.add_argument(
+        "--adaptive-bitrate",
+        action="store_true",
+        help="let the video publisher follow Dragoman's REMB (default: held at 500 kbps)",
+    )
     args = ap.parse_args()
-    if args.dragoman_port != DEFAULT_PORT:
-        url = f"http://127.0.0.1:{args.dragoman_port}"
-        sfu_bench.DEFAULT_SERVER["dragoman"] = (
-            server_command(args.dragoman_port),
-            url + "/ready",
-            {"url": url},
-        )
+    url = f"http://127.0.0.1:{args.dragoman_port}"
+    sfu_bench.DEFAULT_SERVER["dragoman"] = (
+        server_command(args.dragoman_port),
+        url + "/ready",
+        {"url": url, "hold_bitrate": not args.adaptive_bitrate},
+    )
     asyncio.run(sfu_bench.run(args))
 
 

@@ -136,38 +136,90 @@ def main() -> None:
                         with open(args.out, "a") as f:
                             f.write(json.dumps(r) + "\n")
 
+    summary = summarize(runs)
+    summary["seconds"] = round(time.time() - started, 1)
+    print_summary(summary, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(summary))
+
+
+def delivered(r: dict[str, Any]) -> bool:
+    """Did every subscriber get (nearly) all the publisher sent, at the nominal rate?
+
+    On a loaded machine the publisher or the subscribers starve; a run that forwarded
+    fewer packets would look cheaper than it is.
+    """
+    if not r["n"]:
+        return r["kind"] != "audio" or r.get("pub_pps", 0) >= 45
+    pps = r.get("sub_pps_min_med_max") or [0, 0, 0]
+    nominal = 45 if r["kind"] == "audio" else 0.9 * r.get("pub_pps", 0)
+    kbps_ok = r["kind"] == "audio" or r.get("pub_kbps", 0) >= 400
+    return pps[0] >= 0.9 * nominal and r.get("subs_ready") == r["n"] and kbps_ok
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     cpu: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    pps: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    rejected = []
     for r in runs:
-        cpu[(r["sfu"], r["kind"], r["n"])].append(r["server_cpu_per_s"])
-    summary: dict[str, Any] = {"per_sub": {}, "cpu": {}, "ratio": {}, "runs": runs}
+        key = (r["sfu"], r["kind"], r["n"])
+        if not delivered(r):
+            rejected.append(f"{r['sfu']} {r['kind']} N={r['n']} ({r.get('label')})")
+            continue
+        cpu[key].append(r["server_cpu_per_s"])
+        if r["n"]:
+            pps[key].append((r.get("sub_pps_min_med_max") or [0, 0, 0])[1])
+    summary: dict[str, Any] = {
+        "cpu": {},
+        "per_sub": {},
+        "us_per_packet": {},
+        "ratio": {},
+        "runs_used": {},
+        "rejected_runs": rejected,
+        "runs": runs,
+    }
     for (sfu, kind, n), values in sorted(cpu.items()):
         summary["cpu"][f"{sfu}/{kind}/{n}"] = statistics.mean(values)
-    for (sfu, kind, n), values in sorted(cpu.items()):
+        summary["runs_used"][f"{sfu}/{kind}/{n}"] = len(values)
         base = cpu.get((sfu, kind, 0))
         if n and base:
             per_sub = (statistics.mean(values) - statistics.mean(base)) / n
             summary["per_sub"][f"{sfu}/{kind}/{n}"] = per_sub
+            rate = statistics.mean(pps[(sfu, kind, n)])
+            summary["us_per_packet"][f"{sfu}/{kind}/{n}"] = 1e6 * per_sub / rate
     for key, value in summary["per_sub"].items():
         sfu, kind, n = key.split("/")
         dragoman = summary["per_sub"].get(f"dragoman/{kind}/{n}")
         if sfu != "dragoman" and dragoman:
             summary["ratio"][f"{sfu}/dragoman {kind} N={n}"] = value / dragoman
-    summary["seconds"] = round(time.time() - started, 1)
+    return summary
 
-    out = sys.stderr if args.json else sys.stdout
-    print("\n| kind | N | SFU | runs | server CPU-s/s | (cpu(N)-cpu(0))/N ms/s |", file=out)
-    print("|---|---|---|---|---|---|", file=out)
-    for (sfu, kind, n), values in sorted(cpu.items(), key=lambda x: (x[0][1], x[0][2], x[0][0])):
-        per_sub = summary["per_sub"].get(f"{sfu}/{kind}/{n}")
+
+def print_summary(summary: dict[str, Any], out: Any) -> None:
+    print(
+        "\n| kind | N | SFU | runs | server CPU-s/s | (cpu(N)-cpu(0))/N ms/s "
+        "| us per forwarded packet |",
+        file=out,
+    )
+    print("|---|---|---|---|---|---|---|", file=out)
+    rows = sorted(
+        summary["cpu"].items(), key=lambda x: (x[0].split("/")[1], int(x[0].split("/")[2]))
+    )
+    for key, mean in rows:
+        sfu, kind, n = key.split("/")
+        runs = summary["runs_used"][key]
+        per_sub = summary["per_sub"].get(key)
         ms = "-" if per_sub is None else f"{1000 * per_sub:.3f}"
+        us = summary["us_per_packet"].get(key)
         print(
-            f"| {kind} | {n} | {sfu} | {len(values)} | {statistics.mean(values):.4f} | {ms} |",
+            f"| {kind} | {n} | {sfu} | {runs} | {mean:.4f} | {ms} | "
+            f"{'-' if us is None else f'{us:.1f}'} |",
             file=out,
         )
     for key, ratio in summary["ratio"].items():
         print(f"{key}: Janus spends {ratio:.2f}x what Dragoman spends per subscriber", file=out)
-    if args.json:
-        print(json.dumps(summary))
+    for run in summary["rejected_runs"]:
+        print(f"left out (packets not all delivered, machine overloaded): {run}", file=out)
 
 
 if __name__ == "__main__":
