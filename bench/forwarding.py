@@ -29,9 +29,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -367,10 +369,51 @@ def probe(series: Series, kind: str, args: argparse.Namespace) -> dict[str, Any]
                 {"seconds": args.profile, "top": 35},
                 timeout=args.profile + 60,
             )["profile"]
+        if args.py_spy and series.server is not None:
+            out["py_spy_n"] = series.ready
+            out["py_spy"] = sample_with_py_spy(series.server.pid, args.py_spy)
     except Exception as exc:
         out["probe_error"] = f"{type(exc).__name__}: {exc}"
         log(f"    probe failed: {out['probe_error']}")
     return out
+
+
+def function_of(frame: str) -> str:
+    """`handle (/path/to/streamer/forwarder.py:63)` -> `handle (forwarder.py)`."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0]})" if where else name
+
+
+def sample_with_py_spy(pid: int, seconds: float, top: int = 25) -> dict[str, Any]:
+    """Sample the server with py-spy (no instrumentation overhead, unlike cProfile) and
+    rank functions by the share of busy samples in which they are the innermost frame
+    (own time), and by the share in which they are anywhere on the stack."""
+    with tempfile.TemporaryDirectory() as folder:
+        raw = Path(folder) / "stacks.txt"
+        subprocess.run(
+            ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)),
+             "--rate", "250", "--format", "raw", "--output", str(raw), "--nonblocking"],
+            check=True, capture_output=True, timeout=seconds + 60,
+        )  # fmt: skip
+        own: dict[str, int] = defaultdict(int)
+        anywhere: dict[str, int] = defaultdict(int)
+        total = 0
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            frames = [function_of(frame) for frame in stack.split(";")]
+            n = int(count)
+            total += n
+            own[frames[-1]] += n
+            for frame in set(frames):
+                anywhere[frame] += n
+
+    def ranked(counts: dict[str, int]) -> list[tuple[str, float]]:
+        best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(name, round(100 * n / max(total, 1), 1)) for name, n in best]
+
+    return {"samples": total, "own_percent": ranked(own), "total_percent": ranked(anywhere)}
 
 
 def format_step(s: Step) -> str:
@@ -425,6 +468,9 @@ def main() -> None:
         action="store_true",
         help="let the video publisher follow the SFU's REMB (default: held at 500 kbps)",
     )
+    ap.add_argument(
+        "--py-spy", type=float, default=0, help="sample Dragoman's server with py-spy this long"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--verbose", action="store_true", help="show the servers' stderr")
     args = ap.parse_args()
@@ -466,6 +512,8 @@ def main() -> None:
                 report.setdefault("errors", []).append(f"{sfu} {kind}: {res[k]}")
         if "profile" in res:
             report[f"profile_{kind}"] = {"n": res["profile_n"], "top": res["profile"]}
+        if "py_spy" in res:
+            report[f"py_spy_{kind}"] = {"n": res["py_spy_n"], **res["py_spy"]}
         if "server_stats" in res:
             report.setdefault("server_stats", {})[f"{sfu}/{kind}"] = res["server_stats"]
     for kind in kinds:
@@ -555,6 +603,16 @@ def print_table(report: dict[str, Any], kinds: list[str], out: Any) -> None:
         )
     for error in report.get("errors", []):
         p(f"error: {error}")
+    for kind in kinds:
+        spy = report.get(f"py_spy_{kind}")
+        if spy:
+            p(f"\npy-spy, Dragoman's server, {kind}, N={spy['n']}, {spy['samples']} busy samples:")
+            p("  own time (innermost frame):")
+            for name, pct in spy["own_percent"]:
+                p(f"    {pct:5.1f}%  {name}")
+            p("  on the stack:")
+            for name, pct in spy["total_percent"]:
+                p(f"    {pct:5.1f}%  {name}")
     for kind in kinds:
         if f"profile_{kind}" in report:
             prof = report[f"profile_{kind}"]
