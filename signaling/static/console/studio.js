@@ -111,6 +111,8 @@ function speakerControls(speaker, onAirId) {
     "aria-label": t("studio.preview_of", { name: speaker.name }),
   });
   video.muted = true;
+  // A preview of someone not connected would only be a black box.
+  video.hidden = !connected;
   const button = element("button", {
     type: "button",
     class: live ? "go-live live" : "go-live",
