@@ -131,7 +131,13 @@ class InboundTap:
         )  # type: ignore[assignment]
         self._nack = _require(receiver, "_RTCRtpReceiver__nack_generator")
         self._estimator = _require(receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
-        for name in ("_send_rtcp", "_send_rtcp_nack", "_send_rtcp_pli", "_handle_rtp_packet"):
+        for name in (
+            "_RTCRtpReceiver__rtcp_ssrc",
+            "_send_rtcp",
+            "_send_rtcp_nack",
+            "_send_rtcp_pli",
+            "_handle_rtp_packet",
+        ):
             _require(receiver, name)
         self.media_ssrc: int | None = None
         self.closed = False
@@ -162,6 +168,14 @@ class InboundTap:
         if not packet.payload:
             return
         self.media_ssrc = packet.ssrc
+        # Forward first: the feedback below is for the publisher and can wait.
+        try:
+            await self._on_packet(packet, codec)
+        except Exception:
+            # An exception here would end the publisher's DTLS receive loop.
+            self.errors += 1
+            if self.errors == 1:
+                logger.exception("forwarding a received packet failed")
         estimator = self._estimator
         if estimator is not None and packet.extensions.abs_send_time is not None:
             remb = estimator.add(
@@ -180,13 +194,6 @@ class InboundTap:
         nack = self._nack
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))  # type: ignore[attr-defined]
-        try:
-            await self._on_packet(packet, codec)
-        except Exception:
-            # An exception here would end the publisher's DTLS receive loop.
-            self.errors += 1
-            if self.errors == 1:
-                logger.exception("forwarding a received packet failed")
 
     async def request_keyframe(self) -> bool:
         """Send a PLI to the publisher; False if nothing has been received yet."""
