@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import aioice.ice
+import pytest
+
 from streamer import Sfu, SfuConfig
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import PublisherPeer, SubscriberPeer, eventually
@@ -113,3 +116,27 @@ async def test_public_address_is_advertised_on_host_candidates() -> None:
         assert all(" 203.0.113.7 " in line for line in hosts)
     finally:
         await sfu.close()
+
+
+async def test_publisher_that_crashes_is_removed_by_ice_consent(
+    sfu: Sfu, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aioice checks consent every ~5 s and gives up after 6 misses; shorten both
+    # so a peer that vanishes without a word is noticed within the test.
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 2)
+    speaker = await PublisherPeer.connect(sfu, "speaker", [ToneTrack(1000)])
+    sfu.declare_output("floor", "audio")
+    sfu.point("floor", "speaker/audio")
+    listener = await peers.subscriber("listener", {"voice": "floor"}, decode=False)
+    await eventually(lambda: listener.rtp["voice"].count() > 10, what="media")
+
+    # The browser process dies: its sockets close, no DTLS close_notify is sent.
+    ice = speaker.pc.getTransceivers()[0].receiver.transport.transport
+    await ice.stop()
+    await eventually(
+        lambda: "speaker" not in sfu.stats()["publishers"], within=30, what="the SFU to notice"
+    )
+    assert sfu.stats()["outputs"]["floor"] | {"live": False} == sfu.stats()["outputs"]["floor"]
+    assert listener.pc.connectionState == "connected"
+    await speaker.close()
