@@ -9,6 +9,7 @@ import {
   microphoneConstraints,
   offerTracks,
   rtcConfiguration,
+  whenFailed,
 } from "./peer.js";
 import { analyse, localAnalyser, meterLevel, Mixer } from "./sound.js";
 import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId } from "./live.js";
@@ -69,6 +70,9 @@ async function publish() {
   }
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   publisher = peer;
+  whenFailed(peer, () => {
+    if (publisher === peer && connection.online) publish();
+  });
   const offer = await offerTracks(peer, microphone);
   if (publisher !== peer) return;
   connection.send({ type: "offer", purpose: "publish", sdp: offer });
@@ -78,6 +82,9 @@ async function onOffer(message) {
   if (subscriber) subscriber.close();
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   subscriber = peer;
+  whenFailed(peer, () => {
+    if (subscriber === peer && connection.online) connection.send({ type: "subscribe" });
+  });
   peer.addEventListener("track", (event) => {
     received.set(event.track.kind, event.track);
     if (event.track.kind === "video") {

@@ -72,3 +72,14 @@ export function microphoneConstraints(deviceId) {
   if (deviceId) audio.deviceId = { exact: deviceId };
   return audio;
 }
+
+/**
+ * Calls `renegotiate` when a peer connection fails for good (ICE could not
+ * recover) while the WebSocket is still up: the page then asks for a fresh
+ * offer (subscriber) or publishes again (publisher).
+ */
+export function whenFailed(pc, renegotiate) {
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "failed") renegotiate();
+  });
+}

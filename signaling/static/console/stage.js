@@ -3,7 +3,7 @@
 
 import { loadProgram, startConsole } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
-import { microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
+import { microphoneConstraints, offerTracks, rtcConfiguration, whenFailed } from "./peer.js";
 import { onAirSpeakerId } from "./live.js";
 import { speakerById } from "./program.js";
 
@@ -77,6 +77,9 @@ async function publish() {
   if (!stream || !connection?.online) return;
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   publisher = peer;
+  whenFailed(peer, () => {
+    if (publisher === peer) publish();
+  });
   const offer = await offerTracks(peer, stream);
   if (publisher !== peer) return;
   connection.send({ type: "offer", purpose: "publish", sdp: offer });

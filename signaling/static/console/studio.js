@@ -4,7 +4,7 @@
 
 import { element, formatClock, loadProgram, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
-import { answerServerOffer, rtcConfiguration, slotOfTransceiver } from "./peer.js";
+import { answerServerOffer, rtcConfiguration, slotOfTransceiver, whenFailed } from "./peer.js";
 import { boothView, channelView, listenerCount, onAirSpeakerId, speakerConnected } from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
 
@@ -27,6 +27,9 @@ async function onOffer(message) {
   if (pc) pc.close();
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
+  whenFailed(peer, () => {
+    if (pc === peer && connection.online) connection.send({ type: "subscribe" });
+  });
   peer.addEventListener("track", (event) => {
     if (event.track.kind !== "video") return;
     const slot = slotOfTransceiver(message.slots, event.transceiver);

@@ -3,7 +3,7 @@
 
 import { loadProgram, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
-import { answerServerOffer, rtcConfiguration, slotOfTransceiver } from "./peer.js";
+import { answerServerOffer, rtcConfiguration, slotOfTransceiver, whenFailed } from "./peer.js";
 import { analyse, Mixer, recentFrequency } from "./sound.js";
 import { channelView, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
@@ -72,6 +72,9 @@ async function onOffer(message) {
   mark("offer");
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
+  whenFailed(peer, () => {
+    if (pc === peer && connection.online) connection.send({ type: "subscribe" });
+  });
   peer.addEventListener("track", (event) => {
     const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
     received.set(name, event.track);
