@@ -93,14 +93,16 @@ export class Connection {
     return socket.welcomed === true;
   }
 
-  /** Sends a message if the socket is open; returns whether it was sent. */
+  /** Sends a message once welcomed on the current socket; returns whether it was sent.
+   * (Anything sent before the welcome would be refused as unauthenticated.) */
   send(message) {
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    if (!this.online) return false;
     this.socket.send(JSON.stringify(message));
     return true;
   }
 
   get online() {
-    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+    const socket = this.socket;
+    return socket !== null && socket.readyState === WebSocket.OPEN && socket.welcomed === true;
   }
 }

@@ -15,8 +15,10 @@ const view = {
   summary: null, // the event as the welcome describes it: languages, booths
   program: null, // the whole program (sessions, speakers) from the HTTP API
   state: null,
-  // What the attendee chose; null until the server has told us its default.
+  // The channel shown and heard; null until the server has told us its default.
   channel: null,
+  // A choice of ours the server has not confirmed yet (it wins over the server's view).
+  pendingChannel: null,
   originalVolume: 0,
   audioOnly: false,
 };
@@ -42,8 +44,9 @@ function onWelcome(welcome, again) {
   mark("welcome");
   view.welcome = welcome;
   view.summary = welcome.event;
-  if (again && view.channel !== null) {
+  if (view.channel !== null) {
     // A new connection starts from the server's defaults: restore our choices first.
+    view.pendingChannel = view.channel;
     connection.send({ type: "select_channel", language: view.channel });
     connection.send({ type: "set_original_under", on: view.originalVolume > 0 });
     connection.send({ type: "set_audio_only", on: view.audioOnly });
@@ -125,6 +128,7 @@ async function play() {
 function chooseChannel(code) {
   if (code === view.channel) return;
   view.channel = code;
+  view.pendingChannel = code;
   connection?.send({ type: "select_channel", language: code });
   if (mixer) mixer.setVolume("floor", volumeOf("floor"));
   render();
@@ -148,7 +152,12 @@ function onMessage(message) {
   if (message.type === "state") {
     view.state = message;
     const you = message.you;
-    if (view.channel === null && you && typeof you.channel === "string") view.channel = you.channel;
+    if (you && typeof you.channel === "string") {
+      // The choice belongs to the person: another tab of the same link may change it.
+      if (view.pendingChannel === null) view.channel = you.channel;
+      else if (you.channel === view.pendingChannel) view.pendingChannel = null;
+      if (mixer) mixer.setVolume("floor", volumeOf("floor"));
+    }
     render();
   } else if (message.type === "offer") {
     onOffer(message);
