@@ -25,7 +25,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -148,8 +148,10 @@ class LiveEvent:
         take_over_after: float = TAKE_OVER_AFTER,
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
+        ice_servers: Sequence[str] = (),
     ) -> None:
         self.event = event
+        self.ice_servers = list(ice_servers)
         self.store = store
         self.sfu = sfu
         self.clock = clock
@@ -266,6 +268,7 @@ class LiveEvent:
                 role=claims.role,
                 scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
                 event=self.summary(),
+                ice_servers=self.ice_servers,
             )
         )
         client.send(self._state_for(client, self._common_state()))

@@ -311,6 +311,8 @@ class Welcome(WireMessage):
     role: Role
     scope: Scope
     event: EventSummary
+    #: STUN/TURN URLs for the browser's peer connections (the node's ``ice_servers``).
+    ice_servers: list[str] = []
 
 
 class SpeakerOnAir(WireMessage):

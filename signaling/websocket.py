@@ -271,7 +271,7 @@ def install_live(app: web.Application) -> None:
         )
     )
     app[SFU_KEY] = sfu
-    app[LIVE_KEY] = LiveEvent(app[EVENT_KEY], app[STORE_KEY], sfu)
+    app[LIVE_KEY] = LiveEvent(app[EVENT_KEY], app[STORE_KEY], sfu, ice_servers=settings.ice_servers)
     app[_SOCKETS_KEY] = set()
     app.cleanup_ctx.append(_live_context)
     app.on_shutdown.append(_close_sockets)

@@ -10,7 +10,9 @@ import pytest
 
 from signaling.registration import NewRegistration
 from signaling.tokens import Role
-from signaling.websocket import LIVE_KEY
+from signaling.websocket import LIVE_KEY, install_live
+
+from .conftest import token
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -202,3 +204,19 @@ async def test_metrics_count_clients_and_listeners(connect, live_server, ws_sess
     assert 'dragoman_live_listeners{channel="fr"} 0' in text
     for client in clients:
         await client.close()
+
+
+async def test_welcome_hands_the_nodes_ice_servers_to_the_browser(start_server, open_ws):
+    servers = ["stun:stun.example.test:3478", "turn:turn.example.test:3478?transport=tcp"]
+    server = await start_server(extensions=[install_live], ice_servers=servers)
+    client = await open_ws(server)
+    await client.send("auth", v=1, token=token(server, Role.ATTENDEE, "reg-ice"))
+    welcome = await client.next("welcome")
+    assert welcome["ice_servers"] == servers
+    await client.close()
+
+
+async def test_welcome_names_no_ice_server_by_default(connect):
+    client = await connect(Role.ATTENDEE, "reg-no-ice")
+    assert client.welcome["ice_servers"] == []
+    await client.close()
