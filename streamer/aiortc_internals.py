@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import aiortc
 from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCBundlePolicy, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
@@ -58,10 +58,22 @@ logger = logging.getLogger(__name__)
 # Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
 _NTP_EPOCH_OFFSET = 2208988800
 
+# The bundle policy of a subscriber's peer connection, where the server offers.
+# Under aiortc's default ("balanced") policy a transceiver is created on the
+# transport of the first transceiver of its kind and marked `_bundled`; when the
+# answer's BUNDLE group then moves every section onto the transport of its first
+# section, `setRemoteDescription` skips those marked ones and stops the transport
+# they are left on. If the first section is of the other kind, the second section
+# of a kind stays on that dead transport: `__connect` fails on it ("RTCIceTransport
+# is closed", in a task nobody awaits) and no sender from there on is ever started.
+# With max-bundle every transceiver is created on the first one's transport.
+SUBSCRIBER_BUNDLE_POLICY = RTCBundlePolicy.MAX_BUNDLE
+
 __all__ = [
     "RTCP_PSFB_FIR",
     "RTCP_PSFB_PLI",
     "RTCP_RTPFB_NACK",
+    "SUBSCRIBER_BUNDLE_POLICY",
     "AiortcIncompatible",
     "IdleTrack",
     "InboundTap",

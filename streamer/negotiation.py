@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCRtpSender
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCRtpSender
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
@@ -43,10 +43,13 @@ def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
     return ordered
 
 
-def rtc_configuration(ice_servers: Sequence[str | RTCIceServer]) -> RTCConfiguration:
+def rtc_configuration(
+    ice_servers: Sequence[str | RTCIceServer],
+    bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
+) -> RTCConfiguration:
     """ICE servers exactly as given: none means none (aiortc would add a public STUN)."""
     servers = [s if isinstance(s, RTCIceServer) else RTCIceServer(urls=s) for s in ice_servers]
-    return RTCConfiguration(iceServers=servers)
+    return RTCConfiguration(iceServers=servers, bundlePolicy=bundle_policy)
 
 
 def _check_text(sdp: str, what: str) -> None:
@@ -111,6 +114,22 @@ def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> None:
         raise InvalidSdp(
             f"the answer's media sections ({', '.join(kinds) or 'none'}) do not match the "
             f"offer's ({', '.join(offered_kinds)})"
+        )
+    # Every slot is sent over one transport, the first section's. aiortc moves
+    # sections onto the transport of the BUNDLE group's first one and stops the
+    # others: any other first one would stop the transport everything is on.
+    bundle = next((g.items for g in description.group if g.semantic == "BUNDLE"), [])
+    mids = [m.rtp.muxId for m in description.media]
+    unbundled = [mid or "?" for mid in mids if mid not in bundle]
+    if unbundled:
+        raise InvalidSdp(
+            f"the answer does not bundle section(s) {', '.join(unbundled)}: every slot is "
+            "sent over one connection, so all sections must be in its BUNDLE group"
+        )
+    if bundle[0] != mids[0]:
+        raise InvalidSdp(
+            f"the answer's BUNDLE group starts with section {bundle[0]}; it must start with "
+            f"the offer's first section, {mids[0]}"
         )
     for media in description.media:
         if not media.ice.usernameFragment or not media.ice.password:

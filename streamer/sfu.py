@@ -41,8 +41,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY
 from .errors import (
     InvalidSdp,
     KindMismatch,
@@ -199,7 +200,7 @@ class Sfu:
         }
         if subscriber_id in self._subscribers:
             await self.close_subscriber(subscriber_id)
-        pc = self._peer_connection()
+        pc = self._peer_connection(SUBSCRIBER_BUNDLE_POLICY)
         try:
             subscriber, offer = await open_subscriber(subscriber_id, outputs, pc)
         except BaseException:
@@ -308,8 +309,10 @@ class Sfu:
         if self._closed:
             raise SfuClosed("the SFU is closed")
 
-    def _peer_connection(self) -> RTCPeerConnection:
-        return RTCPeerConnection(rtc_configuration(self.config.ice_servers))
+    def _peer_connection(
+        self, bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED
+    ) -> RTCPeerConnection:
+        return RTCPeerConnection(rtc_configuration(self.config.ice_servers, bundle_policy))
 
     def _output(self, name: str) -> Output:
         try:

@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 
 import pytest
+from aiortc import RTCBundlePolicy
 
 from streamer import Sfu, SfuConfig
 from tests.streamer.peers import PublisherPeer, SubscriberPeer
@@ -24,9 +25,13 @@ class Peers:
         return peer
 
     async def subscriber(
-        self, subscriber_id: str, slots: dict[str, str], decode: bool = True
+        self,
+        subscriber_id: str,
+        slots: dict[str, str],
+        decode: bool = True,
+        bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
     ) -> SubscriberPeer:
-        peer = await SubscriberPeer.connect(self.sfu, subscriber_id, slots, decode=decode)
+        peer = await SubscriberPeer.connect(self.sfu, subscriber_id, slots, decode, bundle_policy)
         self._open.append(peer)
         return peer
 

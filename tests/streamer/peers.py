@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
@@ -20,8 +20,11 @@ from streamer.aiortc_internals import observe_received_rtp
 from tests.support.tones import ToneRecorder
 
 
-def peer_connection() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+def peer_connection(
+    bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
+) -> RTCPeerConnection:
+    """aiortc's defaults (a balanced bundle policy) unless told otherwise, minus STUN."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=bundle_policy))
 
 
 async def eventually(
@@ -111,10 +114,15 @@ class SubscriberPeer:
 
     @classmethod
     async def connect(
-        cls, sfu: Sfu, subscriber_id: str, slots: Mapping[str, str], decode: bool = True
+        cls,
+        sfu: Sfu,
+        subscriber_id: str,
+        slots: Mapping[str, str],
+        decode: bool = True,
+        bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
     ) -> SubscriberPeer:
         offer = await sfu.subscribe(subscriber_id, slots)
-        pc = peer_connection()
+        pc = peer_connection(bundle_policy)
         peer = cls(pc, list(slots))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         # Transceivers follow the offer's sections, which follow the slots' order.

@@ -9,7 +9,8 @@ import asyncio
 
 import aiortc
 import pytest
-from aiortc import clock
+from aiortc import RTCBundlePolicy, RTCPeerConnection, clock
+from aiortc.mediastreams import MediaStreamTrack
 
 from streamer import Sfu
 from streamer.aiortc_internals import (
@@ -20,11 +21,12 @@ from streamer.aiortc_internals import (
     SenderLink,
     check,
     ntp_time,
+    observe_received_rtp,
 )
 from streamer.negotiation import rtc_configuration
 from tests.streamer.conftest import Peers
-from tests.streamer.peers import eventually
-from tests.support.tones import ToneTrack
+from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
+from tests.support.tones import PatternVideoTrack, ToneTrack
 
 
 async def test_aiortc_is_the_pinned_release_and_has_every_private_name() -> None:
@@ -81,3 +83,32 @@ def test_no_ice_servers_means_none() -> None:
     assert rtc_configuration([]).iceServers == []
     configured = rtc_configuration(["stun:stun.example.org:3478"])
     assert [server.urls for server in configured.iceServers] == ["stun:stun.example.org:3478"]
+
+
+async def connect_pair(
+    offerer: RTCPeerConnection, answerer: RTCPeerConnection, tracks: list[MediaStreamTrack]
+) -> list[ReceivedRtp]:
+    """The offerer sends `tracks`, one sendonly section each; what each section delivers."""
+    for track in tracks:
+        offerer.addTransceiver(track, direction="sendonly")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    received = [ReceivedRtp() for _ in tracks]
+    for transceiver, rtp in zip(answerer.getTransceivers(), received, strict=True):
+        observe_received_rtp(transceiver.receiver, rtp.observe, decode=False)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    return received
+
+
+async def test_max_bundle_starts_every_sender() -> None:
+    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.MAX_BUNDLE))
+    answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
+    try:
+        received = await connect_pair(
+            offerer, answerer, [PatternVideoTrack(), ToneTrack(1000), ToneTrack(440)]
+        )
+        await eventually(lambda: all(r.count() > 5 for r in received), what="every section")
+    finally:
+        await offerer.close()
+        await answerer.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCSessionDescription
 
 from streamer import (
     InvalidSdp,
@@ -111,6 +111,37 @@ async def test_answer_for_another_offer(sfu: Sfu, flowing: SubscriberPeer) -> No
     with pytest.raises(InvalidSdp, match=r"do not match the offer's \(audio, audio\)"):
         await sfu.accept_answer("second", pc.localDescription.sdp)
     await pc.close()
+    await still_flowing(flowing)
+
+
+async def test_answer_that_does_not_bundle_every_section(sfu: Sfu, flowing: SubscriberPeer) -> None:
+    offer = await sfu.subscribe("second", {"voice": "floor", "again": "floor"})
+    pc = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = pc.localDescription.sdp
+        assert "a=group:BUNDLE 0 1\r\n" in answer
+        unbundled = answer.replace("a=group:BUNDLE 0 1\r\n", "")
+        with pytest.raises(InvalidSdp, match=r"does not bundle section\(s\) 0, 1"):
+            await sfu.accept_answer("second", unbundled)
+        partly = answer.replace("a=group:BUNDLE 0 1\r\n", "a=group:BUNDLE 0\r\n")
+        with pytest.raises(InvalidSdp, match=r"does not bundle section\(s\) 1:"):
+            await sfu.accept_answer("second", partly)
+        # Any other first section would make aiortc stop the transport every slot is on.
+        swapped = answer.replace("a=group:BUNDLE 0 1\r\n", "a=group:BUNDLE 1 0\r\n")
+        with pytest.raises(InvalidSdp, match="must start with the offer's first section, 0"):
+            await sfu.accept_answer("second", swapped)
+        # Nothing was applied: the genuine answer still completes the subscription.
+        await sfu.accept_answer("second", answer)
+
+        def sent() -> list[int]:
+            slots = sfu.stats()["subscribers"]["second"]["slots"]
+            return [slot["packets"] for slot in slots.values()]
+
+        await eventually(lambda: min(sent()) > 10, what="both slots of the second subscriber")
+    finally:
+        await pc.close()
     await still_flowing(flowing)
 
 

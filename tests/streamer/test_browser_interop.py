@@ -2,7 +2,8 @@
 
 One page publishes a 1000 Hz oscillator and a canvas; an aiortc subscriber
 hears the tone. The same page subscribes to an aiortc publisher's video and
-audio; Chromium decodes frames and counts audio packets.
+two audio outputs (video first: the order that once left the last audio slot
+unstarted); Chromium decodes frames and counts each audio stream's packets.
 """
 
 from __future__ import annotations
@@ -85,15 +86,18 @@ async (offer) => {
 RECEIVED = """
 async () => {
   const stats = await window.subscriber.getStats();
-  const result = {audioPackets: 0, audioStreams: 0, framesDecoded: 0};
+  const result = {audioPackets: 0, audioStreams: 0, fewestAudioPackets: 0, framesDecoded: 0};
+  const perStream = [];
   stats.forEach((report) => {
     if (report.type !== 'inbound-rtp') return;
     if (report.kind === 'audio') {
       result.audioPackets += report.packetsReceived || 0;
       result.audioStreams += 1;
+      perStream.push(report.packetsReceived || 0);
     }
     if (report.kind === 'video') result.framesDecoded += report.framesDecoded || 0;
   });
+  result.fewestAudioPackets = perStream.length ? Math.min(...perStream) : 0;
   return result;
 }
 """
@@ -126,11 +130,13 @@ async def test_chromium_publishes_and_subscribes(sfu: Sfu, peers: Peers, media_p
     await heard.wait_for_samples(1.0, within=20)
     assert abs(heard.dominant_frequency() - 1000) < 15
 
-    # Chromium subscribes to an aiortc publisher's video and to an audio channel.
+    # Chromium subscribes to an aiortc publisher's video, an audio channel and the floor.
     await peers.publisher("camera", [ToneTrack(440), PatternVideoTrack()])
     sfu.point("program-video", "camera/video")
     sfu.point("channel", "camera/audio")
-    offer = await sfu.subscribe("browser-viewer", {"video": "program-video", "voice": "channel"})
+    offer = await sfu.subscribe(
+        "browser-viewer", {"video": "program-video", "voice": "channel", "original": "floor"}
+    )
     await sfu.accept_answer("browser-viewer", await media_page.evaluate(SUBSCRIBE, offer))
 
     latest: dict[str, int] = {}
@@ -145,11 +151,14 @@ async def test_chromium_publishes_and_subscribes(sfu: Sfu, peers: Peers, media_p
         raise AssertionError(f"Chromium never got {what}: {latest}")
 
     await wait_for(lambda: latest["framesDecoded"] >= 10, "10 decoded frames")
-    await wait_for(lambda: latest["audioPackets"] >= 50, "50 audio packets")
+    await wait_for(
+        lambda: latest["audioStreams"] == 2 and latest["fewestAudioPackets"] >= 50,
+        "50 packets on each audio stream",
+    )
 
     # Re-pointing the channel goes on in the same stream (same SSRC, same report).
     before = latest["audioPackets"]
     sfu.point("channel", "browser/audio")
     await wait_for(lambda: latest["audioPackets"] >= before + 50, "audio after the switch")
-    assert latest["audioStreams"] == 1, latest
+    assert latest["audioStreams"] == 2, latest
     assert errors == [], errors
