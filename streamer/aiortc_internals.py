@@ -17,6 +17,8 @@ naming what moved, if an upgrade changes any of it:
   reports) to the streamer.
 - `IdleTrack` is the placeholder track of a subscriber's sender: aiortc's own
   sender loop awaits it forever, so it never encodes, sends or wakes up.
+- `start_skipped_sender` starts a negotiated sender that aiortc's connection
+  task left unstarted (see `SUBSCRIBER_BUNDLE_POLICY` for how that happened).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from dataclasses import dataclass
 
 import aiortc
 from aioice.ice import StunProtocol
-from aiortc import RTCBundlePolicy, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import (
+    RTCBundlePolicy,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
@@ -85,6 +93,7 @@ __all__ = [
     "SenderLink",
     "check",
     "ntp_time",
+    "start_skipped_sender",
 ]
 
 
@@ -259,6 +268,10 @@ class SenderLink:
         self._remote_addr: tuple[str, int] | None = None
         self._on_started = on_started
         self._on_rtcp = on_rtcp
+        # True once aiortc (or `start_skipped_sender`) has started the sender.
+        self.started = False
+        # Why what was negotiated could not be used, if it could not.
+        self.failure: str | None = None
         self._original_send = sender.send
         self._original_rtcp = sender._handle_rtcp_packet
         self.closed = False
@@ -269,6 +282,18 @@ class SenderLink:
 
     async def _send_parameters(self, parameters: RTCRtpSendParameters) -> None:
         await self._original_send(parameters)
+        if self.started:
+            return
+        self.started = True
+        try:
+            self._start(parameters)
+        except Exception as exc:
+            # Raising here would end aiortc's connection task before it started the
+            # senders after this one: keep this slot's failure to this slot.
+            self.failure = f"what was negotiated could not be used: {exc!r}"
+            logger.exception("starting a subscriber's sender failed")
+
+    def _start(self, parameters: RTCRtpSendParameters) -> None:
         # aiortc only starts a sender once DTLS is connected, so SRTP keys exist now.
         self._dtls = self._sender.transport
         self._protect = self._dtls._tx_srtp.protect  # type: ignore[attr-defined]
@@ -360,6 +385,39 @@ class SenderLink:
             task.cancel()
 
 
+async def start_skipped_sender(pc: RTCPeerConnection, transceiver: RTCRtpTransceiver) -> str | None:
+    """Start a sender aiortc left unstarted once connected; None if started, else why not.
+
+    aiortc starts a sender from its connection task, and only if its transport
+    is connected at that moment; anything that task missed stays silent forever.
+    Starting it here does what that task would have done.
+    """
+    if transceiver.stopped:
+        return "its transceiver is stopped"
+    direction = transceiver.currentDirection
+    if direction not in ("sendonly", "sendrecv"):
+        return f"the subscriber did not accept it (negotiated direction: {direction})"
+    sender = transceiver.sender
+    if sender.transport.state != "connected":
+        bundled = next(
+            (
+                t.sender.transport
+                for t in pc.getTransceivers()
+                if t.sender.transport.state == "connected"
+            ),
+            None,
+        )
+        if bundled is None:
+            return f"its transport is {sender.transport.state} and no other one is connected"
+        # Left on a transport that bundling discarded: join the one that carries the rest.
+        sender.setTransport(bundled)
+        transceiver.receiver.setTransport(bundled)
+        transceiver._bundled = True  # type: ignore[attr-defined]
+    local_rtp = _require(pc, "_RTCPeerConnection__localRtp")
+    await sender.send(local_rtp(transceiver))  # type: ignore[operator]
+    return None
+
+
 async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
     try:
         await dtls._send_rtp(data)  # type: ignore[attr-defined]
@@ -417,6 +475,8 @@ async def check() -> None:
         tap = InboundTap(receiver_transceiver.receiver, ignore_packet)
         tap.close()
         SenderLink(sender_transceiver.sender, lambda negotiated: None, ignore_rtcp).close()
+        _require(pc, "_RTCPeerConnection__localRtp")
+        _require(sender_transceiver, "_bundled")
         dtls = sender_transceiver.sender.transport
         for name in ("_state", "_send_rtp", "_rtp_router"):
             _require(dtls, name)

@@ -294,6 +294,8 @@ class Sfu:
                             "kind": slot.kind,
                             "output": slot.output.name,
                             "paused": slot.paused,
+                            "ready": slot.ready,
+                            "problem": slot.problem,
                             **slot.counters.as_dict(),
                         }
                         for name, slot in sub.slots.items()

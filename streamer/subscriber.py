@@ -5,15 +5,21 @@ can then be re-pointed at another output of its kind (a language switch) or
 paused (nothing is sent on it) without touching SDP. Each slot rewrites the
 packets it is fed into its own continuous stream, keeps a history to answer
 NACKs, and relays picture-loss reports to whatever publisher it is watching.
+
+Once the subscriber is connected, a slot whose sender aiortc did not start is
+started here, or, when it cannot be (the subscriber refused the section), its
+problem is logged and shown in the stats instead of the slot staying silently dead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from .aiortc_internals import (
     RTCP_PSFB_FIR,
@@ -26,6 +32,7 @@ from .aiortc_internals import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     SenderLink,
+    start_skipped_sender,
 )
 from .errors import UnknownSlot
 from .history import PacketHistory, rtx_packet
@@ -43,6 +50,12 @@ if TYPE_CHECKING:
 
     from .output import Output
 
+logger = logging.getLogger(__name__)
+
+# aiortc starts every sender on a bundled transport in the same step as DTLS
+# connects; a slot still unstarted after this long was skipped.
+START_GRACE_S = 0.5
+
 
 class Slot:
     """One outgoing stream of a subscriber, fed by one output at a time."""
@@ -57,6 +70,9 @@ class Slot:
         self.counters = SlotCounters()
         # Attached by open_subscriber (the link calls back into this slot).
         self.link: SenderLink = None  # type: ignore[assignment]
+        self.transceiver: RTCRtpTransceiver = None  # type: ignore[assignment]
+        # Why this slot carries nothing although the subscriber is connected.
+        self.problem: str | None = None
         # The rest is known once aiortc starts the sender with what was negotiated.
         self.payload_types: dict[str, int] = {}
         self.rtx_payload_types: dict[int, int] = {}
@@ -178,6 +194,7 @@ class Subscriber:
     slots: dict[str, Slot] = field(default_factory=dict)
     answered: bool = False
     closing: bool = False
+    _start_check: asyncio.Task[None] | None = None
 
     def slot(self, name: str) -> Slot:
         try:
@@ -186,9 +203,44 @@ class Subscriber:
             raise UnknownSlot(f"{self.id}/{name}") from None
 
     async def close(self) -> None:
+        if self._start_check is not None:
+            self._start_check.cancel()
         for slot in self.slots.values():
             slot.close()
         await self.pc.close()
+
+    def check_started_once_connected(self) -> None:
+        """When the connection is up, start (or report) every slot aiortc left unstarted."""
+
+        @self.pc.on("connectionstatechange")
+        def changed() -> None:
+            if self.pc.connectionState == "connected" and self._start_check is None:
+                self._start_check = asyncio.ensure_future(self._start_skipped())
+
+    async def _start_skipped(self) -> None:
+        await asyncio.sleep(START_GRACE_S)
+        for slot in self.slots.values():
+            if slot.ready or slot.closed or self.closing:
+                continue
+            if slot.link.started:
+                problem = slot.link.failure or "its sender started, yet the slot did not"
+            else:
+                try:
+                    problem = await start_skipped_sender(self.pc, slot.transceiver)
+                except Exception as exc:
+                    problem = f"starting its sender failed: {exc!r}"
+                if problem is None:
+                    logger.warning(
+                        "subscriber %s: aiortc had not started slot %s; started it",
+                        self.id,
+                        slot.name,
+                    )
+                    problem = slot.link.failure
+            if problem is not None:
+                slot.problem = problem
+                logger.warning(
+                    "subscriber %s: slot %s carries nothing: %s", self.id, slot.name, problem
+                )
 
     def counters(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -211,7 +263,9 @@ async def open_subscriber(
         transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(output.kind))
         slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+        slot.transceiver = transceiver
         subscriber.slots[name] = slot
         output.attach(slot)
+    subscriber.check_started_once_connected()
     await pc.setLocalDescription(await pc.createOffer())
     return subscriber, pc.localDescription

@@ -30,8 +30,11 @@ class Peers:
         slots: dict[str, str],
         decode: bool = True,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
+        refuse: frozenset[str] = frozenset(),
     ) -> SubscriberPeer:
-        peer = await SubscriberPeer.connect(self.sfu, subscriber_id, slots, decode, bundle_policy)
+        peer = await SubscriberPeer.connect(
+            self.sfu, subscriber_id, slots, decode, bundle_policy, refuse
+        )
         self._open.append(peer)
         return peer
 

@@ -120,13 +120,17 @@ class SubscriberPeer:
         slots: Mapping[str, str],
         decode: bool = True,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
+        refuse: frozenset[str] = frozenset(),
     ) -> SubscriberPeer:
+        """Answer the SFU's offer; slots named in `refuse` are answered inactive."""
         offer = await sfu.subscribe(subscriber_id, slots)
         pc = peer_connection(bundle_policy)
         peer = cls(pc, list(slots))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         # Transceivers follow the offer's sections, which follow the slots' order.
         for name, transceiver in zip(peer.slot_names, pc.getTransceivers(), strict=True):
+            if name in refuse:
+                transceiver.direction = "inactive"
             observe_received_rtp(transceiver.receiver, peer.rtp[name].observe, decode=decode)
             track = transceiver.receiver.track
             if not decode:

@@ -22,6 +22,7 @@ from streamer.aiortc_internals import (
     check,
     ntp_time,
     observe_received_rtp,
+    start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
 from tests.streamer.conftest import Peers
@@ -101,6 +102,30 @@ async def connect_pair(
     return received
 
 
+async def test_balanced_bundle_leaves_a_sender_unstarted_which_can_be_started() -> None:
+    # Why a subscriber's peer connection offers with max-bundle, and what
+    # start_skipped_sender repairs: under aiortc's default policy the second
+    # audio section after a video one stays on a transport bundling discarded.
+    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.BALANCED))
+    answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
+    try:
+        video, first, second = await connect_pair(
+            offerer, answerer, [PatternVideoTrack(), ToneTrack(1000), ToneTrack(440)]
+        )
+        await eventually(lambda: video.count() > 5 and first.count() > 5, what="two sections")
+        await asyncio.sleep(0.5)
+        assert second.count() == 0, "aiortc started it: SUBSCRIBER_BUNDLE_POLICY may not matter"
+        skipped = offerer.getTransceivers()[2]
+        assert skipped.sender.transport.state != "connected"
+
+        assert await start_skipped_sender(offerer, skipped) is None
+        await eventually(lambda: second.count() > 5, what="the started section")
+        assert {p[4] for p in second.packets} == {skipped.sender._ssrc}
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
 async def test_max_bundle_starts_every_sender() -> None:
     offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.MAX_BUNDLE))
     answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
@@ -109,6 +134,37 @@ async def test_max_bundle_starts_every_sender() -> None:
             offerer, answerer, [PatternVideoTrack(), ToneTrack(1000), ToneTrack(440)]
         )
         await eventually(lambda: all(r.count() > 5 for r in received), what="every section")
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_a_failing_start_stays_with_its_sender() -> None:
+    # An exception out of one link must not end aiortc's task that starts the next senders.
+    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.MAX_BUNDLE))
+    answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
+    started: list[str] = []
+
+    def broken(negotiated: object) -> None:
+        raise ValueError("cannot use this")
+
+    async def ignore_rtcp(packet: object) -> bool:
+        return False
+
+    try:
+        for kind in ("audio", "audio"):
+            offerer.addTransceiver(IdleTrack(kind), direction="sendonly")
+        first, second = offerer.getTransceivers()
+        failing = SenderLink(first.sender, broken, ignore_rtcp)
+        working = SenderLink(second.sender, lambda n: started.append(n.mid), ignore_rtcp)
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await offerer.setRemoteDescription(answerer.localDescription)
+        await eventually(lambda: started == [second.mid], what="the second sender started")
+        assert failing.started and working.started
+        assert failing.failure is not None and "cannot use this" in failing.failure
+        assert working.failure is None
     finally:
         await offerer.close()
         await answerer.close()

@@ -155,6 +155,8 @@ async def test_chromium_publishes_and_subscribes(sfu: Sfu, peers: Peers, media_p
         lambda: latest["audioStreams"] == 2 and latest["fewestAudioPackets"] >= 50,
         "50 packets on each audio stream",
     )
+    slots = sfu.stats()["subscribers"]["browser-viewer"]["slots"]
+    assert all(slot["ready"] and slot["problem"] is None for slot in slots.values()), slots
 
     # Re-pointing the channel goes on in the same stream (same SSRC, same report).
     before = latest["audioPackets"]

@@ -6,17 +6,24 @@ everything onto the first section's transport: with slots ordered video, audio,
 audio the server never started the last audio slot. The SFU now offers with
 max-bundle. An aiortc answerer has the same flaw on its side (it never listens
 to such a section), so answerers here use max-bundle as browsers do; with a
-balanced one the server still sends every slot.
+balanced one the server still sends every slot. Should aiortc still leave a
+sender unstarted, the subscriber starts it once connected; a slot the subscriber
+refuses is reported, not left silently dead.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from aiortc import RTCBundlePolicy
+from aiortc import RTCBundlePolicy, RTCPeerConnection, RTCSessionDescription
 
 from streamer import Sfu
+from streamer.negotiation import rtc_configuration
+from streamer.output import Output
+from streamer.subscriber import open_subscriber
 from tests.streamer.conftest import Peers
-from tests.streamer.peers import SubscriberPeer, eventually
+from tests.streamer.peers import SubscriberPeer, eventually, peer_connection
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 OUTPUTS = {"video": "program-video", "channel": "channel-a", "original": "floor-b"}
@@ -55,6 +62,8 @@ async def every_slot_receives(sfu: Sfu, peer: SubscriberPeer, subscriber_id: str
     ssrcs = [{packet[4] for packet in peer.rtp[name].packets} for name in peer.slot_names]
     assert all(len(s) == 1 for s in ssrcs), ssrcs
     assert len(set.union(*ssrcs)) == len(peer.slot_names)
+    slots = slot_stats(sfu, subscriber_id)
+    assert all(slot["ready"] and slot["problem"] is None for slot in slots.values()), slots
 
 
 @pytest.mark.parametrize(
@@ -74,11 +83,14 @@ async def test_every_slot_receives_whatever_the_order(
     peers: Peers,
     order: tuple[str, ...],
     bundle_policy: RTCBundlePolicy,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await on_air(sfu, peers)
     slots = {name: OUTPUTS[name] for name in order}
     attendee = await peers.subscriber("attendee", slots, decode=False, bundle_policy=bundle_policy)
     await every_slot_receives(sfu, attendee, "attendee")
+    # aiortc started every sender itself: none needed starting after the fact.
+    assert not [r for r in caplog.records if "had not started" in r.getMessage()]
 
 
 async def test_server_sends_every_slot_to_a_balanced_aiortc_answerer(
@@ -106,3 +118,57 @@ async def test_two_slots_of_each_kind_start_on_the_server(sfu: Sfu, peers: Peers
     }
     moderator = await peers.subscriber("moderator", slots, decode=False, bundle_policy=MAX_BUNDLE)
     await every_slot_receives(sfu, moderator, "moderator")
+
+
+async def test_a_refused_slot_is_reported_and_the_others_play(sfu: Sfu, peers: Peers) -> None:
+    await on_air(sfu, peers)
+    attendee = await peers.subscriber(
+        "attendee",
+        {"video": "program-video", "channel": "channel-a", "original": "floor-b"},
+        decode=False,
+        bundle_policy=MAX_BUNDLE,
+        refuse=frozenset({"channel"}),
+    )
+    for name in ("video", "original"):
+        await eventually(lambda name=name: attendee.rtp[name].count() > 10, what=name)
+
+    def channel() -> dict:
+        return sfu.stats()["subscribers"]["attendee"]["slots"]["channel"]
+
+    await eventually(lambda: channel()["problem"] is not None, what="the refusal reported")
+    assert channel()["ready"] is False
+    assert "inactive" in channel()["problem"]
+    await asyncio.sleep(0.3)
+    assert attendee.rtp["channel"].count() == 0
+    # Re-pointing or pausing the refused slot is harmless.
+    sfu.point_slot("attendee", "channel", "floor-b")
+    sfu.pause_slot("attendee", "channel", True)
+    sfu.pause_slot("attendee", "channel", False)
+    count = attendee.rtp["original"].count()
+    await eventually(lambda: attendee.rtp["original"].count() > count + 10, what="media to go on")
+
+
+async def test_a_sender_aiortc_left_unstarted_is_started(caplog: pytest.LogCaptureFixture) -> None:
+    # A balanced peer connection reproduces what max-bundle prevents: aiortc leaves
+    # the last audio slot unstarted, and the subscriber starts it once connected.
+    outputs = {
+        "video": Output("program-video", "video"),
+        "channel": Output("channel-a", "audio"),
+        "original": Output("floor-b", "audio"),
+    }
+    pc = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.BALANCED))
+    subscriber, offer = await open_subscriber("attendee", outputs, pc)
+    answerer = peer_connection(MAX_BUNDLE)
+    try:
+        await answerer.setRemoteDescription(offer)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=answerer.localDescription.sdp, type="answer")
+        )
+        slots = subscriber.slots.values()
+        await eventually(lambda: all(slot.ready for slot in slots), what="every slot started")
+        assert [slot.problem for slot in slots] == [None, None, None]
+        assert "aiortc had not started slot original; started it" in caplog.text
+    finally:
+        await subscriber.close()
+        await answerer.close()
