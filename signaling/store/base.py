@@ -45,6 +45,19 @@ class CorruptLiveState(StoreError, LiveStateError):
         self.reason = reason
 
 
+def read_live_state(event_id: str, raw: str | bytes | None) -> LiveState:
+    """The live state from its stored JSON; an empty `LiveState()` when nothing is stored.
+
+    Raises `CorruptLiveState` when the stored value cannot be read.
+    """
+    if raw is None:
+        return LiveState()
+    try:
+        return LiveState.from_json(raw)
+    except LiveStateError as exc:
+        raise CorruptLiveState(event_id, str(exc)) from exc
+
+
 class Store(ABC):
     """Durable state shared by the nodes serving an event.
 

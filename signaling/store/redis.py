@@ -25,9 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from signaling.live_state import LiveState, LiveStateError
+from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
-from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
+from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
 
 PREFIX = "dragoman:"
 
@@ -190,12 +190,7 @@ class RedisStore(Store):
             raw = await self._client.get(self._event_key(event_id, "live"))
         except RedisError as exc:
             raise self._fail(exc) from exc
-        if raw is None:
-            return LiveState()
-        try:
-            return LiveState.from_json(raw)
-        except LiveStateError as exc:
-            raise CorruptLiveState(event_id, str(exc)) from exc
+        return read_live_state(event_id, raw)
 
     async def put_live_state(self, event_id: str, state: LiveState) -> LiveState:
         stored = state.stamped(self._now())

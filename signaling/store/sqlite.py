@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from signaling.live_state import LiveState, LiveStateError
+from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
-from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
+from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
 
 T = TypeVar("T")
 
@@ -201,12 +201,7 @@ class SqliteStore(Store):
             return row[0] if row else None
 
         raw = await self._run(work)
-        if raw is None:
-            return LiveState()
-        try:
-            return LiveState.from_json(raw)
-        except LiveStateError as exc:
-            raise CorruptLiveState(event_id, str(exc)) from exc
+        return read_live_state(event_id, raw)
 
     async def put_live_state(self, event_id: str, state: LiveState) -> LiveState:
         stored = state.stamped(self._now())
