@@ -11,7 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCRtpSender
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCRtpSender,
+)
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
@@ -106,8 +112,8 @@ def check_publisher_offer(sdp: str) -> list[str]:
     return kinds
 
 
-def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> None:
-    """InvalidSdp unless the answer has one section per offered slot, in order."""
+def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> aiortc_sdp.SessionDescription:
+    """The parsed answer; InvalidSdp unless it has one section per offered slot, in order."""
     description = _parse(sdp, "answer")
     kinds = [m.kind for m in description.media]
     if kinds != offered_kinds:
@@ -138,6 +144,27 @@ def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> None:
             raise InvalidSdp(f"the answer's {media.kind} section has no DTLS fingerprint")
         if not media.rtp.codecs:
             raise InvalidSdp(f"the answer's {media.kind} section accepts none of the codecs")
+    return description
+
+
+def bundle_tag_candidates(
+    description: aiortc_sdp.SessionDescription,
+) -> list[RTCIceCandidate | None]:
+    """The remote candidates on a checked answer's BUNDLE tag (its first section).
+
+    aiortc takes a bundled transport's remote candidates from the last section on
+    it, while browsers list them on the tag only: added from here, the server
+    checks them too instead of waiting for the subscriber's checks to reveal it.
+    None at the end stands for end-of-candidates.
+    """
+    tag = description.media[0]
+    candidates: list[RTCIceCandidate | None] = []
+    for candidate in tag.ice_candidates:
+        candidate.sdpMid = tag.rtp.muxId
+        candidates.append(candidate)
+    if tag.ice_candidates_complete:
+        candidates.append(None)
+    return candidates
 
 
 def with_public_address(sdp: str, public_address: str | None) -> str:

@@ -55,6 +55,7 @@ from .errors import (
     UnknownSubscriber,
 )
 from .negotiation import (
+    bundle_tag_candidates,
     check_publisher_offer,
     check_subscriber_answer,
     rtc_configuration,
@@ -221,7 +222,9 @@ class Sfu:
         subscriber = self._subscriber(subscriber_id)
         if subscriber.answered:
             raise InvalidSdp(f"subscriber {subscriber_id!r} has already answered")
-        check_subscriber_answer(answer_sdp, [slot.kind for slot in subscriber.slots.values()])
+        description = check_subscriber_answer(
+            answer_sdp, [slot.kind for slot in subscriber.slots.values()]
+        )
         try:
             await subscriber.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=answer_sdp, type="answer")
@@ -229,6 +232,14 @@ class Sfu:
         except Exception as exc:
             raise InvalidSdp(f"the answer was refused: {exc or type(exc).__name__}") from None
         subscriber.answered = True
+        for candidate in bundle_tag_candidates(description):
+            try:
+                await subscriber.pc.addIceCandidate(candidate)
+            except Exception:
+                # The subscriber's own connectivity checks can still reveal its address.
+                logger.warning(
+                    "subscriber %s: a candidate was refused", subscriber_id, exc_info=True
+                )
 
     def point_slot(self, subscriber_id: str, slot_name: str, output_name: str) -> None:
         """Feed a subscriber's slot from another output of the same kind (no renegotiation)."""

@@ -19,11 +19,12 @@ import pytest
 from aiortc import RTCBundlePolicy, RTCPeerConnection, RTCSessionDescription
 
 from streamer import Sfu
+from streamer.aiortc_internals import observe_received_rtp
 from streamer.negotiation import rtc_configuration
 from streamer.output import Output
 from streamer.subscriber import open_subscriber
 from tests.streamer.conftest import Peers
-from tests.streamer.peers import SubscriberPeer, eventually, peer_connection
+from tests.streamer.peers import ReceivedRtp, SubscriberPeer, eventually, peer_connection
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 OUTPUTS = {"video": "program-video", "channel": "channel-a", "original": "floor-b"}
@@ -172,3 +173,39 @@ async def test_a_sender_aiortc_left_unstarted_is_started(caplog: pytest.LogCaptu
     finally:
         await subscriber.close()
         await answerer.close()
+
+
+async def test_candidates_listed_on_the_first_section_only_are_used(sfu: Sfu, peers: Peers) -> None:
+    # Chromium lists its candidates on the BUNDLE tag only; aiortc would read them
+    # from the last section and have to wait for the subscriber's checks instead.
+    await on_air(sfu, peers)
+    offer = await sfu.subscribe("attendee", OUTPUTS)
+    pc = peer_connection(MAX_BUNDLE)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        received = [ReceivedRtp() for _ in OUTPUTS]
+        for transceiver, rtp in zip(pc.getTransceivers(), received, strict=True):
+            observe_received_rtp(transceiver.receiver, rtp.observe, decode=False)
+        await pc.setLocalDescription(await pc.createAnswer())
+        session, tag, *others = pc.localDescription.sdp.split("\r\nm=")
+        listed = {
+            (fields[4], int(fields[5]))
+            for fields in (line.split() for line in tag.split("\r\n"))
+            if fields and fields[0].startswith("a=candidate:")
+        }
+        assert listed
+        others = [
+            "\r\n".join(
+                line
+                for line in section.split("\r\n")
+                if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+            )
+            for section in others
+        ]
+        await sfu.accept_answer("attendee", "\r\nm=".join([session, tag, *others]))
+        server_pc = sfu._subscribers["attendee"].pc
+        ice = server_pc.getTransceivers()[0].sender.transport.transport
+        assert listed <= {(c.ip, c.port) for c in ice.getRemoteCandidates()}
+        await eventually(lambda: all(r.count() > 10 for r in received), what="every slot")
+    finally:
+        await pc.close()
