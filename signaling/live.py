@@ -418,7 +418,7 @@ class LiveEvent:
             raise _refuse("no_offer", "there is no offer to answer: send subscribe first")
         try:
             await self.sfu.accept_answer(client.subscriber_id, message.sdp)
-        except Exception as exc:
+        except StreamerError as exc:
             raise _refuse("bad_sdp", f"the answer could not be used: {exc}") from None
         client.subscribed = True
         self._changed()

@@ -223,6 +223,17 @@ async def test_a_publisher_offer_that_is_not_sdp(connect):
     await client.alive()
 
 
+async def test_an_answer_to_the_servers_offer_that_is_not_sdp(connect):
+    client = await connect(Role.ATTENDEE)
+    await client.send("subscribe")
+    await client.next("offer")
+    ref = await client.send("answer", purpose="subscribe", sdp="hello")
+    error = await client.error(ref)
+    assert error["code"] == "bad_sdp"
+    assert "answer" in error["message"]
+    await client.alive()
+
+
 async def test_a_frame_beyond_the_transport_limit_closes_the_connection(connect):
     client = await connect(Role.ATTENDEE)
     await client.ws.send_str("x" * (websocket.MAX_FRAME_BYTES + 1))
