@@ -14,12 +14,10 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
-
-LogFormat = Literal["auto", "json", "text"]
 
 _TOKEN_QUERY = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:token|secret|password)=)[^&\s\"';]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")

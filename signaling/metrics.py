@@ -160,9 +160,6 @@ class MetricsRegistry:
         self._check_new(name, ())
         self._families[name] = _CallbackGauge(name, help, read, kind="counter")
 
-    def unregister(self, name: str) -> None:
-        self._families.pop(name, None)
-
     def get(self, name: str) -> _Family | _CallbackGauge:
         return self._families[name]
 
