@@ -249,18 +249,8 @@ function render() {
 }
 
 function renderListenChoice(event) {
-  const wanted = [["floor", t("booth.floor")], ...event.languages.map((item) => [item.code, item.name])];
-  const signature = wanted.map(([value, label]) => `${value}:${label}`).join("|");
-  if (listenSelect.dataset.signature !== signature) {
-    listenSelect.dataset.signature = signature;
-    listenSelect.replaceChildren();
-    for (const [value, label] of wanted) {
-      const option = document.createElement("option");
-      option.value = value;
-      option.textContent = label;
-      listenSelect.append(option);
-    }
-  }
+  const languages = event.languages.map((item) => [item.code, item.name]);
+  setOptions(listenSelect, [["floor", t("booth.floor")], ...languages]);
   const current = view.state?.you?.listen ?? "floor";
   if (document.activeElement !== listenSelect) listenSelect.value = current;
 }
@@ -271,23 +261,30 @@ function renderDirectionChoice(state) {
   label.hidden = languages.length !== 2;
   if (languages.length !== 2) return;
   const [a, b] = languages;
-  const wanted = [
+  setOptions(directionSelect, [
     ["", t("booth.direction_automatic")],
     [b, directionLabel(a, b)],
     [a, directionLabel(b, a)],
-  ];
-  const signature = wanted.map(([value, text]) => `${value}:${text}`).join("|");
-  if (directionSelect.dataset.signature !== signature) {
-    directionSelect.dataset.signature = signature;
-    directionSelect.replaceChildren();
-    for (const [value, text] of wanted) {
-      const option = document.createElement("option");
-      option.value = value;
-      option.textContent = text;
-      directionSelect.append(option);
-    }
-  }
+  ]);
   if (document.activeElement !== directionSelect) directionSelect.value = state.direction_override ?? "";
+}
+
+/**
+ * Give `select` these [value, label] options. They are rebuilt only when they differ:
+ * every state message renders the booth, and rebuilding would disturb a list the
+ * interpreter has open.
+ */
+function setOptions(select, options) {
+  const signature = options.map(([value, label]) => `${value}:${label}`).join("|");
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
+  select.replaceChildren();
+  for (const [value, label] of options) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = label;
+    select.append(option);
+  }
 }
 
 function tickClock() {
