@@ -1,0 +1,1 @@
+"""The live control plane: the WebSocket protocol, booth rules, routing rule, live media."""

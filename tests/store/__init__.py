@@ -1,0 +1,1 @@
+"""The durable store: one contract run against SQLite and Redis, registrations, live state."""

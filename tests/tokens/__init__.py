@@ -1,0 +1,1 @@
+"""Signed links and the node's secret and settings."""
