@@ -47,6 +47,8 @@ BOOTH = "ru-fr"
 SPEAKER_HZ = 1000.0
 INTERPRETER_HZ = 440.0
 SWITCHES_PER_RUN = 4
+# The test browsers' flags (tests/support/browser.py) plus fake devices: a Chromium that
+# talks to nothing but the node. Kept here so that a benchmark needs nothing from tests/.
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
