@@ -25,7 +25,13 @@ from typing import Any
 import aiohttp
 import aioice.ice
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -46,7 +52,10 @@ def keep_to_loopback() -> None:
 
 def new_peer() -> RTCPeerConnection:
     # iceServers=[] on purpose: the aiortc default contacts a public STUN server.
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    return RTCPeerConnection(
+        # Like browsers: one transport for every section (the server requires it).
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 class ToneTrack(MediaStreamTrack):

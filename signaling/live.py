@@ -658,8 +658,6 @@ class LiveEvent:
             channel = (
                 FLOOR_OUTPUT if choice.channel == p.ORIGINAL else channel_output(choice.channel)
             )
-            # Audio first: an aiortc answerer leaves unstarted the second section of the
-            # kind that is not first in a bundle (video, audio, audio fails on the last).
             return {"channel": channel, "original": FLOOR_OUTPUT, "video": PROGRAM_VIDEO}
         if role is Role.INTERPRETER:
             return {"video": PROGRAM_VIDEO, "listen": self._listen_output(client)}

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from tests.signaling.conftest import WsClient
@@ -21,7 +21,10 @@ TONE_TOLERANCE_HZ = 30
 
 
 def peer_connection() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    return RTCPeerConnection(
+        # Like browsers: one transport for every section (the server requires it).
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 async def publish(client: WsClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
