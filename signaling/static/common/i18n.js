@@ -39,16 +39,6 @@ export function localized(value, language = lang) {
   return value[language] ?? value.en ?? Object.values(value)[0] ?? "";
 }
 
-/**
- * Fill every element carrying data-i18n="key" with the translation (as text).
- * Pages rendered by the server already are; this is for markup built in the browser.
- */
-export function translateTree(root = document) {
-  for (const node of root.querySelectorAll("[data-i18n]")) {
-    node.textContent = t(node.dataset.i18n);
-  }
-}
-
 /** A date and time in the page language, in `timeZone` (default: the visitor's). */
 export function formatDateTime(date, timeZone = undefined) {
   return new Intl.DateTimeFormat(lang, {
