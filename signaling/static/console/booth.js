@@ -2,7 +2,7 @@
 // key, handover with the partner, what to listen to (floor or relay), the
 // speaker's video, the booth's direction, listeners, a clock and a VU meter.
 
-import { formatClock, formatDuration, loadProgram, startConsole } from "./page.js";
+import { formatClock, formatDuration, loadProgram, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import {
   answerServerOffer,
@@ -267,24 +267,6 @@ function renderDirectionChoice(state) {
     [a, directionLabel(b, a)],
   ]);
   if (document.activeElement !== directionSelect) directionSelect.value = state.direction_override ?? "";
-}
-
-/**
- * Give `select` these [value, label] options. They are rebuilt only when they differ:
- * every state message renders the booth, and rebuilding would disturb a list the
- * interpreter has open.
- */
-function setOptions(select, options) {
-  const signature = options.map(([value, label]) => `${value}:${label}`).join("|");
-  if (select.dataset.signature === signature) return;
-  select.dataset.signature = signature;
-  select.replaceChildren();
-  for (const [value, label] of options) {
-    const option = document.createElement("option");
-    option.value = value;
-    option.textContent = label;
-    select.append(option);
-  }
 }
 
 function tickClock() {

@@ -90,3 +90,21 @@ export function element(tag, attributes = {}, ...children) {
   node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
   return node;
 }
+
+/**
+ * Give `select` these [value, label] options. They are rebuilt only when they differ:
+ * pages render on every state message, and rebuilding would disturb a list the
+ * person has open.
+ */
+export function setOptions(select, options) {
+  const signature = options.map(([value, label]) => `${value}:${label}`).join("|");
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
+  select.replaceChildren();
+  for (const [value, label] of options) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = label;
+    select.append(option);
+  }
+}

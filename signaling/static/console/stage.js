@@ -1,7 +1,7 @@
 // The speaker's page: choose camera and microphone, join (publish), see
 // oneself, and know without doubt when the moderator has put you on air.
 
-import { loadProgram, startConsole } from "./page.js";
+import { loadProgram, setOptions, startConsole } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
 import { microphoneConstraints, offerTracks, rtcConfiguration, whenFailed } from "./peer.js";
 import { onAirSpeakerId } from "./live.js";
@@ -34,13 +34,7 @@ async function listDevices() {
 
 function fill(select, devices, key) {
   const chosen = select.value;
-  select.replaceChildren();
-  devices.forEach((device, index) => {
-    const option = document.createElement("option");
-    option.value = device.deviceId;
-    option.textContent = device.label || t(key, { n: index + 1 });
-    select.append(option);
-  });
+  setOptions(select, devices.map((device, index) => [device.deviceId, device.label || t(key, { n: index + 1 })]));
   if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
 }
 
