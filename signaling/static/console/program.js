@@ -1,5 +1,5 @@
 // The event program as the consoles show it, and the few questions the pages
-// ask of it and of the live state the server pushes.
+// ask of it (the live state's are in live.js).
 
 import { element } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
