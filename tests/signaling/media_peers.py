@@ -6,9 +6,7 @@ candidates of the machine's non-loopback interfaces.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -86,11 +84,3 @@ class Subscription:
         for recorder in self.audio.values():
             await recorder.stop()
         await self.pc.close()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
