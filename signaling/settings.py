@@ -72,7 +72,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f"starts with '[' but is not a JSON list of URLs ({exc.msg} at "
+                        f"character {exc.pos + 1}); or give the URLs separated by commas"
+                    ) from None
             return [url.strip() for url in text.split(",") if url.strip()]
         return value
 

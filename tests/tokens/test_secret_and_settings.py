@@ -127,6 +127,18 @@ def test_ice_servers_as_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().ice_servers == ["stun:a.example.org", "turn:b.example.org"]
 
 
+def test_ice_servers_that_are_broken_json_are_refused_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", '["stun:a.example.org"')
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (problem,) = caught.value.problems
+    assert problem.startswith(
+        "ice_servers (DRAGOMAN_ICE_SERVERS): starts with '[' but is not a JSON list of URLs"
+    )
+
+
 def test_public_url_is_kept_without_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRAGOMAN_PUBLIC_URL", "https://events.example.org/")
     assert Settings().public_url == "https://events.example.org"
