@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -14,18 +13,13 @@ from signaling.registration import NewRegistration
 from signaling.settings import Settings
 from signaling.store import RedisStore, SqliteStore, StoreError, open_store
 from signaling.store.redis import redacted
+from tests.support.server import free_port
 
 
 def submission(email: str = "olivier@example.be") -> NewRegistration:
     return NewRegistration.create(
         event_id="ev", name="Olivier", email=email, language="fr", languages=["fr", "ru"]
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_open_store_picks_sqlite_in_the_data_directory_by_default(tmp_path: Path) -> None:
@@ -110,7 +104,8 @@ async def test_redis_rate_counters_expire_by_themselves(redis_url: str) -> None:
 
 
 async def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
-    url = f"redis://:hunter2-password@127.0.0.1:{closed_port()}/0"
+    nobody_listens = free_port()
+    url = f"redis://:hunter2-password@127.0.0.1:{nobody_listens}/0"
 
     with pytest.raises(StoreError, match="cannot use Redis at") as caught:
         await RedisStore(url).open()
