@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import csv
 import secrets
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from signaling.logs import configure_logging
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
 from signaling.registration import Registration
 from signaling.secret import SecretError, load_or_create_secret
-from signaling.settings import Settings, SettingsError, load_settings
+from signaling.settings import Settings, SettingsError, default_event_file, load_settings
 from signaling.store import StoreError, open_store
 from signaling.tokens import Role, TokenSigner
 
@@ -139,10 +140,17 @@ async def _run_server(app: web.Application, settings: Settings, event: Event) ->
 
 
 def _print_welcome(settings: Settings, event: Event) -> None:
-    # The links must be built from the same data directory (secret) and public URL.
-    flags = f" --data-dir {settings.data_dir}" if settings.data_dir != Path("data") else ""
-    if settings.public_url != DEFAULT_PUBLIC_URL:
-        flags += f" --public-url {settings.public_url}"
+    # The links must be built from the same secret, store, program and public URL; quoted,
+    # so that the printed commands can be pasted whatever the paths contain.
+    given = [
+        ("--data-dir", settings.data_dir, Path("data")),
+        ("--event", settings.event_file, default_event_file()),
+        ("--redis-url", settings.redis_url, None),
+        ("--public-url", settings.public_url, DEFAULT_PUBLIC_URL),
+    ]
+    flags = "".join(
+        f" {flag} {shlex.quote(str(value))}" for flag, value, default in given if value != default
+    )
     booths = "|".join(booth.id for booth in event.booths) or "ID"
     speaker = event.speakers[0].id
     print(

@@ -3,6 +3,7 @@ nodes sharing one Redis."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from signaling.secret import load_or_create_secret
 from signaling.settings import load_settings
 from signaling.tokens import TokenSigner
 from tests.support.server import StartServeProcess, dragoman_env
+from tests.web.test_cli import dragoman
 
 PERSON = {"name": "Алла Жуплатова", "email": "alla@example.org", "language": "ru"}
 
@@ -69,3 +71,21 @@ async def test_two_nodes_on_one_redis_share_registrations(
     assert on_b["registration"]["id"] == on_a["registration"]["id"]
     async with aiohttp.ClientSession() as http, http.get(f"{b.url}/healthz") as response:
         assert response.status == 200
+
+
+async def test_the_printed_invite_command_works_pasted_as_is(
+    serve_process: StartServeProcess, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "event data"  # a space, as in many organizers' folders
+    node = await serve_process(data_dir)
+    printed = "".join(node.stdout_lines)
+    assert await node.stop() == 0
+    line = next(row for row in printed.splitlines() if "invite --role moderator" in row)
+    argv = shlex.split(line.strip())
+    assert argv[:2] == ["dragoman", "invite"]
+    done = await dragoman(*argv[1:])
+    assert done.status == 0, done.stderr
+    link = next(word for word in done.stdout.split() if "/studio?token=" in word)
+    assert link.startswith(f"{node.url}/studio?token=")
+    signer = TokenSigner(load_or_create_secret(load_settings(data_dir=data_dir)))
+    assert signer.verify(link.split("token=", 1)[1]).role.value == "moderator"
