@@ -11,10 +11,15 @@ naming what moved, if an upgrade changes any of it:
   reports (via the receiver's own statistics), NACKs upstream for video, REMB
   bandwidth feedback, and it can send a PLI upstream.
 - `SenderLink` wraps one `RTCRtpSender`: it learns the negotiated parameters
-  when aiortc starts the sender, sends ready-made RTP through the sender's DTLS
-  transport (which SRTP-protects it), keeps the sender's RTCP sender-report
-  counters true, and routes the subscriber's RTCP (NACK, PLI, FIR, receiver
-  reports) to the streamer.
+  when aiortc starts the sender, SRTP-protects ready-made RTP with the sender's
+  DTLS transport's keys and hands it to the selected ICE pair's UDP socket
+  itself (aiortc's path is two coroutines and a copy per packet), keeps the
+  sender's RTCP sender-report counters true, and routes the subscriber's RTCP
+  (NACK, PLI, FIR, receiver reports) to the streamer.
+- `SrtpProtector` protects through pylibsrtp's C binding with a buffer and a
+  length cell allocated once (pylibsrtp 1.0.0's `Session.protect` allocates
+  per packet). aiortc accepts other pylibsrtp releases: with one, `check()`
+  fails, and links fall back to `Session.protect`.
 - `IdleTrack` is the placeholder track of a subscriber's sender: aiortc's own
   sender loop awaits it forever, so it never encodes, sends or wakes up.
 - `start_skipped_sender` starts a negotiated sender that aiortc's connection
@@ -26,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiortc
-from aioice.ice import StunProtocol
+import pylibsrtp
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
     RTCBundlePolicy,
     RTCPeerConnection,
@@ -56,10 +63,22 @@ from aiortc.rtp import (
     pack_remb_fci,
     unwrap_rtx,
 )
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Session
 
 from .errors import StreamerError
 
 AIORTC_VERSION = "1.16.0"
+# aiortc accepts any pylibsrtp >= 0.10; `SrtpProtector` reads 1.0.0's session internals.
+PYLIBSRTP_VERSION = "1.0.0"
+
+# pylibsrtp's own limits (Session's 1500-byte buffer, SRTP_MAX_TRAILER_LEN): a packet
+# is refused as too long exactly when aiortc's path would refuse it.
+SRTP_BUFFER_SIZE = 1500
+MAX_RTP_SIZE = SRTP_BUFFER_SIZE - (16 + 128)
+SRTP_ERRORS: list[str] = getattr(pylibsrtp, "ERRORS", [])
+
+_CONNECTED = State.CONNECTED
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +117,23 @@ __all__ = [
 
 
 class AiortcIncompatible(StreamerError, RuntimeError):
-    """The installed aiortc no longer has a private name the streamer relies on."""
+    """aiortc (or pylibsrtp, under it) no longer has a private name the streamer relies on."""
 
 
 def ntp_time(now: float) -> int:
     """64-bit NTP timestamp of a `time.time()` value (cheaper than aiortc's clock)."""
     return (int((now + _NTP_EPOCH_OFFSET) * 65536.0) << 16) & 0xFFFFFFFFFFFFFFFF
+
+
+def _require_pylibsrtp(obj: object, name: str) -> object:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise AiortcIncompatible(
+            f"pylibsrtp {getattr(pylibsrtp, '__version__', '?')}: {type(obj).__name__} has no "
+            f"attribute {name!r}; streamer/aiortc_internals.py is written for pylibsrtp "
+            f"{PYLIBSRTP_VERSION}"
+        ) from None
 
 
 def _require(obj: object, name: str) -> object:
@@ -241,6 +271,45 @@ class NegotiatedSend:
     extension_ids: dict[str, int]  # uri -> one-byte extension id
 
 
+class SrtpProtector:
+    """SRTP-protects RTP packets with one session's keys into a buffer it reuses.
+
+    pylibsrtp's `Session.protect` checks its argument, allocates an `int *` for
+    the length and copies into the session's shared buffer for every packet;
+    this calls the same `srtp_protect` of the same libsrtp context with a
+    length cell and buffer allocated once. Same context, so the packet index
+    and the rollover counter are the ones aiortc's own sends (RTCP, and RTP
+    through `_send_rtp`) advance too.
+    """
+
+    __slots__ = ("_buffer", "_length", "_protect_c", "_session", "_srtp", "_view")
+
+    def __init__(self, session: Session) -> None:
+        ffi = _require_pylibsrtp(pylibsrtp, "ffi")
+        lib = _require_pylibsrtp(pylibsrtp, "lib")
+        self._protect_c = _require_pylibsrtp(lib, "srtp_protect")
+        # Held so libsrtp's context (freed when the session is collected) outlives us.
+        self._session = session
+        self._srtp = _require_pylibsrtp(session, "_srtp")[0]  # type: ignore[index]
+        self._buffer = ffi.new("char[]", SRTP_BUFFER_SIZE)  # type: ignore[attr-defined]
+        self._view = ffi.buffer(self._buffer)  # type: ignore[attr-defined]
+        self._length = ffi.new("int *")  # type: ignore[attr-defined]
+
+    def protect(self, packet: bytes) -> bytes:
+        """The SRTP packet; raises like `Session.protect` (ValueError, pylibsrtp.Error)."""
+        size = len(packet)
+        if size > MAX_RTP_SIZE:
+            raise ValueError("packet is too long")
+        length = self._length
+        length[0] = size
+        view = self._view
+        view[0:size] = packet
+        status = self._protect_c(self._srtp, self._buffer, length)
+        if status:
+            raise SrtpError(SRTP_ERRORS[status] if status < len(SRTP_ERRORS) else str(status))
+        return view[0 : length[0]]
+
+
 class SenderLink:
     """Puts ready-made RTP on the wire through one `RTCRtpSender`'s transport."""
 
@@ -263,8 +332,14 @@ class SenderLink:
             _require(sender, name)
         self._dtls: RTCDtlsTransport | None = None
         self._protect: Callable[[bytes], bytes] | None = None
-        # The selected ICE pair's UDP sendto, once known (it never changes in aioice).
-        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        # aioice's selected pairs by component (filled and cleared in place by aioice).
+        self._nominated: dict[int, object] = {}
+        # The pair `_sendto` and `_remote_addr` were taken from. aioice replaces the
+        # selected pair when a later check nominates another one: compared by identity
+        # on every packet, which is cheaper than reading the pair's fields.
+        self._pair: object | None = None
+        # The selected pair's UDP socket's own sendto (None: let aioice send, as for TURN).
+        self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
         self._remote_addr: tuple[str, int] | None = None
         self._on_started = on_started
         self._on_rtcp = on_rtcp
@@ -272,6 +347,8 @@ class SenderLink:
         self.started = False
         # Why what was negotiated could not be used, if it could not.
         self.failure: str | None = None
+        # Packets the socket refused (its send buffer full, or closed under us).
+        self.dropped = 0
         self._original_send = sender.send
         self._original_rtcp = sender._handle_rtcp_packet
         self.closed = False
@@ -295,8 +372,16 @@ class SenderLink:
 
     def _start(self, parameters: RTCRtpSendParameters) -> None:
         # aiortc only starts a sender once DTLS is connected, so SRTP keys exist now.
-        self._dtls = self._sender.transport
-        self._protect = self._dtls._tx_srtp.protect  # type: ignore[attr-defined]
+        dtls = self._sender.transport
+        session: Session = dtls._tx_srtp  # type: ignore[attr-defined]
+        try:
+            self._protect = SrtpProtector(session).protect
+        except AiortcIncompatible:
+            # Another pylibsrtp release: its own (slower) protect still does the job.
+            logger.warning("pylibsrtp is not %s: protecting through Session", PYLIBSRTP_VERSION)
+            self._protect = session.protect
+        self._nominated = dtls.transport._connection._nominated  # type: ignore[attr-defined]
+        self._dtls = dtls
         codecs = parameters.codecs
         payload_types: dict[str, int] = {}
         rtx: dict[int, int] = {}
@@ -342,23 +427,8 @@ class SenderLink:
 
         Counts it into the sender's RTCP sender report, which aiortc emits itself.
         """
-        dtls = self._dtls
-        if dtls is None or self.closed or dtls._state is not State.CONNECTED:  # type: ignore[attr-defined]
+        if not self._transmit(data):
             return False
-        sendto = self._sendto
-        if sendto is None:
-            pair = dtls.transport._connection._nominated.get(1)  # type: ignore[attr-defined]
-            if pair is None:
-                return False
-            if type(pair.protocol) is StunProtocol:
-                # Direct UDP: aioice's send path is two coroutine hops around this sendto.
-                sendto = self._sendto = pair.protocol.transport.sendto
-                self._remote_addr = pair.remote_addr
-        if sendto is not None:
-            sendto(self._protect(data), self._remote_addr)  # type: ignore[misc]
-        else:
-            # TURN and TCP candidates wrap the data: let aioice do it.
-            self._send_later(dtls, data)
         sender = self._sender
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
@@ -368,11 +438,45 @@ class SenderLink:
 
     def send_unaccounted(self, data: bytes) -> bool:
         """Send a retransmission, which does not count into the sender report."""
+        return self._transmit(data)
+
+    def _transmit(self, data: bytes) -> bool:
         dtls = self._dtls
-        if dtls is None or self.closed or dtls._state is not State.CONNECTED:  # type: ignore[attr-defined]
+        if dtls is None or self.closed or dtls._state is not _CONNECTED:  # type: ignore[attr-defined]
             return False
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            self._select(pair)
+        sendto = self._sendto
+        if sendto is not None:
+            try:
+                # A non-blocking UDP socket: a full send buffer raises instead of
+                # waiting. asyncio would queue the datagram; a late copy of live
+                # media is worth nothing, so it is dropped (the subscriber may NACK).
+                sendto(self._protect(data), self._remote_addr)  # type: ignore[misc]
+            except OSError:
+                self.dropped += 1
+                return False
+            return True
+        if pair is None:
+            return False
+        # TURN and TCP candidates wrap the data: let aioice do it.
         self._send_later(dtls, data)
         return True
+
+    def _select(self, pair: object | None) -> None:
+        """Take the socket and remote address of a newly selected ICE pair."""
+        self._pair = pair
+        self._sendto = None
+        self._remote_addr = None
+        if pair is None or type(pair.protocol) is not StunProtocol:  # type: ignore[attr-defined]
+            return
+        transport = pair.protocol.transport  # type: ignore[attr-defined]
+        sock = getattr(transport, "_sock", None)
+        # asyncio's selector transport keeps its socket in `_sock`; another event loop's
+        # transport may not: then its sendto (one Python call more) is used.
+        self._sendto = sock.sendto if isinstance(sock, socket.socket) else transport.sendto
+        self._remote_addr = pair.remote_addr  # type: ignore[attr-defined]
 
     def _send_later(self, dtls: RTCDtlsTransport, data: bytes) -> None:
         task = asyncio.ensure_future(_send_via_aioice(dtls, data))
@@ -454,6 +558,41 @@ async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
     await dtls._send_rtp(bytes(packet))  # type: ignore[attr-defined]
 
 
+def check_srtp_protector() -> None:
+    """Fail loudly unless `SrtpProtector` is pylibsrtp's `Session.protect`, byte for byte."""
+    version = getattr(pylibsrtp, "__version__", None)
+    if version != PYLIBSRTP_VERSION:
+        raise AiortcIncompatible(
+            f"pylibsrtp {version} is installed; SrtpProtector is written for "
+            f"{PYLIBSRTP_VERSION} (see streamer/aiortc_internals.py)"
+        )
+    key = bytes(range(30))
+
+    def session() -> Session:
+        # As aiortc's RTCDtlsTransport sets up its sending side.
+        policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        return Session(policy)
+
+    theirs, ours = session(), SrtpProtector(session())
+    for seq, size in ((1, 100), (2, 1), (3, MAX_RTP_SIZE - 12), (2, 100)):
+        packet = bytes((0x80, 111)) + seq.to_bytes(2, "big") + bytes(8) + bytes(size)
+        if ours.protect(packet) != theirs.protect(packet):
+            raise AiortcIncompatible(
+                f"pylibsrtp {version}: SrtpProtector's output differs from Session.protect"
+            )
+    for protect in (ours.protect, theirs.protect):
+        try:
+            protect(bytes(MAX_RTP_SIZE + 1))
+        except ValueError:
+            continue
+        raise AiortcIncompatible(
+            f"pylibsrtp {version}: Session.protect and SrtpProtector no longer agree "
+            f"on the largest packet ({MAX_RTP_SIZE} bytes)"
+        )
+
+
 async def check() -> None:
     """Fail loudly, naming the missing piece, if aiortc changed what we rely on."""
     if aiortc.__version__ != AIORTC_VERSION:
@@ -461,6 +600,7 @@ async def check() -> None:
             f"aiortc {aiortc.__version__} is installed; the streamer is pinned to "
             f"{AIORTC_VERSION} (see streamer/aiortc_internals.py)"
         )
+    check_srtp_protector()
     pc = RTCPeerConnection()
     try:
         sender_transceiver = pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
@@ -482,6 +622,7 @@ async def check() -> None:
             _require(dtls, name)
         _require(dtls.transport, "_connection")
         _require(dtls.transport._connection, "_nominated")
+        _require(CandidatePair, "remote_addr")
         if "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
             raise AiortcIncompatible(
                 "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "

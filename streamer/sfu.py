@@ -307,7 +307,7 @@ class Sfu:
                             "paused": slot.paused,
                             "ready": slot.ready,
                             "problem": slot.problem,
-                            **slot.counters.as_dict(),
+                            **slot.counter_values(),
                         }
                         for name, slot in sub.slots.items()
                     },

@@ -176,6 +176,12 @@ class Slot:
             if self.link.send_unaccounted(packet):
                 counters.retransmitted += 1
 
+    def counter_values(self) -> dict[str, int]:
+        """This slot's counters, and the packets its socket refused (`dropped`)."""
+        values = self.counters.as_dict()
+        values["dropped"] = self.link.dropped if self.link is not None else 0
+        return values
+
     def close(self) -> None:
         self.closed = True
         self.output.detach(self)
@@ -245,7 +251,7 @@ class Subscriber:
     def counters(self) -> dict[str, int]:
         total: dict[str, int] = {}
         for slot in self.slots.values():
-            for key, value in slot.counters.as_dict().items():
+            for key, value in slot.counter_values().items():
                 if key != "fraction_lost":
                     total[key] = total.get(key, 0) + value
         return total
