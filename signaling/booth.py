@@ -7,7 +7,10 @@ When the one on air has dropped off the network, or does not answer a handover r
 within ``take_over_after`` seconds, the partner may take over. The one on air may hold
 "cough" to silence the channel for a moment. Any interpreter of a bidirectional booth may
 force the direction it works into, and each chooses what he listens to (the floor, or a
-channel: relay).
+channel: relay). Any interpreter of the booth may ask the speaker on air to slow down:
+the request shows for ``slow_down_for`` seconds unless withdrawn, and a booth may raise
+one at most every ``slow_down_every`` seconds, so a nervous finger cannot flood the
+moderator and the speaker with alerts.
 
 This is a plain state machine: time comes in as an argument (seconds, any clock), nothing
 is scheduled here, and every illegal transition raises a `BoothError` whose message says
@@ -16,9 +19,14 @@ what to do instead. The live service persists ``on_air`` and ``direction_overrid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 DEFAULT_TAKE_OVER_AFTER = 10.0
+#: How long a request to slow down is shown; a speaker reads it and adapts in that time.
+DEFAULT_SLOW_DOWN_FOR = 15.0
+#: The least time between two requests of one booth (a withdrawn one counts).
+DEFAULT_SLOW_DOWN_EVERY = 5.0
 
 
 class BoothError(Exception):
@@ -67,10 +75,23 @@ class DirectionRefused(BoothError):
     code = "direction_refused"
 
 
+class TooSoon(BoothError):
+    code = "too_soon"
+
+
 @dataclass(frozen=True)
 class HandoverRequest:
     by: str
     at: float
+
+
+@dataclass(frozen=True)
+class SlowDownRequest:
+    """The booth asks the speaker to slow down: asked by ``by`` at ``at``, shown until ``until``."""
+
+    by: str
+    at: float
+    until: float
 
 
 @dataclass
@@ -109,11 +130,15 @@ class LiveBooth:
     booth_id: str
     works_into: tuple[str, ...]
     take_over_after: float = DEFAULT_TAKE_OVER_AFTER
+    slow_down_for: float = DEFAULT_SLOW_DOWN_FOR
+    slow_down_every: float = DEFAULT_SLOW_DOWN_EVERY
     on_air: str | None = None
     on_air_since: float | None = None
     direction_override: str | None = None
     coughing: bool = False
     handover: HandoverRequest | None = None
+    _slow_down: SlowDownRequest | None = None
+    _slow_down_asked_at: float | None = None
     _seats: dict[str, _Seat] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -246,6 +271,38 @@ class LiveBooth:
                 f"this booth works into {' and '.join(self.works_into)}, not into {into}"
             )
         self.direction_override = into
+
+    def slow_down(self, who: str, on: bool, now: float) -> None:
+        """Ask the speaker to slow down (on), or withdraw the booth's request (off).
+
+        Asking while a request is showing changes nothing; a withdrawal always succeeds.
+        """
+        self._require_connected(who)
+        if not on:
+            self._slow_down = None
+            return
+        if self.slow_down_request(now) is not None:
+            return
+        last = self._slow_down_asked_at
+        if last is not None and now < last + self.slow_down_every:
+            wait = math.ceil(last + self.slow_down_every - now)
+            raise TooSoon(
+                f"this booth asked the speaker to slow down {now - last:.0f} s ago: "
+                f"ask again in {wait} s"
+            )
+        self._slow_down = SlowDownRequest(by=who, at=now, until=now + self.slow_down_for)
+        self._slow_down_asked_at = now
+
+    def slow_down_request(self, now: float) -> SlowDownRequest | None:
+        """The booth's request to slow down if it is still showing at ``now``."""
+        request = self._slow_down
+        if request is None or now >= request.until:
+            return None
+        return request
+
+    def clear_slow_down(self) -> None:
+        """Forget the request: the speaker it was meant for has left the floor."""
+        self._slow_down = None
 
     def listen(self, who: str, source: str | None) -> None:
         """Choose what ``who`` hears: "floor", a language channel, or None (the default)."""

@@ -222,6 +222,8 @@ class LiveEvent:
             state.session_id = None
         if state.on_air_speaker not in speaker_ids:
             state.on_air_speaker = None
+        if state.on_air_speaker is None or state.floor_language not in self.event.language_codes:
+            state.floor_language = None
         state.on_air_interpreter = {
             b: who for b, who in state.on_air_interpreter.items() if b in booth_ids
         }
@@ -479,6 +481,13 @@ class LiveEvent:
         booth.set_direction(client.claims.subject, message.into)
         await self._booth_changed(booth)
 
+    async def _slow_down(self, client: Client, message: p.SlowDown) -> None:
+        booth = self._interpreter_booth(client, message)
+        if message.on and self.state.on_air_speaker is None:
+            raise _refuse("no_speaker", "nobody is on the floor: there is nobody to slow down")
+        booth.slow_down(client.claims.subject, message.on, self.clock())
+        self._changed()
+
     async def _start_session(self, client: Client, message: p.StartSession) -> None:
         if message.session_id not in {s.id for s in self.event.sessions}:
             known = ", ".join(s.id for s in self.event.sessions)
@@ -490,7 +499,7 @@ class LiveEvent:
 
     async def _end_session(self, client: Client, message: p.EndSession) -> None:
         self.state.session_id = None
-        self.state.on_air_speaker = None
+        self._set_speaker(None)
         await self._save_and_route()
 
     async def _put_on_air(self, client: Client, message: p.PutOnAir) -> None:
@@ -503,11 +512,28 @@ class LiveEvent:
                 "speaker_not_connected",
                 f"{name} is not connected: he or she must join from the speaker page first",
             )
-        self.state.on_air_speaker = speaker_id
+        self._set_speaker(speaker_id)
         await self._save_and_route()
 
     async def _take_off_air(self, client: Client, message: p.TakeOffAir) -> None:
-        self.state.on_air_speaker = None
+        self._set_speaker(None)
+        await self._save_and_route()
+
+    async def _set_floor_language(self, client: Client, message: p.SetFloorLanguage) -> None:
+        language = message.language
+        if language is not None and language not in self.event.language_codes:
+            allowed = ", ".join(self.event.language_codes)
+            raise _refuse(
+                "invalid",
+                f"set_floor_language is not valid: language: {language!r} is not a language "
+                f"of this event (allowed: {allowed}, or null for the program's)",
+            )
+        if language is not None and self.state.on_air_speaker is None:
+            raise _refuse(
+                "no_speaker",
+                "nobody is on the floor: put a speaker on air, then say which language he speaks",
+            )
+        self.state.floor_language = language
         await self._save_and_route()
 
     _handlers: ClassVar[dict[str, Callable[[LiveEvent, Client, Any], Awaitable[None]]]] = {
@@ -525,10 +551,12 @@ class LiveEvent:
         "take_over": _take_over,
         "listen": _listen,
         "set_direction": _set_direction,
+        "slow_down": _slow_down,
         "start_session": _start_session,
         "end_session": _end_session,
         "put_on_air": _put_on_air,
         "take_off_air": _take_off_air,
+        "set_floor_language": _set_floor_language,
     }
 
     # --- helpers for commands ---------------------------------------------------------
@@ -540,6 +568,19 @@ class LiveEvent:
             raise _refuse("out_of_scope", f"your link is for booth {own}, not {asked}")
         assert own is not None
         return self.booths[own]
+
+    def _set_speaker(self, speaker_id: str | None) -> None:
+        """Put ``speaker_id`` on the floor (None: nobody).
+
+        What was said about the previous speaker does not carry over to another one: the
+        language the moderator said he speaks and the booths' requests to slow down.
+        """
+        if speaker_id == self.state.on_air_speaker:
+            return
+        self.state.on_air_speaker = speaker_id
+        self.state.floor_language = None
+        for booth in self.booths.values():
+            booth.clear_slow_down()
 
     def _choice(self, client: Client) -> AttendeeChoice:
         return self.choices[client.claims.subject]
@@ -580,10 +621,11 @@ class LiveEvent:
         self._schedule_wake()
 
     def _on_air_speaker(self) -> tuple[str | None, str | None]:
+        """The speaker on the floor and the language the floor is in (both None: nobody)."""
         speaker_id = self.state.on_air_speaker
         if speaker_id is None:
             return None, None
-        return speaker_id, self.event.speaker(speaker_id).language
+        return speaker_id, self.state.floor_language or self.event.speaker(speaker_id).language
 
     def _apply(self) -> None:
         speaker_id, floor_language = self._on_air_speaker()
@@ -726,8 +768,15 @@ class LiveEvent:
             client.send(self._state_for(client, common))
 
     def _schedule_wake(self) -> None:
-        """Push again when a pending handover turns into a right to take over."""
+        """Push again when something changes by the clock alone.
+
+        A pending handover turns into a right to take over; a request to slow down ends.
+        """
+        now = self.clock()
         moments = [b.take_over_allowed_at() for b in self.booths.values()]
+        for booth in self.booths.values():
+            request = booth.slow_down_request(now)
+            moments.append(request.until if request is not None else None)
         future = [m for m in moments if m is not None and m > self.clock()]
         if self._wake_task is not None and not self._wake_task.done():
             self._wake_task.cancel()
@@ -739,6 +788,9 @@ class LiveEvent:
     async def _wake(self, delay: float) -> None:
         await asyncio.sleep(delay + 0.05)
         self.push()
+        # The next moment, if any (this task is done: scheduling does not cancel it).
+        self._wake_task = None
+        self._schedule_wake()
 
     def listener_counts(self) -> dict[str, int]:
         counts = {p.ORIGINAL: 0, **dict.fromkeys(self.event.language_codes, 0)}
@@ -780,14 +832,22 @@ class LiveEvent:
             ]
             for booth in self.booths.values()
         }
+        now = self.clock()
+        slow_down = [
+            p.SlowDownRequest(booth=booth_id, by=request.by, since=request.at, until=request.until)
+            for booth_id, booth in self.booths.items()
+            if (request := booth.slow_down_request(now)) is not None
+        ]
         return p.State(
-            server_time=self.clock(),
+            server_time=now,
             session=self.state.session_id,
             on_air=on_air,
             channels=channels,
             booths=booths,
             listeners=self.listener_counts(),
             publishers=p.Publishers(speakers=speakers, interpreters=interpreters),
+            floor_language=self.state.floor_language,
+            slow_down=slow_down,
         )
 
     def _booth_state(self, booth: LiveBooth) -> p.BoothState:
@@ -850,4 +910,11 @@ class LiveEvent:
                 on_air=self.state.on_air_speaker == claims.speaker,
                 publishing=_source(speaker_publisher(claims.speaker), "audio") in self.sources,
             )
-        return common.model_copy(update={"you": you})
+        update: dict[str, Any] = {"you": you}
+        # Requests to slow down are for the speaker on air and the staff; the audience and
+        # the speakers waiting their turn are not to be distracted by them.
+        if claims.role is Role.ATTENDEE or (
+            claims.role is Role.SPEAKER and self.state.on_air_speaker != claims.speaker
+        ):
+            update["slow_down"] = []
+        return common.model_copy(update=update)

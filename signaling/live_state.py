@@ -1,8 +1,9 @@
 """The durable live state of an event: which session runs and who is on air.
 
 This is what must survive a restart of a node and be shared by every node: the current
-session, the speaker on air, the interpreter on air in each booth and any direction an
-interpreter forced on a bidirectional booth. Transient things (a cough in progress, who is
+session, the speaker on air, the language the moderator says he speaks when it is not the
+program's, the interpreter on air in each booth and any direction an interpreter forced on
+a bidirectional booth. Transient things (a cough in progress, who is
 connected) are not here.
 
 The state travels as JSON. Keys this version does not know are kept in `extra` and written
@@ -17,7 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Fields added to LiveState must be added here too, or they would be read back twice.
-_KNOWN = ("session_id", "on_air_speaker", "on_air_interpreter", "direction_override", "updated_at")
+_KNOWN = (
+    "session_id",
+    "on_air_speaker",
+    "floor_language",
+    "on_air_interpreter",
+    "direction_override",
+    "updated_at",
+)
 
 
 class LiveStateError(ValueError):
@@ -28,13 +36,16 @@ class LiveStateError(ValueError):
 class LiveState:
     """Who is on air for one event.
 
-    `on_air_interpreter` maps a booth id to the id of the interpreter on air in it;
+    `floor_language` is the language the speaker on air speaks when the moderator says it
+    is not the one in the program (None: as in the program). `on_air_interpreter` maps a
+    booth id to the id of the interpreter on air in it;
     `direction_override` maps a booth id to the language code the booth is forced to work
     into. `updated_at` is set by the store when the state is written (UTC).
     """
 
     session_id: str | None = None
     on_air_speaker: str | None = None
+    floor_language: str | None = None
     on_air_interpreter: dict[str, str] = field(default_factory=dict)
     direction_override: dict[str, str] = field(default_factory=dict)
     updated_at: datetime | None = None
@@ -49,6 +60,7 @@ class LiveState:
         data.update(
             session_id=self.session_id,
             on_air_speaker=self.on_air_speaker,
+            floor_language=self.floor_language,
             on_air_interpreter=dict(self.on_air_interpreter),
             direction_override=dict(self.direction_override),
             updated_at=self.updated_at.isoformat() if self.updated_at else None,
@@ -66,6 +78,7 @@ class LiveState:
         return cls(
             session_id=_optional_str(data, "session_id"),
             on_air_speaker=_optional_str(data, "on_air_speaker"),
+            floor_language=_optional_str(data, "floor_language"),
             on_air_interpreter=_str_map(data, "on_air_interpreter"),
             direction_override=_str_map(data, "direction_override"),
             updated_at=_optional_time(data, "updated_at"),

@@ -136,6 +136,13 @@ class SetDirection(_InterpreterMessage):
     into: Code | None
 
 
+class SlowDown(_InterpreterMessage):
+    """Ask the speaker on air to slow down (on), or withdraw the booth's request (off)."""
+
+    type: Literal["slow_down"]
+    on: bool
+
+
 class StartSession(_ClientMessage):
     type: Literal["start_session"]
     session_id: Id
@@ -154,6 +161,14 @@ class TakeOffAir(_ClientMessage):
     type: Literal["take_off_air"]
 
 
+class SetFloorLanguage(_ClientMessage):
+    """The language the speaker on air actually speaks, when it is not the program's."""
+
+    type: Literal["set_floor_language"]
+    #: An event language code, or null for the speaker's language as in the program.
+    language: Code | None
+
+
 ClientMessage = Annotated[
     Auth
     | Ping
@@ -170,10 +185,12 @@ ClientMessage = Annotated[
     | TakeOver
     | Listen
     | SetDirection
+    | SlowDown
     | StartSession
     | EndSession
     | PutOnAir
-    | TakeOffAir,
+    | TakeOffAir
+    | SetFloorLanguage,
     Field(discriminator="type"),
 ]
 
@@ -197,10 +214,12 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "take_over": frozenset({Role.INTERPRETER}),
     "listen": frozenset({Role.INTERPRETER}),
     "set_direction": frozenset({Role.INTERPRETER}),
+    "slow_down": frozenset({Role.INTERPRETER}),
     "start_session": frozenset({Role.MODERATOR}),
     "end_session": frozenset({Role.MODERATOR}),
     "put_on_air": frozenset({Role.MODERATOR}),
     "take_off_air": frozenset({Role.MODERATOR}),
+    "set_floor_language": frozenset({Role.MODERATOR}),
 }
 CLIENT_TYPES = frozenset(ALLOWED_ROLES) | {"auth"}
 
@@ -317,6 +336,8 @@ class Welcome(WireMessage):
 
 class SpeakerOnAir(WireMessage):
     speaker: str
+    #: The language the floor is in now: the moderator's choice (`State.floor_language`),
+    #: else the speaker's language as in the program.
     language: str
     connected: bool
 
@@ -363,6 +384,15 @@ class BoothState(WireMessage):
     interpreters: list[InterpreterState]
 
 
+class SlowDownRequest(WireMessage):
+    """A booth asking the speaker on air to slow down, shown until ``until``."""
+
+    booth: str
+    by: str
+    since: float
+    until: float
+
+
 class Publishers(WireMessage):
     speakers: list[str]
     interpreters: dict[str, list[str]]
@@ -396,6 +426,12 @@ class State(WireMessage):
     booths: list[BoothState]
     listeners: dict[str, int]
     publishers: Publishers
+    #: The moderator's choice of the floor language for the speaker on air; null = as in
+    #: the program.
+    floor_language: str | None = None
+    #: Active slow-down requests; sent to the moderator, interpreters and the speaker on
+    #: air (empty for everyone else).
+    slow_down: list[SlowDownRequest] = []
     you: AttendeeView | InterpreterView | SpeakerView | None = None
 
 

@@ -97,6 +97,15 @@ def token(server: RunningServer, role: Role, subject: str | None = None, **scope
 
 
 @pytest.fixture
+async def peers() -> AsyncIterator[list[Any]]:
+    """Peer connections, subscriptions and clients closed at teardown (newest first)."""
+    opened: list[Any] = []
+    yield opened
+    for item in reversed(opened):
+        await item.close()
+
+
+@pytest.fixture
 async def live_server(start_server: StartServer) -> RunningServer:
     return await start_server(extensions=[install_live])
 

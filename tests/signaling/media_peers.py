@@ -1,21 +1,30 @@
 """aiortc peers speaking the live protocol: a publisher and a subscriber per WebSocket client.
 
 No STUN: `RTCConfiguration(iceServers=[])`; the server is found through the host
-candidates of the machine's non-loopback interfaces.
+candidates of the machine's non-loopback interfaces. `on_air_setup` brings a live event to
+the point most media tests start from: a Russian speaker on air (1000 Hz), the interpreter
+of the RU<>FR booth on air (440 Hz).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from tests.signaling.conftest import WsClient
-from tests.support.tones import ToneRecorder
+from signaling.tokens import Role
+from tests.signaling.conftest import Connect, WsClient
+from tests.support.tones import PatternVideoTrack, ToneRecorder, ToneTrack
 
 #: A tone counts as heard when the dominant frequency is this close to it.
 TONE_TOLERANCE_HZ = 30
+
+SPEAKER_HZ = 1000
+INTERPRETER_HZ = 440
+RUSSIAN_SPEAKER = "alexander-tokovinin"
+FRENCH_SPEAKER = "andre-samray"
 
 
 def peer_connection() -> RTCPeerConnection:
@@ -84,3 +93,23 @@ class Subscription:
         for recorder in self.audio.values():
             await recorder.stop()
         await self.pc.close()
+
+
+async def on_air_setup(
+    connect: Connect,
+    peers: list[Any],
+    speaker_id: str = RUSSIAN_SPEAKER,
+    speaker_hz: float = SPEAKER_HZ,
+) -> tuple[WsClient, WsClient, WsClient]:
+    """Moderator, speaker on air and interpreter on air (all held open by `peers`)."""
+    moderator = await connect(Role.MODERATOR)
+    speaker = await connect(Role.SPEAKER, subject=speaker_id, speaker=speaker_id)
+    peers.append(await publish(speaker, ToneTrack(speaker_hz), PatternVideoTrack()))
+    interpreter = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
+    peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
+    await interpreter.send("mic", on=True)
+    peers.extend([moderator, speaker, interpreter])
+    await moderator.state_where(lambda s: speaker_id in s["publishers"]["speakers"])
+    await moderator.send("start_session", session_id="plenary")
+    await moderator.send("put_on_air", speaker_id=speaker_id)
+    return moderator, speaker, interpreter

@@ -12,38 +12,18 @@ from signaling.store import SqliteStore
 from signaling.tokens import Role
 from signaling.websocket import LIVE_KEY, SFU_KEY, install_live
 from tests.signaling.conftest import token
-from tests.signaling.media_peers import Subscription, publish
+from tests.signaling.media_peers import (
+    FRENCH_SPEAKER,
+    INTERPRETER_HZ,
+    RUSSIAN_SPEAKER,
+    SPEAKER_HZ,
+    Subscription,
+    on_air_setup,
+    publish,
+)
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 pytestmark = pytest.mark.timeout(90)
-
-SPEAKER_HZ = 1000
-INTERPRETER_HZ = 440
-RUSSIAN_SPEAKER = "alexander-tokovinin"
-FRENCH_SPEAKER = "andre-samray"
-
-
-@pytest.fixture
-async def peers():
-    """Peer connections and subscriptions closed at teardown."""
-    opened: list = []
-    yield opened
-    for item in reversed(opened):
-        await item.close()
-
-
-async def on_air_setup(connect, peers, speaker_id=RUSSIAN_SPEAKER, speaker_hz=SPEAKER_HZ):
-    moderator = await connect(Role.MODERATOR)
-    speaker = await connect(Role.SPEAKER, subject=speaker_id, speaker=speaker_id)
-    peers.append(await publish(speaker, ToneTrack(speaker_hz), PatternVideoTrack()))
-    interpreter = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
-    peers.append(await publish(interpreter, ToneTrack(INTERPRETER_HZ)))
-    await interpreter.send("mic", on=True)
-    peers.extend([moderator, speaker, interpreter])
-    await moderator.state_where(lambda s: speaker_id in s["publishers"]["speakers"])
-    await moderator.send("start_session", session_id="plenary")
-    await moderator.send("put_on_air", speaker_id=speaker_id)
-    return moderator, speaker, interpreter
 
 
 async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server):
@@ -187,6 +167,9 @@ async def test_restart_restores_who_was_on_air(start_server, open_ws, shared_sto
     await moderator.send("start_session", session_id="session-1")
     await moderator.send("put_on_air", speaker_id=RUSSIAN_SPEAKER)
     await moderator.state_where(lambda s: s["on_air"] is not None)
+    # He answers a question in French.
+    await moderator.send("set_floor_language", language="fr")
+    await moderator.state_where(lambda s: s["floor_language"] == "fr")
     await speaker_pc.close()
     await first.stop()
 
@@ -194,7 +177,8 @@ async def test_restart_restores_who_was_on_air(start_server, open_ws, shared_sto
     attendee = await connect_to(second, Role.ATTENDEE, "reg-4")
     state = attendee.state
     assert state["session"] == "session-1"
-    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": False}
+    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "fr", "connected": False}
+    assert state["floor_language"] == "fr"
     booth = state["booths"][0]
     assert (booth["on_air"], booth["on_air_connected"]) == ("anna", False)
     assert booth["direction_override"] == "fr"

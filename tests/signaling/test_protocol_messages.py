@@ -32,10 +32,12 @@ VALID = {
     "take_over": {},
     "listen": {"source": "floor"},
     "set_direction": {"into": None},
+    "slow_down": {"on": True},
     "start_session": {"session_id": "plenary"},
     "end_session": {},
     "put_on_air": {"speaker_id": "olivier-van-der-wilt"},
     "take_off_air": {},
+    "set_floor_language": {"language": None},
 }
 
 
@@ -108,6 +110,9 @@ def test_oversized_messages():
         ({"type": "ping", "colour": "red"}, "colour: unknown field"),
         ({"type": "offer", "purpose": "subscribe", "sdp": "v=0"}, "purpose"),
         ({"type": "select_channel", "language": ""}, "language"),
+        ({"type": "slow_down"}, "on: Field required"),
+        ({"type": "set_floor_language"}, "language: Field required"),
+        ({"type": "set_floor_language", "language": 7}, "language"),
         ({"type": "auth", "v": 1}, "token: Field required"),
     ],
 )

@@ -163,6 +163,16 @@ async def test_after_auth_bad_frames_get_errors_and_the_connection_goes_on(conne
         (Role.SPEAKER, {"speaker": "andre-samray"}, {"type": "take_off_air"}),
         (Role.MODERATOR, {}, {"type": "cough", "on": True}),
         (Role.MODERATOR, {}, {"type": "set_original_under", "on": True}),
+        (Role.MODERATOR, {}, {"type": "slow_down", "on": True}),
+        (Role.ATTENDEE, {}, {"type": "slow_down", "on": True}),
+        (Role.SPEAKER, {"speaker": "andre-samray"}, {"type": "slow_down", "on": True}),
+        (Role.ATTENDEE, {}, {"type": "set_floor_language", "language": "fr"}),
+        (Role.INTERPRETER, {"booth": "ru-fr"}, {"type": "set_floor_language", "language": "fr"}),
+        (
+            Role.SPEAKER,
+            {"speaker": "andre-samray"},
+            {"type": "set_floor_language", "language": "ru"},
+        ),
     ],
 )
 async def test_wrong_role_is_forbidden(connect, role, scope, message):
@@ -178,6 +188,10 @@ async def test_wrong_role_is_forbidden(connect, role, scope, message):
 async def test_an_interpreter_cannot_act_in_another_booth(connect):
     client = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
     ref = await client.send("mic", on=True, booth="de-en")
+    error = await client.error(ref)
+    assert error["code"] == "out_of_scope"
+    assert "booth ru-fr, not de-en" in error["message"]
+    ref = await client.send("slow_down", on=True, booth="de-en")
     error = await client.error(ref)
     assert error["code"] == "out_of_scope"
     assert "booth ru-fr, not de-en" in error["message"]
@@ -203,6 +217,18 @@ async def test_moderator_commands_about_what_is_not_there(connect, message, code
     error = await client.error(ref)
     assert error["code"] == code
     assert says in error["message"]
+
+
+@pytest.mark.parametrize("language", ["de", "original", "FR"])
+async def test_a_floor_language_the_event_lacks_is_invalid(connect, language):
+    client = await connect(Role.MODERATOR)
+    ref = await client.send("set_floor_language", language=language)
+    error = await client.error(ref)
+    assert error["code"] == "invalid"
+    assert f"{language!r} is not a language of this event" in error["message"]
+    assert "allowed: ru, fr" in error["message"]
+    await client.alive()
+    assert client.state["floor_language"] is None
 
 
 async def test_attendee_commands_about_what_is_not_there(connect):
