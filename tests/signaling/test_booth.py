@@ -1,4 +1,5 @@
-"""The booth state machine: on air one at a time, cough, handover, take over, direction."""
+"""The booth state machine: on air one at a time, cough, handover, take over, direction,
+requests to slow down."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from signaling.booth import (
     NotConnected,
     NotOnAir,
     PartnerOnAir,
+    SlowDownRequest,
     TakeOverRefused,
+    TooSoon,
 )
 
 
@@ -193,3 +196,31 @@ def test_restored_from_the_store_before_anyone_reconnects():
     booth.connect("anna")
     booth.mic("anna", False, now=1)
     assert booth.on_air is None
+
+
+def test_a_request_to_slow_down_shows_for_a_while(booth):
+    booth.slow_down("boris", True, now=100)  # on air or not: anyone in the booth
+    assert booth.slow_down_request(100) == SlowDownRequest(by="boris", at=100, until=115)
+    booth.slow_down("anna", True, now=101)  # already showing: unchanged
+    assert booth.slow_down_request(114.9) == SlowDownRequest(by="boris", at=100, until=115)
+    assert booth.slow_down_request(115) is None
+    booth.slow_down("anna", True, now=116)
+    assert booth.slow_down_request(116) == SlowDownRequest(by="anna", at=116, until=131)
+
+
+def test_a_request_to_slow_down_is_withdrawn_and_throttled(booth):
+    booth.slow_down("anna", True, now=10)
+    booth.slow_down("anna", False, now=11)
+    assert booth.slow_down_request(11) is None
+    booth.slow_down("anna", False, now=11)  # withdrawing twice is fine
+    with pytest.raises(TooSoon, match="1 s ago: ask again in 4 s"):
+        booth.slow_down("boris", True, now=11)
+    booth.slow_down("boris", True, now=15)
+    assert booth.slow_down_request(15) is not None
+    booth.clear_slow_down()
+    assert booth.slow_down_request(15) is None
+
+
+def test_only_an_interpreter_of_the_booth_asks_to_slow_down(booth):
+    with pytest.raises(NotConnected):
+        booth.slow_down("olga", True, now=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,14 @@ def refused(raw) -> ProtocolError:
 def test_every_client_type_has_an_example_and_a_role_rule():
     assert set(VALID) == CLIENT_TYPES
     assert set(ALLOWED_ROLES) == CLIENT_TYPES - {"auth"}
+
+
+def test_every_client_type_is_documented_with_an_example():
+    text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    headings = set(re.findall(r"^### `(\w+)`", text, flags=re.MULTILINE))
+    assert CLIENT_TYPES <= headings, CLIENT_TYPES - headings
+    for type_ in CLIENT_TYPES:
+        assert f'{{"type": "{type_}"' in text, type_
 
 
 @pytest.mark.parametrize("type_", sorted(VALID))
