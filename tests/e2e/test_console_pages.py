@@ -1,5 +1,6 @@
 """The consoles without measuring sound: refusals, languages, the studio's warnings and
-sessions, as a person (or a screen reader) finds them by role and name."""
+sessions, the booth's request to slow down, as a person (or a screen reader) finds them
+by role and name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.tokens import Role
+from signaling.websocket import LIVE_KEY
 from tests.e2e.conftest import LiveNode
 from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium
 
@@ -134,11 +136,47 @@ async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpret
     microphone = booth.get_by_role("button", name="Microphone")
     await expect(microphone).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
     await microphone.click()
-    await expect(studio.get_by_role("alert").filter(has_text="Français")).to_have_count(0)
+    await expect(
+        studio.get_by_role("alert").filter(has_text="Nobody is interpreting")
+    ).to_have_count(0)
     await expect(booth.locator("#direction")).to_have_text("RU → FR")
+
+    # The booth asks the speaker to slow down: the studio and the stage say so, each in
+    # its own language; the audience is not told.
+    stage_fr = await open_page(
+        media_browser,
+        live_node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id).replace(
+            "lang=en", "lang=fr"
+        ),
+        locale="fr-FR",
+    )
+    slow_down = booth.get_by_role("button", name="Slow down")
+    await slow_down.click()
+    await expect(slow_down).to_have_attribute("aria-pressed", "true")
+    studio_alert = studio.get_by_role("alert").filter(has_text="slow down")
+    await expect(studio_alert).to_have_text(
+        "Booth Русский ⇄ Français asks the speaker to slow down"
+    )
+    await expect(stage.get_by_role("alert")).to_have_text("Please slow down")
+    await expect(stage_fr.get_by_role("alert")).to_have_text("Veuillez parler plus lentement")
+    await expect(watch.get_by_role("alert")).to_have_count(0)
+    # Pressed again: withdrawn everywhere.
+    await slow_down.click()
+    await expect(slow_down).to_have_attribute("aria-pressed", "false")
+    await expect(studio_alert).to_have_count(0)
+    await expect(stage.get_by_role("alert")).to_have_count(0)
+    # Asked again (the server's throttle relaxed for the test), then the speaker leaves
+    # the floor: the request goes with him.
+    live_node.app[LIVE_KEY].booths["ru-fr"].slow_down_every = 0.0
+    await slow_down.click()
+    await expect(stage.get_by_role("alert")).to_have_text("Please slow down")
 
     await studio.get_by_role("button", name="Take off air").click()
     await expect(stage.locator("#on-air")).not_to_have_text("ON AIR")
+    await expect(stage.get_by_role("alert")).to_have_count(0)
+    await expect(studio_alert).to_have_count(0)
+    await expect(slow_down).to_have_attribute("aria-pressed", "false")
+    await expect(slow_down).to_be_disabled()
     await session.get_by_role("button", name="End session").click()
     await expect(watch.locator("section.session[aria-current='true']")).to_have_count(0)
 

@@ -158,6 +158,18 @@ async def test_a_live_event_heard_by_an_attendee(
     await choose(watch, "Русский")
     await wait_for_tone(watch, SPEAKER_HZ)
 
+    # He answers a question in French: the moderator says so, the channels follow.
+    floor_language = studio.get_by_role("combobox", name="Floor language")
+    await floor_language.select_option(label="Français")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    await expect(anna.locator("#direction")).to_have_text("FR → RU")
+    await choose(watch, "Français")
+    await wait_for_tone(watch, SPEAKER_HZ)
+    await expect(watch.locator("#now-speaking")).to_contain_text("Français")
+    await floor_language.select_option(label="As in the program")
+    await wait_for_tone(watch, INTERPRETER_HZ)
+    await expect(anna.locator("#direction")).to_have_text("RU → FR")
+
     # The original under the interpretation: the floor arrives once the volume is up.
     await choose(watch, "Français")
     await wait_for_tone(watch, INTERPRETER_HZ)

@@ -1,6 +1,7 @@
 // The interpreter's booth: microphone on air into the booth's channel, cough
 // key, handover with the partner, what to listen to (floor or relay), the
-// speaker's video, the booth's direction, listeners, a clock and a VU meter.
+// speaker's video, the booth's direction, listeners, a clock and a VU meter,
+// and a button asking the speaker on air to slow down.
 
 import { formatClock, formatDuration, loadProgram, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
@@ -12,7 +13,7 @@ import {
   whenFailed,
 } from "./peer.js";
 import { analyse, localAnalyser, meterLevel, Mixer } from "./sound.js";
-import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId } from "./live.js";
+import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { directionLabel, languageName, speakerById } from "./program.js";
 
 const view = {
@@ -38,6 +39,7 @@ const coughButton = document.getElementById("cough");
 const requestButton = document.getElementById("request-handover");
 const takeOverButton = document.getElementById("take-over");
 const acceptButton = document.getElementById("accept-handover");
+const slowDownButton = document.getElementById("slow-down");
 const listenSelect = document.getElementById("listen-to");
 const directionSelect = document.getElementById("direction-choice");
 const startListening = document.getElementById("start-listening");
@@ -149,6 +151,21 @@ function mayTakeOver() {
   return Boolean(handover && handover.by === view.me && serverNow() >= handover.take_over_at);
 }
 
+/** The booth's own request to slow down, while it shows. */
+function ownSlowDown() {
+  return slowDownRequests(view.state, serverNow()).find((request) => request.booth === view.boothId) ?? null;
+}
+
+function renderSlowDown() {
+  const asking = ownSlowDown() !== null;
+  slowDownButton.setAttribute("aria-pressed", String(asking));
+  // Withdrawing is always possible; asking only while someone speaks.
+  slowDownButton.disabled = !asking && !onAirSpeakerId(view.state);
+  const status = document.getElementById("slow-down-status");
+  const words = asking ? t("booth.slow_down_sent") : "";
+  if (status.textContent !== words) status.textContent = words;
+}
+
 function setCough(active) {
   if (coughing === active) return;
   coughing = active;
@@ -212,6 +229,7 @@ function render() {
   micButton.disabled = someoneElse || !view.state;
   coughButton.disabled = !onAir;
   if (!onAir) setCough(false);
+  renderSlowDown();
   document.getElementById("on-air-status").textContent = onAir
     ? t("booth.you_are_on_air")
     : someoneElse
@@ -276,6 +294,7 @@ function tickClock() {
     booth().on_air && typeof since === "number" ? formatDuration(serverNow() - since) : "00:00";
   // The take-over deadline passes without the server saying anything.
   takeOverButton.hidden = !mayTakeOver();
+  if (view.state) renderSlowDown();
 }
 
 micButton.addEventListener("click", () => {
@@ -321,6 +340,9 @@ takeOverButton.addEventListener("click", () => {
 acceptButton.addEventListener("click", () => {
   ensureAudio();
   connection?.send({ type: "accept_handover" });
+});
+slowDownButton.addEventListener("click", () => {
+  connection?.send({ type: "slow_down", on: ownSlowDown() === null });
 });
 listenSelect.addEventListener("change", () => {
   ensureAudio();

@@ -24,6 +24,14 @@ export function speakerConnected(state, speakerId) {
   return (state?.publishers?.speakers ?? []).includes(speakerId);
 }
 
+/**
+ * The booths' requests to slow down ({booth, by, since, until}) still showing at
+ * `nowS` (seconds, server clock); the server also pushes a state when one ends.
+ */
+export function slowDownRequests(state, nowS) {
+  return (state?.slow_down ?? []).filter((request) => request.until > nowS);
+}
+
 /** The server's clock runs ahead of ours by this many milliseconds (state.server_time is in s). */
 export function clockOffsetMs(state) {
   return typeof state?.server_time === "number" ? state.server_time * 1000 - Date.now() : 0;

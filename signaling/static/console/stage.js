@@ -1,13 +1,22 @@
 // The speaker's page: choose camera and microphone, join (publish), see
-// oneself, and know without doubt when the moderator has put you on air.
+// oneself, know without doubt when the moderator has put you on air, and see
+// when a booth asks you to slow down.
 
 import { loadProgram, setOptions, startConsole } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
 import { microphoneConstraints, offerTracks, rtcConfiguration, whenFailed } from "./peer.js";
-import { onAirSpeakerId } from "./live.js";
+import { clockOffsetMs, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { speakerById } from "./program.js";
 
-const view = { welcome: null, summary: null, program: null, state: null, speakerId: null, joined: false };
+const view = {
+  welcome: null,
+  summary: null,
+  program: null,
+  state: null,
+  speakerId: null,
+  joined: false,
+  clockOffset: 0,
+};
 let connection = null;
 let stream = null;
 let publisher = null;
@@ -88,6 +97,7 @@ async function onDeviceChange() {
 function onMessage(message) {
   if (message.type === "state") {
     view.state = message;
+    view.clockOffset = clockOffsetMs(message);
     render();
   } else if (message.type === "answer" && publisher) {
     publisher.setRemoteDescription({ type: "answer", sdp: message.sdp });
@@ -103,11 +113,23 @@ function render() {
   const indicator = document.getElementById("on-air");
   indicator.dataset.onAir = String(live);
   indicator.textContent = live ? t("stage.on_air") : view.joined ? t("stage.standing_by") : t("stage.not_joined");
+  renderSlowDown(live);
   joinButton.hidden = view.joined;
   document.getElementById("stage-status").textContent = view.joined ? t("stage.joined") : t("stage.join_hint");
 }
 
+/** "Please slow down" while a booth asks it (the server sends requests only to the speaker on air). */
+function renderSlowDown(live) {
+  const nowS = (Date.now() + view.clockOffset) / 1000;
+  const asked = live && slowDownRequests(view.state, nowS).length > 0;
+  const notice = document.getElementById("slow-down");
+  const words = asked ? t("stage.slow_down") : "";
+  // Rewriting the same words would make a screen reader announce the alert again.
+  if (notice.textContent !== words) notice.textContent = words;
+}
+
 joinButton.addEventListener("click", join);
+setInterval(() => renderSlowDown(view.speakerId !== null && onAirSpeakerId(view.state) === view.speakerId), 1000);
 cameraSelect.addEventListener("change", onDeviceChange);
 micSelect.addEventListener("change", onDeviceChange);
 listDevices().catch(() => {});

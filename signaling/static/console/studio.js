@@ -1,18 +1,28 @@
 // The moderator's studio: the program session by session, a "Go live" button
 // and a preview per speaker, sessions started and ended, booths and channels
-// watched, and a warning when a channel has nobody on air.
+// watched, a warning when a channel has nobody on air, the language the speaker
+// on air actually speaks, and the booths' requests to slow down.
 
-import { element, formatClock, loadProgram, startConsole } from "./page.js";
+import { element, formatClock, loadProgram, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, rtcConfiguration, slotOfTransceiver, whenFailed } from "./peer.js";
-import { boothView, channelView, listenerCount, onAirSpeakerId, speakerConnected } from "./live.js";
+import {
+  boothView,
+  channelView,
+  clockOffsetMs,
+  listenerCount,
+  onAirSpeakerId,
+  slowDownRequests,
+  speakerConnected,
+} from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
 
-const view = { welcome: null, summary: null, program: null, state: null };
+const view = { welcome: null, summary: null, program: null, state: null, clockOffset: 0 };
 let connection = null;
 let pc = null;
 const previews = new Map(); // speaker id -> MediaStream
 const programVideo = document.getElementById("program-video");
+const floorSelect = document.getElementById("floor-language");
 
 function onWelcome(welcome) {
   view.welcome = welcome;
@@ -61,6 +71,7 @@ function attachPreview(speakerId) {
 function onMessage(message) {
   if (message.type === "state") {
     view.state = message;
+    view.clockOffset = clockOffsetMs(message);
     render();
   } else if (message.type === "offer") {
     onOffer(message);
@@ -81,6 +92,8 @@ function render() {
       })
     : t("studio.nobody_on_air");
   document.getElementById("take-off-air").disabled = !onAirId;
+  renderFloorLanguage(event, state);
+  renderSlowDown(event);
 
   renderChannels(event, state);
   renderBooths(event, state);
@@ -129,6 +142,35 @@ function speakerControls(speaker, onAirId) {
     text: connected ? t("studio.connected") : t("studio.not_connected"),
   });
   return [presence, button, video];
+}
+
+function renderFloorLanguage(event, state) {
+  setOptions(floorSelect, [
+    ["", t("studio.floor_language_program")],
+    ...event.languages.map((item) => [item.code, item.name]),
+  ]);
+  floorSelect.disabled = !state?.on_air;
+  if (document.activeElement !== floorSelect) floorSelect.value = state?.floor_language ?? "";
+}
+
+/**
+ * One alert per booth asking to slow down. Alerts are added and removed, never
+ * rebuilt: a screen reader announces an alert each time it is inserted, and
+ * states arrive many times a second.
+ */
+function renderSlowDown(event) {
+  const box = document.getElementById("slow-down-requests");
+  const nowS = (Date.now() + view.clockOffset) / 1000;
+  const showing = new Map(slowDownRequests(view.state, nowS).map((request) => [request.booth, request]));
+  for (const alert of [...box.children]) {
+    if (!showing.has(alert.dataset.booth)) alert.remove();
+  }
+  const booths = view.summary?.booths ?? event.booths ?? [];
+  for (const boothId of showing.keys()) {
+    if ([...box.children].some((alert) => alert.dataset.booth === boothId)) continue;
+    const name = booths.find((booth) => booth.id === boothId)?.name ?? boothId;
+    box.append(element("p", { role: "alert", "data-booth": boothId, text: t("studio.slow_down", { booth: name }) }));
+  }
 }
 
 function renderChannels(event, state) {
@@ -182,8 +224,11 @@ function send(message) {
 }
 
 document.getElementById("take-off-air").addEventListener("click", () => send({ type: "take_off_air" }));
+floorSelect.addEventListener("change", () => send({ type: "set_floor_language", language: floorSelect.value || null }));
 setInterval(() => {
   document.getElementById("clock").textContent = formatClock(new Date(), lang);
+  const event = view.program ?? view.summary;
+  if (event) renderSlowDown(event);
 }, 1000);
 
 connection = startConsole({ onWelcome, onMessage });

@@ -213,7 +213,8 @@ function renderNowSpeaking(event) {
   name.textContent = speaker?.name ?? id;
   target.append(name);
   if (speaker) target.append(" — ", localized(speaker.affiliation));
-  const spoken = speaker?.language ?? view.state.on_air.language;
+  // The floor language: the moderator may say he speaks another one than the program's.
+  const spoken = view.state.on_air.language ?? speaker?.language;
   target.append(" · ", t("console.speaks", { language: languageName(event, spoken) }));
 }
 
