@@ -272,17 +272,20 @@ class LiveBooth:
             )
         self.direction_override = into
 
-    def slow_down(self, who: str, on: bool, now: float) -> None:
+    def slow_down(self, who: str, on: bool, now: float) -> bool:
         """Ask the speaker to slow down (on), or withdraw the booth's request (off).
 
         Asking while a request is showing changes nothing; a withdrawal always succeeds.
+        Returns whether what the booth shows changed (repeats change nothing, and are
+        not worth telling anyone).
         """
         self._require_connected(who)
+        showing = self.slow_down_request(now) is not None
         if not on:
             self._slow_down = None
-            return
-        if self.slow_down_request(now) is not None:
-            return
+            return showing
+        if showing:
+            return False
         last = self._slow_down_asked_at
         if last is not None and now < last + self.slow_down_every:
             wait = math.ceil(last + self.slow_down_every - now)
@@ -292,6 +295,7 @@ class LiveBooth:
             )
         self._slow_down = SlowDownRequest(by=who, at=now, until=now + self.slow_down_for)
         self._slow_down_asked_at = now
+        return True
 
     def slow_down_request(self, now: float) -> SlowDownRequest | None:
         """The booth's request to slow down if it is still showing at ``now``."""

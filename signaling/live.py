@@ -485,8 +485,8 @@ class LiveEvent:
         booth = self._interpreter_booth(client, message)
         if message.on and self.state.on_air_speaker is None:
             raise _refuse("no_speaker", "nobody is on the floor: there is nobody to slow down")
-        booth.slow_down(client.claims.subject, message.on, self.clock())
-        self._changed()
+        if booth.slow_down(client.claims.subject, message.on, self.clock()):
+            self._changed()
 
     async def _start_session(self, client: Client, message: p.StartSession) -> None:
         if message.session_id not in {s.id for s in self.event.sessions}:

@@ -199,9 +199,9 @@ def test_restored_from_the_store_before_anyone_reconnects():
 
 
 def test_a_request_to_slow_down_shows_for_a_while(booth):
-    booth.slow_down("boris", True, now=100)  # on air or not: anyone in the booth
+    assert booth.slow_down("boris", True, now=100)  # on air or not: anyone in the booth
     assert booth.slow_down_request(100) == SlowDownRequest(by="boris", at=100, until=115)
-    booth.slow_down("anna", True, now=101)  # already showing: unchanged
+    assert not booth.slow_down("anna", True, now=101)  # already showing: unchanged
     assert booth.slow_down_request(114.9) == SlowDownRequest(by="boris", at=100, until=115)
     assert booth.slow_down_request(115) is None
     booth.slow_down("anna", True, now=116)
@@ -210,9 +210,9 @@ def test_a_request_to_slow_down_shows_for_a_while(booth):
 
 def test_a_request_to_slow_down_is_withdrawn_and_throttled(booth):
     booth.slow_down("anna", True, now=10)
-    booth.slow_down("anna", False, now=11)
+    assert booth.slow_down("anna", False, now=11)
     assert booth.slow_down_request(11) is None
-    booth.slow_down("anna", False, now=11)  # withdrawing twice is fine
+    assert not booth.slow_down("anna", False, now=11)  # withdrawing twice is fine
     with pytest.raises(TooSoon, match="1 s ago: ask again in 4 s"):
         booth.slow_down("boris", True, now=11)
     booth.slow_down("boris", True, now=15)
