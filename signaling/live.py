@@ -777,7 +777,7 @@ class LiveEvent:
         for booth in self.booths.values():
             request = booth.slow_down_request(now)
             moments.append(request.until if request is not None else None)
-        future = [m for m in moments if m is not None and m > self.clock()]
+        future = [m for m in moments if m is not None and m > now]
         if self._wake_task is not None and not self._wake_task.done():
             self._wake_task.cancel()
         self._wake_task = None
@@ -788,7 +788,8 @@ class LiveEvent:
     async def _wake(self, delay: float) -> None:
         await asyncio.sleep(delay + 0.05)
         self.push()
-        # The next moment, if any (this task is done: scheduling does not cancel it).
+        # Then wait for the next moment, if any; forgotten first, this running task is not
+        # the one scheduling cancels.
         self._wake_task = None
         self._schedule_wake()
 
