@@ -116,23 +116,16 @@ class Forwarder:
                         slot.awaiting_keyframe = False
                     if slot.tail_header is not tail_header:
                         tail_header = slot.tail_header
-                        tail = (
-                            tail_header + value
-                            if tail_header and value
-                            else bytes(slot.tail_length)  # zero padding keeps the layout
-                        )
+                        # Without a value, the rewriter zero-pads: padding keeps the layout.
+                        tail = tail_header + value if tail_header and value else b""
                     rewriter = slot.rewriter
-                    header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate)
-                    history = slot.history
-                    if history is None:
-                        data = b"".join((header, slot.extension_head, tail, payload))
-                    else:
-                        header = b"".join((header, slot.extension_head, tail))
-                        data = header + payload
+                    header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate, tail)
+                    data = header + payload
                     if slot.link.send(data, rewriter.ts, ntp, size):
                         slot_counters = slot.counters
                         slot_counters.packets += 1
                         slot_counters.bytes += len(data)
+                        history = slot.history
                         if history is not None:
                             history.store(header[2] << 8 | header[3], header, payload)
                 except Exception:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import struct
 
-_HEADER_WITH_EXTENSION = struct.Struct("!BBHIIHH")
 _HEADER = struct.Struct("!BBHII")
 _ONE_BYTE_PROFILE = 0xBEDE
 
@@ -23,7 +22,9 @@ class RtpRewriter:
     """Rebases sequence numbers and timestamps for one subscriber slot."""
 
     __slots__ = (
+        "_extension_head",
         "_last_wall",
+        "_pack",
         "_seq_offset",
         "_stream",
         "_ts_offset",
@@ -33,10 +34,17 @@ class RtpRewriter:
         "ts",
     )
 
-    def __init__(self, ssrc: int, extension_words: int) -> None:
+    def __init__(
+        self, ssrc: int, extension_words: int, extension_head: bytes = b"", tail_length: int = 0
+    ) -> None:
         self.ssrc = ssrc
         # Length of the header extension block in 32-bit words (0 = none).
         self.extension_words = extension_words
+        # The block's content: what is the same for every packet of this slot (the MID,
+        # padding), then `tail_length` bytes that change per packet (given to `rewrite`).
+        self._extension_head = extension_head
+        # One struct for the whole header, extension block included: no joining per packet.
+        self._pack = struct.Struct(f"!BBHIIHH{len(extension_head)}s{tail_length}s").pack
         self._stream: object = None
         self._seq_offset = 0
         self._ts_offset = 0
@@ -58,11 +66,13 @@ class RtpRewriter:
         ts: int,
         wall: float,
         clock_rate: int,
+        tail: bytes = b"",
     ) -> bytes:
-        """The rewritten fixed header (and extension block header) for one packet.
+        """The rewritten header for one packet, with its extension block if it has one.
 
         `stream` identifies the incoming stream (same object = same stream);
-        `marker_pt` is the marker bit and the subscriber's payload type.
+        `marker_pt` is the marker bit and the subscriber's payload type; `tail`
+        the per-packet end of the extension block (zero-padded to its length).
         After the call, `self.seq`/`self.ts` hold the newest values sent.
         """
         if stream is not self._stream:
@@ -85,7 +95,15 @@ class RtpRewriter:
             self.ts = out_ts
             self._last_wall = wall
         if self.extension_words:
-            return _HEADER_WITH_EXTENSION.pack(
-                0x90, marker_pt, out_seq, out_ts, self.ssrc, _ONE_BYTE_PROFILE, self.extension_words
+            return self._pack(
+                0x90,
+                marker_pt,
+                out_seq,
+                out_ts,
+                self.ssrc,
+                _ONE_BYTE_PROFILE,
+                self.extension_words,
+                self._extension_head,
+                tail,
             )
         return _HEADER.pack(0x80, marker_pt, out_seq, out_ts, self.ssrc)

@@ -109,7 +109,9 @@ class Slot:
         self.extension_head = head + bytes(padding)
         self.payload_types = negotiated.payload_types
         self.rtx_payload_types = negotiated.rtx_payload_types
-        self.rewriter = RtpRewriter(self.link.ssrc, (length + padding) // 4)
+        self.rewriter = RtpRewriter(
+            self.link.ssrc, (length + padding) // 4, self.extension_head, self.tail_length
+        )
         self.history = PacketHistory() if negotiated.nack else None
         self.ready = True
         self.output.refresh()
