@@ -333,11 +333,11 @@ class SenderLink:
         self._dtls: RTCDtlsTransport | None = None
         self._protect: Callable[[bytes], bytes] | None = None
         # aioice's selected pairs by component (filled and cleared in place by aioice).
-        self._nominated: dict[int, object] = {}
+        self._nominated: dict[int, CandidatePair] = {}
         # The pair `_sendto` and `_remote_addr` were taken from. aioice replaces the
         # selected pair when a later check nominates another one: compared by identity
         # on every packet, which is cheaper than reading the pair's fields.
-        self._pair: object | None = None
+        self._pair: CandidatePair | None = None
         # The selected pair's UDP socket's own sendto (None: let aioice send, as for TURN).
         self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
         self._remote_addr: tuple[str, int] | None = None
@@ -464,19 +464,19 @@ class SenderLink:
         self._send_later(dtls, data)
         return True
 
-    def _select(self, pair: object | None) -> None:
+    def _select(self, pair: CandidatePair | None) -> None:
         """Take the socket and remote address of a newly selected ICE pair."""
         self._pair = pair
         self._sendto = None
         self._remote_addr = None
-        if pair is None or type(pair.protocol) is not StunProtocol:  # type: ignore[attr-defined]
+        if pair is None or type(pair.protocol) is not StunProtocol:
             return
-        transport = pair.protocol.transport  # type: ignore[attr-defined]
+        transport = pair.protocol.transport
         sock = getattr(transport, "_sock", None)
         # asyncio's selector transport keeps its socket in `_sock`; another event loop's
         # transport may not: then its sendto (one Python call more) is used.
         self._sendto = sock.sendto if isinstance(sock, socket.socket) else transport.sendto
-        self._remote_addr = pair.remote_addr  # type: ignore[attr-defined]
+        self._remote_addr = pair.remote_addr
 
     def _send_later(self, dtls: RTCDtlsTransport, data: bytes) -> None:
         task = asyncio.ensure_future(_send_via_aioice(dtls, data))
