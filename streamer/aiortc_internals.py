@@ -79,6 +79,8 @@ MAX_RTP_SIZE = SRTP_BUFFER_SIZE - (16 + 128)
 SRTP_ERRORS: list[str] = getattr(pylibsrtp, "ERRORS", [])
 
 _CONNECTED = State.CONNECTED
+# Why links protect through pylibsrtp's Session (each reason logged once).
+_fallbacks: set[str] = set()
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +287,13 @@ class SrtpProtector:
     __slots__ = ("_buffer", "_length", "_protect_c", "_session", "_srtp", "_view")
 
     def __init__(self, session: Session) -> None:
+        version = getattr(pylibsrtp, "__version__", None)
+        if version != PYLIBSRTP_VERSION:
+            # Same names need not mean the same layout: only the release checked is used.
+            raise AiortcIncompatible(
+                f"pylibsrtp {version} is installed; SrtpProtector is written for "
+                f"{PYLIBSRTP_VERSION} (see streamer/aiortc_internals.py)"
+            )
         ffi = _require_pylibsrtp(pylibsrtp, "ffi")
         lib = _require_pylibsrtp(pylibsrtp, "lib")
         self._protect_c = _require_pylibsrtp(lib, "srtp_protect")
@@ -376,9 +385,11 @@ class SenderLink:
         session: Session = dtls._tx_srtp  # type: ignore[attr-defined]
         try:
             self._protect = SrtpProtector(session).protect
-        except AiortcIncompatible:
+        except AiortcIncompatible as exc:
             # Another pylibsrtp release: its own (slower) protect still does the job.
-            logger.warning("pylibsrtp is not %s: protecting through Session", PYLIBSRTP_VERSION)
+            if str(exc) not in _fallbacks:
+                _fallbacks.add(str(exc))
+                logger.warning("%s; protecting through pylibsrtp's Session instead", exc)
             self._protect = session.protect
         self._nominated = dtls.transport._connection._nominated  # type: ignore[attr-defined]
         self._dtls = dtls
@@ -561,11 +572,6 @@ async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
 def check_srtp_protector() -> None:
     """Fail loudly unless `SrtpProtector` is pylibsrtp's `Session.protect`, byte for byte."""
     version = getattr(pylibsrtp, "__version__", None)
-    if version != PYLIBSRTP_VERSION:
-        raise AiortcIncompatible(
-            f"pylibsrtp {version} is installed; SrtpProtector is written for "
-            f"{PYLIBSRTP_VERSION} (see streamer/aiortc_internals.py)"
-        )
     key = bytes(range(30))
 
     def session() -> Session:

@@ -22,6 +22,7 @@ from streamer import Sfu
 from streamer.aiortc_internals import (
     MAX_RTP_SIZE,
     PYLIBSRTP_VERSION,
+    AiortcIncompatible,
     SenderLink,
     SrtpProtector,
     check_srtp_protector,
@@ -99,6 +100,23 @@ def test_srtp_protector_refuses_what_session_protect_refuses() -> None:
     protector.protect(bytes((0x80, 111, 0, 2)) + bytes(8) + b"second, longer")
     assert isinstance(first, bytes) and first == kept
     assert len(first) == 12 + 5 + 10  # header, payload, 80-bit authentication tag
+
+
+async def test_another_pylibsrtp_release_is_refused_loudly_and_served_by_session_protect(
+    sfu: Sfu, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pylibsrtp, "__version__", "9.9.9")
+    with pytest.raises(AiortcIncompatible, match=r"pylibsrtp 9\.9\.9 is installed"):
+        check_srtp_protector()
+    sfu.declare_output("floor", "audio")
+    forwarder = add_fed_source(sfu, "floor")
+    listener = await connected_listener(sfu, peers)
+    received = record_payloads(listener)
+    link = slot_of(sfu, "listener").link
+    assert link._protect == link._dtls._tx_srtp.protect  # type: ignore[union-attr]
+    await feed(forwarder, 1, [b"still heard"] * 5)
+    await eventually(lambda: len(received) == 5, what="packets protected by Session")
+    assert received == [b"still heard"] * 5
 
 
 async def test_subscriber_decrypts_every_packet_intact(sfu: Sfu, peers: Peers) -> None:
