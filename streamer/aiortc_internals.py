@@ -34,6 +34,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import aiortc
 import pylibsrtp
@@ -71,6 +72,7 @@ from .errors import StreamerError
 AIORTC_VERSION = "1.16.0"
 # aiortc accepts any pylibsrtp >= 0.10; `SrtpProtector` reads 1.0.0's session internals.
 PYLIBSRTP_VERSION = "1.0.0"
+_PINNED_VERSIONS = {"aiortc": AIORTC_VERSION, "pylibsrtp": PYLIBSRTP_VERSION}
 
 # pylibsrtp's own limits (Session's 1500-byte buffer, SRTP_MAX_TRAILER_LEN): a packet
 # is refused as too long exactly when aiortc's path would refuse it.
@@ -127,24 +129,16 @@ def ntp_time(now: float) -> int:
     return (int((now + _NTP_EPOCH_OFFSET) * 65536.0) << 16) & 0xFFFFFFFFFFFFFFFF
 
 
-def _require_pylibsrtp(obj: object, name: str) -> object:
+def _require(obj: object, name: str, library: ModuleType = aiortc) -> object:
+    """`getattr`, or an error naming what `library` (aiortc or pylibsrtp) no longer has."""
     try:
         return getattr(obj, name)
     except AttributeError:
+        library_name = library.__name__
         raise AiortcIncompatible(
-            f"pylibsrtp {getattr(pylibsrtp, '__version__', '?')}: {type(obj).__name__} has no "
-            f"attribute {name!r}; streamer/aiortc_internals.py is written for pylibsrtp "
-            f"{PYLIBSRTP_VERSION}"
-        ) from None
-
-
-def _require(obj: object, name: str) -> object:
-    try:
-        return getattr(obj, name)
-    except AttributeError:
-        raise AiortcIncompatible(
-            f"aiortc {aiortc.__version__}: {type(obj).__name__} has no attribute {name!r}; "
-            f"streamer/aiortc_internals.py is written for aiortc {AIORTC_VERSION}"
+            f"{library_name} {getattr(library, '__version__', '?')}: {type(obj).__name__} has "
+            f"no attribute {name!r}; streamer/aiortc_internals.py is written for "
+            f"{library_name} {_PINNED_VERSIONS[library_name]}"
         ) from None
 
 
@@ -294,12 +288,12 @@ class SrtpProtector:
                 f"pylibsrtp {version} is installed; SrtpProtector is written for "
                 f"{PYLIBSRTP_VERSION} (see streamer/aiortc_internals.py)"
             )
-        ffi = _require_pylibsrtp(pylibsrtp, "ffi")
-        lib = _require_pylibsrtp(pylibsrtp, "lib")
-        self._protect_c = _require_pylibsrtp(lib, "srtp_protect")
+        ffi = _require(pylibsrtp, "ffi", pylibsrtp)
+        lib = _require(pylibsrtp, "lib", pylibsrtp)
+        self._protect_c = _require(lib, "srtp_protect", pylibsrtp)
         # Held so libsrtp's context (freed when the session is collected) outlives us.
         self._session = session
-        self._srtp = _require_pylibsrtp(session, "_srtp")[0]  # type: ignore[index]
+        self._srtp = _require(session, "_srtp", pylibsrtp)[0]  # type: ignore[index]
         self._buffer = ffi.new("char[]", SRTP_BUFFER_SIZE)  # type: ignore[attr-defined]
         self._view = ffi.buffer(self._buffer)  # type: ignore[attr-defined]
         self._length = ffi.new("int *")  # type: ignore[attr-defined]
