@@ -39,7 +39,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
@@ -72,6 +72,7 @@ KINDS = ("audio", "video")
 MAX_NAME_LENGTH = 200
 
 SourceCallback = Callable[[str, str], None]
+Peer = TypeVar("Peer", Publisher, Subscriber)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,20 @@ def _check_name(name: object, what: str) -> str:
             f"not {name!r:.60}"
         )
     return name
+
+
+def _unregister(peers: dict[str, Peer], peer: Peer) -> bool:
+    """Mark `peer` closing and drop it from `peers`; False if it was already closing.
+
+    A peer replaced by a newer one with the same id is no longer in `peers`,
+    and the newer one stays.
+    """
+    if peer.closing:
+        return False
+    peer.closing = True
+    if peers.get(peer.id) is peer:
+        del peers[peer.id]
+    return True
 
 
 def _check_kind(kind: object) -> str:
@@ -364,23 +379,16 @@ class Sfu:
             logger.exception("source callback failed for %s", source.id)
 
     async def _remove_publisher(self, publisher: Publisher) -> None:
-        if publisher.closing:
+        if not _unregister(self._publishers, publisher):
             return
-        publisher.closing = True
-        if self._publishers.get(publisher.id) is publisher:
-            del self._publishers[publisher.id]
         for source in publisher.sources.values():
             self._remove_source(source)
         await publisher.close()
         logger.info("publisher %s closed", publisher.id)
 
     async def _remove_subscriber(self, subscriber: Subscriber) -> None:
-        if subscriber.closing:
-            return
-        subscriber.closing = True
-        if self._subscribers.get(subscriber.id) is subscriber:
-            del self._subscribers[subscriber.id]
-        await subscriber.close()
+        if _unregister(self._subscribers, subscriber):
+            await subscriber.close()
 
     def _watch(self, pc: RTCPeerConnection, on_failed: Callable[[], Any]) -> None:
         @pc.on("connectionstatechange")
