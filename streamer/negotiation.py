@@ -79,6 +79,14 @@ def _parse(sdp: str, what: str) -> aiortc_sdp.SessionDescription:
         raise InvalidSdp(f"the {what} could not be parsed: {exc or type(exc).__name__}") from None
 
 
+def _check_transport(media: aiortc_sdp.MediaDescription, what: str) -> None:
+    """Without ICE credentials and a DTLS fingerprint no connection can be set up."""
+    if not media.ice.usernameFragment or not media.ice.password:
+        raise InvalidSdp(f"the {what}'s {media.kind} section has no ICE credentials")
+    if not media.dtls or not media.dtls.fingerprints:
+        raise InvalidSdp(f"the {what}'s {media.kind} section has no DTLS fingerprint")
+
+
 def check_publisher_offer(sdp: str) -> list[str]:
     """The media kinds a publisher's offer sends, in order; InvalidSdp if unusable."""
     description = _parse(sdp, "offer")
@@ -97,10 +105,7 @@ def check_publisher_offer(sdp: str) -> list[str]:
             continue
         if media.direction not in (None, "sendonly", "sendrecv"):
             raise InvalidSdp(f"the offer's {media.kind} section does not send ({media.direction})")
-        if not media.ice.usernameFragment or not media.ice.password:
-            raise InvalidSdp(f"the offer's {media.kind} section has no ICE credentials")
-        if not media.dtls or not media.dtls.fingerprints:
-            raise InvalidSdp(f"the offer's {media.kind} section has no DTLS fingerprint")
+        _check_transport(media, "offer")
         wanted = {m.lower() for m in _PREFERRED_MIME_TYPES[media.kind]} - {"video/rtx"}
         if not any(c.mimeType.lower() in wanted for c in media.rtp.codecs):
             offered = ", ".join(sorted({c.mimeType for c in media.rtp.codecs})) or "none"
@@ -138,10 +143,7 @@ def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> aiortc_sdp.Se
             f"the offer's first section, {mids[0]}"
         )
     for media in description.media:
-        if not media.ice.usernameFragment or not media.ice.password:
-            raise InvalidSdp(f"the answer's {media.kind} section has no ICE credentials")
-        if not media.dtls or not media.dtls.fingerprints:
-            raise InvalidSdp(f"the answer's {media.kind} section has no DTLS fingerprint")
+        _check_transport(media, "answer")
         if not media.rtp.codecs:
             raise InvalidSdp(f"the answer's {media.kind} section accepts none of the codecs")
     return description
