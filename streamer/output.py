@@ -8,7 +8,6 @@ carries it again as soon as the publisher comes back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,7 +41,8 @@ class Output:
         if source is not None:
             source.forwarder.add_output(self)
         self.counters.switches += 1
-        self.restart_slots(self.slots)
+        for slot in self.slots:
+            slot.restart()
 
     def attach(self, slot: Slot) -> None:
         self.slots.add(slot)
@@ -54,11 +54,6 @@ class Output:
 
     def refresh(self) -> None:
         self.sinks = tuple(slot for slot in self.slots if slot.receiving)
-
-    @staticmethod
-    def restart_slots(slots: Iterable[Slot]) -> None:
-        for slot in slots:
-            slot.restart()
 
     async def request_keyframe(self) -> None:
         """A subscriber of this output lost a picture: ask the current publisher."""
