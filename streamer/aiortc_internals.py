@@ -352,6 +352,8 @@ class SenderLink:
         self.failure: str | None = None
         # Packets the socket refused (its send buffer full, or closed under us).
         self.dropped = 0
+        # RTCP packets from the subscriber whose handling raised.
+        self.rtcp_errors = 0
         self._original_send = sender.send
         self._original_rtcp = sender._handle_rtcp_packet
         self.closed = False
@@ -421,8 +423,11 @@ class SenderLink:
         try:
             handled = await self._on_rtcp(packet)
         except Exception:
-            # An exception here would end the subscriber's DTLS receive loop.
-            logger.exception("handling RTCP from a subscriber failed")
+            # An exception here would end the subscriber's DTLS receive loop. Logged
+            # once: a subscriber's RTCP arrives several times a second.
+            self.rtcp_errors += 1
+            if self.rtcp_errors == 1:
+                logger.exception("handling RTCP from a subscriber failed")
             handled = True
         if not handled:
             await self._original_rtcp(packet)
