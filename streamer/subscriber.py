@@ -202,7 +202,8 @@ class Subscriber:
     slots: dict[str, Slot] = field(default_factory=dict)
     answered: bool = False
     closing: bool = False
-    _start_check: asyncio.Task[None] | None = None
+    # The delayed look for senders aiortc skipped; close() cancels it.
+    _start_check: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def slot(self, name: str) -> Slot:
         try:
