@@ -12,6 +12,9 @@ Fixtures:
 - `serve_process`: a factory starting `dragoman serve` as a separate process
   (`await serve_process(data_dir, *extra_args)`), for what only a real process shows
   (restarts, signals, what is printed). Stopped with SIGTERM at teardown.
+
+Plain coroutine: `await dragoman(*args)` runs any other `dragoman` command as a process
+and returns its exit status and output.
 """
 
 from __future__ import annotations
@@ -243,6 +246,31 @@ def dragoman_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@dataclass
+class CommandResult:
+    """What a `dragoman` command run as a process printed, and its exit status."""
+
+    status: int
+    stdout: str
+    stderr: str
+
+
+async def dragoman(*args: str | Path, env: dict[str, str] | None = None) -> CommandResult:
+    """Run `dragoman ARGS` as an organizer would, in its own process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signaling.cli",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env or dragoman_env(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return CommandResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 def _make_dir(path: Path) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,31 +15,16 @@ import yaml
 from signaling.secret import load_or_create_secret
 from signaling.settings import load_settings
 from signaling.tokens import Role, TokenSigner
-from tests.support.server import REPO_ROOT, RunningServer, dragoman_env, free_port
+from tests.support.server import (
+    REPO_ROOT,
+    CommandResult,
+    RunningServer,
+    dragoman,
+    dragoman_env,
+    free_port,
+)
 
 SEED = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
-
-
-@dataclass
-class Result:
-    status: int
-    stdout: str
-    stderr: str
-
-
-async def dragoman(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "signaling.cli",
-        *map(str, args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env or dragoman_env(),
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
 
 
 def broken_program(tmp_path: Path) -> Path:
@@ -104,7 +86,7 @@ def token_of(url: str) -> str:
     return url.split("?token=", 1)[1]
 
 
-async def invite(server: RunningServer, *args: str) -> Result:
+async def invite(server: RunningServer, *args: str) -> CommandResult:
     return await dragoman(
         "invite", *args, "--data-dir", server.settings.data_dir,
         "--public-url", server.url,

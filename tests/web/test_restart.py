@@ -12,8 +12,7 @@ import aiohttp
 from signaling.secret import load_or_create_secret
 from signaling.settings import load_settings
 from signaling.tokens import TokenSigner
-from tests.support.server import StartServeProcess, dragoman_env
-from tests.web.test_cli import dragoman
+from tests.support.server import StartServeProcess, dragoman, dragoman_env
 
 PERSON = {"name": "Алла Жуплатова", "email": "alla@example.org", "language": "ru"}
 
