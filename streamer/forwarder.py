@@ -7,6 +7,12 @@ subscriber (clock readings, keyframe test, header-extension values) is done
 once; per subscriber slot, only what must differ: a 16-byte header (its SSRC,
 payload type, rebased sequence number and timestamp), a byte splice, SRTP
 and `sendto`.
+
+Before any of that, the source's `SequenceWindow` drops a packet already
+forwarded (a network duplicate, or a retransmission of a packet that arrived
+after all) or too late to matter, once for every subscriber. Each slot then
+drops what is older than its anchor (streamer/rtp_rewriter.py) and, for VP8,
+shifts picture ids so they continue across switches (streamer/vp8_munger.py).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from typing import TYPE_CHECKING
 
 from .aiortc_internals import RtpPacket, ntp_time
 from .keyframes import KeyframeThrottle, is_keyframe_start
+from .sequence_window import SequenceWindow
 from .stats import SourceCounters
+from .vp8_munger import parse_descriptor
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -43,6 +51,7 @@ class Forwarder:
         # Identity of the incoming stream; replaced when the publisher's SSRC
         # changes, so every slot re-anchors its sequence numbers.
         self._stream = object()
+        self._window = SequenceWindow()
         self._mimes: dict[int, str] = {}
         self._closed = False
 
@@ -53,9 +62,15 @@ class Forwarder:
     def remove_output(self, output: Output) -> None:
         self.outputs = tuple(o for o in self.outputs if o is not output)
 
-    async def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe unless one was asked for very recently."""
-        if self.kind == "video" and not self._closed and self._throttle.due(time.monotonic()):
+    async def request_keyframe(self, *, urgent: bool = False) -> None:
+        """Ask the publisher for a keyframe, within the limits of `KeyframeThrottle`.
+
+        `urgent`: a slot joined or switched and shows nothing until one comes;
+        otherwise a subscriber lost a picture.
+        """
+        if self.kind != "video" or self._closed:
+            return
+        if self._throttle.due(time.monotonic(), urgent=urgent):
             if await self._request_upstream():
                 self.counters.keyframe_requests += 1
 
@@ -69,6 +84,18 @@ class Forwarder:
         counters = self.counters
         counters.packets += 1
         counters.bytes += size
+        if packet.ssrc != self._ssrc:
+            self._ssrc = packet.ssrc
+            self._stream = object()
+            self._window = SequenceWindow()
+        # Every packet goes through the window, listened to or not, so that it is
+        # never stale when an output starts pointing here.
+        window = self._window
+        seq = window.accept(packet.sequence_number)
+        if seq is None:
+            counters.duplicates = window.duplicates
+            counters.too_late = window.too_late
+            return
         outputs = self.outputs
         if not outputs:
             return
@@ -77,18 +104,21 @@ class Forwarder:
         mime = self._mimes.get(pt_in)
         if mime is None:
             mime = self._mimes[pt_in] = codec.mimeType.lower()
-        if packet.ssrc != self._ssrc:
-            self._ssrc = packet.ssrc
-            self._stream = object()
         stream = self._stream
         wall = time.monotonic()
         ntp = ntp_time(time.time())
         clock_rate = codec.clockRate
         marker = 0x80 if packet.marker else 0
-        seq = packet.sequence_number
         ts = packet.timestamp
+        vp8 = None
         if self.kind == "video":
-            keyframe = is_keyframe_start(mime, payload)
+            if mime == "video/vp8":
+                vp8 = parse_descriptor(payload)
+                keyframe = vp8 is not None and vp8.keyframe_start
+            else:
+                keyframe = is_keyframe_start(mime, payload)
+            if keyframe:
+                self._throttle.keyframe_arrived()
             # abs-send-time: 6.18 fixed-point seconds, from the NTP clock.
             value = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         else:
@@ -120,14 +150,18 @@ class Forwarder:
                         tail = tail_header + value if tail_header and value else b""
                     rewriter = slot.rewriter
                     header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate, tail)
-                    data = header + payload
+                    if header is None:
+                        slot.counters.before_anchor += 1
+                        continue
+                    sent = payload if vp8 is None else slot.vp8.munge(vp8, payload)
+                    data = header + sent
                     if slot.link.send(data, rewriter.ts, ntp, size):
                         slot_counters = slot.counters
                         slot_counters.packets += 1
                         slot_counters.bytes += len(data)
                         history = slot.history
                         if history is not None:
-                            history.store(header[2] << 8 | header[3], header, payload)
+                            history.store(header[2] << 8 | header[3], header, sent)
                 except Exception:
                     # One subscriber's failure must not stop the others, nor the
                     # publisher's receive loop this runs in.
@@ -136,4 +170,4 @@ class Forwarder:
                         logger.exception("forwarding to slot %r failed", slot.name)
 
         if want_keyframe:
-            await self.request_keyframe()
+            await self.request_keyframe(urgent=True)

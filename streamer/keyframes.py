@@ -1,16 +1,26 @@
 """Keyframes: recognising where one starts, and asking publishers for one.
 
 aiortc answers a subscriber's PLI/FIR by flagging an encoder that does not
-exist here, so the streamer relays keyframe requests to the publisher
-itself, throttled so a room full of subscribers cannot make the publisher send
-nothing but keyframes. A subscriber slot that joins or switches source drops
-video until a keyframe starts; while one waits, its source is asked again at
-the throttle interval.
+exist here, so the streamer relays keyframe requests to the publisher itself.
+Two kinds of need, two rules (`KeyframeThrottle`):
+
+- A subscriber that lost a picture sends a PLI. Loss is first repaired by
+  NACK/RTX; what reaches the publisher is at most one request a second per
+  source, whatever the number of subscribers: one attendee on a bad network
+  must not make the speaker send keyframes to everyone several times a second.
+- A slot that joins or switches source shows nothing until a keyframe starts,
+  so it asks at once, unless a keyframe is already on its way (asked for less
+  than `KEYFRAME_PENDING_S` ago and not yet seen): a hundred attendees joining
+  together, or a program switch moving them all, cost the publisher one keyframe.
 """
 
 from __future__ import annotations
 
-KEYFRAME_REQUEST_INTERVAL = 0.25  # seconds between two PLIs to the same publisher track
+#: Seconds between two loss-driven keyframe requests (subscribers' PLI/FIR) to one source.
+KEYFRAME_REQUEST_INTERVAL = 1.0
+#: A keyframe asked for is expected within this long; past it (the request or the
+#: keyframe was lost), a slot still waiting asks again.
+KEYFRAME_PENDING_S = 0.5
 
 _H264_IDR = 5
 _H264_SPS = 7
@@ -80,16 +90,35 @@ def is_keyframe_start(mime: str, payload: bytes) -> bool:
 class KeyframeThrottle:
     """Decides when another keyframe request may go to one publisher track."""
 
-    __slots__ = ("_interval", "_last", "sent")
+    __slots__ = ("_interval", "_last_loss_request", "_pending", "_pending_since", "sent")
 
-    def __init__(self, interval: float = KEYFRAME_REQUEST_INTERVAL) -> None:
+    def __init__(
+        self, interval: float = KEYFRAME_REQUEST_INTERVAL, pending: float = KEYFRAME_PENDING_S
+    ) -> None:
         self._interval = interval
-        self._last = float("-inf")
+        self._pending = pending
+        self._last_loss_request = float("-inf")
+        # When the request whose keyframe has not arrived yet was sent.
+        self._pending_since: float | None = None
         self.sent = 0
 
-    def due(self, now: float) -> bool:
-        if now - self._last < self._interval:
+    def due(self, now: float, *, urgent: bool = False) -> bool:
+        """True if a request should go out now (and counts it as sent).
+
+        `urgent`: a slot joined or switched and shows nothing until a keyframe;
+        otherwise a subscriber reported a lost picture.
+        """
+        since = self._pending_since
+        if since is not None and now - since < self._pending:
             return False
-        self._last = now
+        if not urgent:
+            if now - self._last_loss_request < self._interval:
+                return False
+            self._last_loss_request = now
+        self._pending_since = now
         self.sent += 1
         return True
+
+    def keyframe_arrived(self) -> None:
+        """A keyframe started: the next need is a new one."""
+        self._pending_since = None

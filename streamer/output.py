@@ -56,7 +56,8 @@ class Output:
         self.sinks = tuple(slot for slot in self.slots if slot.receiving)
 
     async def request_keyframe(self) -> None:
-        """A subscriber of this output lost a picture: ask the current publisher."""
+        """A subscriber of this output lost a picture: ask the current publisher
+        (loss-driven, so at most once a second per source; see streamer/keyframes.py)."""
         self.counters.keyframe_requests += 1
         if self.source is not None:
             await self.source.forwarder.request_keyframe()

@@ -7,6 +7,15 @@ that continue by one, and timestamps that advance by the wall-clock time that
 passed, never backwards. Within one incoming stream the original spacing (and
 reordering, and loss) is kept, so the subscriber's jitter buffer and NACKs work
 as if it were talking to the publisher.
+
+The first packet forwarded from a stream is the slot's *anchor*. A packet of
+that stream older than the anchor (late, reordered or retransmitted around the
+switch) is dropped: numbered, it would take an outgoing sequence number the
+previous stream already used, so the subscriber would take it for a copy of
+another packet, the NACK history would hold two contents under one number, and
+SRTP would protect two packets under one index. Packets arrive here with
+extended sequence numbers (streamer/sequence_window.py), so "older" is a plain
+comparison however long the stream runs, and duplicates are already gone.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ class RtpRewriter:
     """Rebases sequence numbers and timestamps for one subscriber slot."""
 
     __slots__ = (
+        "_anchor",
         "_extension_head",
+        "_highest",
         "_last_wall",
         "_pack",
         "_seq_offset",
@@ -46,6 +57,9 @@ class RtpRewriter:
         # One struct for the whole header, extension block included: no joining per packet.
         self._pack = struct.Struct(f"!BBHIIHH{len(extension_head)}s{tail_length}s").pack
         self._stream: object = None
+        # Extended sequence numbers of the current stream's anchor and newest packet.
+        self._anchor = 0
+        self._highest = 0
         self._seq_offset = 0
         self._ts_offset = 0
         # Start in the lower half of the sequence space, as aiortc does, so the
@@ -67,13 +81,15 @@ class RtpRewriter:
         wall: float,
         clock_rate: int,
         tail: bytes = b"",
-    ) -> bytes:
+    ) -> bytes | None:
         """The rewritten header for one packet, with its extension block if it has one.
 
         `stream` identifies the incoming stream (same object = same stream);
-        `marker_pt` is the marker bit and the subscriber's payload type; `tail`
-        the per-packet end of the extension block (zero-padded to its length).
-        After the call, `self.seq`/`self.ts` hold the newest values sent.
+        `marker_pt` is the marker bit and the subscriber's payload type; `seq` the
+        packet's extended sequence number; `tail` the per-packet end of the
+        extension block (zero-padded to its length). None: the packet is older than
+        this slot's anchor and must not be sent. After the call, `self.seq`/`self.ts`
+        hold the newest values sent.
         """
         if stream is not self._stream:
             if self._last_wall is None:
@@ -86,10 +102,17 @@ class RtpRewriter:
             self._seq_offset = (out_seq - seq) & 0xFFFF
             self._ts_offset = (out_ts - ts) & 0xFFFFFFFF
             self._stream = stream
+            self._anchor = self._highest = seq
+            newest = True
+        elif seq < self._anchor:
+            return None
         else:
             out_seq = (seq + self._seq_offset) & 0xFFFF
             out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        if ((out_seq - self.seq) & 0xFFFF) < 0x8000 or self._last_wall is None:
+            newest = seq > self._highest
+            if newest:
+                self._highest = seq
+        if newest:
             # Newest packet so far: the reference for the next re-anchoring.
             self.seq = out_seq
             self.ts = out_ts

@@ -16,6 +16,8 @@ class SourceCounters:
     packets: int = 0
     bytes: int = 0
     keyframe_requests: int = 0  # PLIs actually sent to the publisher (after throttling)
+    duplicates: int = 0  # packets dropped: already forwarded (network copy, late retransmission)
+    too_late: int = 0  # packets dropped: further behind the newest than anyone could use
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -46,6 +48,7 @@ class SlotCounters:
     retransmitted: int = 0
     keyframe_requests: int = 0  # PLI/FIR received from the subscriber
     unsupported_codec: int = 0  # packets dropped: codec not negotiated with this subscriber
+    before_anchor: int = 0  # packets dropped: older than the first one sent from their source
     errors: int = 0  # packets lost to an unexpected error (logged once per slot)
 
     def as_dict(self) -> dict[str, int]:

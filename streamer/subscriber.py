@@ -44,6 +44,7 @@ from .negotiation import (
 )
 from .rtp_rewriter import RtpRewriter
 from .stats import SlotCounters
+from .vp8_munger import Vp8Munger
 
 if TYPE_CHECKING:
     from aiortc.rtp import AnyRtcpPacket
@@ -81,6 +82,7 @@ class Slot:
         self.tail_length = 0
         self.rewriter: RtpRewriter = None  # type: ignore[assignment]
         self.history: PacketHistory | None = None
+        self.vp8 = Vp8Munger()
         self.awaiting_keyframe = kind == "video"
         self._rtx_seq = random.randrange(0, 0x8000)
 
@@ -136,6 +138,7 @@ class Slot:
         """A new stretch begins: re-anchor numbering; video waits for a keyframe."""
         if self.rewriter is not None:
             self.rewriter.reanchor()
+        self.vp8.reanchor()
         self.awaiting_keyframe = self.kind == "video"
 
     async def handle_rtcp(self, packet: AnyRtcpPacket) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
@@ -124,12 +125,30 @@ def test_h264_keyframe_recognition() -> None:
     assert is_keyframe_start("audio/opus", b"\x01")
 
 
-def test_keyframe_throttle() -> None:
-    throttle = KeyframeThrottle(interval=0.25)
-    assert throttle.due(10.0)
-    assert not throttle.due(10.1)
-    assert throttle.due(10.3)
-    assert throttle.sent == 2
+def test_loss_driven_keyframe_requests_reach_the_publisher_once_a_second() -> None:
+    throttle = KeyframeThrottle()
+    # A hundred subscribers' PLIs over three seconds, a keyframe after each request.
+    sent = []
+    for step in range(300):
+        now = 10.0 + step * 0.01
+        if throttle.due(now):
+            sent.append(now)
+            throttle.keyframe_arrived()
+    assert len(sent) == 3
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(sent))
+
+
+def test_a_join_or_switch_gets_its_keyframe_at_once_unless_one_is_on_its_way() -> None:
+    throttle = KeyframeThrottle()
+    assert throttle.due(10.0)  # a subscriber's PLI
+    throttle.keyframe_arrived()
+    assert throttle.due(10.1, urgent=True)  # a join right after: not held for a second
+    assert not throttle.due(10.2, urgent=True)  # another join: the keyframe is coming
+    assert not throttle.due(10.2)
+    assert throttle.due(10.7, urgent=True)  # the keyframe never came: ask again
+    throttle.keyframe_arrived()
+    assert throttle.due(10.75, urgent=True)
+    assert throttle.sent == 4
 
 
 def test_public_address_replaces_host_candidates_only() -> None:
