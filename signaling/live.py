@@ -83,6 +83,22 @@ def _source(publisher_id: str, kind: str) -> str:
     return f"{publisher_id}/{kind}"
 
 
+#: The media stream (msid) that the program video and the audio heard with it share,
+#: so the browser keeps them in lip sync.
+PROGRAM_STREAM = "program"
+#: Per role, the audio slot played with the program video: the attendee's channel
+#: (the speaker himself when the channel is the floor's language), the
+#: interpreter's listening, the moderator's floor.
+_HEARD_WITH_VIDEO = ("channel", "listen", "floor")
+
+
+def _lip_sync_streams(slots: Mapping[str, str]) -> dict[str, str]:
+    if "video" not in slots:
+        return {}
+    heard = next((name for name in _HEARD_WITH_VIDEO if name in slots), None)
+    return {name: PROGRAM_STREAM for name in ("video", heard) if name is not None}
+
+
 class MediaPlane(Protocol):
     """The part of `streamer.Sfu` the live service drives."""
 
@@ -90,7 +106,12 @@ class MediaPlane(Protocol):
     def declare_output(self, name: str, kind: str) -> Any: ...
     def point(self, output: str, source_id: str | None) -> Any: ...
     async def publish(self, publisher_id: str, offer_sdp: str) -> str: ...
-    async def subscribe(self, subscriber_id: str, slots: Mapping[str, str]) -> str: ...
+    async def subscribe(
+        self,
+        subscriber_id: str,
+        slots: Mapping[str, str],
+        streams: Mapping[str, str] | None = None,
+    ) -> str: ...
     async def accept_answer(self, subscriber_id: str, answer_sdp: str) -> Any: ...
     def point_slot(self, subscriber_id: str, slot: str, output: str) -> Any: ...
     def pause_slot(self, subscriber_id: str, slot: str, paused: bool) -> Any: ...
@@ -389,7 +410,7 @@ class LiveEvent:
         slots = self._slots_for(client)
         # Unique per connection; the subject stays out (it may be long).
         subscriber_id = f"{client.role.value}:{client.number}"
-        offer = await self.sfu.subscribe(subscriber_id, slots)
+        offer = await self.sfu.subscribe(subscriber_id, slots, _lip_sync_streams(slots))
         if client not in self.clients:  # left while the offer was being made
             await self._quietly(self.sfu.close_subscriber(subscriber_id))
             return

@@ -24,6 +24,9 @@ naming what moved, if an upgrade changes any of it:
   sender loop awaits it forever, so it never encodes, sends or wakes up.
 - `start_skipped_sender` starts a negotiated sender that aiortc's connection
   task left unstarted (see `SUBSCRIBER_BUNDLE_POLICY` for how that happened).
+- `set_stream_id` names the media stream (the msid) a sender's track belongs to:
+  aiortc gives every sender its own, and only tracks of one stream are kept in
+  sync (lip sync) by the receiving browser.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ __all__ = [
     "SenderLink",
     "check",
     "ntp_time",
+    "set_stream_id",
     "start_skipped_sender",
 ]
 
@@ -532,6 +536,12 @@ async def start_skipped_sender(pc: RTCPeerConnection, transceiver: RTCRtpTransce
     return None
 
 
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """Put the sender's track in media stream `stream_id` (its SDP msid); before the offer."""
+    _require(sender, "_stream_id")
+    sender._stream_id = stream_id  # type: ignore[attr-defined]
+
+
 async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
     try:
         await dtls._send_rtp(data)  # type: ignore[attr-defined]
@@ -561,6 +571,20 @@ def observe_received_rtp(
         receiver._handle_rtp_packet = original  # type: ignore[method-assign]
 
     return remove
+
+
+def observe_received_rtcp(
+    receiver: RTCRtpReceiver, observe: Callable[[AnyRtcpPacket], None]
+) -> None:
+    """Call `observe` with every RTCP packet a receiver gets (sender reports, for lip sync
+    measurements), then process it as usual."""
+    original = _require(receiver, "_handle_rtcp_packet")
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        observe(packet)
+        await original(packet)  # type: ignore[operator]
+
+    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
 async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
@@ -620,6 +644,12 @@ async def check() -> None:
         tap = InboundTap(receiver_transceiver.receiver, ignore_packet)
         tap.close()
         SenderLink(sender_transceiver.sender, lambda negotiated: None, ignore_rtcp).close()
+        set_stream_id(sender_transceiver.sender, "check")
+        offer = await pc.createOffer()
+        if "a=msid:check " not in offer.sdp:
+            raise AiortcIncompatible(
+                "aiortc: RTCRtpSender._stream_id no longer becomes the section's msid"
+            )
         _require(pc, "_RTCPeerConnection__localRtp")
         _require(sender_transceiver, "_bundled")
         dtls = sender_transceiver.sender.transport

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -70,6 +71,8 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
 MAX_NAME_LENGTH = 200
+# An msid is an SDP token: keep stream names to a safe subset of it.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 SourceCallback = Callable[[str, str], None]
 Peer = TypeVar("Peer", Publisher, Subscriber)
@@ -205,8 +208,18 @@ class Sfu:
 
     # -- subscribers ------------------------------------------------------------
 
-    async def subscribe(self, subscriber_id: str, slots: Mapping[str, str]) -> str:
-        """Create a subscriber receiving `slots` (slot name -> output name); returns the offer."""
+    async def subscribe(
+        self,
+        subscriber_id: str,
+        slots: Mapping[str, str],
+        streams: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a subscriber receiving `slots` (slot name -> output name); returns the offer.
+
+        `streams` (slot name -> stream name) groups slots into media streams: the
+        subscriber keeps the tracks of one stream in sync (a speaker's video with
+        the audio heard with it). Slots not named get a stream each.
+        """
         self._check_open()
         _check_name(subscriber_id, "subscriber id")
         if not isinstance(slots, Mapping) or not slots:
@@ -214,11 +227,18 @@ class Sfu:
         outputs = {
             _check_name(slot, "slot name"): self._output(name) for slot, name in slots.items()
         }
+        for slot, stream in (streams or {}).items():
+            if slot not in outputs:
+                raise StreamerError(f"stream {stream!r:.60} names slot {slot!r:.60}, not a slot")
+            if not isinstance(stream, str) or not _STREAM_NAME.fullmatch(stream):
+                raise StreamerError(
+                    f"a stream name is 1 to 64 letters, digits, '-' or '_', not {stream!r:.60}"
+                )
         if subscriber_id in self._subscribers:
             await self.close_subscriber(subscriber_id)
         pc = self._peer_connection(SUBSCRIBER_BUNDLE_POLICY)
         try:
-            subscriber, offer = await open_subscriber(subscriber_id, outputs, pc)
+            subscriber, offer = await open_subscriber(subscriber_id, outputs, pc, streams)
         except BaseException:
             await pc.close()
             raise

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,7 @@ from .aiortc_internals import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     SenderLink,
+    set_stream_id,
     start_skipped_sender,
 )
 from .errors import UnknownSlot
@@ -267,13 +270,22 @@ async def open_subscriber(
     subscriber_id: str,
     outputs: dict[str, Output],
     pc: RTCPeerConnection,
+    streams: Mapping[str, str] | None = None,
 ) -> tuple[Subscriber, RTCSessionDescription]:
-    """Create the slots and the server's offer (one sendonly section per slot)."""
+    """Create the slots and the server's offer (one sendonly section per slot).
+
+    `streams` (slot name -> stream name) puts slots in one media stream (msid),
+    which the subscriber keeps in sync: a speaker's video and voice, for lip sync.
+    Every other slot is a stream of its own.
+    """
     subscriber = Subscriber(id=subscriber_id, pc=pc)
     for name, output in outputs.items():
         slot = Slot(name, output.kind, output)
         transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
         transceiver.setCodecPreferences(codec_preferences(output.kind))
+        # aiortc puts every track added to a connection in one stream: the browser
+        # would sync the video with whichever audio it finds first.
+        set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
         slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
         slot.transceiver = transceiver
         subscriber.slots[name] = slot

@@ -31,9 +31,10 @@ class Peers:
         decode: bool = True,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
         refuse: frozenset[str] = frozenset(),
+        streams: dict[str, str] | None = None,
     ) -> SubscriberPeer:
         peer = await SubscriberPeer.connect(
-            self.sfu, subscriber_id, slots, decode, bundle_policy, refuse
+            self.sfu, subscriber_id, slots, decode, bundle_policy, refuse, streams
         )
         self._open.append(peer)
         return peer

@@ -121,9 +121,10 @@ class SubscriberPeer:
         decode: bool = True,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
         refuse: frozenset[str] = frozenset(),
+        streams: Mapping[str, str] | None = None,
     ) -> SubscriberPeer:
         """Answer the SFU's offer; slots named in `refuse` are answered inactive."""
-        offer = await sfu.subscribe(subscriber_id, slots)
+        offer = await sfu.subscribe(subscriber_id, slots, streams)
         pc = peer_connection(bundle_policy)
         peer = cls(pc, list(slots))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
