@@ -267,14 +267,19 @@ async def open_subscriber(
 ) -> tuple[Subscriber, RTCSessionDescription]:
     """Create the slots and the server's offer (one sendonly section per slot)."""
     subscriber = Subscriber(id=subscriber_id, pc=pc)
-    for name, output in outputs.items():
-        slot = Slot(name, output.kind, output)
-        transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
-        transceiver.setCodecPreferences(codec_preferences(output.kind))
-        slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
-        slot.transceiver = transceiver
-        subscriber.slots[name] = slot
-        output.attach(slot)
-    subscriber.check_started_once_connected()
-    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        for name, output in outputs.items():
+            slot = Slot(name, output.kind, output)
+            transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(output.kind))
+            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+            slot.transceiver = transceiver
+            subscriber.slots[name] = slot
+            output.attach(slot)
+        subscriber.check_started_once_connected()
+        await pc.setLocalDescription(await pc.createOffer())
+    except BaseException:
+        # Slots already attached would stay on their outputs, fed and never sent.
+        await subscriber.close()
+        raise
     return subscriber, pc.localDescription
