@@ -7,8 +7,10 @@ tokens. Start with `streamer.sfu` (the facade, with a usage example).
 """
 
 from .errors import (
+    InvalidNetworkSetting,
     InvalidSdp,
     KindMismatch,
+    PortRangeExhausted,
     SfuClosed,
     StreamerError,
     UnknownName,
@@ -21,8 +23,10 @@ from .errors import (
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
+    "InvalidNetworkSetting",
     "InvalidSdp",
     "KindMismatch",
+    "PortRangeExhausted",
     "Sfu",
     "SfuClosed",
     "SfuConfig",

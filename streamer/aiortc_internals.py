@@ -27,23 +27,35 @@ naming what moved, if an upgrade changes any of it:
 - `set_stream_id` names the media stream (the msid) a sender's track belongs to:
   aiortc gives every sender its own, and only tracks of one stream are kept in
   sync (lip sync) by the receiving browser.
+- `restrict_ice` makes a peer connection gather its host candidates only on
+  chosen addresses and on ports of a chosen range: it replaces
+  `get_component_candidates` on the aioice `Connection` inside each of the
+  connection's `RTCIceGatherer`s (aioice binds host sockets on port 0 of every
+  non-loopback interface, and aiortc offers no setting for either).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+import aioice
+import aioice.candidate
+import aioice.ice
+import aioice.turn
 import aiortc
 import pylibsrtp
-from aioice.ice import CandidatePair, StunProtocol
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.ice import CandidatePair, Connection, StunProtocol, server_reflexive_candidate
 from aiortc import (
     RTCBundlePolicy,
+    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -71,11 +83,18 @@ from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session
 
 from .errors import StreamerError
+from .port_range import PortAllocator, bind_udp
 
 AIORTC_VERSION = "1.16.0"
 # aiortc accepts any pylibsrtp >= 0.10; `SrtpProtector` reads 1.0.0's session internals.
 PYLIBSRTP_VERSION = "1.0.0"
-_PINNED_VERSIONS = {"aiortc": AIORTC_VERSION, "pylibsrtp": PYLIBSRTP_VERSION}
+# aiortc 1.16.0 accepts other aioice releases; `restrict_ice` is written for this one.
+AIOICE_VERSION = "0.13.0"
+_PINNED_VERSIONS = {
+    "aiortc": AIORTC_VERSION,
+    "pylibsrtp": PYLIBSRTP_VERSION,
+    "aioice": AIOICE_VERSION,
+}
 
 # pylibsrtp's own limits (Session's 1500-byte buffer, SRTP_MAX_TRAILER_LEN): a packet
 # is refused as too long exactly when aiortc's path would refuse it.
@@ -118,7 +137,9 @@ __all__ = [
     "RtpPacket",
     "SenderLink",
     "check",
+    "local_ice_addresses",
     "ntp_time",
+    "restrict_ice",
     "set_stream_id",
     "start_skipped_sender",
 ]
@@ -542,6 +563,156 @@ def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
     sender._stream_id = stream_id  # type: ignore[attr-defined]
 
 
+ComponentCandidates = Callable[..., Awaitable[list[Candidate]]]
+
+
+def restrict_ice(
+    pc: RTCPeerConnection, addresses: Sequence[str] = (), ports: PortAllocator | None = None
+) -> None:
+    """Gather `pc`'s host candidates only on `addresses`, on ports `ports` hands out.
+
+    No addresses: those aioice finds itself (every non-loopback interface); no
+    allocator: any port. Covers the ICE transports `pc` has now and every one
+    it creates later (transceivers and data channels added afterwards). When
+    the range has no free port left, `setLocalDescription` raises
+    `PortRangeExhausted` and the sockets this gathering opened are closed.
+    STUN (server-reflexive) and TURN (relayed) candidates are gathered as aioice
+    does; the TURN client socket itself is not taken from the range.
+    """
+    if not addresses and ports is None:
+        return
+    addresses = tuple(addresses)
+    transports = _require(pc, "_RTCPeerConnection__iceTransports")
+    for ice_transport in transports:  # type: ignore[attr-defined]
+        _restrict_connection(_require(ice_transport, "_connection"), addresses, ports)  # type: ignore[arg-type]
+    create_dtls_transport = _require(pc, "_RTCPeerConnection__createDtlsTransport")
+
+    def create_restricted() -> RTCDtlsTransport:
+        dtls: RTCDtlsTransport = create_dtls_transport()  # type: ignore[operator]
+        _restrict_connection(dtls.transport.iceGatherer._connection, addresses, ports)
+        return dtls
+
+    # An instance attribute shadows the (name-mangled) method aiortc calls on itself.
+    pc._RTCPeerConnection__createDtlsTransport = create_restricted  # type: ignore[attr-defined]
+
+
+def _restrict_connection(
+    connection: Connection, host_addresses: tuple[str, ...], ports: PortAllocator | None
+) -> None:
+    original: ComponentCandidates = _require(connection, "get_component_candidates", aioice)  # type: ignore[assignment]
+
+    async def get_component_candidates(
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+    ) -> list[Candidate]:
+        if not addresses:
+            # The relay-only policy asks for no host candidate at all.
+            return await original(component=component, addresses=addresses, timeout=timeout)
+        hosts = await _bind_host_candidates(
+            connection, component, list(host_addresses) or addresses, ports
+        )
+        candidates = [protocol.local_candidate for protocol in hosts]
+        relayed: asyncio.Future[list[Candidate]] | None = None
+        if connection.turn_server is not None:
+            # Given no address, aioice's own gathering only asks the TURN server.
+            relayed = asyncio.ensure_future(
+                original(component=component, addresses=[], timeout=timeout)
+            )
+        try:
+            if connection.stun_server is not None:
+                candidates += await _server_reflexive_candidates(
+                    hosts, connection.stun_server, timeout
+                )
+            if relayed is not None:
+                candidates += await relayed
+        finally:
+            if relayed is not None and not relayed.done():
+                relayed.cancel()
+        return candidates
+
+    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+
+async def _server_reflexive_candidates(
+    hosts: list[StunProtocol], stun_server: tuple[str, int], within: float
+) -> list[Candidate]:
+    queries = [
+        asyncio.ensure_future(server_reflexive_candidate(protocol, stun_server))
+        for protocol in hosts
+        # As aioice: STUN servers are asked about IPv4 sockets only.
+        if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+    ]
+    if not queries:
+        return []
+    done, pending = await asyncio.wait(queries, timeout=within)
+    for task in pending:
+        task.cancel()
+    return [task.result()[0] for task in done if task.exception() is None]
+
+
+async def _bind_host_candidates(
+    connection: Connection, component: int, addresses: list[str], ports: PortAllocator | None
+) -> list[StunProtocol]:
+    """One host candidate per address, its socket bound by `bind_udp`, as aioice would."""
+    loop = asyncio.get_running_loop()
+    opened: list[StunProtocol] = []
+    protocols: list[StunProtocol] = _require(connection, "_protocols", aioice)  # type: ignore[assignment]
+    try:
+        for address in addresses:
+            try:
+                sock = bind_udp(address, ports)
+            except StreamerError:
+                raise
+            except OSError as exc:
+                # As aioice does: an address that cannot be bound is left out.
+                logger.info("no host candidate on %s: %s", address, exc)
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(connection), sock=sock
+            )
+            # Known to the connection at once, so closing it closes this socket too.
+            protocols.append(protocol)
+            opened.append(protocol)
+            host, port = sock.getsockname()[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+    except BaseException:
+        await _close_protocols(protocols, opened)
+        raise
+    if connection._closing:  # type: ignore[attr-defined]
+        # Closed while we bound: nobody would close these any more.
+        await _close_protocols(protocols, opened)
+        return []
+    return opened
+
+
+async def _close_protocols(protocols: list[StunProtocol], opened: list[StunProtocol]) -> None:
+    for protocol in opened:
+        if protocol in protocols:
+            protocols.remove(protocol)
+        await protocol.close()
+
+
+def local_ice_addresses(pc: RTCPeerConnection) -> list[tuple[str, int]]:
+    """The local address of every UDP socket `pc`'s ICE transports hold (for tests)."""
+    found: list[tuple[str, int]] = []
+    for ice_transport in _require(pc, "_RTCPeerConnection__iceTransports"):  # type: ignore[attr-defined]
+        for protocol in ice_transport._connection._protocols:
+            sockname = protocol.transport.get_extra_info("sockname")
+            if sockname is not None:
+                found.append((sockname[0], sockname[1]))
+    return found
+
+
 async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
     try:
         await dtls._send_rtp(data)  # type: ignore[attr-defined]
@@ -658,6 +829,11 @@ async def check() -> None:
         _require(dtls.transport, "_connection")
         _require(dtls.transport._connection, "_nominated")
         _require(CandidatePair, "remote_addr")
+        for name in (
+            "_RTCPeerConnection__iceTransports",
+            "_RTCPeerConnection__createDtlsTransport",
+        ):
+            _require(pc, name)
         if "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
             raise AiortcIncompatible(
                 "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "
@@ -665,6 +841,46 @@ async def check() -> None:
             )
     finally:
         await pc.close()
+    await check_restrict_ice()
+
+
+async def check_restrict_ice() -> None:
+    """Fail loudly unless `restrict_ice` decides where a peer connection's host candidates are."""
+    signature = list(inspect.signature(Connection.get_component_candidates).parameters)
+    if signature != ["self", "component", "addresses", "timeout"]:
+        raise AiortcIncompatible(
+            f"aioice {aioice.__version__}: Connection.get_component_candidates takes "
+            f"({', '.join(signature)}); restrict_ice replaces it expecting "
+            "(self, component, addresses, timeout)"
+        )
+    if "self.get_component_candidates(" not in _source_of(Connection.gather_candidates):
+        raise AiortcIncompatible(
+            f"aioice {aioice.__version__}: Connection.gather_candidates no longer calls "
+            "self.get_component_candidates; restrict_ice would change nothing"
+        )
+    for module, names in (
+        (aioice.ice, ("server_reflexive_candidate", "StunProtocol")),
+        (aioice.candidate, ("Candidate", "candidate_foundation", "candidate_priority")),
+        (aioice.turn, ("UDP_SOCKET_BUFFER_SIZE",)),
+    ):
+        for name in names:
+            _require(module, name, aioice)
+    # Loopback, which aioice itself never gathers on: only restrict_ice can put it there.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        restrict_ice(pc, ["127.0.0.1"])
+        pc.createDataChannel("created after restrict_ice")
+        await pc.setLocalDescription(await pc.createOffer())
+        found = sorted({host for host, _ in local_ice_addresses(pc)})
+        _require(pc.sctp.transport.transport.iceGatherer._connection, "_closing", aioice)
+    finally:
+        await pc.close()
+    if found != ["127.0.0.1"]:
+        raise AiortcIncompatible(
+            f"aiortc {aiortc.__version__} / aioice {aioice.__version__}: restrict_ice asked "
+            f"for host candidates on 127.0.0.1 only, and sockets were bound on {found}"
+        )
 
 
 def _source_of(function: object) -> str:

@@ -51,3 +51,21 @@ class KindMismatch(StreamerError, ValueError):
 
 class SfuClosed(StreamerError, RuntimeError):
     """The SFU was closed; it accepts nothing any more."""
+
+
+class InvalidNetworkSetting(StreamerError, ValueError):
+    """A port range or a host address in `SfuConfig` that cannot be used."""
+
+
+class PortRangeExhausted(StreamerError):
+    """Every UDP port of the configured range is taken: one more peer cannot connect."""
+
+    def __init__(self, first: int, last: int, address: str) -> None:
+        super().__init__(
+            f"no UDP port is free in the WebRTC port range {first}-{last} on {address}: "
+            f"every port of it carries a connection already; widen the range to accept "
+            f"more publishers and subscribers"
+        )
+        self.first = first
+        self.last = last
+        self.address = address

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from .aiortc_internals import InboundTap
-from .errors import InvalidSdp
+from .errors import InvalidSdp, StreamerError
 from .forwarder import Forwarder
 from .negotiation import codec_preferences
 from .source import Source, source_id
@@ -62,6 +62,10 @@ async def open_publisher(
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+    except StreamerError:
+        # Raised on purpose under aiortc (no free port in the range): it says it all.
+        await publisher.close()
+        raise
     except Exception as exc:
         await publisher.close()
         raise InvalidSdp(f"the offer was refused: {exc or type(exc).__name__}") from None

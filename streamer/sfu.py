@@ -44,8 +44,9 @@ from typing import Any, TypeVar
 
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY
+from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY, restrict_ice
 from .errors import (
+    InvalidNetworkSetting,
     InvalidSdp,
     KindMismatch,
     SfuClosed,
@@ -63,6 +64,7 @@ from .negotiation import (
     with_public_address,
 )
 from .output import Output
+from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
 from .source import Source
 from .subscriber import Subscriber, open_subscriber
@@ -86,10 +88,29 @@ class SfuConfig:
     default, and then no server is ever contacted. `public_address`: an IP
     address advertised instead of the local one on host candidates, for a
     server behind a 1:1 NAT.
+
+    `port_range`: (first, last) UDP ports, both included, that every host
+    candidate socket lies in, for a firewall that opens only those; when all
+    are taken, one more publisher or subscriber gets `PortRangeExhausted`.
+    None: any port. `host_addresses`: the IP addresses host candidates are
+    gathered on (loopback allowed); empty: every non-loopback interface, as
+    aioice finds them.
     """
 
     ice_servers: Sequence[str | RTCIceServer] = field(default_factory=tuple)
     public_address: str | None = None
+    port_range: tuple[int, int] | None = None
+    host_addresses: tuple[str, ...] = ()
+
+
+def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
+    if port_range is None:
+        return None
+    if not isinstance(port_range, tuple) or len(port_range) != 2:
+        raise InvalidNetworkSetting(
+            f"a port range is a (first, last) pair of ports, not {port_range!r:.60}"
+        )
+    return PortAllocator(PortRange(*port_range))
 
 
 def _check_name(name: object, what: str) -> str:
@@ -126,6 +147,9 @@ class Sfu:
 
     def __init__(self, config: SfuConfig | None = None) -> None:
         self.config = config or SfuConfig()
+        # Shared by every peer so that ports are handed out in turn across all of them.
+        self._ports = _port_allocator(self.config.port_range)
+        self._host_addresses = tuple(check_address(a) for a in self.config.host_addresses)
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}
@@ -360,7 +384,10 @@ class Sfu:
     def _peer_connection(
         self, bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED
     ) -> RTCPeerConnection:
-        return RTCPeerConnection(rtc_configuration(self.config.ice_servers, bundle_policy))
+        pc = RTCPeerConnection(rtc_configuration(self.config.ice_servers, bundle_policy))
+        # Before any transceiver: the hook also covers transports created later.
+        restrict_ice(pc, self._host_addresses, self._ports)
+        return pc
 
     def _output(self, name: str) -> Output:
         try:

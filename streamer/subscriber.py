@@ -279,17 +279,22 @@ async def open_subscriber(
     Every other slot is a stream of its own.
     """
     subscriber = Subscriber(id=subscriber_id, pc=pc)
-    for name, output in outputs.items():
-        slot = Slot(name, output.kind, output)
-        transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
-        transceiver.setCodecPreferences(codec_preferences(output.kind))
-        # aiortc puts every track added to a connection in one stream: the browser
-        # would sync the video with whichever audio it finds first.
-        set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
-        slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
-        slot.transceiver = transceiver
-        subscriber.slots[name] = slot
-        output.attach(slot)
-    subscriber.check_started_once_connected()
-    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        for name, output in outputs.items():
+            slot = Slot(name, output.kind, output)
+            transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(output.kind))
+            # aiortc puts every track added to a connection in one stream: the browser
+            # would sync the video with whichever audio it finds first.
+            set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
+            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+            slot.transceiver = transceiver
+            subscriber.slots[name] = slot
+            output.attach(slot)
+        subscriber.check_started_once_connected()
+        await pc.setLocalDescription(await pc.createOffer())
+    except BaseException:
+        # Slots already attached would stay on their outputs, fed and never sent.
+        await subscriber.close()
+        raise
     return subscriber, pc.localDescription

@@ -9,7 +9,7 @@ import pytest
 from aiortc import RTCBundlePolicy
 
 from streamer import Sfu, SfuConfig
-from tests.streamer.peers import PublisherPeer, SubscriberPeer
+from tests.streamer.peers import LOOPBACK, PublisherPeer, SubscriberPeer
 
 
 class Peers:
@@ -51,7 +51,7 @@ class Peers:
 
 @pytest.fixture
 async def sfu() -> AsyncIterator[Sfu]:
-    instance = Sfu(SfuConfig(ice_servers=[]))
+    instance = Sfu(SfuConfig(ice_servers=[], host_addresses=LOOPBACK))
     yield instance
     await instance.close()
     # Collect the closed peers' objects now rather than at a random later point:

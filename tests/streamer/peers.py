@@ -1,7 +1,8 @@
 """Real aiortc peers for the streamer tests: publishers and subscribers over loopback.
 
-No STUN: every peer uses `RTCConfiguration(iceServers=[])` and finds the SFU
-through host candidates of the machine's non-loopback interfaces.
+No STUN: every peer uses `RTCConfiguration(iceServers=[])`. Peers and the SFU
+gather host candidates on 127.0.0.1 only (`LOOPBACK`), so test media never
+leaves the machine, whatever its interfaces.
 """
 
 from __future__ import annotations
@@ -16,15 +17,21 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from streamer import Sfu
-from streamer.aiortc_internals import observe_received_rtp
+from streamer.aiortc_internals import observe_received_rtp, restrict_ice
 from tests.support.tones import ToneRecorder
+
+#: Where test peers and test SFUs gather their host candidates (aioice alone skips it).
+LOOPBACK = ("127.0.0.1",)
 
 
 def peer_connection(
     bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
 ) -> RTCPeerConnection:
-    """aiortc's defaults (a balanced bundle policy) unless told otherwise, minus STUN."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=bundle_policy))
+    """aiortc's defaults (a balanced bundle policy) unless told otherwise, minus STUN,
+    on loopback."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=bundle_policy))
+    restrict_ice(pc, LOOPBACK)
+    return pc
 
 
 async def eventually(

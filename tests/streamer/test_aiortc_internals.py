@@ -9,6 +9,7 @@ import asyncio
 
 import aiortc
 import pytest
+from aioice.ice import Connection
 from aiortc import RTCBundlePolicy, RTCPeerConnection, clock
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -20,8 +21,10 @@ from streamer.aiortc_internals import (
     InboundTap,
     SenderLink,
     check,
+    check_restrict_ice,
     ntp_time,
     observe_received_rtp,
+    restrict_ice,
     start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
@@ -46,6 +49,25 @@ async def test_missing_private_name_is_reported_by_name() -> None:
         InboundTap(NotAReceiver(), ignore)  # type: ignore[arg-type]
     with pytest.raises(AiortcIncompatible, match="'_ssrc'"):
         SenderLink(NotAReceiver(), lambda negotiated: None, ignore)  # type: ignore[arg-type]
+    with pytest.raises(AiortcIncompatible, match="_RTCPeerConnection__iceTransports"):
+        restrict_ice(NotAReceiver(), ["127.0.0.1"])  # type: ignore[arg-type]
+
+
+async def test_restrict_ice_decides_where_host_candidates_are_gathered() -> None:
+    # The part of check() about restrict_ice, on its own: sockets on loopback only,
+    # including those of a transport created after the call (a data channel's).
+    await check_restrict_ice()
+
+
+async def test_restrict_ice_fails_loudly_if_aioice_changes_the_method_it_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def renamed(self: object, component: int, hosts: list[str]) -> list:
+        return []
+
+    monkeypatch.setattr(Connection, "get_component_candidates", renamed)
+    with pytest.raises(AiortcIncompatible, match="get_component_candidates takes"):
+        await check_restrict_ice()
 
 
 async def test_idle_track_never_yields() -> None:
@@ -106,7 +128,7 @@ async def test_balanced_bundle_leaves_a_sender_unstarted_which_can_be_started() 
     # Why a subscriber's peer connection offers with max-bundle, and what
     # start_skipped_sender repairs: under aiortc's default policy the second
     # audio section after a video one stays on a transport bundling discarded.
-    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.BALANCED))
+    offerer = peer_connection(RTCBundlePolicy.BALANCED)
     answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
     try:
         video, first, second = await connect_pair(
@@ -127,7 +149,7 @@ async def test_balanced_bundle_leaves_a_sender_unstarted_which_can_be_started() 
 
 
 async def test_max_bundle_starts_every_sender() -> None:
-    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.MAX_BUNDLE))
+    offerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
     answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
     try:
         received = await connect_pair(
@@ -141,7 +163,7 @@ async def test_max_bundle_starts_every_sender() -> None:
 
 async def test_a_failing_start_stays_with_its_sender() -> None:
     # An exception out of one link must not end aiortc's task that starts the next senders.
-    offerer = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.MAX_BUNDLE))
+    offerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
     answerer = peer_connection(RTCBundlePolicy.MAX_BUNDLE)
     started: list[str] = []
 

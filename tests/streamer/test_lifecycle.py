@@ -10,7 +10,7 @@ import pytest
 
 from streamer import Sfu, SfuConfig
 from tests.streamer.conftest import Peers
-from tests.streamer.peers import PublisherPeer, SubscriberPeer, eventually
+from tests.streamer.peers import LOOPBACK, PublisherPeer, SubscriberPeer, eventually
 from tests.support.tones import PatternVideoTrack, ToneTrack, dominant_frequency
 
 
@@ -45,7 +45,7 @@ async def test_closing_a_subscriber_frees_its_tasks(sfu: Sfu, peers: Peers) -> N
 async def test_closing_everything_frees_tasks_and_threads() -> None:
     tasks_before = other_tasks()
     threads_before = {t.name for t in threading.enumerate()}
-    sfu = Sfu(SfuConfig())
+    sfu = Sfu(SfuConfig(host_addresses=LOOPBACK))
     sfu.declare_output("floor", "audio")
     speaker = await PublisherPeer.connect(sfu, "speaker", [ToneTrack(1000)])
     sfu.point("floor", "speaker/audio")
@@ -107,7 +107,7 @@ async def test_publishing_again_replaces_the_publisher(sfu: Sfu, peers: Peers) -
 
 
 async def test_public_address_is_advertised_on_host_candidates() -> None:
-    sfu = Sfu(SfuConfig(ice_servers=[], public_address="203.0.113.7"))
+    sfu = Sfu(SfuConfig(ice_servers=[], public_address="203.0.113.7", host_addresses=LOOPBACK))
     try:
         sfu.declare_output("floor", "audio")
         offer = await sfu.subscribe("listener", {"voice": "floor"})

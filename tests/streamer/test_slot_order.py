@@ -16,11 +16,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiortc import RTCBundlePolicy, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCSessionDescription
 
 from streamer import Sfu
 from streamer.aiortc_internals import observe_received_rtp
-from streamer.negotiation import rtc_configuration
 from streamer.output import Output
 from streamer.subscriber import open_subscriber
 from tests.streamer.conftest import Peers
@@ -157,7 +156,7 @@ async def test_a_sender_aiortc_left_unstarted_is_started(caplog: pytest.LogCaptu
         "channel": Output("channel-a", "audio"),
         "original": Output("floor-b", "audio"),
     }
-    pc = RTCPeerConnection(rtc_configuration([], RTCBundlePolicy.BALANCED))
+    pc = peer_connection(RTCBundlePolicy.BALANCED)
     subscriber, offer = await open_subscriber("attendee", outputs, pc)
     answerer = peer_connection(MAX_BUNDLE)
     try:
