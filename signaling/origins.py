@@ -14,8 +14,9 @@ let through: the token still decides what it may do.
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
-from signaling.settings import Settings, parse_origin
+from signaling.settings import Settings, origin_of, parse_origin
 
 
 class OriginRefused(web.HTTPForbidden):
@@ -26,7 +27,7 @@ class OriginRefused(web.HTTPForbidden):
         self.sentence = sentence
 
 
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def allowed_origins(settings: Settings) -> frozenset[str]:
@@ -34,11 +35,9 @@ def allowed_origins(settings: Settings) -> frozenset[str]:
     origins = {settings.public_origin, *settings.allowed_origins}
     # On this machine, localhost and 127.0.0.1 at the node's port are the node itself:
     # whoever opens one rather than the other is not another site.
-    scheme, rest = settings.public_origin.split("://", 1)
-    host, port = rest.rsplit(":", 1) if not rest.endswith("]") and ":" in rest else (rest, "")
-    if host in _LOOPBACK_NAMES:
-        suffix = f":{port}" if port else ""
-        origins.update(f"{scheme}://{name}{suffix}" for name in _LOOPBACK_NAMES)
+    public = URL(str(settings.public_url))
+    if public.host in _LOOPBACK_NAMES:
+        origins.update(origin_of(public.with_host(name)) for name in _LOOPBACK_NAMES)
     return frozenset(origins)
 
 

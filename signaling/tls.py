@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from signaling.settings import Settings
 
@@ -65,8 +65,8 @@ def _private_key(path: Path) -> PrivateKeyTypes:
         ) from None
 
 
-def _public_bytes(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined]
+def _public_bytes(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
