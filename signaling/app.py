@@ -12,7 +12,7 @@ service and its WebSocket route plug in this way).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
@@ -33,6 +33,7 @@ from signaling.metrics import Counter, MetricsRegistry
 from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
 from signaling.secret import load_or_create_secret
+from signaling.security_headers import install_security_headers
 from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
@@ -135,7 +136,8 @@ def create_app(
     """
     if event is None:
         event = load_program(settings.event_file)
-    app = web.Application(middlewares=[_count_requests, http_api.api_errors, _security_headers])
+    app = web.Application(middlewares=[_count_requests, http_api.api_errors])
+    install_security_headers(app, settings)
     app[SETTINGS_KEY] = settings
     app[EVENT_KEY] = event
     app[_OWNS_STORE_KEY] = store is None
@@ -197,20 +199,3 @@ async def _count_requests(request: web.Request, handler: Handler) -> web.StreamR
         raise
     counter.inc(route=_route_label(request), method=request.method, status=str(response.status))
     return response
-
-
-@web.middleware
-async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        _add_security_headers(exc.headers)
-        raise
-    _add_security_headers(response.headers)
-    return response
-
-
-def _add_security_headers(headers: MutableMapping[str, str]) -> None:
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Personal links carry a token in the query string: never send it to another site.
-    headers.setdefault("Referrer-Policy", "no-referrer")

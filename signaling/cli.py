@@ -14,6 +14,7 @@ import csv
 import secrets
 import shlex
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from signaling.registration import Registration
 from signaling.secret import SecretError, load_or_create_secret
 from signaling.settings import Settings, SettingsError, default_event_file, load_settings
 from signaling.store import StoreError, open_store
+from signaling.tls import TlsError, server_ssl_context
 from signaling.tokens import Role, TokenSigner
 
 EXIT_OK = 0
@@ -97,8 +99,14 @@ def _title(event: Event) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(
+        args, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
     configure_logging(settings.log_format)
+    try:
+        ssl_context = server_ssl_context(settings)
+    except TlsError as exc:
+        raise CommandError(str(exc)) from None
     event = _program(settings)
     _signer(settings)  # a broken secret file is reported before anything starts
     # Imported here: the application pulls in the media stack, which the other
@@ -106,10 +114,12 @@ def _serve(args: argparse.Namespace) -> int:
     from signaling.app import create_app
 
     app = create_app(settings, event=event)
-    return asyncio.run(_run_server(app, settings, event))
+    return asyncio.run(_run_server(app, settings, event, ssl_context))
 
 
-async def _run_server(app: web.Application, settings: Settings, event: Event) -> int:
+async def _run_server(
+    app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
+) -> int:
     from signaling.app import make_runner
 
     runner = make_runner(app)
@@ -119,7 +129,7 @@ async def _run_server(app: web.Application, settings: Settings, event: Event) ->
         await runner.cleanup()
         raise CommandError(f"cannot open the store: {exc}") from None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -331,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the server.")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    serve.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: PEM certificate (chain)"
+    )
+    serve.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="serve HTTPS: the certificate's PEM key"
+    )
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)
 

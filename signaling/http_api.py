@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling import appkeys
+from signaling.client_address import client_address
 from signaling.metrics import CONTENT_TYPE, Counter, Gauge
 from signaling.program import Event
 from signaling.registration import (
@@ -144,11 +145,6 @@ def _field_code(field: str, value: Any) -> str:
     if field == "email":
         return "invalid_email"
     return "unknown_language"
-
-
-def client_address(request: web.Request) -> str:
-    """Who is asking, for rate limits: the peer address of the connection."""
-    return request.remote or "unknown"
 
 
 def attendee_ttl(event: Event, token_ttl_hours: float, now: datetime) -> timedelta:

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from signaling.client_address import client_address
+
 _TOKEN_QUERY = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:token|secret|password)=)[^&\s\"';]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_FIELD = re.compile(r"(?i)(\"(?:token|secret|password)\"\s*:\s*\")[^\"]*")
@@ -103,7 +105,8 @@ def configure_logging(
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp access log with the query string's credentials masked."""
+    """aiohttp access log with the query string's credentials masked, and the client
+    address a trusted proxy forwarded (`signaling.client_address`)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
@@ -112,7 +115,7 @@ class AccessLogger(AbstractAccessLogger):
             redact(request.path_qs),
             response.status,
             extra={
-                "remote": request.remote,
+                "remote": client_address(request),
                 "status": response.status,
                 "duration_ms": round(time * 1000, 1),
             },

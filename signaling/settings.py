@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from yarl import URL
 
 SEED_EVENT = Path("config") / "events" / "shared-historical-memory.yaml"
 
@@ -65,6 +67,16 @@ class Settings(BaseSettings):
     registration_window_s: float = Field(default=600.0, gt=0)
     #: ``auto``: JSON lines unless the output is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
+    #: PEM certificate (chain) and private key: both set, the node serves HTTPS and WSS
+    #: itself. Checked by `signaling.tls` before anything starts.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Origins, besides the public URL's, whose pages may open the WebSocket
+    #: (``scheme://host[:port]``). In the environment: comma-separated.
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    #: Reverse proxies (addresses or networks) whose ``X-Forwarded-For`` names the client.
+    #: In the environment: comma-separated. Default none: the header is ignored.
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = []
 
     @field_validator("ice_servers", mode="before")
     @classmethod
@@ -81,6 +93,34 @@ class Settings(BaseSettings):
                     ) from None
             return [url.strip() for url in text.split(",") if url.strip()]
         return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        return [parse_origin(str(item)) for item in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        networks = []
+        for item in value:
+            try:
+                # strict=False: "10.0.0.1/8" means the network 10.0.0.0/8, as people write it.
+                networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{str(item)[:60]!r} is not an IP address or network "
+                    "(e.g. 10.0.0.5 or 10.0.0.0/8); separate several with commas"
+                ) from None
+        return networks
 
     @field_validator("secret")
     @classmethod
@@ -100,13 +140,66 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        # Half a pair is a mistake, not a choice: serving plain HTTP instead would hide it.
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = (
+                ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
+            )
+            raise ValueError(
+                f"DRAGOMAN_{given.upper()} (--{given.replace('_', '-')}) is set but "
+                f"DRAGOMAN_{missing.upper()} (--{missing.replace('_', '-')}) is not: "
+                "give both the certificate and its private key, or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _derive_public_url(self) -> Settings:
         if self.public_url is None:
             host = "localhost" if self.host in {"0.0.0.0", "::", ""} else self.host
             if ":" in host:
                 host = f"[{host}]"
-            self.public_url = f"http://{host}:{self.port}"
+            self.public_url = f"{'https' if self.tls else 'http'}://{host}:{self.port}"
         return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether this node serves HTTPS and WSS itself."""
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def public_origin(self) -> str:
+        """The origin (``scheme://host[:port]``) of the public URL."""
+        return origin_of(URL(str(self.public_url)))
+
+
+def parse_origin(text: str) -> str:
+    """``scheme://host[:port]`` normalised as browsers send it in ``Origin`` (lower case,
+    default port left out); ``ValueError`` saying what is wrong otherwise."""
+    shown = text[:80]
+    try:
+        url = URL(text.strip())
+    except ValueError:
+        raise ValueError(f"{shown!r} is not an origin like https://events.example.org") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"{shown!r} is not an origin: write scheme://host[:port], "
+            "e.g. https://events.example.org"
+        )
+    if url.raw_path not in ("", "/") or url.raw_query_string or url.raw_fragment or url.user:
+        raise ValueError(
+            f"{shown!r} is not an origin: only scheme://host[:port], without a path, query or user"
+        )
+    return origin_of(url)
+
+
+def origin_of(url: URL) -> str:
+    """The origin of an absolute URL as a browser writes it: default port left out."""
+    host = (url.raw_host or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    origin = f"{url.scheme.lower()}://{host}"
+    return origin if url.is_default_port() else f"{origin}:{url.port}"
 
 
 def load_settings(**overrides: object) -> Settings:

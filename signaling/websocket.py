@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from signaling import protocol as p
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
+from signaling.origins import check_origin
 from signaling.tokens import Claims, Role, TokenError
 from streamer.sfu import Sfu, SfuConfig
 
@@ -206,6 +207,8 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     app = request.app
+    # Before the upgrade: a refused page gets a plain 403 that says why.
+    check_origin(request, app[SETTINGS_KEY])
     live = app[LIVE_KEY]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,6 +15,7 @@ from playwright.async_api import expect
 
 from signaling.app import SIGNER_KEY, create_app, make_runner
 from signaling.settings import load_settings
+from signaling.tls import server_ssl_context
 from signaling.tokens import Role
 from tests.support.server import free_port
 from tests.support.tones import write_tone_wav
@@ -41,22 +43,34 @@ def patient_expectations() -> Iterator[None]:
 
 
 class LiveNode:
-    """A node on a fixed port and data directory: `stop()` then `start()` is a restart."""
+    """A node on a fixed port and data directory: `stop()` then `start()` is a restart.
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    `settings` are more settings of the node (`tls_cert=`, `tls_key=`: HTTPS and WSS)."""
+
+    def __init__(self, data_dir: Path, port: int, **settings: Any) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.settings = settings
+        scheme = "https" if settings.get("tls_cert") else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        settings = load_settings(host="127.0.0.1", port=self.port, data_dir=self.data_dir)
+        settings = load_settings(
+            host="127.0.0.1", port=self.port, data_dir=self.data_dir, **self.settings
+        )
         # The extensions of `dragoman serve`: live service, consoles, metrics.
         self.app = create_app(settings)
         self._runner = make_runner(self.app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        await web.TCPSite(
+            self._runner,
+            "127.0.0.1",
+            self.port,
+            reuse_address=True,
+            ssl_context=server_ssl_context(settings),
+        ).start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -5,7 +5,8 @@ Fixtures:
   data directory. `server.url`, `server.settings`, `server.app`, `server.event`,
   `server.store`, `server.signer`.
 - `start_server`: a factory, `await start_server(**options)`, for servers with other
-  settings (`redis_url=...`, `event_file=...`), a store of your own (`store=`),
+  settings (`redis_url=...`, `event_file=...`; `tls_cert=`/`tls_key=` serve HTTPS and
+  make `url` https), a store of your own (`store=`),
   registration limits (`registration_limits=`) or extensions (`extensions=[install]`,
   e.g. the live service). Every server started is stopped at teardown.
 - `http`: an aiohttp `ClientSession` closed at teardown.
@@ -46,6 +47,7 @@ from signaling.program import Event
 from signaling.registration import RegistrationLimits
 from signaling.settings import Settings, load_settings
 from signaling.store import Store
+from signaling.tls import server_ssl_context
 from signaling.tokens import TokenSigner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,11 +110,15 @@ async def _start(
         registration_limits=registration_limits,
         extensions=extensions,
     )
+    ssl_context = server_ssl_context(resolved)
     runner = make_runner(app)
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=ssl_context)
     await site.start()
-    return RunningServer(url=f"http://127.0.0.1:{port}", settings=resolved, app=app, runner=runner)
+    scheme = "https" if ssl_context is not None else "http"
+    return RunningServer(
+        url=f"{scheme}://127.0.0.1:{port}", settings=resolved, app=app, runner=runner
+    )
 
 
 StartServer = Callable[..., Awaitable[RunningServer]]
@@ -161,7 +167,8 @@ class ServeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        tls = "--tls-cert" in self.args or "DRAGOMAN_TLS_CERT" in self.env
+        return f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [
@@ -204,7 +211,8 @@ class ServeProcess:
             self.stdout_lines.append(line.decode("utf-8", "replace"))
             if line.startswith(b"Press Ctrl+C"):
                 break
-        async with aiohttp.ClientSession() as session:
+        # Tests serve TLS with self-signed certificates: readiness is not about trust.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
             async with session.get(f"{self.url}/healthz") as response:
                 if response.status != 200:
                     raise RuntimeError(f"/healthz answered {response.status}")
