@@ -97,7 +97,7 @@ def _title(event: Event) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port)
+    settings = _settings(args, host=args.host, port=args.port, rtc_ports=args.rtc_ports)
     configure_logging(settings.log_format)
     event = _program(settings)
     _signer(settings)  # a broken secret file is reported before anything starts
@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server", description="Run the server.")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    serve.add_argument(
+        "--rtc-ports",
+        metavar="MIN-MAX",
+        help="UDP ports for media, to open in the firewall (default: any port)",
+    )
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)
 

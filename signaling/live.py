@@ -25,7 +25,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -42,6 +42,7 @@ from signaling.routing_rule import (
 )
 from signaling.store import Store
 from signaling.tokens import Claims, Role
+from signaling.turn_credentials import PageIceServers
 from streamer.errors import StreamerError
 
 log = logging.getLogger(__name__)
@@ -148,10 +149,10 @@ class LiveEvent:
         take_over_after: float = TAKE_OVER_AFTER,
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
-        ice_servers: Sequence[str] = (),
+        ice_servers: PageIceServers | None = None,
     ) -> None:
         self.event = event
-        self.ice_servers = list(ice_servers)
+        self.ice_servers = ice_servers or PageIceServers()
         self.store = store
         self.sfu = sfu
         self.clock = clock
@@ -270,7 +271,8 @@ class LiveEvent:
                 role=claims.role,
                 scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
                 event=self.summary(),
-                ice_servers=self.ice_servers,
+                # Tagged by role only: the TURN server's logs need not know who.
+                ice_servers=self.ice_servers.for_page(claims.role.value),
             )
         )
         client.send(self._state_for(client, self._common_state()))

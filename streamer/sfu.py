@@ -56,6 +56,7 @@ from .errors import (
     UnknownSubscriber,
 )
 from .negotiation import (
+    IceServer,
     bundle_tag_candidates,
     check_publisher_offer,
     check_subscriber_answer,
@@ -81,7 +82,7 @@ Peer = TypeVar("Peer", Publisher, Subscriber)
 class SfuConfig:
     """How the SFU's peers find each other.
 
-    `ice_servers`: STUN/TURN URLs (or `RTCIceServer`s with credentials); none by
+    `ice_servers`: STUN/TURN URLs (or `IceServer`s with credentials); none by
     default, and then no server is ever contacted. `public_address`: an IP
     address advertised instead of the local one on host candidates, for a
     server behind a 1:1 NAT.
@@ -94,7 +95,7 @@ class SfuConfig:
     aioice finds them.
     """
 
-    ice_servers: Sequence[str | RTCIceServer] = field(default_factory=tuple)
+    ice_servers: Sequence[str | IceServer | RTCIceServer] = field(default_factory=tuple)
     public_address: str | None = None
     port_range: tuple[int, int] | None = None
     host_addresses: tuple[str, ...] = ()
