@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from playwright.async_api import expect
 from signaling.app import SIGNER_KEY, create_app, make_runner
 from signaling.settings import load_settings
 from signaling.tokens import Role
-from tests.support.server import free_port
+from tests.support.server import LOOPBACK_MEDIA, free_port
 from tests.support.tones import write_tone_wav
 
 SPEAKER_HZ = 1000.0
@@ -43,15 +44,23 @@ def patient_expectations() -> Iterator[None]:
 class LiveNode:
     """A node on a fixed port and data directory: `stop()` then `start()` is a restart."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, **settings: Any) -> None:
         self.data_dir = data_dir
         self.port = port
+        #: More settings (TURN, ports), by name.
+        self.settings = settings
         self.url = f"http://127.0.0.1:{port}"
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        settings = load_settings(host="127.0.0.1", port=self.port, data_dir=self.data_dir)
+        settings = load_settings(
+            host="127.0.0.1",
+            port=self.port,
+            data_dir=self.data_dir,
+            rtc_addresses=list(LOOPBACK_MEDIA),
+            **self.settings,
+        )
         # The extensions of `dragoman serve`: live service, consoles, metrics.
         self.app = create_app(settings)
         self._runner = make_runner(self.app)
