@@ -31,12 +31,9 @@ from tests.support.ports import free_udp_range
 
 START_TIMEOUT_S = 15.0
 REALM = "dragoman.test"
-#: Every IPv4 peer outside 127.0.0.0/8, and every IPv6 peer.
-_DENIED_PEERS = (
-    "0.0.0.0-126.255.255.255",
-    "128.0.0.0-255.255.255.255",
-    "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-)
+#: Every IPv4 peer outside 127.0.0.0/8. (No IPv6 range: coturn would match 127.0.0.1 in
+#: "::-ffff:...", and with an IPv4 relay address only it cannot relay to IPv6 anyway.)
+_DENIED_PEERS = ("0.0.0.0-126.255.255.255", "128.0.0.0-255.255.255.255")
 
 
 def _stun_binding_answered(port: int) -> bool:
