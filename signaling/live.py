@@ -43,7 +43,7 @@ from signaling.routing_rule import (
 from signaling.store import Store
 from signaling.tokens import Claims, Role
 from signaling.turn_credentials import PageIceServers
-from streamer.errors import StreamerError
+from streamer.errors import PortRangeExhausted, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,17 @@ class Client:
 
 def _refuse(code: str, message: str) -> p.ProtocolError:
     return p.ProtocolError(code, message)
+
+
+def _server_full(exc: PortRangeExhausted) -> p.ProtocolError:
+    """What a page is told when the node's media ports are all taken (the operator is told
+    to widen the range, in the log)."""
+    log.warning("%s", exc)
+    return _refuse(
+        "server_full",
+        "the server cannot take another media connection right now: every media port it "
+        "may use is taken; try again in a moment",
+    )
 
 
 class LiveEvent:
@@ -374,6 +385,10 @@ class LiveEvent:
         client.publisher_id = publisher_id
         try:
             answer = await self.sfu.publish(publisher_id, message.sdp)
+        except PortRangeExhausted as exc:
+            client.publisher_id = None
+            self._release_later(publisher_id)
+            raise _server_full(exc) from None
         except StreamerError as exc:
             client.publisher_id = None
             self._release_later(publisher_id)
@@ -391,7 +406,10 @@ class LiveEvent:
         slots = self._slots_for(client)
         # Unique per connection; the subject stays out (it may be long).
         subscriber_id = f"{client.role.value}:{client.number}"
-        offer = await self.sfu.subscribe(subscriber_id, slots)
+        try:
+            offer = await self.sfu.subscribe(subscriber_id, slots)
+        except PortRangeExhausted as exc:
+            raise _server_full(exc) from None
         if client not in self.clients:  # left while the offer was being made
             await self._quietly(self.sfu.close_subscriber(subscriber_id))
             return

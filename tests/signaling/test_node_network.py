@@ -15,8 +15,9 @@ from signaling.tokens import Role
 from signaling.turn_credentials import turn_credentials
 from signaling.websocket import SFU_KEY, install_live
 from tests.signaling.conftest import token
-from tests.signaling.media_peers import SPEAKER_HZ, Subscription, on_air_setup
+from tests.signaling.media_peers import SPEAKER_HZ, Subscription, on_air_setup, peer_connection
 from tests.support.ports import free_udp_range
+from tests.support.tones import ToneTrack
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,3 +80,36 @@ async def test_every_welcome_carries_turn_credentials_and_never_the_secret(
             async with http.get(url) as response:
                 assert TURN_SECRET not in await response.text()
     assert TURN_SECRET not in caplog.text
+
+
+async def test_a_page_past_the_nodes_port_range_is_told_and_the_others_go_on(
+    start_server, connect, peers, caplog: pytest.LogCaptureFixture
+):
+    first, last = free_udp_range(2)
+    server = await start_server(extensions=[install_live], rtc_ports=f"{first}-{last}")
+    on_server = functools.partial(connect, server=server)
+    # The speaker and the interpreter take the two ports.
+    moderator, _, _ = await on_air_setup(on_server, peers)
+
+    attendee = await on_server(Role.ATTENDEE, subject="reg-late")
+    peers.append(attendee)
+    ref = await attendee.send("subscribe")
+    error = await attendee.error(ref)
+    assert error["code"] == "server_full"
+    assert "every media port it may use is taken; try again in a moment" in error["message"]
+    await attendee.alive()
+
+    boris = await on_server(Role.INTERPRETER, subject="boris", booth="ru-fr")
+    peers.append(boris)
+    offer_pc = peer_connection()
+    peers.append(offer_pc)
+    offer_pc.addTransceiver(ToneTrack(660), direction="sendonly")
+    await offer_pc.setLocalDescription(await offer_pc.createOffer())
+    ref = await boris.send("offer", purpose="publish", sdp=offer_pc.localDescription.sdp)
+    assert (await boris.error(ref))["code"] == "server_full"
+
+    # The operator learns what to do; the others keep their media.
+    assert f"{first}-{last}" in caplog.text and "widen the range" in caplog.text
+    state = await moderator.state_where(lambda s: s["on_air"] is not None)
+    assert state["on_air"]["connected"] is True
+    assert state["publishers"]["interpreters"]["ru-fr"] == ["anna"]
