@@ -111,6 +111,14 @@ def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
     return PortAllocator(PortRange(*port_range))
 
 
+def _host_addresses(addresses: object) -> tuple[str, ...]:
+    if isinstance(addresses, str) or not isinstance(addresses, (tuple, list)):
+        raise InvalidNetworkSetting(
+            f"host addresses are a tuple of IP addresses, not {addresses!r:.60}"
+        )
+    return tuple(check_address(address) for address in addresses)
+
+
 def _check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
         raise StreamerError(
@@ -147,7 +155,7 @@ class Sfu:
         self.config = config or SfuConfig()
         # Shared by every peer so that ports are handed out in turn across all of them.
         self._ports = _port_allocator(self.config.port_range)
-        self._host_addresses = tuple(check_address(a) for a in self.config.host_addresses)
+        self._host_addresses = _host_addresses(self.config.host_addresses)
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}

@@ -241,6 +241,11 @@ def test_a_host_address_that_is_not_an_ip_address_is_refused(address: str) -> No
         Sfu(SfuConfig(host_addresses=(address,)))
 
 
+def test_one_address_given_as_text_instead_of_a_tuple_is_refused() -> None:
+    with pytest.raises(InvalidNetworkSetting, match="a tuple of IP addresses"):
+        Sfu(SfuConfig(host_addresses="127.0.0.1"))  # type: ignore[arg-type]
+
+
 async def test_stun_and_turn_candidates_are_still_gathered(turn_server: TurnServer) -> None:
     # A real coturn on loopback answers STUN and allocates relays; restrict_ice must
     # leave both to aioice while it binds the host sockets itself.
