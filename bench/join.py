@@ -59,6 +59,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
+    # The node offers its media on 127.0.0.1 only.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 
 # In-page probes. `near` accepts the zero-crossing estimate within 10 % of the tone.
@@ -164,7 +167,9 @@ async def bench(runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dragoman-join-") as tmp:
         root = Path(tmp)
         port = free_port()
-        settings = load_settings(host="127.0.0.1", port=port, data_dir=root / "data")
+        settings = load_settings(
+            host="127.0.0.1", port=port, data_dir=root / "data", rtc_addresses=["127.0.0.1"]
+        )
         # Every run registers an attendee from this one address.
         app = create_app(settings, registration_limits=RegistrationLimits(per_client=10_000))
         runner = make_runner(app)

@@ -23,7 +23,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
-import aioice.ice
 import numpy as np
 from aiortc import (
     RTCBundlePolicy,
@@ -38,24 +37,24 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import AudioFrame, VideoFrame
 
+from streamer.aiortc_internals import restrict_ice
+
 AUDIO_RATE = 48000
 
 
-def keep_to_loopback() -> None:
-    """Gather only 127.0.0.1 host candidates, so the benchmark never leaves the machine.
-
-    aioice deliberately skips loopback addresses when it gathers host candidates; the Janus
-    harness beside this one does the same for its clients.
-    """
-    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+#: Where benchmark peers and the benchmarked node gather host candidates, so the benchmark
+#: never leaves the machine (aioice alone skips loopback).
+LOOPBACK = ("127.0.0.1",)
 
 
 def new_peer() -> RTCPeerConnection:
     # iceServers=[] on purpose: the aiortc default contacts a public STUN server.
-    return RTCPeerConnection(
+    pc = RTCPeerConnection(
         # Like browsers: one transport for every section (the server requires it).
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+    restrict_ice(pc, LOOPBACK)
+    return pc
 
 
 class ToneTrack(MediaStreamTrack):
@@ -266,7 +265,6 @@ def hold_bitrate(sender: RTCRtpSender) -> None:
 
 
 async def _publishers(conn: Connection, cfg: dict[str, Any]) -> None:
-    keep_to_loopback()
     async with aiohttp.ClientSession() as http:
         peers = []
         for spec in cfg["publishers"]:
@@ -320,7 +318,6 @@ async def _publishers(conn: Connection, cfg: dict[str, Any]) -> None:
 
 
 async def _listeners(conn: Connection, cfg: dict[str, Any]) -> None:
-    keep_to_loopback()
     kind = cfg["kind"]
     listeners: list[Listener] = []
     marks: list[tuple[int, int, int, int, float]] = []

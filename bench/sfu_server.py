@@ -39,7 +39,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.latency_probe import PacketClock
-from bench.peers import keep_to_loopback, new_peer
+from bench.peers import LOOPBACK, new_peer
 
 
 class BenchError(Exception):
@@ -63,7 +63,7 @@ class DragomanBackend:
     def __init__(self) -> None:
         from streamer.sfu import Sfu, SfuConfig
 
-        self.sfu = Sfu(SfuConfig(ice_servers=[]))
+        self.sfu = Sfu(SfuConfig(ice_servers=[], host_addresses=LOOPBACK))
 
     async def publish(self, publisher_id: str, sdp: str) -> str:
         return await self.sfu.publish(publisher_id, sdp)
@@ -319,7 +319,6 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    keep_to_loopback()
 
     async def build() -> web.Application:
         # Built inside the running loop: the SFU may start tasks as it is made.

@@ -100,7 +100,12 @@ def _title(event: Event) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
-        args, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+        args,
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        rtc_ports=args.rtc_ports,
     )
     configure_logging(settings.log_format)
     try:
@@ -346,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--tls-key", type=Path, metavar="FILE", help="serve HTTPS: the certificate's PEM key"
+    )
+    serve.add_argument(
+        "--rtc-ports",
+        metavar="MIN-MAX",
+        help="UDP ports for media, to open in the firewall (default: any port)",
     )
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)

@@ -25,7 +25,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -42,7 +42,8 @@ from signaling.routing_rule import (
 )
 from signaling.store import Store
 from signaling.tokens import Claims, Role
-from streamer.errors import StreamerError
+from signaling.turn_credentials import PageIceServers
+from streamer.errors import PortRangeExhausted, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,17 @@ def _refuse(code: str, message: str) -> p.ProtocolError:
     return p.ProtocolError(code, message)
 
 
+def _server_full(exc: PortRangeExhausted) -> p.ProtocolError:
+    """What a page is told when the node's media ports are all taken (the operator is told
+    to widen the range, in the log)."""
+    log.warning("%s", exc)
+    return _refuse(
+        "server_full",
+        "the server cannot take another media connection right now: every media port it "
+        "may use is taken; try again in a moment",
+    )
+
+
 class LiveEvent:
     """The live side of one event on one node."""
 
@@ -169,10 +181,10 @@ class LiveEvent:
         take_over_after: float = TAKE_OVER_AFTER,
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
-        ice_servers: Sequence[str] = (),
+        ice_servers: PageIceServers | None = None,
     ) -> None:
         self.event = event
-        self.ice_servers = list(ice_servers)
+        self.ice_servers = ice_servers or PageIceServers()
         self.store = store
         self.sfu = sfu
         self.clock = clock
@@ -291,7 +303,8 @@ class LiveEvent:
                 role=claims.role,
                 scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
                 event=self.summary(),
-                ice_servers=self.ice_servers,
+                # Tagged by role only: the TURN server's logs need not know who.
+                ice_servers=self.ice_servers.for_page(claims.role.value),
             )
         )
         client.send(self._state_for(client, self._common_state()))
@@ -393,6 +406,10 @@ class LiveEvent:
         client.publisher_id = publisher_id
         try:
             answer = await self.sfu.publish(publisher_id, message.sdp)
+        except PortRangeExhausted as exc:
+            client.publisher_id = None
+            self._release_later(publisher_id)
+            raise _server_full(exc) from None
         except StreamerError as exc:
             client.publisher_id = None
             self._release_later(publisher_id)
@@ -410,7 +427,10 @@ class LiveEvent:
         slots = self._slots_for(client)
         # Unique per connection; the subject stays out (it may be long).
         subscriber_id = f"{client.role.value}:{client.number}"
-        offer = await self.sfu.subscribe(subscriber_id, slots, _lip_sync_streams(slots))
+        try:
+            offer = await self.sfu.subscribe(subscriber_id, slots, _lip_sync_streams(slots))
+        except PortRangeExhausted as exc:
+            raise _server_full(exc) from None
         if client not in self.clients:  # left while the offer was being made
             await self._quietly(self.sfu.close_subscriber(subscriber_id))
             return

@@ -15,7 +15,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from signaling.tokens import Role
 
@@ -324,14 +332,29 @@ class Scope(WireMessage):
     speaker: str | None = None
 
 
+class IceServer(WireMessage):
+    """One entry of the page's ``RTCConfiguration.iceServers``."""
+
+    urls: list[str]
+    #: Only for TURN servers (absent from the JSON otherwise).
+    username: str | None = None
+    credential: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A browser reads a null username as the string "null".
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
 class Welcome(WireMessage):
     type: Literal["welcome"] = "welcome"
     v: int = PROTOCOL_VERSION
     role: Role
     scope: Scope
     event: EventSummary
-    #: STUN/TURN URLs for the browser's peer connections (the node's ``ice_servers``).
-    ice_servers: list[str] = []
+    #: STUN/TURN servers for the browser's peer connections: the node's ``ice_servers``,
+    #: then its TURN server(s) with credentials made for this page.
+    ice_servers: list[IceServer] = []
 
 
 class SpeakerOnAir(WireMessage):

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from yarl import URL
 
@@ -20,6 +29,27 @@ def default_event_file() -> Path:
     keeps the package in the checkout), else the same path under the working directory."""
     in_checkout = Path(__file__).resolve().parent.parent / SEED_EVENT
     return in_checkout if in_checkout.is_file() else SEED_EVENT
+
+
+#: Ports below this one need root; a node never should.
+LOWEST_RTC_PORT = 1024
+_PORT_RANGE = re.compile(r"(\d{1,5})-(\d{1,5})")
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+_TURN_URL = re.compile(
+    r"(?P<scheme>turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?:\?transport=(?P<transport>[^&]*))?"
+)
+
+
+class IceServer(BaseModel):
+    """One entry of ``DRAGOMAN_ICE_SERVERS``, as browsers take it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    # Handed to every page as it is; kept out of reprs all the same.
+    credential: str | None = Field(default=None, repr=False)
 
 
 class SettingsError(Exception):
@@ -51,11 +81,25 @@ class Settings(BaseSettings):
     event_file: Path = Field(default_factory=default_event_file)
     #: When set, state lives in Redis (needed for several nodes); else SQLite in data_dir.
     redis_url: str | None = None
-    #: STUN/TURN URLs handed to every peer; none by default (no third party is contacted).
-    #: In the environment: a comma-separated list or a JSON list.
-    ice_servers: Annotated[list[str], NoDecode] = []
+    #: STUN/TURN servers handed to every page (and used by the node); none by default (no
+    #: third party is contacted). In the environment: URLs separated by commas, or a JSON
+    #: list of URLs and ``{"urls": ..., "username": ..., "credential": ...}`` objects.
+    ice_servers: Annotated[list[IceServer], NoDecode] = []
     #: The address to announce in ICE candidates when the node is behind NAT.
     ice_public_address: str | None = None
+    #: ``MIN-MAX``: the UDP ports every media connection of the node uses (open them in the
+    #: firewall). Unset: any port the system gives.
+    rtc_ports: Annotated[tuple[int, int] | None, NoDecode] = None
+    #: IP addresses (comma-separated) the node offers media on. Empty: every non-loopback
+    #: interface.
+    rtc_addresses: Annotated[list[str], NoDecode] = []
+    #: The TURN server(s) pages may relay media through (``turn:``/``turns:`` URLs,
+    #: comma-separated); each page gets short-lived credentials made with ``turn_secret``.
+    turn_urls: Annotated[list[str], NoDecode] = []
+    #: The TURN server's ``static-auth-secret`` (coturn's TURN REST API scheme).
+    turn_secret: SecretStr | None = None
+    #: How long the TURN credentials a page receives stay valid.
+    turn_ttl_s: int = Field(default=24 * 3600, ge=60)
     #: Signs every link. Unset: generated once and kept in ``data_dir/secret.key``.
     #: Several nodes must share one: set it on all of them.
     secret: SecretStr | None = None
@@ -80,18 +124,92 @@ class Settings(BaseSettings):
 
     @field_validator("ice_servers", mode="before")
     @classmethod
-    def _split_urls(cls, value: object) -> object:
+    def _ice_server_entries(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 try:
-                    return json.loads(text)
+                    value = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise ValueError(
                         f"starts with '[' but is not a JSON list of URLs ({exc.msg} at "
                         f"character {exc.pos + 1}); or give the URLs separated by commas"
                     ) from None
-            return [url.strip() for url in text.split(",") if url.strip()]
+            else:
+                value = [url.strip() for url in text.split(",") if url.strip()]
+        if not isinstance(value, list):
+            return value
+        return [_ice_server(entry, number) for number, entry in enumerate(value, start=1)]
+
+    @field_validator("rtc_ports", mode="before")
+    @classmethod
+    def _port_range(cls, value: object) -> object:
+        if isinstance(value, str):
+            match = _PORT_RANGE.fullmatch(value.strip())
+            if match is None:
+                raise ValueError(
+                    f"should be two port numbers joined by a dash, like 40000-40999, "
+                    f"not {value.strip()[:40]!r}"
+                )
+            value = (int(match[1]), int(match[2]))
+        return value
+
+    @field_validator("rtc_ports")
+    @classmethod
+    def _usable_ports(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        first, last = value
+        if not (LOWEST_RTC_PORT <= first <= 65535 and LOWEST_RTC_PORT <= last <= 65535):
+            raise ValueError(
+                f"ports must be from {LOWEST_RTC_PORT} to 65535 (lower ones need root), "
+                f"not {first}-{last}"
+            )
+        if first > last:
+            raise ValueError(f"the first port ({first}) is above the last ({last})")
+        return value
+
+    @field_validator("rtc_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [address.strip() for address in value.split(",") if address.strip()]
+        return value
+
+    @field_validator("rtc_addresses")
+    @classmethod
+    def _ip_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"{address[:60]!r} is not an IP address; give the addresses of the "
+                    "node's interfaces (like 192.0.2.10), separated by commas"
+                ) from None
+        return value
+
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _split_turn_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            _check_turn_url(url)
+        return value
+
+    @field_validator("turn_secret")
+    @classmethod
+    def _turn_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # Every page sees a username and its credential: a short secret can be found
+        # from one pair offline, and then anyone can use the TURN server.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the TURN secret must be at least 32 characters long")
         return value
 
     @field_validator("allowed_origins", mode="before")
@@ -154,6 +272,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _turn_urls_and_secret_together(self) -> Settings:
+        if self.turn_urls and self.turn_secret is None:
+            raise ValueError(
+                "DRAGOMAN_TURN_URLS is set but DRAGOMAN_TURN_SECRET is not: pages get TURN "
+                "credentials made with the TURN server's static-auth-secret"
+            )
+        if self.turn_secret is not None and not self.turn_urls:
+            raise ValueError(
+                "DRAGOMAN_TURN_SECRET is set but DRAGOMAN_TURN_URLS is not: name the TURN "
+                "server(s) the credentials are for"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _derive_public_url(self) -> Settings:
         if self.public_url is None:
             host = "localhost" if self.host in {"0.0.0.0", "::", ""} else self.host
@@ -200,6 +332,59 @@ def origin_of(url: URL) -> str:
         host = f"[{host}]"
     origin = f"{url.scheme.lower()}://{host}"
     return origin if url.is_default_port() else f"{origin}:{url.port}"
+
+
+def _ice_server(entry: object, number: int) -> IceServer:
+    """One ``DRAGOMAN_ICE_SERVERS`` entry, or a ValueError saying which and why."""
+    where = f"entry {number}"
+    if isinstance(entry, IceServer):
+        return entry
+    if isinstance(entry, str):
+        entry = {"urls": entry}
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} should be a URL or an object with urls, not {entry!r:.40}")
+    unknown = sorted(set(entry) - {"urls", "username", "credential"})
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; known: urls, username, credential")
+    urls = entry.get("urls")
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise ValueError(f"{where} needs urls: one URL or a list of URLs")
+    for url in urls:
+        if not url.startswith(_ICE_SCHEMES):
+            raise ValueError(
+                f"{where}: {url[:60]!r} should start with stun:, stuns:, turn: or turns:"
+            )
+    username, credential = entry.get("username"), entry.get("credential")
+    for name, field_value in (("username", username), ("credential", credential)):
+        if field_value is not None and not isinstance(field_value, str):
+            raise ValueError(f"{where}: {name} should be text")
+    needs_login = any(url.startswith(("turn:", "turns:")) for url in urls)
+    if needs_login and (not username or not credential):
+        # Browsers refuse to build a peer connection from a TURN server without them.
+        raise ValueError(
+            f"{where}: a TURN server needs a username and a credential (JSON form: "
+            '[{"urls": "turn:...", "username": "...", "credential": "..."}]), or set '
+            "DRAGOMAN_TURN_URLS and DRAGOMAN_TURN_SECRET for short-lived credentials"
+        )
+    return IceServer(urls=tuple(urls), username=username, credential=credential)
+
+
+def _check_turn_url(url: str) -> None:
+    match = _TURN_URL.fullmatch(url)
+    if match is None:
+        raise ValueError(
+            f"{url[:80]!r} is not a TURN URL; write turn:HOST[:PORT] or turns:HOST[:PORT], "
+            "optionally followed by ?transport=udp or ?transport=tcp"
+        )
+    port, transport = match["port"], match["transport"]
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"{url[:80]!r}: the port must be from 1 to 65535")
+    if transport is not None and transport not in ("udp", "tcp"):
+        raise ValueError(f"{url[:80]!r}: the transport must be udp or tcp, not {transport[:20]!r}")
+    if match["scheme"] == "turns" and transport == "udp":
+        raise ValueError(f"{url[:80]!r}: turns: is TURN over TLS, which runs on TCP, not UDP")
 
 
 def load_settings(**overrides: object) -> Settings:

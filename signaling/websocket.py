@@ -25,7 +25,8 @@ from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, 
 from signaling.live import Client, LiveEvent
 from signaling.origins import check_origin
 from signaling.tokens import Claims, Role, TokenError
-from streamer.sfu import Sfu, SfuConfig
+from signaling.turn_credentials import PageIceServers
+from streamer import IceServer, Sfu, SfuConfig
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +270,21 @@ def install_live(app: web.Application) -> None:
     settings = app[SETTINGS_KEY]
     sfu = Sfu(
         SfuConfig(
-            ice_servers=tuple(settings.ice_servers),
+            # The TURN server is for pages that cannot reach the node directly; the node
+            # itself is reachable (its RTC ports are open), so it never relays.
+            ice_servers=tuple(
+                IceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in settings.ice_servers
+            ),
             public_address=settings.ice_public_address,
+            port_range=settings.rtc_ports,
+            host_addresses=tuple(settings.rtc_addresses),
         )
     )
     app[SFU_KEY] = sfu
-    app[LIVE_KEY] = LiveEvent(app[EVENT_KEY], app[STORE_KEY], sfu, ice_servers=settings.ice_servers)
+    app[LIVE_KEY] = LiveEvent(
+        app[EVENT_KEY], app[STORE_KEY], sfu, ice_servers=PageIceServers.from_settings(settings)
+    )
     app[_SOCKETS_KEY] = set()
     app.cleanup_ctx.append(_live_context)
     app.on_shutdown.append(_close_sockets)

@@ -20,9 +20,11 @@ from .errors import (
     UnknownSource,
     UnknownSubscriber,
 )
+from .negotiation import IceServer
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
+    "IceServer",
     "InvalidNetworkSetting",
     "InvalidSdp",
     "KindMismatch",

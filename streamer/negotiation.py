@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiortc import (
     RTCBundlePolicy,
@@ -49,13 +50,32 @@ def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
     return ordered
 
 
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server, with the username and credential TURN needs."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
 def rtc_configuration(
-    ice_servers: Sequence[str | RTCIceServer],
+    ice_servers: Sequence[str | IceServer | RTCIceServer],
     bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED,
 ) -> RTCConfiguration:
     """ICE servers exactly as given: none means none (aiortc would add a public STUN)."""
-    servers = [s if isinstance(s, RTCIceServer) else RTCIceServer(urls=s) for s in ice_servers]
+    servers = [_rtc_ice_server(s) for s in ice_servers]
     return RTCConfiguration(iceServers=servers, bundlePolicy=bundle_policy)
+
+
+def _rtc_ice_server(server: str | IceServer | RTCIceServer) -> RTCIceServer:
+    if isinstance(server, RTCIceServer):
+        return server
+    if isinstance(server, IceServer):
+        return RTCIceServer(
+            urls=list(server.urls), username=server.username, credential=server.credential
+        )
+    return RTCIceServer(urls=server)
 
 
 def _check_text(sdp: str, what: str) -> None:

@@ -57,6 +57,7 @@ from .errors import (
     UnknownSubscriber,
 )
 from .negotiation import (
+    IceServer,
     bundle_tag_candidates,
     check_publisher_offer,
     check_subscriber_answer,
@@ -84,7 +85,7 @@ Peer = TypeVar("Peer", Publisher, Subscriber)
 class SfuConfig:
     """How the SFU's peers find each other.
 
-    `ice_servers`: STUN/TURN URLs (or `RTCIceServer`s with credentials); none by
+    `ice_servers`: STUN/TURN URLs (or `IceServer`s with credentials); none by
     default, and then no server is ever contacted. `public_address`: an IP
     address advertised instead of the local one on host candidates, for a
     server behind a 1:1 NAT.
@@ -97,7 +98,7 @@ class SfuConfig:
     aioice finds them.
     """
 
-    ice_servers: Sequence[str | RTCIceServer] = field(default_factory=tuple)
+    ice_servers: Sequence[str | IceServer | RTCIceServer] = field(default_factory=tuple)
     public_address: str | None = None
     port_range: tuple[int, int] | None = None
     host_addresses: tuple[str, ...] = ()
@@ -111,6 +112,14 @@ def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
             f"a port range is a (first, last) pair of ports, not {port_range!r:.60}"
         )
     return PortAllocator(PortRange(*port_range))
+
+
+def _host_addresses(addresses: object) -> tuple[str, ...]:
+    if isinstance(addresses, str) or not isinstance(addresses, (tuple, list)):
+        raise InvalidNetworkSetting(
+            f"host addresses are a tuple of IP addresses, not {addresses!r:.60}"
+        )
+    return tuple(check_address(address) for address in addresses)
 
 
 def _check_name(name: object, what: str) -> str:
@@ -149,7 +158,7 @@ class Sfu:
         self.config = config or SfuConfig()
         # Shared by every peer so that ports are handed out in turn across all of them.
         self._ports = _port_allocator(self.config.port_range)
-        self._host_addresses = tuple(check_address(a) for a in self.config.host_addresses)
+        self._host_addresses = _host_addresses(self.config.host_addresses)
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.server",
     "tests.support.browser",
     "tests.support.tones",
+    "tests.support.turn_server",
 ]

@@ -17,7 +17,7 @@ from signaling.app import SIGNER_KEY, create_app, make_runner
 from signaling.settings import load_settings
 from signaling.tls import server_ssl_context
 from signaling.tokens import Role
-from tests.support.server import free_port
+from tests.support.server import LOOPBACK_MEDIA, free_port
 from tests.support.tones import write_tone_wav
 
 SPEAKER_HZ = 1000.0
@@ -58,7 +58,11 @@ class LiveNode:
 
     async def start(self) -> None:
         settings = load_settings(
-            host="127.0.0.1", port=self.port, data_dir=self.data_dir, **self.settings
+            host="127.0.0.1",
+            port=self.port,
+            data_dir=self.data_dir,
+            rtc_addresses=list(LOOPBACK_MEDIA),
+            **self.settings,
         )
         # The extensions of `dragoman serve`: live service, consoles, metrics.
         self.app = create_app(settings)

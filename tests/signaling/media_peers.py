@@ -1,7 +1,7 @@
 """aiortc peers speaking the live protocol: a publisher and a subscriber per WebSocket client.
 
-No STUN: `RTCConfiguration(iceServers=[])`; the server is found through the host
-candidates of the machine's non-loopback interfaces. `on_air_setup` brings a live event to
+No STUN: `RTCConfiguration(iceServers=[])`; peers gather on 127.0.0.1 only, where the
+test servers offer their media too. `on_air_setup` brings a live event to
 the point most media tests start from: a Russian speaker on air (1000 Hz), the interpreter
 of the RU<>FR booth on air (440 Hz).
 """
@@ -15,7 +15,9 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSess
 from aiortc.mediastreams import MediaStreamTrack
 
 from signaling.tokens import Role
+from streamer.aiortc_internals import restrict_ice
 from tests.signaling.conftest import Connect, WsClient
+from tests.support.server import LOOPBACK_MEDIA
 from tests.support.tones import PatternVideoTrack, ToneRecorder, ToneTrack
 
 #: A tone counts as heard when the dominant frequency is this close to it.
@@ -28,10 +30,12 @@ FRENCH_SPEAKER = "andre-samray"
 
 
 def peer_connection() -> RTCPeerConnection:
-    return RTCPeerConnection(
+    pc = RTCPeerConnection(
         # Like browsers: one transport for every section (the server requires it).
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
+    restrict_ice(pc, LOOPBACK_MEDIA)
+    return pc
 
 
 async def publish(client: WsClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:

@@ -207,12 +207,23 @@ async def test_metrics_count_clients_and_listeners(connect, live_server, ws_sess
 
 
 async def test_welcome_hands_the_nodes_ice_servers_to_the_browser(start_server, open_ws):
-    servers = ["stun:stun.example.test:3478", "turn:turn.example.test:3478?transport=tcp"]
+    servers = (
+        '["stun:stun.example.test:3478", {"urls": "turn:turn.example.test:3478?transport=tcp",'
+        ' "username": "event", "credential": "for-every-page"}]'
+    )
     server = await start_server(extensions=[install_live], ice_servers=servers)
     client = await open_ws(server)
     await client.send("auth", v=1, token=token(server, Role.ATTENDEE, "reg-ice"))
     welcome = await client.next("welcome")
-    assert welcome["ice_servers"] == servers
+    # Exactly what RTCPeerConnection takes: no username or credential where there is none.
+    assert welcome["ice_servers"] == [
+        {"urls": ["stun:stun.example.test:3478"]},
+        {
+            "urls": ["turn:turn.example.test:3478?transport=tcp"],
+            "username": "event",
+            "credential": "for-every-page",
+        },
+    ]
     await client.close()
 
 

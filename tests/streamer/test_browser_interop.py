@@ -18,11 +18,7 @@ from tests.support.tones import PatternVideoTrack, ToneTrack
 
 pytestmark = pytest.mark.browser
 
-# Real host addresses instead of mDNS names (aioice would have to resolve them).
-CHROMIUM_MEDIA_ARGS = [
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
+CHROMIUM_MEDIA_ARGS = ["--autoplay-policy=no-user-gesture-required"]
 
 GATHERED = """
 async (pc) => {
@@ -102,6 +98,23 @@ async () => {
 }
 """
 
+SELECTED_PAIR = """
+async () => {
+  const stats = await window.subscriber.getStats();
+  let pair = null;
+  stats.forEach((report) => {
+    if (report.type === 'transport' && report.selectedCandidatePairId) {
+      pair = stats.get(report.selectedCandidatePairId);
+    }
+  });
+  if (!pair) return null;
+  return {
+    local: stats.get(pair.localCandidateId).address,
+    remote: stats.get(pair.remoteCandidateId).address,
+  };
+}
+"""
+
 
 @pytest.fixture
 async def media_page(playwright_instance: Playwright) -> Page:
@@ -163,4 +176,7 @@ async def test_chromium_publishes_and_subscribes(sfu: Sfu, peers: Peers, media_p
     sfu.point("channel", "browser/audio")
     await wait_for(lambda: latest["audioPackets"] >= before + 50, "audio after the switch")
     assert latest["audioStreams"] == 2, latest
+    # The node gathers on loopback only; Chromium joins it there.
+    pair = await media_page.evaluate(SELECTED_PAIR)
+    assert pair == {"local": "127.0.0.1", "remote": "127.0.0.1"}, pair
     assert errors == [], errors

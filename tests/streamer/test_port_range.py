@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from streamer import InvalidNetworkSetting, PortRangeExhausted, Sfu, SfuConfig
 from streamer.aiortc_internals import local_ice_addresses, restrict_ice
@@ -19,6 +20,7 @@ from tests.streamer.conftest import Peers
 from tests.streamer.peers import LOOPBACK, eventually, peer_connection
 from tests.support.ports import free_udp_range
 from tests.support.tones import PatternVideoTrack, ToneTrack
+from tests.support.turn_server import TurnServer
 
 _CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\w+)", re.MULTILINE)
 
@@ -237,3 +239,37 @@ def test_a_port_range_that_cannot_be_used_is_refused(port_range: object, message
 def test_a_host_address_that_is_not_an_ip_address_is_refused(address: str) -> None:
     with pytest.raises(InvalidNetworkSetting, match="is not one"):
         Sfu(SfuConfig(host_addresses=(address,)))
+
+
+def test_one_address_given_as_text_instead_of_a_tuple_is_refused() -> None:
+    with pytest.raises(InvalidNetworkSetting, match="a tuple of IP addresses"):
+        Sfu(SfuConfig(host_addresses="127.0.0.1"))  # type: ignore[arg-type]
+
+
+async def test_stun_and_turn_candidates_are_still_gathered(turn_server: TurnServer) -> None:
+    # A real coturn on loopback answers STUN and allocates relays; restrict_ice must
+    # leave both to aioice while it binds the host sockets itself.
+    ports = free_udp_range(2)
+    username, credential = turn_server.login()
+    pc = RTCPeerConnection(
+        RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=f"stun:127.0.0.1:{turn_server.port}"),
+                RTCIceServer(urls=turn_server.urls[0], username=username, credential=credential),
+            ]
+        )
+    )
+    restrict_ice(pc, LOOPBACK, PortAllocator(PortRange(*ports)))
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        candidates = announced(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+    by_type = {kind: (host, port) for host, port, kind in candidates}
+    assert set(by_type) == {"host", "srflx", "relay"}, candidates
+    assert in_range(ports, by_type["host"][1])
+    # Seen from a server on loopback, the reflexive address is the host socket itself.
+    assert by_type["srflx"] == by_type["host"]
+    assert by_type["relay"][0] == "127.0.0.1"
+    assert turn_server.relay_ports[0] <= by_type["relay"][1] <= turn_server.relay_ports[1]

@@ -31,6 +31,11 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-first-run",
     "--disable-component-update",
     "--disable-sync",
+    # Test nodes gather their host candidates on 127.0.0.1 only: Chromium leaves
+    # loopback out of its own candidates unless told, and hides host addresses behind
+    # mDNS names, which a node would have to resolve over multicast.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 )
 FAKE_MEDIA_ARGS: tuple[str, ...] = (
     # Grant camera/microphone without a prompt and feed synthetic devices.

@@ -54,6 +54,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30.0
 
 
+#: Where test nodes gather their media candidates: the test peers and Chromium join them there.
+LOOPBACK_MEDIA = ("127.0.0.1",)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for processes that must be told a port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -102,6 +106,8 @@ async def _start(
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
     settings.setdefault("data_dir", data_dir)
+    # Test media stays on loopback (the node alone would gather on every other interface).
+    settings.setdefault("rtc_addresses", list(LOOPBACK_MEDIA))
     resolved = load_settings(host="127.0.0.1", port=port, **settings)
     app = create_app(
         resolved,
@@ -247,8 +253,9 @@ class ServeProcess:
 
 def dragoman_env(**extra: str) -> dict[str, str]:
     """The environment for a `dragoman` subprocess: this one without DRAGOMAN_* settings
-    (the test says what it wants), and the checkout importable."""
+    (the test says what it wants) but media on loopback, and the checkout importable."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DRAGOMAN_")}
+    env["DRAGOMAN_RTC_ADDRESSES"] = ",".join(LOOPBACK_MEDIA)
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if part
     )

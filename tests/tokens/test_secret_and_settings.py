@@ -101,7 +101,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("DRAGOMAN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DRAGOMAN_EVENT_FILE", str(tmp_path / "event.yaml"))
     monkeypatch.setenv("DRAGOMAN_REDIS_URL", "redis://127.0.0.1:6390/0")
-    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", "stun:stun.example.org:3478, turn:turn.example.org")
+    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", "stun:stun.example.org:3478, stun:stun.example.net")
     monkeypatch.setenv("DRAGOMAN_ICE_PUBLIC_ADDRESS", "203.0.113.7")
     monkeypatch.setenv("DRAGOMAN_SECRET", "z" * 32)
     monkeypatch.setenv("DRAGOMAN_TOKEN_TTL_HOURS", "12")
@@ -114,7 +114,10 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.data_dir == tmp_path
     assert settings.event_file == tmp_path / "event.yaml"
     assert settings.redis_url == "redis://127.0.0.1:6390/0"
-    assert settings.ice_servers == ["stun:stun.example.org:3478", "turn:turn.example.org"]
+    assert [server.urls for server in settings.ice_servers] == [
+        ("stun:stun.example.org:3478",),
+        ("stun:stun.example.net",),
+    ]
     assert settings.ice_public_address == "203.0.113.7"
     assert settings.secret is not None and settings.secret.get_secret_value() == "z" * 32
     assert settings.token_ttl_hours == 12
@@ -123,8 +126,16 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_ice_servers_as_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DRAGOMAN_ICE_SERVERS", '["stun:a.example.org", "turn:b.example.org"]')
-    assert Settings().ice_servers == ["stun:a.example.org", "turn:b.example.org"]
+    monkeypatch.setenv(
+        "DRAGOMAN_ICE_SERVERS",
+        '["stun:a.example.org", {"urls": ["turn:b.example.org", "turns:b.example.org"], '
+        '"username": "event", "credential": "s3cret"}]',
+    )
+    stun, turn = Settings().ice_servers
+    assert stun.urls == ("stun:a.example.org",) and stun.username is None
+    assert turn.urls == ("turn:b.example.org", "turns:b.example.org")
+    assert (turn.username, turn.credential) == ("event", "s3cret")
+    assert "s3cret" not in repr(Settings())
 
 
 def test_ice_servers_that_are_broken_json_are_refused_saying_so(

@@ -4,11 +4,17 @@
 
 const GATHERING_TIMEOUT_MS = 5000;
 
-/** RTCConfiguration from the welcome message's ICE servers (none by default). */
+/**
+ * RTCConfiguration from the welcome message's ICE servers (none by default): each is
+ * `{urls, username?, credential?}`, a TURN server's credentials made for this page and
+ * valid for a limited time (a page reconnecting gets a fresh welcome, so fresh ones).
+ */
 export function rtcConfiguration(welcome) {
   const servers = welcome.ice_servers ?? [];
   return {
-    iceServers: servers.map((entry) => (typeof entry === "string" ? { urls: entry } : entry)),
+    iceServers: servers.map(({ urls, username, credential }) =>
+      username === undefined ? { urls } : { urls, username, credential },
+    ),
   };
 }
 
