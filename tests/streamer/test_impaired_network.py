@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import re
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCBundlePolicy, RTCSessionDescription
-from aiortc.rtp import RtpPacket
+from aiortc import RTCBundlePolicy, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
 from streamer import Sfu, SfuConfig
-from streamer.aiortc_internals import observe_received_rtp
+from streamer.aiortc_internals import observe_received_rtp, send_rtcp
+from streamer.vp8_munger import parse_descriptor
 from tests.streamer.peers import LOOPBACK, FrameCounter, eventually, peer_connection
 from tests.support.impaired_network import RELAY_HOST, Impairment, UdpRelay, strip_candidates
 from tests.support.ports import free_udp_range
@@ -49,14 +53,27 @@ async def relayed() -> AsyncIterator[tuple[Sfu, UdpRelay]]:
 
 class Received:
     """Every packet one slot received, by stream (SSRC: media or RTX) and sequence number:
-    what it carried."""
+    what it carried; for VP8, the picture ids and keyframe sizes in arrival order."""
 
-    def __init__(self) -> None:
+    def __init__(self, vp8_payload_type: int | None = None) -> None:
+        self.vp8_payload_type = vp8_payload_type
         self.contents: dict[tuple[int, int], set[bytes]] = {}
+        self.picture_ids: list[int] = []
+        self.keyframe_sizes: list[tuple[int, int]] = []
 
     def observe(self, packet: RtpPacket) -> None:
         digest = hashlib.blake2b(packet.payload, digest_size=8).digest()
         self.contents.setdefault((packet.ssrc, packet.sequence_number), set()).add(digest)
+        vp8 = packet.payload_type == self.vp8_payload_type
+        descriptor = parse_descriptor(packet.payload) if vp8 else None
+        if descriptor is None or descriptor.picture_id is None:
+            return
+        self.picture_ids.append(descriptor.picture_id)
+        if descriptor.keyframe_start:
+            # The VP8 key frame header: 3-byte tag, start code, 14-bit width and height.
+            at = descriptor.picture_id_at + descriptor.picture_id_width + 3 + 3
+            width, height = struct.unpack_from("<HH", packet.payload, at)
+            self.keyframe_sizes.append((width & 0x3FFF, height & 0x3FFF))
 
 
 async def publish(sfu: Sfu, publisher_id: str, *tracks: object):
@@ -88,24 +105,38 @@ async def test_tones_video_and_switches_survive_loss_jitter_reordering_and_dupli
     peers.append(pc)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     video_in, voice_in = pc.getTransceivers()
-    received = {"video": Received(), "voice": Received()}
+    vp8_payload_type = int(re.findall(r"a=rtpmap:(\d+) VP8/90000", offer)[0])
+    received = {"video": Received(vp8_payload_type), "voice": Received()}
     observe_received_rtp(video_in.receiver, received["video"].observe)
     observe_received_rtp(voice_in.receiver, received["voice"].observe)
     voice = ToneRecorder(voice_in.receiver.track)
     frames = FrameCounter(video_in.receiver.track)
+    reporter = asyncio.ensure_future(report_frozen_picture(video_in, frames, received["video"]))
     await pc.setLocalDescription(await pc.createAnswer())
     await sfu.accept_answer("viewer", strip_candidates(pc.localDescription.sdp))
     try:
-        for publisher, hz in (("first", 1000), ("second", 440), ("first", 1000)):
+        video = received["video"]
+        for publisher, hz, size in (
+            ("first", 1000, (160, 120)),
+            ("second", 440, (192, 144)),
+            ("first", 1000, (160, 120)),
+        ):
+            keyframes = len(video.keyframe_sizes)
             sfu.point("program-video", f"{publisher}/video")
             sfu.point("floor", f"{publisher}/audio")
             await hears(voice, hz)
-            shown = frames.frames
             await eventually(
-                lambda shown=shown: frames.frames >= shown + 15,
+                lambda size=size, keyframes=keyframes: size in video.keyframe_sizes[keyframes:],
                 within=15,
-                what=f"{publisher}'s video decoded under loss",
+                what=f"a keyframe of {publisher}'s video",
             )
+        # aiortc's receiver recovers from a lost keyframe packet slowly (it never NACKs the
+        # first packet it missed), so decoding is only checked over the whole run.
+        await eventually(lambda: frames.frames >= 30, within=20, what="30 frames decoded")
+        # Picture ids continue across the switches: each step is small and forwards
+        # (reordering makes some steps go back a little; a switch never jumps).
+        steps = [(b - a) % 0x8000 for a, b in itertools.pairwise(video.picture_ids)]
+        assert all(step < 64 or step > 0x8000 - 64 for step in steps), max(steps)
         stats = sfu.stats()
         viewer = stats["subscribers"]["viewer"]
         assert viewer["nacked"] > 0 and viewer["retransmitted"] > 0, viewer
@@ -115,10 +146,28 @@ async def test_tones_video_and_switches_survive_loss_jitter_reordering_and_dupli
             reused = {seq: c for seq, c in slot.contents.items() if len(c) > 1}
             assert not reused, f"{name}: sequence numbers reused for other content: {reused}"
     finally:
+        reporter.cancel()
         await voice.stop()
         await frames.stop()
         for peer in peers:
             await peer.close()
+
+
+async def report_frozen_picture(
+    transceiver: RTCRtpTransceiver, frames: FrameCounter, received: Received
+) -> None:
+    """What a browser does and aiortc's receiver does not: when no frame has been decoded
+    for a second (a lost keyframe packet it never knew to NACK), send a PLI."""
+    last = -1
+    while True:
+        await asyncio.sleep(1.0)
+        if frames.frames == last and received.contents:
+            media_ssrc = next(iter(received.contents))[0]
+            await send_rtcp(
+                transceiver.receiver.transport,
+                RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=media_ssrc),
+            )
+        last = frames.frames
 
 
 async def hears(recorder: ToneRecorder, frequency: float, within: float = 15.0) -> None:
