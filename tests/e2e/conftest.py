@@ -61,8 +61,7 @@ class LiveNode:
             host="127.0.0.1",
             port=self.port,
             data_dir=self.data_dir,
-            rtc_addresses=list(LOOPBACK_MEDIA),
-            **self.settings,
+            **{"rtc_addresses": list(LOOPBACK_MEDIA), **self.settings},
         )
         # The extensions of `dragoman serve`: live service, consoles, metrics.
         self.app = create_app(settings)

@@ -244,3 +244,41 @@ _CANDIDATE_LINE = re.compile(r"^a=(candidate:.*|end-of-candidates)\r?\n", flags=
 def strip_candidates(sdp: str) -> str:
     """The SDP without ICE candidates: the peer is found only by its connectivity checks."""
     return _CANDIDATE_LINE.sub("", sdp)
+
+
+def relayed_node_settings(relay: UdpRelay) -> dict[str, object]:
+    """A node's settings that put it behind `relay`: media on loopback, in the relay's
+    ports, announcing the relay's address."""
+    ports = relay.ports
+    return {
+        "rtc_ports": f"{min(ports)}-{max(ports)}",
+        "rtc_addresses": [relay.node_host],
+        "ice_public_address": relay.relay_host,
+    }
+
+
+#: For Chromium pages (`context.add_init_script`): the SDP a page hands the node leaves
+#: without candidates, so the node reaches the page only through the relay; every peer
+#: connection the page makes is kept in `window.dragomanPeers` for getStats.
+PAGE_BEHIND_NAT = r"""
+(() => {
+  const Native = window.RTCPeerConnection;
+  const description = Object.getOwnPropertyDescriptor(Native.prototype, "localDescription");
+  window.dragomanPeers = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.dragomanPeers.push(this);
+    }
+  };
+  Object.defineProperty(Native.prototype, "localDescription", {
+    configurable: true,
+    get() {
+      const local = description.get.call(this);
+      if (!local) return local;
+      const sdp = local.sdp.replace(/^a=(candidate:.*|end-of-candidates)\r\n/gm, "");
+      return { type: local.type, sdp, toJSON: () => ({ type: local.type, sdp }) };
+    },
+  });
+})();
+"""

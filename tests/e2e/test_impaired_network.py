@@ -1,0 +1,120 @@
+"""Chromium over a bad network: the speaker's and the attendee's pages reach the node
+only through a relay that loses 5 % of packets, delays them with 30 ms of jitter,
+reorders and duplicates them, both ways (tests/support/impaired_network.py).
+
+The channel still carries the speaker's tone, and what the attendee's page reports in
+getStats() says how: packets still missing after NACK, samples concealed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Playwright, expect
+
+from signaling.tokens import Role
+from tests.e2e.conftest import SPEAKER_HZ, LiveNode
+from tests.e2e.listening import wait_for_tone
+from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, choose, go_live, join_stage
+from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+from tests.support.impaired_network import (
+    PAGE_BEHIND_NAT,
+    RELAY_HOST,
+    Impairment,
+    UdpRelay,
+    relayed_node_settings,
+)
+from tests.support.ports import free_udp_range
+from tests.support.server import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+BAD_WIFI = Impairment(
+    loss=0.05, delay_ms=10, jitter_ms=30, duplicate=0.01, reorder=0.02, reorder_ms=20
+)
+
+#: The attendee's inbound audio as getStats() reports it, summed over its peers.
+INBOUND_AUDIO = """
+async () => {
+  const totals = { packetsReceived: 0, packetsLost: 0, nackCount: 0, concealedSamples: 0,
+                   totalSamplesReceived: 0 };
+  for (const pc of window.dragomanPeers) {
+    const stats = await pc.getStats();
+    stats.forEach((report) => {
+      if (report.type !== "inbound-rtp" || report.kind !== "audio") return;
+      for (const key of Object.keys(totals)) totals[key] += report[key] ?? 0;
+    });
+  }
+  return totals;
+}
+"""
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[UdpRelay]:
+    first, last = free_udp_range(40, addresses=("127.0.0.1", RELAY_HOST))
+    relay = await UdpRelay(range(first, last + 1), seed=11).start()
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def node_behind_relay(tmp_path: Path, relay: UdpRelay) -> AsyncIterator[LiveNode]:
+    node = LiveNode(tmp_path / "node", free_port(), **relayed_node_settings(relay))
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def open_page(browser: Browser, url: str) -> Page:
+    context = await browser.new_context(locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    await context.add_init_script(PAGE_BEHIND_NAT)
+    page = await context.new_page()
+    await page.goto(url)
+    return page
+
+
+async def test_the_channel_carries_the_speaker_through_loss_jitter_and_reordering(
+    node_behind_relay: LiveNode, relay: UdpRelay, playwright_instance: Playwright, tone_wavs: dict
+) -> None:
+    node = node_behind_relay
+    relay.set_impairment(BAD_WIFI)
+    speaker_browser = await launch_chromium(
+        playwright_instance, fake_audio_wav=tone_wavs["speaker"]
+    )
+    audience = await launch_chromium(playwright_instance, fake_media=True)
+    try:
+        speaker_id, speaker_name = RUSSIAN_SPEAKER
+        stage = await open_page(
+            speaker_browser, node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id)
+        )
+        errors = {"stage": page_errors(stage)}
+        await join_stage(stage)
+        studio = await open_page(audience, node.link("studio", Role.MODERATOR, "mod"))
+        await go_live(studio, speaker_name)
+        await expect(stage.get_by_role("status").filter(has_text="ON AIR")).to_be_visible(
+            timeout=MEDIA_TIMEOUT_MS
+        )
+        watch = await open_page(audience, node.link("watch", Role.ATTENDEE, "att-lossy"))
+        errors["watch"] = page_errors(watch)
+        await watch.get_by_role("button", name="Play").click()
+        await choose(watch, "Русский")
+        await wait_for_tone(watch, SPEAKER_HZ, within=30.0)
+        await watch.wait_for_timeout(5000)
+        await wait_for_tone(watch, SPEAKER_HZ, within=10.0)
+        audio = await watch.evaluate(INBOUND_AUDIO)
+        # Every packet crossed the relay, and the relay really lost some.
+        assert relay.downstream.counters.lost > 20 and relay.upstream.counters.lost > 20
+        assert audio["packetsReceived"] > 200
+        concealed = audio["concealedSamples"] / max(1, audio["totalSamplesReceived"])
+        print(f"attendee audio under 5 % loss: {audio}, concealed {concealed:.1%}")
+        assert concealed < 0.15, audio
+        assert errors == {"stage": [], "watch": []}, errors
+    finally:
+        await speaker_browser.close()
+        await audience.close()
