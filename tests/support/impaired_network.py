@@ -14,13 +14,21 @@ A peer's own host candidates would let the node reach it directly, around the
 relay: `strip_candidates` removes them from the peer's SDP, as if the peer sat
 behind a NAT whose private addresses nobody can reach.
 
-Both directions have their own `Impairment`; `cut()`/`restore()` make an outage.
-Everything is driven by one seeded random generator, so a run can be repeated.
+Both directions have their own `Impairment`; `cut()`/`restore()` make an outage (both
+ways, or one way only). Everything is driven by one seeded random generator, so a run can
+be repeated.
+
+To cut one side of an event and not the other, give each side its own relay: relays on
+other loopback addresses (127.0.0.3, ...) in front of the same node ports, and
+`page_behind_nat(reach_node_through=...)` for the pages of that side, which then find
+the node at their relay's address instead of the one the node announces. Whatever peer
+connection such a page opens, now or after an outage, crosses its own relay only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 from collections.abc import Iterable
@@ -69,13 +77,14 @@ class _Path:
     def __init__(self, impairment: Impairment, rng: random.Random, relay: UdpRelay) -> None:
         self.impairment = impairment
         self.counters = PathCounters()
+        self.is_cut = False
         self._rng = rng
         self._relay = relay
 
     def carry(self, transport: asyncio.DatagramTransport, data: bytes, to: Address) -> None:
         counters = self.counters
         counters.received += 1
-        if self._relay.is_cut:
+        if self.is_cut:
             counters.cut += 1
             return
         spec = self.impairment
@@ -116,6 +125,9 @@ class _ClientFacing(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.relay.is_gone(addr):
+            self.relay.upstream.counters.cut += 1
+            return
         node_facing = self.to_node.get(addr)
         if node_facing is None:
             node_facing = _NodeFacing(self, addr)
@@ -168,8 +180,8 @@ class UdpRelay:
         self._rng = random.Random(self.seed)
         self.upstream = _Path(self.upstream_impairment, self._rng, self)
         self.downstream = _Path(self.downstream_impairment, self._rng, self)
-        self.is_cut = False
         self._listeners: list[_ClientFacing] = []
+        self._gone: set[Address] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._opening: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -189,12 +201,38 @@ class UdpRelay:
         self.upstream.impairment = upstream
         self.downstream.impairment = downstream or upstream
 
-    def cut(self) -> None:
-        """Start an outage: nothing gets through either way until `restore()`."""
-        self.is_cut = True
+    def cut(self, *, upstream: bool = True, downstream: bool = True) -> None:
+        """Start an outage: nothing gets through (either way, unless told one way only)
+        until `restore()`."""
+        if not (upstream or downstream):
+            raise ValueError("an outage cuts at least one direction")
+        self.upstream.is_cut = self.upstream.is_cut or upstream
+        self.downstream.is_cut = self.downstream.is_cut or downstream
 
-    def restore(self) -> None:
-        self.is_cut = False
+    def restore(self, *, moved: bool = False) -> None:
+        """End the outage, both ways.
+
+        `moved`: the clients come back from elsewhere (another Wi-Fi, a mobile network):
+        the addresses they had before are gone for good, so only connections they open
+        anew get through (ICE as negotiated cannot recover, it would need a restart).
+        """
+        if moved:
+            for listener in self._listeners:
+                self._gone.update(listener.to_node)
+                for node_facing in listener.to_node.values():
+                    if node_facing.transport is not None:
+                        node_facing.transport.close()
+                listener.to_node.clear()
+        self.upstream.is_cut = self.downstream.is_cut = False
+
+    def is_gone(self, client_addr: Address) -> bool:
+        """Whether a client address went away with a move (see `restore`)."""
+        return client_addr in self._gone
+
+    @property
+    def is_cut(self) -> bool:
+        """Whether some direction is cut."""
+        return self.upstream.is_cut or self.downstream.is_cut
 
     def later(self, delay: float, callback: object, *args: object) -> None:
         if self._closed:
@@ -257,10 +295,7 @@ def relayed_node_settings(relay: UdpRelay) -> dict[str, object]:
     }
 
 
-#: For Chromium pages (`context.add_init_script`): the SDP a page hands the node leaves
-#: without candidates, so the node reaches the page only through the relay; every peer
-#: connection the page makes is kept in `window.dragomanPeers` for getStats.
-PAGE_BEHIND_NAT = r"""
+_PAGE_BEHIND_NAT = r"""
 (() => {
   const Native = window.RTCPeerConnection;
   const description = Object.getOwnPropertyDescriptor(Native.prototype, "localDescription");
@@ -280,5 +315,32 @@ PAGE_BEHIND_NAT = r"""
       return { type: local.type, sdp, toJSON: () => ({ type: local.type, sdp }) };
     },
   });
+  const [announced, through] = ANNOUNCED_AND_THROUGH;
+  if (through === null) return;
+  // The node's address, a whole word of its candidate and connection lines.
+  const address = new RegExp(`(?<= )${announced.replaceAll(".", "\\.")}(?=[ \r\n])`, "g");
+  const setRemoteDescription = Native.prototype.setRemoteDescription;
+  Native.prototype.setRemoteDescription = function (remote, ...rest) {
+    if (remote && typeof remote.sdp === "string") {
+      remote = { type: remote.type, sdp: remote.sdp.replace(address, through) };
+    }
+    return setRemoteDescription.call(this, remote, ...rest);
+  };
 })();
 """
+
+
+def page_behind_nat(reach_node_through: str | None = None, node_announces: str = RELAY_HOST) -> str:
+    """A Chromium init script (`context.add_init_script`): the SDP a page hands the node
+    leaves without candidates, so the node reaches the page only through a relay; every
+    peer connection the page makes is kept in `window.dragomanPeers` for getStats.
+
+    `reach_node_through`: the address of this page's own relay; the page then replaces the
+    address the node announces (`node_announces`) with it in every SDP it receives.
+    """
+    pair = json.dumps([node_announces, reach_node_through])
+    return _PAGE_BEHIND_NAT.replace("ANNOUNCED_AND_THROUGH", pair)
+
+
+#: `page_behind_nat()` for pages that reach the node through the relay it announces.
+PAGE_BEHIND_NAT = page_behind_nat()
