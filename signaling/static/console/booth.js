@@ -3,15 +3,9 @@
 // speaker's video, the booth's direction, listeners, a clock and a VU meter,
 // and a button asking the speaker on air to slow down.
 
-import { formatClock, formatDuration, loadProgram, setOptions, startConsole } from "./page.js";
+import { formatClock, formatDuration, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
-import {
-  answerServerOffer,
-  microphoneConstraints,
-  offerTracks,
-  rtcConfiguration,
-  whenFailed,
-} from "./peer.js";
+import { answerServerOffer, MediaKeeper, microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
 import { analyse, localAnalyser, meterLevel, Mixer } from "./sound.js";
 import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { directionLabel, languageName, speakerById } from "./program.js";
@@ -33,6 +27,15 @@ let mixer = null;
 let meterAnalyser = null;
 let coughing = false;
 const received = new Map();
+// After a network outage: publish the microphone anew, and subscribe anew.
+const microphoneMedia = new MediaKeeper({
+  renew: () => publish(),
+  onRestoring: (restoring) => mediaRestoring("microphone", restoring),
+});
+const listeningMedia = new MediaKeeper({
+  renew: () => connection.send({ type: "subscribe" }),
+  onRestoring: (restoring) => mediaRestoring("listening", restoring),
+});
 
 const micButton = document.getElementById("microphone");
 const coughButton = document.getElementById("cough");
@@ -72,9 +75,7 @@ async function publish() {
   }
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   publisher = peer;
-  whenFailed(peer, () => {
-    if (publisher === peer && connection.online) publish();
-  });
+  microphoneMedia.watch(peer);
   const offer = await offerTracks(peer, microphone);
   if (publisher !== peer) return;
   connection.send({ type: "offer", purpose: "publish", sdp: offer });
@@ -84,9 +85,7 @@ async function onOffer(message) {
   if (subscriber) subscriber.close();
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   subscriber = peer;
-  whenFailed(peer, () => {
-    if (subscriber === peer && connection.online) connection.send({ type: "subscribe" });
-  });
+  listeningMedia.watch(peer);
   peer.addEventListener("track", (event) => {
     received.set(event.track.kind, event.track);
     if (event.track.kind === "video") {

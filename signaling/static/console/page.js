@@ -15,7 +15,8 @@ export function startConsole(handlers) {
   const status = document.getElementById("connection-status");
   const token = pageToken();
   if (!token) {
-    showStatus(status, "refused", t("console.no_token"));
+    socketStatus = { state: "refused", detail: t("console.no_token") };
+    showStatus(status);
     return null;
   }
   const connection = new Connection({
@@ -25,7 +26,10 @@ export function startConsole(handlers) {
       if (message.type === "error") showError(message);
       else handlers.onMessage(message);
     },
-    onStatus: (state, detail) => showStatus(status, state, detail),
+    onStatus: (state, detail) => {
+      socketStatus = { state, detail };
+      showStatus(status);
+    },
   });
   // Started on the next task so that the page has its `connection` before the welcome.
   setTimeout(() => connection.start(), 0);
@@ -43,8 +47,22 @@ export async function loadProgram() {
   }
 }
 
-function showStatus(element, state, detail) {
+// The WebSocket's status, and the page's media connections being restored after
+// a network outage (the socket itself may well have stayed up).
+let socketStatus = { state: "connecting", detail: undefined };
+const restoringMedia = new Set();
+
+/** Says on the status line whether the media connection `name` is being restored. */
+export function mediaRestoring(name, restoring) {
+  if (restoring) restoringMedia.add(name);
+  else restoringMedia.delete(name);
+  showStatus(document.getElementById("connection-status"));
+}
+
+function showStatus(element) {
   if (!element) return;
+  const { detail } = socketStatus;
+  const state = socketStatus.state === "online" && restoringMedia.size > 0 ? "restoring" : socketStatus.state;
   element.dataset.state = state;
   const words = t(`console.status.${state}`);
   element.textContent = detail ? `${words} ${detail}` : words;

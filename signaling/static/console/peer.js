@@ -79,13 +79,130 @@ export function microphoneConstraints(deviceId) {
   return audio;
 }
 
+// Chromium says "disconnected" only after several unanswered checks, well
+// after a network is gone (more than 5 s): the page listens itself. Something
+// arrives on a live connection at least every 2.5 s, even with no media (the
+// answers to the browser's own connectivity checks); this long without anything
+// and the network is taken for lost.
+const SILENT_FOR_MS = 3000;
+const LISTEN_EVERY_MS = 500;
+// While the network is lost, a new connection is tried this often, a little
+// less often each time (a loaded machine may need longer to connect one).
+// A try stays young enough that its connectivity checks still run briskly
+// when the network returns, so that the first one after it connects.
+const FIRST_TRY_MS = 1500;
+const MAX_TRY_MS = 3000;
+
 /**
- * Calls `renegotiate` when a peer connection fails for good (ICE could not
- * recover) while the WebSocket is still up: the page then asks for a fresh
- * offer (subscriber) or publishes again (publisher).
+ * What the connection has received so far, as a value that changes whenever
+ * anything arrives (media, RTCP, connectivity checks and their answers), or null.
  */
-export function whenFailed(pc, renegotiate) {
-  pc.addEventListener("connectionstatechange", () => {
-    if (pc.connectionState === "failed") renegotiate();
+async function arrivals(pc) {
+  const report = await pc.getStats();
+  const seen = [];
+  report.forEach((entry) => {
+    if (entry.type !== "transport" || !entry.selectedCandidatePairId) return;
+    const pair = report.get(entry.selectedCandidatePairId);
+    if (!pair) return;
+    seen.push(pair.lastPacketReceivedTimestamp, pair.bytesReceived, pair.responsesReceived, pair.requestsReceived);
   });
+  return seen.length > 0 ? seen.join("/") : null;
+}
+
+/**
+ * Keeps one media connection of a page (a subscription or a publication)
+ * alive across network outages. The server (aiortc) cannot restart ICE, and a
+ * connection whose network changed under it never comes back: once the peer
+ * connection in use has heard nothing for a while, or has failed, `renew()`
+ * replaces it (the page asks for a new subscription, or publishes again, and
+ * hands the new peer connection to `watch`), and again every 1.5 to 3 s until
+ * one is connected. `onRestoring(true|false)` tells the page when media is
+ * lost and when it is back.
+ */
+export class MediaKeeper {
+  constructor({ renew, onRestoring }) {
+    this.renew = renew;
+    this.onRestoring = onRestoring;
+    this.pc = null;
+    this.restoring = false;
+    this.timer = null;
+    this.listener = null;
+    this.tryMs = FIRST_TRY_MS;
+    this.tries = 0;
+    this.arrived = null;
+    this.heardAt = 0;
+  }
+
+  /** The peer connection now in use; each new one is handed over here. */
+  watch(pc) {
+    this.pc = pc;
+    this.arrived = null;
+    this.heardAt = performance.now();
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.pc !== pc) return;
+      if (pc.connectionState === "connected") this.recovered();
+      else if (pc.connectionState === "failed" || pc.connectionState === "disconnected") this.lost();
+    });
+    if (this.listener === null) this.listener = setInterval(() => this.listen(), LISTEN_EVERY_MS);
+  }
+
+  async listen() {
+    const pc = this.pc;
+    if (pc === null || pc.connectionState !== "connected") return;
+    let arrived;
+    try {
+      arrived = await arrivals(pc);
+    } catch {
+      return; // closed meanwhile
+    }
+    if (pc !== this.pc) return;
+    const now = performance.now();
+    if (arrived !== null && arrived !== this.arrived) {
+      this.arrived = arrived;
+      this.heardAt = now;
+      this.recovered();
+    } else if (now - this.heardAt > SILENT_FOR_MS) {
+      this.lost();
+    }
+  }
+
+  lost() {
+    // While restoring, a try that fails waits for its turn: tries keep their pace.
+    if (this.restoring) return;
+    this.restoring = true;
+    this.onRestoring(true);
+    this.retry();
+  }
+
+  retry() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (!this.restoring) return;
+    this.tries += 1;
+    this.renew();
+    const wait = this.tryMs;
+    this.tryMs = Math.min(this.tryMs + 500, MAX_TRY_MS);
+    this.timer = setTimeout(() => this.retry(), wait);
+  }
+
+  recovered() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.tryMs = FIRST_TRY_MS;
+    if (!this.restoring) return;
+    this.restoring = false;
+    this.onRestoring(false);
+  }
+
+  /** Nothing to keep any more. */
+  stop() {
+    clearTimeout(this.timer);
+    clearInterval(this.listener);
+    this.timer = this.listener = null;
+    this.pc = null;
+    if (this.restoring) {
+      this.restoring = false;
+      this.onRestoring(false);
+    }
+  }
 }

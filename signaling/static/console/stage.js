@@ -2,9 +2,9 @@
 // oneself, know without doubt when the moderator has put you on air, and see
 // when a booth asks you to slow down.
 
-import { loadProgram, setOptions, startConsole } from "./page.js";
+import { loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
-import { microphoneConstraints, offerTracks, rtcConfiguration, whenFailed } from "./peer.js";
+import { MediaKeeper, microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
 import { clockOffsetMs, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { speakerById } from "./program.js";
 
@@ -20,6 +20,11 @@ const view = {
 let connection = null;
 let stream = null;
 let publisher = null;
+// After a network outage: publish anew (the server puts the new tracks where the old ones were).
+const media = new MediaKeeper({
+  renew: () => publish(),
+  onRestoring: (restoring) => mediaRestoring("tracks", restoring),
+});
 
 const joinButton = document.getElementById("join");
 const cameraSelect = document.getElementById("camera");
@@ -80,9 +85,7 @@ async function publish() {
   if (!stream || !connection?.online) return;
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   publisher = peer;
-  whenFailed(peer, () => {
-    if (publisher === peer) publish();
-  });
+  media.watch(peer);
   const offer = await offerTracks(peer, stream);
   if (publisher !== peer) return;
   connection.send({ type: "offer", purpose: "publish", sdp: offer });

@@ -3,9 +3,9 @@
 // watched, a warning when a channel has nobody on air, the language the speaker
 // on air actually speaks, and the booths' requests to slow down.
 
-import { element, formatClock, loadProgram, setOptions, startConsole } from "./page.js";
+import { element, formatClock, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
-import { answerServerOffer, rtcConfiguration, slotOfTransceiver, whenFailed } from "./peer.js";
+import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
 import {
   boothView,
   channelView,
@@ -23,6 +23,10 @@ let pc = null;
 const previews = new Map(); // speaker id -> MediaStream
 const programVideo = document.getElementById("program-video");
 const floorSelect = document.getElementById("floor-language");
+const media = new MediaKeeper({
+  renew: () => connection.send({ type: "subscribe" }),
+  onRestoring: (restoring) => mediaRestoring("previews", restoring),
+});
 
 function onWelcome(welcome) {
   view.welcome = welcome;
@@ -37,9 +41,7 @@ async function onOffer(message) {
   if (pc) pc.close();
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
-  whenFailed(peer, () => {
-    if (pc === peer && connection.online) connection.send({ type: "subscribe" });
-  });
+  media.watch(peer);
   peer.addEventListener("track", (event) => {
     if (event.track.kind !== "video") return;
     const slot = slotOfTransceiver(message.slots, event.transceiver);

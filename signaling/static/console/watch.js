@@ -1,9 +1,9 @@
 // The attendee's page: program video, the chosen language channel, the
 // original mixed underneath at the attendee's volume, and what is going on.
 
-import { loadProgram, startConsole } from "./page.js";
+import { loadProgram, mediaRestoring, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
-import { answerServerOffer, rtcConfiguration, slotOfTransceiver, whenFailed } from "./peer.js";
+import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
 import { analyse, Mixer, recentFrequency } from "./sound.js";
 import { channelView, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
@@ -28,6 +28,11 @@ let mixer = null;
 const received = new Map(); // "channel" | "floor" | "video" -> MediaStreamTrack
 const mids = new Map(); // the same names -> the m-line they arrive on
 const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
+// After a network outage: a new subscription (the WebSocket may have stayed up all along).
+const media = new MediaKeeper({
+  renew: () => connection.send({ type: "subscribe" }),
+  onRestoring: (restoring) => mediaRestoring("program", restoring),
+});
 
 /** Notes when a step of joining first happened (ms since navigation start), for bench/join.py. */
 function mark(name) {
@@ -75,9 +80,7 @@ async function onOffer(message) {
   mark("offer");
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
-  whenFailed(peer, () => {
-    if (pc === peer && connection.online) connection.send({ type: "subscribe" });
-  });
+  media.watch(peer);
   peer.addEventListener("track", (event) => {
     const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
     received.set(name, event.track);
@@ -265,6 +268,10 @@ window.dragomanDebug = {
   },
   get offers() {
     return debug.offers;
+  },
+  /** New subscriptions asked for after the network was lost. */
+  get restorations() {
+    return media.tries;
   },
   get marks() {
     return { ...debug.marks };
