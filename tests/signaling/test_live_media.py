@@ -5,6 +5,8 @@ A Russian-speaking speaker sends 1000 Hz, the interpreter of the RU<>FR booth 44
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -239,3 +241,48 @@ async def test_an_interpreter_on_air_whose_audio_is_not_arriving_falls_back(conn
         "booth": None,
         "interpreter": None,
     }
+
+
+async def test_a_speaker_who_publishes_again_stays_on_air_and_is_heard_anew(
+    connect, peers, live_server
+):
+    """What the stage page does after a network outage, or after its WebSocket came back
+    within the grace period: it publishes again, and the floor follows the new tracks.
+    (Another tone for each publication, so the attendee hears which one the floor carries.)"""
+    live = live_server.app[LIVE_KEY]
+    live.publisher_grace_s = 1.0
+    _, speaker, _ = await on_air_setup(connect, peers)
+    on_air = {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": True}
+
+    async def current_state() -> dict:
+        # A client that joins gets the state as it is now.
+        observer = await connect(Role.MODERATOR)
+        peers.append(observer)
+        return observer.state
+
+    attendee = await connect(Role.ATTENDEE, subject="reg-outage")
+    peers.append(attendee)
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", SPEAKER_HZ)
+
+    # The network went away and came back; the WebSocket stayed up.
+    second_hz, third_hz = 1300.0, 700.0
+    first_tracks = peers[0]
+    peers.append(await publish(speaker, ToneTrack(second_hz), PatternVideoTrack()))
+    await first_tracks.close()
+    await media.hears("channel", second_hz)
+    assert (await current_state())["on_air"] == on_air
+
+    # The WebSocket dropped too, and the page is back before the grace period ends.
+    await speaker.close()
+    again = await connect(Role.SPEAKER, subject=RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER)
+    peers.append(again)
+    assert again.state["you"]["on_air"] is True
+    peers.append(await publish(again, ToneTrack(third_hz), PatternVideoTrack()))
+    await media.hears("channel", third_hz)
+    # Long after the grace period, the new publication is still on air and heard.
+    await asyncio.sleep(live.publisher_grace_s * 2)
+    assert "speaker:" + RUSSIAN_SPEAKER in live_server.app[SFU_KEY].stats()["publishers"]
+    await media.hears("channel", third_hz, within=3.0)
+    assert (await current_state())["on_air"] == on_air
