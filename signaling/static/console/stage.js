@@ -141,6 +141,10 @@ window.dragomanDebug = {
   get publisherState() {
     return publisher?.connectionState ?? "none";
   },
+  /** Publications made anew after the network was lost. */
+  get restorations() {
+    return media.tries;
+  },
 };
 
 connection = startConsole({ onWelcome, onMessage });
