@@ -33,7 +33,12 @@ const microphoneMedia = new MediaKeeper({
   onRestoring: (restoring) => mediaRestoring("microphone", restoring),
 });
 const listeningMedia = new MediaKeeper({
-  renew: () => connection.send({ type: "subscribe" }),
+  renew: () => {
+    // An answer still on its way would otherwise be taken for the new offer's.
+    subscriber?.close();
+    subscriber = null;
+    connection.send({ type: "subscribe" });
+  },
   onRestoring: (restoring) => mediaRestoring("listening", restoring),
 });
 
@@ -101,8 +106,10 @@ async function onOffer(message) {
 }
 
 async function onAnswer(message) {
-  if (!publisher) return;
-  await publisher.setRemoteDescription({ type: "answer", sdp: message.sdp });
+  // The answer to an offer that a newer one replaced meanwhile (after a network outage)
+  // finds the new peer waiting for its own answer: that try fails and the next one is made.
+  if (publisher?.signalingState !== "have-local-offer") return;
+  await publisher.setRemoteDescription({ type: "answer", sdp: message.sdp }).catch(() => {});
 }
 
 /** Audio may only start after a gesture: the first click in the booth starts it. */

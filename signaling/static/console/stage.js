@@ -102,8 +102,10 @@ function onMessage(message) {
     view.state = message;
     view.clockOffset = clockOffsetMs(message);
     render();
-  } else if (message.type === "answer" && publisher) {
-    publisher.setRemoteDescription({ type: "answer", sdp: message.sdp });
+  } else if (message.type === "answer" && publisher?.signalingState === "have-local-offer") {
+    // The answer to an offer that a newer one replaced meanwhile (after a network outage)
+    // finds the new peer waiting for its own answer: that try fails and the next one is made.
+    publisher.setRemoteDescription({ type: "answer", sdp: message.sdp }).catch(() => {});
   }
 }
 

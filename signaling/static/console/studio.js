@@ -24,7 +24,12 @@ const previews = new Map(); // speaker id -> MediaStream
 const programVideo = document.getElementById("program-video");
 const floorSelect = document.getElementById("floor-language");
 const media = new MediaKeeper({
-  renew: () => connection.send({ type: "subscribe" }),
+  renew: () => {
+    // An answer still on its way would otherwise be taken for the new offer's.
+    pc?.close();
+    pc = null;
+    connection.send({ type: "subscribe" });
+  },
   onRestoring: (restoring) => mediaRestoring("previews", restoring),
 });
 

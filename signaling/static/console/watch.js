@@ -30,7 +30,10 @@ const mids = new Map(); // the same names -> the m-line they arrive on
 const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
 // After a network outage: a new subscription (the WebSocket may have stayed up all along).
 const media = new MediaKeeper({
-  renew: () => connection.send({ type: "subscribe" }),
+  renew: () => {
+    closePeer(); // an answer still on its way would otherwise be taken for the new offer's
+    connection.send({ type: "subscribe" });
+  },
   onRestoring: (restoring) => mediaRestoring("program", restoring),
 });
 
