@@ -26,6 +26,9 @@ export class Connection {
     this.welcomedBefore = false;
     this.closedForGood = false;
     this.retryTimer = null;
+    // The browser knows when its network is back: no point waiting out the back-off
+    // (up to 8 s), the page's media is waiting for the socket to be restored.
+    window.addEventListener("online", () => this.retryNow());
   }
 
   get url() {
@@ -87,6 +90,15 @@ export class Connection {
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.start(), wait);
+  }
+
+  /** Reconnects at once if a retry is waiting. */
+  retryNow() {
+    if (this.socket !== null || this.closedForGood || this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.delay = FIRST_DELAY_MS;
+    this.start();
   }
 
   welcomedOnThisSocket(socket) {
