@@ -54,9 +54,11 @@ class ToneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, frequency: float) -> None:
+    def __init__(self, frequency: float, amplitude: float = 0.5) -> None:
         super().__init__()
         self.frequency = frequency
+        #: May be changed while the track plays (0: the interpreter has gone silent).
+        self.amplitude = amplitude
         self._sample = 0
         self._start: float | None = None
 
@@ -69,7 +71,7 @@ class ToneTrack(MediaStreamTrack):
             wait = self._start + self._sample / SAMPLE_RATE - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        data = sine(self.frequency, FRAME_SAMPLES, self._sample)
+        data = sine(self.frequency, FRAME_SAMPLES, self._sample, self.amplitude)
         frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._sample
