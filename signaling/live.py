@@ -861,8 +861,10 @@ class LiveEvent:
             booth = self.booths[decision.booth]
             booth.fail_over(decision.to, now)
             log.warning(
-                "interpreter's media stopped: failover",
-                extra={"booth": decision.booth, "lost": decision.lost, "to": decision.to},
+                "booth %s: %s's media stopped; %s",
+                decision.booth,
+                decision.lost,
+                f"{decision.to} takes the channel" if decision.to else "nobody was ready",
             )
             await self._booth_changed(booth)
         self._was_live = {

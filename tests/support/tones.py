@@ -30,13 +30,14 @@ def sine(frequency: float, samples: int, start: int = 0, amplitude: float = 0.5)
     return (amplitude * 32767 * np.sin(2 * math.pi * frequency * n / SAMPLE_RATE)).astype(np.int16)
 
 
-def write_tone_wav(path: Path, frequency: float, seconds: float) -> Path:
-    """A mono 48 kHz 16-bit WAV of a sine tone (for browsers' fake audio capture)."""
+def write_tone_wav(path: Path, frequency: float, seconds: float, amplitude: float = 0.5) -> Path:
+    """A mono 48 kHz 16-bit WAV of a sine tone (for browsers' fake audio capture);
+    amplitude 0 makes a microphone that hears nothing."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes(sine(frequency, int(seconds * SAMPLE_RATE)).tobytes())
+        out.writeframes(sine(frequency, int(seconds * SAMPLE_RATE), 0, amplitude).tobytes())
     return path
 
 
