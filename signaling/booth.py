@@ -96,8 +96,8 @@ class SlowDownRequest:
 
 @dataclass(frozen=True)
 class FailoverEvent:
-    """The one on air (``lost``) went silent; ``to`` took the channel (None: nobody did, and
-    the channel fell back to the event's fallback)."""
+    """The one on air (``lost``) went silent; ``to`` took the channel (None: nobody was
+    ready, and the channel falls back until his voice returns)."""
 
     lost: str
     to: str | None
@@ -250,10 +250,11 @@ class LiveBooth:
         self._go_on_air(who, now)
 
     def fail_over(self, to: str | None, now: float) -> FailoverEvent:
-        """The one on air went silent (his media stopped): put ``to`` on air, or nobody.
+        """The one on air went silent (his media stopped): put ``to`` on air for good.
 
-        Nobody has to press anything: the one who dropped does not get the channel back by
-        himself when he returns; he asks for a handover like anyone off air.
+        ``to`` None: nobody is ready; the one on air stays on air (the live service
+        routes the fallback while his voice is missing, and him again when it returns).
+        Either way the event is kept for the booth's and the moderator's pages.
         """
         lost = self.on_air
         if lost is None:
@@ -261,12 +262,6 @@ class LiveBooth:
         if to is not None:
             self._require_connected(to)
             self._go_on_air(to, now)
-        else:
-            self.on_air = None
-            self.on_air_since = None
-            self.coughing = False
-            self.handover = None
-            self._forget_departed()
         self.last_failover = FailoverEvent(lost=lost, to=to, at=now)
         return self.last_failover
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Protocol
 
 from signaling import protocol as p
 from signaling.alarms import Alarm, Thresholds, compute_alarms
-from signaling.booth import BoothError, LiveBooth
+from signaling.booth import BoothError, BoothStatus, LiveBooth
 from signaling.failover import STALLED_AFTER_S, decide_failovers, is_live
 from signaling.live_state import LiveState
 from signaling.program import Event
@@ -220,8 +220,15 @@ class LiveEvent:
         self.monitor_interval = monitor_interval
         self.stalled_after = stalled_after
         self.thresholds = thresholds or Thresholds()
-        # Per booth: was the interpreter on air sending at the previous look?
-        self._was_live: dict[str, bool] = {}
+        # Per booth: since when (monotonic) its interpreter on air has been seen sending
+        # nothing, and who that was; booths whose voice has been missing long enough
+        # (`stalled_after`) carry the fallback until it returns.
+        self._silent_since: dict[str, tuple[str, float]] = {}
+        # Per booth: who was seen sending while on air. Only a voice that was there can
+        # go missing: one just put on air (or restored after a restart) whose media has
+        # not arrived yet is left to the routing rule's fallback, as before.
+        self._seen_live: dict[str, str] = {}
+        self.stalled_booths: set[str] = set()
         self.alarms: list[Alarm] = []
         self._speaker_media_live = True
         self._health: p.Health | None = None
@@ -711,6 +718,8 @@ class LiveEvent:
             for booth_id, booth in self.booths.items()
             if booth.on_air is not None
             and _source(interpreter_publisher(booth_id, booth.on_air), "audio") in self.sources
+            # His voice is missing: the fallback until it returns (or a partner takes over).
+            and booth_id not in self.stalled_booths
         }
         coughing = {booth_id for booth_id, booth in self.booths.items() if booth.coughing}
         overrides = {
@@ -857,7 +866,11 @@ class LiveEvent:
             for status in statuses
         }
         now = self.clock()
-        for decision in decide_failovers(statuses, microphones, self._was_live, self.stalled_after):
+        silent_for = self._silences(statuses, microphones)
+        stalled = {booth for booth, silent in silent_for.items() if silent >= self.stalled_after}
+        for decision in decide_failovers(
+            statuses, microphones, silent_for, self.stalled_booths, self.stalled_after
+        ):
             booth = self.booths[decision.booth]
             booth.fail_over(decision.to, now)
             log.warning(
@@ -866,13 +879,48 @@ class LiveEvent:
                 decision.lost,
                 f"{decision.to} takes the channel" if decision.to else "nobody was ready",
             )
+            if decision.to is not None:
+                stalled.discard(decision.booth)
+                self._silent_since.pop(decision.booth, None)
             await self._booth_changed(booth)
-        self._was_live = {
-            booth_id: booth.on_air is not None
-            and is_live(microphones.get(booth_id, {}).get(booth.on_air), self.stalled_after)
-            for booth_id, booth in self.booths.items()
-        }
+        if stalled != self.stalled_booths:
+            self.stalled_booths = stalled
+            self._changed()
         self._update_alarms(activity, now)
+
+    def _silences(
+        self,
+        statuses: list[BoothStatus],
+        microphones: Mapping[str, Mapping[str, SourceActivity | None]],
+    ) -> dict[str, float]:
+        """Per booth with someone on air: for how long his voice has been missing (0: live).
+
+        A source that exists says itself how long it has been quiet; one that is gone
+        (his connection closed) counts from when it was first seen missing. A voice never
+        seen while on air is not missing.
+        """
+        monotonic = time.monotonic()
+        silent_for: dict[str, float] = {}
+        for status in statuses:
+            on_air = status.on_air
+            if on_air is None:
+                self._silent_since.pop(status.booth, None)
+                continue
+            mic = microphones.get(status.booth, {}).get(on_air)
+            if is_live(mic, self.stalled_after):
+                self._seen_live[status.booth] = on_air
+                self._silent_since.pop(status.booth, None)
+                silent_for[status.booth] = 0.0
+                continue
+            if self._seen_live.get(status.booth) != on_air:
+                continue
+            who, since = self._silent_since.get(status.booth, (None, monotonic))
+            if who != on_air:
+                since = monotonic
+                self._silent_since[status.booth] = (on_air, since)
+            quiet = mic.packet_age if mic is not None else 0.0
+            silent_for[status.booth] = max(monotonic - since, quiet)
+        return silent_for
 
     def _update_alarms(self, activity: Mapping[str, SourceActivity], now: float) -> None:
         if self.routing is None:

@@ -35,23 +35,27 @@ def test_is_live_means_a_packet_within_the_last_second() -> None:
 
 
 @pytest.mark.parametrize(
-    ("anna", "boris", "boris_connected", "was_live", "expected"),
+    ("silent_for", "boris", "boris_connected", "waiting", "expected"),
     [
-        (LIVE, LIVE, True, True, None),  # all is well
-        (STOPPED, LIVE, True, True, "boris"),  # her voice stopped: the partner takes it
-        (None, LIVE, True, True, "boris"),  # her connection is gone altogether
-        (STOPPED, STOPPED, True, True, "-"),  # nobody ready: the fallback
-        (STOPPED, None, True, True, "-"),  # the partner does not publish
-        (STOPPED, LIVE, False, True, "-"),  # the partner left the booth
-        (STOPPED, LIVE, True, False, None),  # she had not been sending: not a failover
+        (0.0, LIVE, True, False, None),  # all is well
+        (0.5, LIVE, True, False, None),  # a short gap is not yet a dropout
+        (1.5, LIVE, True, False, "boris"),  # her voice stopped: the partner takes it
+        (1.5, STOPPED, True, False, "-"),  # nobody ready: the fallback
+        (1.5, None, True, False, "-"),  # the partner does not publish
+        (1.5, LIVE, False, False, "-"),  # the partner left the booth
+        (3.0, STOPPED, True, True, None),  # already falling back, still nobody ready
+        (3.0, LIVE, True, True, "boris"),  # already falling back, now he is ready
     ],
 )
-def test_failover_decisions(anna, boris, boris_connected, was_live, expected) -> None:
+def test_failover_decisions(silent_for, boris, boris_connected, waiting, expected) -> None:
     booth = booth_with("anna", "boris")
     if not boris_connected:
         booth.disconnect("boris")
     decisions = decide_failovers(
-        [booth.status()], {"ru-fr": {"anna": anna, "boris": boris}}, {"ru-fr": was_live}
+        [booth.status()],
+        {"ru-fr": {"anna": STOPPED, "boris": boris}},
+        {"ru-fr": silent_for},
+        {"ru-fr"} if waiting else set(),
     )
     if expected is None:
         assert decisions == []
@@ -62,7 +66,7 @@ def test_failover_decisions(anna, boris, boris_connected, was_live, expected) ->
 
 def test_nobody_on_air_means_nothing_to_fail_over() -> None:
     booth = booth_with("anna", "boris", on_air=None)
-    assert decide_failovers([booth.status()], {"ru-fr": {"boris": LIVE}}, {"ru-fr": True}) == []
+    assert decide_failovers([booth.status()], {"ru-fr": {"boris": LIVE}}, {"ru-fr": 9.0}) == []
 
 
 def test_a_failover_puts_the_partner_on_air_and_the_one_who_dropped_does_not_take_it_back():
@@ -74,13 +78,15 @@ def test_a_failover_puts_the_partner_on_air_and_the_one_who_dropped_does_not_tak
     booth.disconnect("anna")
     booth.connect("anna")  # she comes back
     assert booth.on_air == "boris"
+    # Nobody ready: he stays on air (his voice is back on the channel when it returns).
     fallback = booth.fail_over(None, now=20.0)
-    assert booth.on_air is None and fallback.to is None and fallback.lost == "boris"
-    with pytest.raises(NobodyOnAir):
-        booth.fail_over("anna", now=21.0)
-    booth.mic("anna", True, now=22.0)
+    assert booth.on_air == "boris" and fallback.to is None and fallback.lost == "boris"
+    assert booth.last_failover == fallback
     with pytest.raises(NotConnected):
         booth.fail_over("zoe", now=23.0)
+    booth.mic("boris", False, now=24.0)
+    with pytest.raises(NobodyOnAir):
+        booth.fail_over("anna", now=25.0)
 
 
 # -- alarms ---------------------------------------------------------------------------------

@@ -68,30 +68,37 @@ async def test_the_partner_takes_the_channel_when_the_voice_on_air_stops(connect
         told = await page.state_where(lambda s: s["booths"][0]["last_failover"] is not None)
         assert told["booths"][0]["last_failover"]["to"] == "boris"
 
-    # The partner's voice stops too: nobody is ready, the channel falls back to the floor.
-    await stop_sending(peers[peers.index(boris) + 1])
-    state = await moderator.state_where(lambda s: s["booths"][0]["on_air"] is None)
-    assert state["booths"][0]["last_failover"] == {
-        "lost": "boris",
-        "to": None,
-        "at": state["booths"][0]["last_failover"]["at"],
-    }
-    assert state["channels"]["fr"]["reason"] == "fallback"
+    # The partner's voice stops too: nobody is ready, the channel falls back to the floor
+    # while his voice is missing; he stays on air and is back as soon as it returns.
+    boris_pc = peers[peers.index(boris) + 1]
+    await stop_sending(boris_pc)
+    state = await moderator.state_where(
+        lambda s: (
+            s["booths"][0]["last_failover"]["lost"] == "boris"
+            and s["channels"]["fr"]["reason"] == "fallback"
+        )
+    )
+    assert state["booths"][0]["last_failover"]["to"] is None
+    assert state["booths"][0]["on_air"] == "boris"
     await media.hears("channel", SPEAKER_HZ)
+    # His page publishes again (a reload): his voice is back on the channel by itself.
+    peers.append(await publish(boris, ToneTrack(PARTNER_HZ)))
+    await moderator.state_where(lambda s: s["channels"]["fr"]["interpreter"] == "boris")
+    await media.hears("channel", PARTNER_HZ)
 
 
 async def test_the_studio_is_alarmed_when_the_speakers_media_stops(connect, peers):
     moderator, speaker, _anna = await on_air_setup(connect, peers)
     attendee = await connect(Role.ATTENDEE, "reg-2")
     peers.append(attendee)
-    await moderator.state_where(lambda s: s["on_air"] and s["on_air"]["media_live"])
+    await moderator.state_where(lambda s: s["on_air"] and s["on_air"]["media_live"], within=15)
     await stop_sending(peers[0])
     state = await moderator.state_where(
-        lambda s: any(a["kind"] == "speaker_media_lost" for a in s["alarms"])
+        lambda s: any(a["kind"] == "speaker_media_lost" for a in s["alarms"]), within=15
     )
     assert state["on_air"]["media_live"] is False
     # Attendees are told his connection was lost; alarms are for the staff.
-    seen = await attendee.state_where(lambda s: s["on_air"]["media_live"] is False)
+    seen = await attendee.state_where(lambda s: s["on_air"] and s["on_air"]["media_live"] is False)
     assert seen["alarms"] == []
     # He comes back (his page publishes again): the alarm clears by itself.
     peers.append(await publish(speaker, ToneTrack(SPEAKER_HZ)))
