@@ -15,6 +15,7 @@ Alarms are recomputed on every look and are shown while their condition holds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -30,7 +31,9 @@ DEAD_AIR_AFTER_S = 5.0
 FLOOR_SPEAKING_S = 1.0
 #: Above these, listeners hear gaps or warbling: the moderator is warned.
 LOSS_WARNING = 0.05
-JITTER_WARNING_MS = 30.0
+#: Browsers' jitter buffers absorb tens of milliseconds by themselves; past this they
+#: stretch audibly (and a loaded node's own arrival stamps add a few ms of their own).
+JITTER_WARNING_MS = 50.0
 
 AlarmKind = Literal["speaker_media_lost", "dead_air", "poor_reception", "poor_delivery"]
 
@@ -105,7 +108,8 @@ def compute_alarms(
                 alarms.append(
                     Alarm(
                         "dead_air",
-                        since=now - voice.sound_age,
+                        # Never any sound: not known since when (the live service says).
+                        since=now - voice.sound_age if math.isfinite(voice.sound_age) else None,
                         channel=language,
                         booth=feed.booth,
                         interpreter=feed.interpreter,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -230,6 +231,7 @@ class LiveEvent:
         self._seen_live: dict[str, str] = {}
         self.stalled_booths: set[str] = set()
         self.alarms: list[Alarm] = []
+        self._alarm_first_seen: dict[tuple[str | None, ...], float] = {}
         self._speaker_media_live = True
         self._health: p.Health | None = None
         self._health_read_at = 0.0
@@ -954,6 +956,7 @@ class LiveEvent:
             publisher_of=lambda source: source.rsplit("/", 1)[0],
             thresholds=self.thresholds,
         )
+        alarms = self._with_start_times(alarms, now)
         media_live = speaker_audio is None or is_live(
             activity.get(speaker_audio), self.stalled_after
         )
@@ -968,6 +971,20 @@ class LiveEvent:
             self.alarms = alarms
             self._speaker_media_live = media_live
             self._changed()
+
+    def _with_start_times(self, alarms: list[Alarm], now: float) -> list[Alarm]:
+        """Alarms whose start the media cannot tell (a voice that never had any sound, a
+        speaker gone altogether) start when the node first raised them."""
+        first_seen = {}
+        dated = []
+        for alarm in alarms:
+            key = (alarm.kind, alarm.speaker, alarm.channel, alarm.publisher)
+            first_seen[key] = self._alarm_first_seen.get(key, now)
+            if alarm.since is None:
+                alarm = dataclasses.replace(alarm, since=first_seen[key])
+            dated.append(alarm)
+        self._alarm_first_seen = first_seen
+        return dated
 
     def _read_health(self) -> p.Health:
         health = self.sfu.health()

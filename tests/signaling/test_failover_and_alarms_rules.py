@@ -151,6 +151,9 @@ def test_dead_air_only_while_the_floor_speaks_and_the_voice_is_sending() -> None
     assert alarms({SPEAKER: LIVE, ANNA: short}) == []
     # Her packets stopped: that is a failover's business, not dead air.
     assert [a.kind for a in alarms({SPEAKER: LIVE, ANNA: STOPPED})] == []
+    # Never any sound at all: when it started is for the live service to say.
+    [never] = alarms({SPEAKER: LIVE, ANNA: SourceActivity("audio", 0.02, math.inf)})
+    assert never.kind == "dead_air" and never.since is None
     # A sender without audio levels cannot be judged.
     assert alarms({SPEAKER: LIVE, ANNA: SourceActivity("audio", 0.02, None)}) == []
 
@@ -158,7 +161,7 @@ def test_dead_air_only_while_the_floor_speaks_and_the_voice_is_sending() -> None
 def test_poor_reception_and_delivery_above_the_thresholds() -> None:
     found = alarms(
         {SPEAKER: LIVE, ANNA: LIVE},
-        sources_health={SPEAKER: Reception(0.08, 5.0), ANNA: Reception(0.01, 45.0)},
+        sources_health={SPEAKER: Reception(0.08, 5.0), ANNA: Reception(0.01, 65.0)},
         channels_health={"fr": Reception(0.06, 10.0), "ru": Reception(0.0, 2.0)},
     )
     assert [(a.kind, a.publisher, a.channel) for a in found] == [

@@ -337,6 +337,8 @@ function tickClock() {
   // The take-over deadline passes without the server saying anything.
   takeOverButton.hidden = !mayTakeOver();
   if (view.state) renderSlowDown();
+  const event = view.program ?? view.summary;
+  if (view.state && event) renderBoothAlerts(event, booth()); // dead air's seconds go on
 }
 
 micButton.addEventListener("click", () => {

@@ -385,7 +385,10 @@ window.dragomanDebug = {
 setInterval(() => {
   document.getElementById("clock").textContent = formatClock(new Date(), lang);
   const event = view.program ?? view.summary;
-  if (event) renderSlowDown(event);
+  if (event) {
+    renderSlowDown(event);
+    renderAlarms(event, view.state); // the seconds of dead air go on counting
+  }
 }, 1000);
 
 connection = startConsole({ onWelcome, onMessage });
