@@ -94,6 +94,16 @@ class SlowDownRequest:
     until: float
 
 
+@dataclass(frozen=True)
+class FailoverEvent:
+    """The one on air (``lost``) went silent; ``to`` took the channel (None: nobody was
+    ready, and the channel falls back until his voice returns)."""
+
+    lost: str
+    to: str | None
+    at: float
+
+
 @dataclass
 class _Seat:
     connections: int = 0
@@ -137,6 +147,8 @@ class LiveBooth:
     direction_override: str | None = None
     coughing: bool = False
     handover: HandoverRequest | None = None
+    #: The last failover, shown to the booth and the moderator until another change.
+    last_failover: FailoverEvent | None = None
     _slow_down: SlowDownRequest | None = None
     _slow_down_asked_at: float | None = None
     _seats: dict[str, _Seat] = field(default_factory=dict)
@@ -236,6 +248,22 @@ class LiveBooth:
                 f"over if there is no answer within {self.take_over_after:.0f} s"
             )
         self._go_on_air(who, now)
+
+    def fail_over(self, to: str | None, now: float) -> FailoverEvent:
+        """The one on air went silent (his media stopped): put ``to`` on air for good.
+
+        ``to`` None: nobody is ready; the one on air stays on air (the live service
+        routes the fallback while his voice is missing, and him again when it returns).
+        Either way the event is kept for the booth's and the moderator's pages.
+        """
+        lost = self.on_air
+        if lost is None:
+            raise NobodyOnAir("nobody is on air: there is nobody to fail over from")
+        if to is not None:
+            self._require_connected(to)
+            self._go_on_air(to, now)
+        self.last_failover = FailoverEvent(lost=lost, to=to, at=now)
+        return self.last_failover
 
     def can_take_over(self, who: str, now: float) -> bool:
         """Whether ``who`` may take the air without the partner's consent."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from signaling import protocol as p
-from signaling.booth import BoothError, LiveBooth
+from signaling.alarms import Alarm, Thresholds, compute_alarms
+from signaling.booth import BoothError, BoothStatus, LiveBooth
+from signaling.failover import STALLED_AFTER_S, decide_failovers, is_live
 from signaling.live_state import LiveState
 from signaling.program import Event
 from signaling.routing_rule import (
@@ -43,6 +46,7 @@ from signaling.routing_rule import (
 from signaling.store import Store
 from signaling.tokens import Claims, Role
 from signaling.turn_credentials import PageIceServers
+from streamer import Reception, SourceActivity
 from streamer.errors import PortRangeExhausted, StreamerError
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,10 @@ TAKE_OVER_AFTER = 10.0
 PUBLISHER_GRACE_S = 10.0
 #: Changes closer together than this are pushed to clients as one state.
 PUSH_COALESCE_S = 0.02
+#: How often the node looks at its media for stopped voices, dead air and poor health.
+MONITOR_INTERVAL_S = 0.1
+#: How often reception health (loss over the interval, jitter) is read.
+HEALTH_INTERVAL_S = 1.0
 
 
 def channel_output(language: str) -> str:
@@ -118,6 +126,8 @@ class MediaPlane(Protocol):
     def pause_slot(self, subscriber_id: str, slot: str, paused: bool) -> Any: ...
     async def close_subscriber(self, subscriber_id: str) -> Any: ...
     async def close_publisher(self, publisher_id: str) -> Any: ...
+    def activity(self) -> Mapping[str, SourceActivity]: ...
+    def health(self) -> Mapping[str, Mapping[str, Reception]]: ...
 
 
 @dataclass
@@ -148,6 +158,8 @@ class Client:
     publisher_id: str | None = None
     slots: dict[str, str] = field(default_factory=dict)
     paused: dict[str, bool] = field(default_factory=dict)
+    #: What a moderator listens to in the studio: "floor" or a language.
+    monitor: str = FLOOR
 
     @property
     def role(self) -> Role:
@@ -182,6 +194,9 @@ class LiveEvent:
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
         ice_servers: PageIceServers | None = None,
+        monitor_interval: float = MONITOR_INTERVAL_S,
+        stalled_after: float = STALLED_AFTER_S,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.event = event
         self.ice_servers = ice_servers or PageIceServers()
@@ -202,6 +217,24 @@ class LiveEvent:
         self._save_lock = asyncio.Lock()
         self._push_task: asyncio.Task[None] | None = None
         self._wake_task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
+        self.monitor_interval = monitor_interval
+        self.stalled_after = stalled_after
+        self.thresholds = thresholds or Thresholds()
+        # Per booth: since when (monotonic) its interpreter on air has been seen sending
+        # nothing, and who that was; booths whose voice has been missing long enough
+        # (`stalled_after`) carry the fallback until it returns.
+        self._silent_since: dict[str, tuple[str, float]] = {}
+        # Per booth: who was seen sending while on air. Only a voice that was there can
+        # go missing: one just put on air (or restored after a restart) whose media has
+        # not arrived yet is left to the routing rule's fallback, as before.
+        self._seen_live: dict[str, str] = {}
+        self.stalled_booths: set[str] = set()
+        self.alarms: list[Alarm] = []
+        self._alarm_first_seen: dict[tuple[str | None, ...], float] = {}
+        self._speaker_media_live = True
+        self._health: p.Health | None = None
+        self._health_read_at = 0.0
         self._started = False
 
     # --- life cycle -------------------------------------------------------------------
@@ -228,6 +261,9 @@ class LiveEvent:
         self.sources = set(self.sfu.sources())
         self._started = True
         self._apply()
+        # The first states already say whether the speaker restored on air is sending.
+        self._update_alarms(self.sfu.activity(), self.clock())
+        self._monitor_task = asyncio.get_running_loop().create_task(self._watch_media())
         log.info(
             "live event started",
             extra={"session": self.state.session_id, "on_air": self.state.on_air_speaker},
@@ -236,13 +272,13 @@ class LiveEvent:
     async def stop(self) -> None:
         """Cancel the service's tasks; the streamer is closed by its owner."""
         self._started = False  # what the streamer reports while closing changes nothing
-        tasks = [self._push_task, self._wake_task, *self._releases.values()]
+        tasks = [self._push_task, self._wake_task, self._monitor_task, *self._releases.values()]
         for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._push_task = self._wake_task = None
+        self._push_task = self._wake_task = self._monitor_task = None
         self._releases.clear()
 
     def _drop_stale_state(self) -> None:
@@ -529,6 +565,14 @@ class LiveEvent:
         if booth.slow_down(client.claims.subject, message.on, self.clock()):
             self._changed()
 
+    async def _monitor(self, client: Client, message: p.Monitor) -> None:
+        source = message.source
+        if source != FLOOR and source not in self.event.language_codes:
+            raise self._unknown_language(source, also=FLOOR)
+        client.monitor = source
+        self._reslot(client)
+        self._changed()
+
     async def _start_session(self, client: Client, message: p.StartSession) -> None:
         if message.session_id not in {s.id for s in self.event.sessions}:
             known = ", ".join(s.id for s in self.event.sessions)
@@ -593,6 +637,7 @@ class LiveEvent:
         "listen": _listen,
         "set_direction": _set_direction,
         "slow_down": _slow_down,
+        "monitor": _monitor,
         "start_session": _start_session,
         "end_session": _end_session,
         "put_on_air": _put_on_air,
@@ -675,6 +720,8 @@ class LiveEvent:
             for booth_id, booth in self.booths.items()
             if booth.on_air is not None
             and _source(interpreter_publisher(booth_id, booth.on_air), "audio") in self.sources
+            # His voice is missing: the fallback until it returns (or a partner takes over).
+            and booth_id not in self.stalled_booths
         }
         coughing = {booth_id for booth_id, booth in self.booths.items() if booth.coughing}
         overrides = {
@@ -745,7 +792,8 @@ class LiveEvent:
         if role is Role.INTERPRETER:
             return {"video": PROGRAM_VIDEO, "listen": self._listen_output(client)}
         if role is Role.MODERATOR:
-            slots = {"video": PROGRAM_VIDEO, "floor": FLOOR_OUTPUT}
+            listen = FLOOR_OUTPUT if client.monitor == FLOOR else channel_output(client.monitor)
+            slots = {"video": PROGRAM_VIDEO, "listen": listen}
             for speaker in self.event.speakers:
                 slots[preview_output(speaker.id)] = preview_output(speaker.id)
             return slots
@@ -795,6 +843,166 @@ class LiveEvent:
             await closing
         except Exception:  # closing what is already gone is fine
             log.debug("closing media failed", exc_info=True)
+
+    # --- media watch ------------------------------------------------------------------
+
+    async def _watch_media(self) -> None:
+        """Look at the media every `monitor_interval`: stopped voices, dead air, health."""
+        while True:
+            await asyncio.sleep(self.monitor_interval)
+            try:
+                await self.check_media()
+            except Exception:
+                # A fault here must not end the watch: the next look may succeed.
+                log.exception("watching the media failed")
+
+    async def check_media(self) -> None:
+        """Fail over from stopped interpreters and recompute the alarms (one look)."""
+        activity = self.sfu.activity()
+        statuses = [booth.status() for booth in self.booths.values()]
+        microphones = {
+            status.booth: {
+                i.id: activity.get(_source(interpreter_publisher(status.booth, i.id), "audio"))
+                for i in status.interpreters
+            }
+            for status in statuses
+        }
+        now = self.clock()
+        silent_for = self._silences(statuses, microphones)
+        stalled = {booth for booth, silent in silent_for.items() if silent >= self.stalled_after}
+        for decision in decide_failovers(
+            statuses, microphones, silent_for, self.stalled_booths, self.stalled_after
+        ):
+            booth = self.booths[decision.booth]
+            booth.fail_over(decision.to, now)
+            log.warning(
+                "booth %s: %s's media stopped; %s",
+                decision.booth,
+                decision.lost,
+                f"{decision.to} takes the channel" if decision.to else "nobody was ready",
+            )
+            if decision.to is not None:
+                stalled.discard(decision.booth)
+                self._silent_since.pop(decision.booth, None)
+            await self._booth_changed(booth)
+        if stalled != self.stalled_booths:
+            self.stalled_booths = stalled
+            self._changed()
+        self._update_alarms(activity, now)
+
+    def _silences(
+        self,
+        statuses: list[BoothStatus],
+        microphones: Mapping[str, Mapping[str, SourceActivity | None]],
+    ) -> dict[str, float]:
+        """Per booth with someone on air: for how long his voice has been missing (0: live).
+
+        A source that exists says itself how long it has been quiet; one that is gone
+        (his connection closed) counts from when it was first seen missing. A voice never
+        seen while on air is not missing.
+        """
+        monotonic = time.monotonic()
+        silent_for: dict[str, float] = {}
+        for status in statuses:
+            on_air = status.on_air
+            if on_air is None:
+                self._silent_since.pop(status.booth, None)
+                continue
+            mic = microphones.get(status.booth, {}).get(on_air)
+            if is_live(mic, self.stalled_after):
+                self._seen_live[status.booth] = on_air
+                self._silent_since.pop(status.booth, None)
+                silent_for[status.booth] = 0.0
+                continue
+            if self._seen_live.get(status.booth) != on_air:
+                continue
+            who, since = self._silent_since.get(status.booth, (None, monotonic))
+            if who != on_air:
+                since = monotonic
+                self._silent_since[status.booth] = (on_air, since)
+            quiet = mic.packet_age if mic is not None else 0.0
+            silent_for[status.booth] = max(monotonic - since, quiet)
+        return silent_for
+
+    def _update_alarms(self, activity: Mapping[str, SourceActivity], now: float) -> None:
+        if self.routing is None:
+            return
+        monotonic = time.monotonic()
+        health_changed = False
+        if monotonic - self._health_read_at >= HEALTH_INTERVAL_S:
+            self._health_read_at = monotonic
+            self._health = self._read_health()
+            health_changed = True
+        health = self._health or p.Health()
+        speaker_id = self.state.on_air_speaker
+        speaker_audio = _source(speaker_publisher(speaker_id), "audio") if speaker_id else None
+        alarms = compute_alarms(
+            now=now,
+            routing=self.routing,
+            speaker=speaker_id,
+            speaker_audio=speaker_audio,
+            interpreter_audio=lambda booth, who: _source(
+                interpreter_publisher(booth, who), "audio"
+            ),
+            activity=activity,
+            sources_health={
+                source: Reception(loss=r.loss, jitter_ms=r.jitter_ms)
+                for source, r in health.publishers.items()
+            },
+            channels_health={
+                language: Reception(loss=r.loss, jitter_ms=r.jitter_ms)
+                for language, r in health.channels.items()
+            },
+            publisher_of=lambda source: source.rsplit("/", 1)[0],
+            thresholds=self.thresholds,
+        )
+        alarms = self._with_start_times(alarms, now)
+        media_live = speaker_audio is None or is_live(
+            activity.get(speaker_audio), self.stalled_after
+        )
+        # `since` moves with the clock: compare what the alarms are about, not when.
+        about = [
+            (a.kind, a.speaker, a.channel, a.booth, a.interpreter, a.publisher) for a in alarms
+        ]
+        before = [
+            (a.kind, a.speaker, a.channel, a.booth, a.interpreter, a.publisher) for a in self.alarms
+        ]
+        if about != before or media_live != self._speaker_media_live or health_changed:
+            self.alarms = alarms
+            self._speaker_media_live = media_live
+            self._changed()
+
+    def _with_start_times(self, alarms: list[Alarm], now: float) -> list[Alarm]:
+        """Alarms whose start the media cannot tell (a voice that never had any sound, a
+        speaker gone altogether) start when the node first raised them."""
+        first_seen = {}
+        dated = []
+        for alarm in alarms:
+            key = (alarm.kind, alarm.speaker, alarm.channel, alarm.publisher)
+            first_seen[key] = self._alarm_first_seen.get(key, now)
+            if alarm.since is None:
+                alarm = dataclasses.replace(alarm, since=first_seen[key])
+            dated.append(alarm)
+        self._alarm_first_seen = first_seen
+        return dated
+
+    def _read_health(self) -> p.Health:
+        health = self.sfu.health()
+        publishers = {
+            source_id: p.Reception(loss=round(r.loss, 4), jitter_ms=round(r.jitter_ms, 1))
+            for source_id, r in health["sources"].items()
+        }
+        channels: dict[str, p.Reception] = {}
+        worst: dict[str, float] = {}
+        outputs = health["outputs"]
+        for code in self.event.language_codes:
+            median = outputs.get(channel_output(code))
+            if median is not None:
+                channels[code] = p.Reception(
+                    loss=round(median.loss, 4), jitter_ms=round(median.jitter_ms, 1)
+                )
+                worst[code] = round(outputs[f"{channel_output(code)}:worst"].loss, 4)
+        return p.Health(publishers=publishers, channels=channels, worst_loss=worst)
 
     # --- state pushes -----------------------------------------------------------------
 
@@ -850,6 +1058,7 @@ class LiveEvent:
                 speaker=speaker_id,
                 language=language,
                 connected=_source(speaker_publisher(speaker_id), "audio") in self.sources,
+                media_live=self._speaker_media_live,
             )
         channels = {
             language: p.ChannelState(
@@ -890,6 +1099,7 @@ class LiveEvent:
             publishers=p.Publishers(speakers=speakers, interpreters=interpreters),
             floor_language=self.state.floor_language,
             slow_down=slow_down,
+            alarms=[p.Alarm(**vars(alarm)) for alarm in self.alarms],
         )
 
     def _booth_state(self, booth: LiveBooth) -> p.BoothState:
@@ -903,7 +1113,13 @@ class LiveEvent:
                 at=status.handover.at,
                 take_over_at=status.handover.at + status.take_over_after,
             )
+        failover = booth.last_failover
         return p.BoothState(
+            last_failover=(
+                p.FailoverInfo(lost=failover.lost, to=failover.to, at=failover.at)
+                if failover is not None
+                else None
+            ),
             id=booth.booth_id,
             works_into=list(booth.works_into),
             direction=p.Direction(source=route.source, into=route.into) if route.into else None,
@@ -953,6 +1169,18 @@ class LiveEvent:
                 publishing=_source(speaker_publisher(claims.speaker), "audio") in self.sources,
             )
         update: dict[str, Any] = {"you": you}
+        if claims.role is Role.MODERATOR:
+            update["health"] = self._health
+            update["monitor"] = client.monitor
+        elif claims.role is Role.INTERPRETER and claims.booth is not None:
+            works_into = set(self.booths[claims.booth].works_into)
+            update["alarms"] = [
+                alarm
+                for alarm in common.alarms
+                if alarm.booth == claims.booth or alarm.channel in works_into
+            ]
+        else:
+            update["alarms"] = []
         # Requests to slow down are for the speaker on air and the staff; the audience and
         # the speakers waiting their turn are not to be distracted by them.
         if claims.role is Role.ATTENDEE or (

@@ -151,6 +151,14 @@ class SlowDown(_InterpreterMessage):
     on: bool
 
 
+class Monitor(_ClientMessage):
+    """The moderator chooses what he listens to in the studio."""
+
+    type: Literal["monitor"]
+    #: "floor" or an event language code (that channel, as attendees hear it).
+    source: Code
+
+
 class StartSession(_ClientMessage):
     type: Literal["start_session"]
     session_id: Id
@@ -194,6 +202,7 @@ ClientMessage = Annotated[
     | Listen
     | SetDirection
     | SlowDown
+    | Monitor
     | StartSession
     | EndSession
     | PutOnAir
@@ -223,6 +232,7 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "listen": frozenset({Role.INTERPRETER}),
     "set_direction": frozenset({Role.INTERPRETER}),
     "slow_down": frozenset({Role.INTERPRETER}),
+    "monitor": frozenset({Role.MODERATOR}),
     "start_session": frozenset({Role.MODERATOR}),
     "end_session": frozenset({Role.MODERATOR}),
     "put_on_air": frozenset({Role.MODERATOR}),
@@ -363,6 +373,9 @@ class SpeakerOnAir(WireMessage):
     #: else the speaker's language as in the program.
     language: str
     connected: bool
+    #: False while his media has stopped arriving (browser or network gone): pages say
+    #: his connection was lost instead of showing a frozen picture.
+    media_live: bool = True
 
 
 class ChannelState(WireMessage):
@@ -392,6 +405,15 @@ class InterpreterState(WireMessage):
     publishing: bool
 
 
+class FailoverInfo(WireMessage):
+    """The interpreter on air (``lost``) went silent and the channel went to ``to`` (null:
+    to the event's fallback), at ``at``."""
+
+    lost: str
+    to: str | None
+    at: float
+
+
 class BoothState(WireMessage):
     id: str
     works_into: list[str]
@@ -405,6 +427,7 @@ class BoothState(WireMessage):
     coughing: bool
     handover: Handover | None
     interpreters: list[InterpreterState]
+    last_failover: FailoverInfo | None = None
 
 
 class SlowDownRequest(WireMessage):
@@ -414,6 +437,42 @@ class SlowDownRequest(WireMessage):
     by: str
     since: float
     until: float
+
+
+class Alarm(WireMessage):
+    """A condition the moderator (and the booth concerned) must see; shown while it holds.
+
+    ``speaker_media_lost``: the speaker on air sends nothing. ``dead_air``: an interpreted
+    channel has been near-silent while the floor speaks. ``poor_reception``: a publisher's
+    stream arrives with heavy loss or jitter. ``poor_delivery``: a channel's listeners
+    report heavy loss or jitter.
+    """
+
+    kind: Literal["speaker_media_lost", "dead_air", "poor_reception", "poor_delivery"]
+    since: float | None = None
+    speaker: str | None = None
+    channel: str | None = None
+    booth: str | None = None
+    interpreter: str | None = None
+    publisher: str | None = None
+    loss: float | None = None
+    jitter_ms: float | None = None
+
+
+class Reception(WireMessage):
+    """How well a stream arrives: loss (0..1) over the last second, jitter in ms."""
+
+    loss: float
+    jitter_ms: float
+
+
+class Health(WireMessage):
+    """Reception per publisher (what the node receives) and per channel (the median of
+    what its listeners report; ``worst_loss``: the worst listener's)."""
+
+    publishers: dict[str, Reception] = {}
+    channels: dict[str, Reception] = {}
+    worst_loss: dict[str, float] = {}
 
 
 class Publishers(WireMessage):
@@ -455,6 +514,13 @@ class State(WireMessage):
     #: Active slow-down requests; sent to the moderator, interpreters and the speaker on
     #: air (empty for everyone else).
     slow_down: list[SlowDownRequest] = []
+    #: For the moderator: every alarm; for an interpreter: those about his booth's
+    #: channels; empty for everyone else.
+    alarms: list[Alarm] = []
+    #: For the moderator only.
+    health: Health | None = None
+    #: For the moderator: what he listens to ("floor" or a language).
+    monitor: str | None = None
     you: AttendeeView | InterpreterView | SpeakerView | None = None
 
 

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     registrations_per_client: int = Field(default=10, ge=1)
     registrations_per_email: int = Field(default=5, ge=1)
     registration_window_s: float = Field(default=600.0, gt=0)
+    #: Seconds an interpreted channel may stay near-silent while the floor speaks before
+    #: the moderator and the booth are warned (dead air).
+    dead_air_s: float = Field(default=5.0, gt=0, le=3600)
     #: ``auto``: JSON lines unless the output is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
     #: PEM certificate (chain) and private key: both set, the node serves HTTPS and WSS

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import protocol as p
+from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
 from signaling.origins import check_origin
@@ -283,7 +284,11 @@ def install_live(app: web.Application) -> None:
     )
     app[SFU_KEY] = sfu
     app[LIVE_KEY] = LiveEvent(
-        app[EVENT_KEY], app[STORE_KEY], sfu, ice_servers=PageIceServers.from_settings(settings)
+        app[EVENT_KEY],
+        app[STORE_KEY],
+        sfu,
+        ice_servers=PageIceServers.from_settings(settings),
+        thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
     )
     app[_SOCKETS_KEY] = set()
     app.cleanup_ctx.append(_live_context)

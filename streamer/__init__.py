@@ -6,6 +6,7 @@ by packet, never decoded. This package knows nothing of events, roles or
 tokens. Start with `streamer.sfu` (the facade, with a usage example).
 """
 
+from .activity import Reception, SourceActivity
 from .errors import (
     InvalidNetworkSetting,
     InvalidSdp,
@@ -29,9 +30,11 @@ __all__ = [
     "InvalidSdp",
     "KindMismatch",
     "PortRangeExhausted",
+    "Reception",
     "Sfu",
     "SfuClosed",
     "SfuConfig",
+    "SourceActivity",
     "StreamerError",
     "UnknownName",
     "UnknownOutput",

@@ -267,6 +267,20 @@ class InboundTap:
         if nack is not None and nack.add(packet):
             await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))  # type: ignore[attr-defined]
 
+    def reception(self) -> tuple[int, int, int, int] | None:
+        """(packets expected, packets received, jitter in timestamp units, clock rate) of
+        the media stream, as the receiver's own statistics count them; None before any."""
+        ssrc = self.media_ssrc
+        stream = self._streams.get(ssrc) if ssrc is not None else None
+        if stream is None:
+            return None
+        return (
+            stream.packets_expected,
+            stream.packets_received,
+            stream.jitter,
+            stream._clockrate,  # type: ignore[attr-defined]
+        )
+
     async def request_keyframe(self) -> bool:
         """Send a PLI to the publisher; False if nothing has been received yet."""
         if self.closed or self.media_ssrc is None:

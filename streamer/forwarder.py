@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from .activity import SOUND_LEVEL_DBOV
 from .aiortc_internals import RtpPacket, ntp_time
 from .keyframes import KeyframeThrottle, is_keyframe_start
 from .sequence_window import SequenceWindow
@@ -54,6 +55,11 @@ class Forwarder:
         self._window = SequenceWindow()
         self._mimes: dict[int, str] = {}
         self._closed = False
+        # Monotonic times of the last packet and of the last one carrying sound
+        # (0.0: never); `has_levels` once a packet carried an audio level.
+        self.last_packet_at = 0.0
+        self.last_sound_at = 0.0
+        self.has_levels = False
 
     def add_output(self, output: Output) -> None:
         if output not in self.outputs:
@@ -84,6 +90,15 @@ class Forwarder:
         counters = self.counters
         counters.packets += 1
         counters.bytes += size
+        wall = time.monotonic()
+        self.last_packet_at = wall
+        level = None
+        if self.kind == "audio":
+            level = packet.extensions.audio_level
+            if level is not None:
+                self.has_levels = True
+                if level[1] < SOUND_LEVEL_DBOV:
+                    self.last_sound_at = wall
         if packet.ssrc != self._ssrc:
             self._ssrc = packet.ssrc
             self._stream = object()
@@ -105,7 +120,6 @@ class Forwarder:
         if mime is None:
             mime = self._mimes[pt_in] = codec.mimeType.lower()
         stream = self._stream
-        wall = time.monotonic()
         ntp = ntp_time(time.time())
         clock_rate = codec.clockRate
         marker = 0x80 if packet.marker else 0
@@ -123,7 +137,6 @@ class Forwarder:
             value = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         else:
             keyframe = True
-            level = packet.extensions.audio_level
             value = bytes(((0x80 if level[0] else 0) | (level[1] & 0x7F),)) if level else b""
         tail_header: bytes | None = None
         tail = b""

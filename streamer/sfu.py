@@ -38,12 +38,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from .activity import LossInterval, Reception, SourceActivity, age
 from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY, restrict_ice
 from .errors import (
     InvalidNetworkSetting,
@@ -166,6 +168,7 @@ class Sfu:
         self._publishers: dict[str, Publisher] = {}
         self._subscribers: dict[str, Subscriber] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loss_meters: dict[str, LossInterval] = {}
         self._closed = False
 
     # -- publishers -------------------------------------------------------------
@@ -339,6 +342,57 @@ class Sfu:
         # cancel aiortc's shared "closed" future under its own close() call.
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def activity(self) -> dict[str, SourceActivity]:
+        """Per live source: how long since its last packet and, for audio, its last sound."""
+        now = time.monotonic()
+        return {
+            sid: SourceActivity(
+                kind=source.kind,
+                packet_age=age(now, source.forwarder.last_packet_at),
+                sound_age=(
+                    age(now, source.forwarder.last_sound_at)
+                    if source.forwarder.has_levels
+                    else None
+                ),
+            )
+            for sid, source in self._sources.items()
+        }
+
+    def health(self) -> dict[str, dict[str, Reception]]:
+        """How well media arrives: per source, what the node receives from the publisher
+        (loss since the previous call, jitter); per output with subscribers, the median
+        and the worst of what their receiver reports say (``<output>`` and
+        ``<output>:worst``)."""
+        sources: dict[str, Reception] = {}
+        for sid, source in self._sources.items():
+            reception = source.tap.reception() if source.tap is not None else None
+            if reception is None:
+                continue
+            expected, received, jitter, clock_rate = reception
+            meter = self._loss_meters.setdefault(sid, LossInterval())
+            sources[sid] = Reception(
+                loss=meter.read(expected, received), jitter_ms=1000 * jitter / clock_rate
+            )
+        for sid in list(self._loss_meters):
+            if sid not in self._sources:
+                del self._loss_meters[sid]
+        outputs: dict[str, Reception] = {}
+        for name, output in self._outputs.items():
+            reports = [
+                (slot.counters.fraction_lost / 256, slot.counters.jitter)
+                for slot in output.slots
+                if slot.receiving and slot.counters.packets
+            ]
+            if not reports:
+                continue
+            clock_rate = 90000 if output.kind == "video" else 48000
+            losses = sorted(loss for loss, _ in reports)
+            jitters = sorted(jitter for _, jitter in reports)
+            middle = len(reports) // 2
+            outputs[name] = Reception(losses[middle], 1000 * jitters[middle] / clock_rate)
+            outputs[f"{name}:worst"] = Reception(losses[-1], 1000 * jitters[-1] / clock_rate)
+        return {"sources": sources, "outputs": outputs}
 
     def stats(self) -> dict[str, Any]:
         """Counters per publisher, source, output and subscriber (JSON-serialisable)."""

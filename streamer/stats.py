@@ -44,6 +44,7 @@ class SlotCounters:
     bytes: int = 0  # RTP bytes before SRTP
     packets_lost: int = 0  # cumulative, from the subscriber's last receiver report
     fraction_lost: int = 0  # 0..255, from the last receiver report
+    jitter: int = 0  # interarrival jitter, in timestamp units, from the last receiver report
     nacked: int = 0  # sequence numbers the subscriber asked for again
     retransmitted: int = 0
     keyframe_requests: int = 0  # PLI/FIR received from the subscriber

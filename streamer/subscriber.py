@@ -161,6 +161,7 @@ class Slot:
                 if report.ssrc == self.link.ssrc:
                     self.counters.packets_lost = report.packets_lost
                     self.counters.fraction_lost = report.fraction_lost
+                    self.counters.jitter = report.jitter
         # Receiver reports also feed aiortc's round-trip estimate.
         return False
 
@@ -261,7 +262,7 @@ class Subscriber:
         total: dict[str, int] = {}
         for slot in self.slots.values():
             for key, value in slot.counter_values().items():
-                if key != "fraction_lost":
+                if key not in ("fraction_lost", "jitter"):
                     total[key] = total.get(key, 0) + value
         return total
 

@@ -1,6 +1,7 @@
 """End-to-end fixtures: a Dragoman node with the live service and the consoles, which
 can be restarted on the same port and data directory (pages reconnect by themselves),
-tone WAVs for the fake microphones, and links for every role."""
+tone WAVs for the fake microphones, links for every role, and a `venue`: the browsers
+of one scenario (one process per fake microphone), closed together."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import expect
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, expect
 
 from signaling.app import SIGNER_KEY, create_app, make_runner
 from signaling.settings import load_settings
 from signaling.tls import server_ssl_context
 from signaling.tokens import Role
+from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
 from tests.support.server import LOOPBACK_MEDIA, free_port
 from tests.support.tones import write_tone_wav
 
@@ -104,3 +106,38 @@ def tone_wavs(tmp_path: Path) -> dict[str, Path]:
         "interpreter": write_tone_wav(tmp_path / "interpreter.wav", INTERPRETER_HZ, WAV_SECONDS),
         "partner": write_tone_wav(tmp_path / "partner.wav", PARTNER_HZ, WAV_SECONDS),
     }
+
+
+class Venue:
+    """The browsers of one scenario, closed together."""
+
+    def __init__(self, playwright: Playwright) -> None:
+        self.playwright = playwright
+        self.browsers: list[Browser] = []
+        self.errors: dict[str, list[str]] = {}
+
+    async def browser(self, **options: object) -> Browser:
+        browser = await launch_chromium(self.playwright, **options)  # type: ignore[arg-type]
+        self.browsers.append(browser)
+        return browser
+
+    async def open(self, browser: Browser, name: str, url: str) -> Page:
+        context: BrowserContext = await browser.new_context(locale="en-US", timezone_id="UTC")
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        page = await context.new_page()
+        self.errors[name] = page_errors(page)
+        await page.goto(url)
+        return page
+
+    async def close(self) -> None:
+        for browser in self.browsers:
+            await browser.close()
+
+
+@pytest.fixture
+async def venue(playwright_instance: Playwright) -> AsyncIterator[Venue]:
+    venue = Venue(playwright_instance)
+    try:
+        yield venue
+    finally:
+        await venue.close()

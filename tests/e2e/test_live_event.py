@@ -9,20 +9,18 @@ The steps build on each other, so they run as one scenario over the same browser
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, expect
+from playwright.async_api import Page, expect
 
 from signaling.tokens import Role
-from tests.e2e.conftest import INTERPRETER_HZ, PARTNER_HZ, SPEAKER_HZ, LiveNode
+from tests.e2e.conftest import INTERPRETER_HZ, PARTNER_HZ, SPEAKER_HZ, LiveNode, Venue
 from tests.e2e.listening import (
     AUDIBLE_RMS,
     readings_during,
     wait_for_silence,
     wait_for_tone,
 )
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -31,41 +29,6 @@ FRENCH_SPEAKER = ("andre-samray", "André Samray")
 BOOTH = "ru-fr"
 #: Pages wait for ICE, DTLS and the first keyframe: more than a click.
 MEDIA_TIMEOUT_MS = 20_000
-
-
-class Venue:
-    """The browsers of one scenario, closed together."""
-
-    def __init__(self, playwright: Playwright) -> None:
-        self.playwright = playwright
-        self.browsers: list[Browser] = []
-        self.errors: dict[str, list[str]] = {}
-
-    async def browser(self, **options: object) -> Browser:
-        browser = await launch_chromium(self.playwright, **options)  # type: ignore[arg-type]
-        self.browsers.append(browser)
-        return browser
-
-    async def open(self, browser: Browser, name: str, url: str) -> Page:
-        context: BrowserContext = await browser.new_context(locale="en-US", timezone_id="UTC")
-        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-        page = await context.new_page()
-        self.errors[name] = page_errors(page)
-        await page.goto(url)
-        return page
-
-    async def close(self) -> None:
-        for browser in self.browsers:
-            await browser.close()
-
-
-@pytest.fixture
-async def venue(playwright_instance: Playwright) -> AsyncIterator[Venue]:
-    venue = Venue(playwright_instance)
-    try:
-        yield venue
-    finally:
-        await venue.close()
 
 
 async def join_stage(page: Page) -> None:

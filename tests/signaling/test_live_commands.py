@@ -153,7 +153,7 @@ async def test_the_moderator_receives_the_program_the_floor_and_every_preview(co
     await moderator.send("subscribe")
     offer = await moderator.next("offer")
     names = [slot["name"] for slot in offer["slots"]]
-    assert names[:2] == ["video", "floor"]
+    assert names[:2] == ["video", "listen"]
     assert "preview:andre-samray" in names
     assert len(names) == 2 + 13
     assert len({slot["mid"] for slot in offer["slots"]}) == len(names)

@@ -33,7 +33,12 @@ async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server
     state = await moderator.state_where(
         lambda s: s["on_air"] is not None and s["channels"]["fr"]["kind"] == "interpreter"
     )
-    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": True}
+    assert state["on_air"] == {
+        "speaker": RUSSIAN_SPEAKER,
+        "language": "ru",
+        "connected": True,
+        "media_live": True,
+    }
     assert state["session"] == "plenary"
     assert state["channels"]["ru"] == {
         "kind": "floor",
@@ -179,7 +184,13 @@ async def test_restart_restores_who_was_on_air(start_server, open_ws, shared_sto
     attendee = await connect_to(second, Role.ATTENDEE, "reg-4")
     state = attendee.state
     assert state["session"] == "session-1"
-    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "fr", "connected": False}
+    # Restored on air, not back yet: nothing arrives from him, and pages say so.
+    assert state["on_air"] == {
+        "speaker": RUSSIAN_SPEAKER,
+        "language": "fr",
+        "connected": False,
+        "media_live": False,
+    }
     assert state["floor_language"] == "fr"
     booth = state["booths"][0]
     assert (booth["on_air"], booth["on_air_connected"]) == ("anna", False)

@@ -40,6 +40,7 @@ VALID = {
     "put_on_air": {"speaker_id": "olivier-van-der-wilt"},
     "take_off_air": {},
     "set_floor_language": {"language": None},
+    "monitor": {"source": "floor"},
 }
 
 

@@ -97,7 +97,12 @@ async def test_the_floor_language_reroutes_the_channels(connect, peers):
     # turns around into Russian.
     await moderator.send("set_floor_language", language="fr")
     state = await moderator.state_where(lambda s: s["floor_language"] == "fr")
-    assert state["on_air"] == {"speaker": RUSSIAN_SPEAKER, "language": "fr", "connected": True}
+    assert state["on_air"] == {
+        "speaker": RUSSIAN_SPEAKER,
+        "language": "fr",
+        "connected": True,
+        "media_live": True,
+    }
     assert state["channels"]["fr"]["reason"] == "speaker_language"
     assert state["channels"]["ru"]["interpreter"] == "anna"
     assert state["booths"][0]["direction"] == {"source": "fr", "into": "ru"}

@@ -30,13 +30,14 @@ def sine(frequency: float, samples: int, start: int = 0, amplitude: float = 0.5)
     return (amplitude * 32767 * np.sin(2 * math.pi * frequency * n / SAMPLE_RATE)).astype(np.int16)
 
 
-def write_tone_wav(path: Path, frequency: float, seconds: float) -> Path:
-    """A mono 48 kHz 16-bit WAV of a sine tone (for browsers' fake audio capture)."""
+def write_tone_wav(path: Path, frequency: float, seconds: float, amplitude: float = 0.5) -> Path:
+    """A mono 48 kHz 16-bit WAV of a sine tone (for browsers' fake audio capture);
+    amplitude 0 makes a microphone that hears nothing."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes(sine(frequency, int(seconds * SAMPLE_RATE)).tobytes())
+        out.writeframes(sine(frequency, int(seconds * SAMPLE_RATE), 0, amplitude).tobytes())
     return path
 
 
@@ -54,9 +55,11 @@ class ToneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, frequency: float) -> None:
+    def __init__(self, frequency: float, amplitude: float = 0.5) -> None:
         super().__init__()
         self.frequency = frequency
+        #: May be changed while the track plays (0: the interpreter has gone silent).
+        self.amplitude = amplitude
         self._sample = 0
         self._start: float | None = None
 
@@ -69,7 +72,7 @@ class ToneTrack(MediaStreamTrack):
             wait = self._start + self._sample / SAMPLE_RATE - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        data = sine(self.frequency, FRAME_SAMPLES, self._sample)
+        data = sine(self.frequency, FRAME_SAMPLES, self._sample, self.amplitude)
         frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._sample

@@ -201,6 +201,47 @@ function onMessage(message) {
   }
 }
 
+/**
+ * What the node noticed about this booth: the last failover (who dropped, who took the
+ * channel) and dead air on the booth's channels. Kept, not rebuilt, so a screen reader
+ * announces each once.
+ */
+function renderBoothAlerts(event, state) {
+  const box = document.getElementById("booth-alerts");
+  const wanted = new Map();
+  const failover = state.last_failover;
+  if (failover) {
+    const time = formatClock(new Date(failover.at * 1000), lang);
+    const words = failover.to === view.me
+      ? t("booth.failover_you", { lost: failover.lost, time })
+      : failover.to
+        ? t("booth.failover_to", { lost: failover.lost, to: failover.to, time })
+        : t("booth.failover_fallback", { lost: failover.lost, time });
+    wanted.set(`failover|${failover.at}`, ["notice", words]);
+  }
+  const nowS = (Date.now() + view.clockOffset) / 1000;
+  for (const alarm of view.state?.alarms ?? []) {
+    if (alarm.kind !== "dead_air") continue;
+    const seconds = Math.max(0, Math.round(nowS - (alarm.since ?? nowS)));
+    const words = t("booth.dead_air", { language: languageName(event, alarm.channel), seconds });
+    wanted.set(`dead_air|${alarm.channel}`, ["alarm", words]);
+  }
+  for (const item of [...box.children]) if (!wanted.has(item.dataset.key)) item.remove();
+  for (const [key, [kind, words]] of wanted) {
+    const existing = [...box.children].find((item) => item.dataset.key === key);
+    if (existing) {
+      if (existing.textContent !== words) existing.textContent = words;
+      continue;
+    }
+    const item = document.createElement("p");
+    item.className = kind;
+    item.dataset.key = key;
+    item.setAttribute("role", kind === "alarm" ? "alert" : "status");
+    item.textContent = words;
+    box.append(item);
+  }
+}
+
 function render() {
   const event = view.program ?? view.summary;
   if (!event) return;
@@ -236,6 +277,7 @@ function render() {
   coughButton.disabled = !onAir;
   if (!onAir) setCough(false);
   renderSlowDown();
+  renderBoothAlerts(event, state);
   document.getElementById("on-air-status").textContent = onAir
     ? t("booth.you_are_on_air")
     : someoneElse
@@ -301,6 +343,8 @@ function tickClock() {
   // The take-over deadline passes without the server saying anything.
   takeOverButton.hidden = !mayTakeOver();
   if (view.state) renderSlowDown();
+  const event = view.program ?? view.summary;
+  if (view.state && event) renderBoothAlerts(event, booth()); // dead air's seconds go on
 }
 
 micButton.addEventListener("click", () => {

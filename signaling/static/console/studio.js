@@ -1,11 +1,15 @@
 // The moderator's studio: the program session by session, a "Go live" button
 // and a preview per speaker, sessions started and ended, booths and channels
 // watched, a warning when a channel has nobody on air, the language the speaker
-// on air actually speaks, and the booths' requests to slow down.
+// on air actually speaks, and the booths' requests to slow down. Nobody left in
+// silence: an on-air light, alarms for a speaker whose media is lost, dead air and
+// poor reception, the booths' failovers, and the moderator listens to the floor or to
+// any channel as attendees hear it.
 
 import { element, formatClock, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
+import { Mixer, analyse, meterLevel } from "./sound.js";
 import {
   boothView,
   channelView,
@@ -32,6 +36,10 @@ const media = new MediaKeeper({
   },
   onRestoring: (restoring) => mediaRestoring("previews", restoring),
 });
+const monitorSelect = document.getElementById("monitor-source");
+const listenLevel = document.getElementById("listen-level");
+let mixer = null;
+let listenTrack = null;
 
 function onWelcome(welcome) {
   view.welcome = welcome;
@@ -48,8 +56,14 @@ async function onOffer(message) {
   pc = peer;
   media.watch(peer);
   peer.addEventListener("track", (event) => {
-    if (event.track.kind !== "video") return;
     const slot = slotOfTransceiver(message.slots, event.transceiver);
+    if (event.track.kind !== "video") {
+      if (slot?.name === "listen") {
+        listenTrack = event.track;
+        mixer?.attach("listen", listenTrack, 1);
+      }
+      return;
+    }
     const stream = new MediaStream([event.track]);
     // Previews are slots named "preview:<speaker id>" (or -, /); anything else is the program.
     const preview = /^preview[:/-](.+)$/.exec(slot?.name ?? "");
@@ -99,6 +113,10 @@ function render() {
       })
     : t("studio.nobody_on_air");
   document.getElementById("take-off-air").disabled = !onAirId;
+  renderOnAirLight(state);
+  renderAlarms(event, state);
+  renderMonitor(event, state);
+  renderReception(event, state);
   renderFloorLanguage(event, state);
   renderSlowDown(event);
 
@@ -149,6 +167,123 @@ function speakerControls(speaker, onAirId) {
     text: connected ? t("studio.connected") : t("studio.not_connected"),
   });
   return [presence, button, video];
+}
+
+function renderOnAirLight(state) {
+  const light = document.getElementById("on-air-light");
+  const onAir = state?.on_air ?? null;
+  const mode = !onAir ? "off" : onAir.media_live === false ? "lost" : "on";
+  if (light.dataset.light === mode) return;
+  light.dataset.light = mode;
+  light.textContent = t(mode === "on" ? "studio.light_on_air" : mode === "lost" ? "studio.light_media_lost" : "studio.light_off_air");
+}
+
+function speakerName(id) {
+  return speakerById(view.program, id)?.name ?? id ?? "";
+}
+
+function percent(fraction) {
+  return (Math.round((fraction ?? 0) * 1000) / 10).toLocaleString(lang);
+}
+
+/** The words of one alarm; alarms are keyed so a screen reader announces each once. */
+function alarmWords(event, alarm) {
+  const language = alarm.channel ? languageName(event, alarm.channel) : "";
+  const nowS = (Date.now() + view.clockOffset) / 1000;
+  switch (alarm.kind) {
+    case "speaker_media_lost":
+      return t("studio.alarm_media_lost", { name: speakerName(alarm.speaker) });
+    case "dead_air":
+      return t("studio.alarm_dead_air", {
+        language,
+        name: alarm.interpreter ?? "",
+        seconds: Math.max(0, Math.round(nowS - (alarm.since ?? nowS))),
+      });
+    case "poor_reception":
+      return t("studio.alarm_poor_reception", {
+        name: publisherName(alarm.publisher),
+        loss: percent(alarm.loss),
+        jitter: Math.round(alarm.jitter_ms ?? 0),
+      });
+    case "poor_delivery":
+      return t("studio.alarm_poor_delivery", { language, loss: percent(alarm.loss), jitter: Math.round(alarm.jitter_ms ?? 0) });
+    default:
+      return alarm.kind;
+  }
+}
+
+/** "speaker:<id>" and "interpreter:<booth>:<who>" publishers, as people's names. */
+function publisherName(publisher) {
+  const [kind, ...rest] = String(publisher ?? "").split(":");
+  if (kind === "speaker") return speakerName(rest.join(":"));
+  if (kind === "interpreter") return rest.slice(1).join(":");
+  return publisher ?? "";
+}
+
+function renderAlarms(event, state) {
+  const box = document.getElementById("alarms");
+  const wanted = new Map();
+  for (const alarm of state?.alarms ?? []) {
+    const key = [alarm.kind, alarm.speaker, alarm.channel, alarm.publisher].join("|");
+    wanted.set(key, alarmWords(event, alarm));
+  }
+  for (const item of [...box.children]) {
+    if (!wanted.has(item.dataset.key)) item.remove();
+  }
+  for (const [key, words] of wanted) {
+    const existing = [...box.children].find((item) => item.dataset.key === key);
+    if (existing) {
+      if (existing.textContent !== words) existing.textContent = words;
+    } else {
+      box.append(element("p", { role: "alert", class: "alarm", "data-key": key, text: words }));
+    }
+  }
+}
+
+function renderMonitor(event, state) {
+  setOptions(monitorSelect, [
+    ["floor", t("studio.listen_floor")],
+    ...event.languages.map((item) => [item.code, item.name]),
+  ]);
+  if (document.activeElement !== monitorSelect && state?.monitor) monitorSelect.value = state.monitor;
+}
+
+function renderReception(event, state) {
+  const list = document.getElementById("reception");
+  const health = state?.health;
+  const lines = [];
+  for (const item of event.languages) {
+    const channel = health?.channels?.[item.code];
+    if (!channel) continue;
+    lines.push(
+      t("studio.reception_channel", {
+        language: item.name,
+        loss: percent(channel.loss),
+        worst: percent(health.worst_loss?.[item.code]),
+        jitter: Math.round(channel.jitter_ms),
+      }),
+    );
+  }
+  for (const [source, reception] of Object.entries(health?.publishers ?? {})) {
+    if (!source.endsWith("/audio")) continue;
+    lines.push(
+      t("studio.reception_publisher", {
+        name: publisherName(source.slice(0, -"/audio".length)),
+        loss: percent(reception.loss),
+        jitter: Math.round(reception.jitter_ms),
+      }),
+    );
+  }
+  if (!lines.length) lines.push(t("studio.reception_none"));
+  if ([...list.children].map((item) => item.textContent).join("\n") === lines.join("\n")) return;
+  list.replaceChildren(...lines.map((line) => element("li", { text: line })));
+}
+
+function failoverWords(failover) {
+  const time = formatClock(new Date(failover.at * 1000), lang);
+  return failover.to
+    ? t("studio.failover_to", { lost: failover.lost, to: failover.to, time })
+    : t("studio.failover_fallback", { lost: failover.lost, time });
 }
 
 function renderFloorLanguage(event, state) {
@@ -216,13 +351,13 @@ function renderBooths(event, state) {
     const people = (live.interpreters ?? [])
       .map((person) => `${person.id}${person.connected ? "" : ` (${t("studio.not_connected")})`}`)
       .join(", ");
-    list.append(
-      element("li", { "data-booth": booth.id },
-        element("strong", { text: booth.name }),
-        ` ${direction} — `,
-        live.on_air ? t("studio.booth_on_air", { name: live.on_air }) : t("studio.booth_nobody"),
-        people ? ` · ${people}` : ""),
-    );
+    const item = element("li", { "data-booth": booth.id },
+      element("strong", { text: booth.name }),
+      ` ${direction} — `,
+      live.on_air ? t("studio.booth_on_air", { name: live.on_air }) : t("studio.booth_nobody"),
+      people ? ` · ${people}` : "");
+    if (live.last_failover) item.append(element("p", { class: "notice", text: failoverWords(live.last_failover) }));
+    list.append(item);
   }
 }
 
@@ -232,10 +367,35 @@ function send(message) {
 
 document.getElementById("take-off-air").addEventListener("click", () => send({ type: "take_off_air" }));
 floorSelect.addEventListener("change", () => send({ type: "set_floor_language", language: floorSelect.value || null }));
+monitorSelect.addEventListener("change", () => send({ type: "monitor", source: monitorSelect.value }));
+document.getElementById("start-listening").addEventListener("click", async () => {
+  if (!mixer) {
+    mixer = new Mixer();
+    if (listenTrack) mixer.attach("listen", listenTrack, 1);
+  }
+  await mixer.resume();
+  document.getElementById("start-listening").hidden = true;
+});
+setInterval(() => {
+  const analyser = mixer?.analyser("listen");
+  listenLevel.value = analyser ? meterLevel(analyser) : 0;
+}, 100);
+
+// What the studio really hears, for the end-to-end tests.
+window.dragomanDebug = {
+  /** {frequency, rms, peakDb} of what arrives on "listen", or null before listening. */
+  analyse(name = "listen") {
+    const analyser = mixer?.analyser(name);
+    return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
+  },
+};
 setInterval(() => {
   document.getElementById("clock").textContent = formatClock(new Date(), lang);
   const event = view.program ?? view.summary;
-  if (event) renderSlowDown(event);
+  if (event) {
+    renderSlowDown(event);
+    renderAlarms(event, view.state); // the seconds of dead air go on counting
+  }
 }, 1000);
 
 connection = startConsole({ onWelcome, onMessage });

@@ -176,6 +176,7 @@ function render() {
   document.getElementById("event-title").textContent = localized(event.title);
   renderLanguageChoice(event);
   renderNowSpeaking(event);
+  renderMediaLost();
   renderChannelCarries(event);
   if (view.program) renderProgram(document.getElementById("program"), view.program, view.state?.session ?? null);
 }
@@ -222,6 +223,15 @@ function renderNowSpeaking(event) {
   // The floor language: the moderator may say he speaks another one than the program's.
   const spoken = view.state.on_air.language ?? speaker?.language;
   target.append(" · ", t("console.speaks", { language: languageName(event, spoken) }));
+}
+
+/** While the speaker's media is lost, say so instead of showing a frozen picture. */
+function renderMediaLost() {
+  const lost = view.state?.on_air?.media_live === false;
+  const notice = document.getElementById("media-lost");
+  if (notice.hidden === !lost) return;
+  notice.hidden = !lost;
+  notice.closest(".video-frame")?.classList.toggle("media-lost-shown", lost);
 }
 
 function renderChannelCarries(event) {
