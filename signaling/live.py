@@ -73,6 +73,11 @@ def preview_output(speaker_id: str) -> str:
     return f"preview:{speaker_id}"
 
 
+def sign_output(booth_id: str) -> str:
+    """The video of a sign-language booth's interpreter on air."""
+    return f"sign:{booth_id}"
+
+
 def speaker_publisher(speaker_id: str) -> str:
     return f"speaker:{speaker_id}"
 
@@ -137,6 +142,8 @@ class AttendeeChoice:
     channel: str
     original_under: bool = False
     audio_only: bool = False
+    #: The sign booth shown over the program video (picture in picture), if any.
+    sign: str | None = None
 
 
 _client_numbers = itertools.count(1)
@@ -213,7 +220,10 @@ class LiveEvent:
         self.choices: dict[str, AttendeeChoice] = {}
         self.routing: Routing | None = None
         self._pointed: dict[str, str | None] = {}
-        self._booth_specs = [BoothSpec(b.id, tuple(b.works_into)) for b in event.booths]
+        # Sign booths feed a video each, not the language channels: the routing rule
+        # knows the spoken ones only.
+        self._booth_specs = [BoothSpec(b.id, tuple(b.works_into)) for b in event.spoken_booths]
+        self._sign_booths = {b.id for b in event.sign_booths}
         self._save_lock = asyncio.Lock()
         self._push_task: asyncio.Task[None] | None = None
         self._wake_task: asyncio.Task[None] | None = None
@@ -258,6 +268,8 @@ class LiveEvent:
             self.sfu.declare_output(channel_output(code), "audio")
         for speaker in self.event.speakers:
             self.sfu.declare_output(preview_output(speaker.id), "video")
+        for booth_id in self._sign_booths:
+            self.sfu.declare_output(sign_output(booth_id), "video")
         self.sources = set(self.sfu.sources())
         self._started = True
         self._apply()
@@ -405,7 +417,7 @@ class LiveEvent:
                 p.LanguageInfo(code=lang.code, name=lang.name) for lang in self.event.languages
             ],
             booths=[
-                p.BoothInfo(id=b.id, name=b.name, works_into=list(b.works_into))
+                p.BoothInfo(id=b.id, name=b.name, kind=b.kind, works_into=list(b.works_into))
                 for b in self.event.booths
             ],
             fallback=self.event.fallback,
@@ -520,6 +532,17 @@ class LiveEvent:
         self._reslot_attendees(client.claims.subject)
         self._changed()
 
+    async def _select_sign(self, client: Client, message: p.SelectSign) -> None:
+        booth = message.booth
+        if booth is not None and booth not in self._sign_booths:
+            known = ", ".join(sorted(self._sign_booths)) or "none in this event"
+            raise _refuse(
+                "unknown_booth", f"{booth!r} is not a sign-language booth here (known: {known})"
+            )
+        self._choice(client).sign = booth
+        self._reslot_attendees(client.claims.subject)
+        self._changed()
+
     async def _mic(self, client: Client, message: p.Mic) -> None:
         booth = self._interpreter_booth(client, message)
         booth.mic(client.claims.subject, message.on, self.clock())
@@ -555,6 +578,10 @@ class LiveEvent:
 
     async def _set_direction(self, client: Client, message: p.SetDirection) -> None:
         booth = self._interpreter_booth(client, message)
+        if booth.booth_id in self._sign_booths:
+            raise _refuse(
+                "direction_refused", "a sign booth works one way: from the floor into signs"
+            )
         booth.set_direction(client.claims.subject, message.into)
         await self._booth_changed(booth)
 
@@ -629,6 +656,7 @@ class LiveEvent:
         "select_channel": _select_channel,
         "set_original_under": _set_original_under,
         "set_audio_only": _set_audio_only,
+        "select_sign": _select_sign,
         "mic": _mic,
         "cough": _cough,
         "request_handover": _request_handover,
@@ -715,19 +743,26 @@ class LiveEvent:
 
     def _apply(self) -> None:
         speaker_id, floor_language = self._on_air_speaker()
+        # Who feeds each booth's output: the one on air, while his media arrives (a
+        # missing one gives the fallback until it returns or a partner takes over).
         on_air = {
             booth_id: booth.on_air
             for booth_id, booth in self.booths.items()
             if booth.on_air is not None
-            and _source(interpreter_publisher(booth_id, booth.on_air), "audio") in self.sources
-            # His voice is missing: the fallback until it returns (or a partner takes over).
+            and self._feed_of(booth_id, booth.on_air) in self.sources
             and booth_id not in self.stalled_booths
         }
-        coughing = {booth_id for booth_id, booth in self.booths.items() if booth.coughing}
+        signing = {b: who for b, who in on_air.items() if b in self._sign_booths}
+        on_air = {b: who for b, who in on_air.items() if b not in self._sign_booths}
+        coughing = {
+            booth_id
+            for booth_id, booth in self.booths.items()
+            if booth.coughing and booth_id not in self._sign_booths
+        }
         overrides = {
             booth_id: booth.direction_override
             for booth_id, booth in self.booths.items()
-            if booth.direction_override is not None
+            if booth.direction_override is not None and booth_id not in self._sign_booths
         }
         self.routing = route_channels(
             self.event.language_codes,
@@ -756,6 +791,9 @@ class LiveEvent:
                 wanted[channel_output(language)] = None
         for speaker in self.event.speakers:
             wanted[preview_output(speaker.id)] = _source(speaker_publisher(speaker.id), "video")
+        for booth_id in self._sign_booths:
+            who = signing.get(booth_id)
+            wanted[sign_output(booth_id)] = self._feed_of(booth_id, who) if who else None
         for output, wanted_source in wanted.items():
             # The streamer points only at live sources; a source that arrives later
             # triggers another pass.
@@ -772,13 +810,20 @@ class LiveEvent:
                     # subscribes again. Nobody else's routing may suffer for it.
                     log.warning("could not re-point an interpreter's listening", exc_info=True)
 
+    def _feed_of(self, booth_id: str, interpreter: str) -> str:
+        """The source an interpreter feeds his booth's output with: his microphone, or
+        his camera in a sign booth."""
+        kind = "video" if booth_id in self._sign_booths else "audio"
+        return _source(interpreter_publisher(booth_id, interpreter), kind)
+
     def _listen_output(self, client: Client) -> str:
         booth_id = client.claims.booth
         assert booth_id is not None
         chosen = self.booths[booth_id].listening_to(client.claims.subject)
         if chosen is None:
             assert self.routing is not None
-            chosen = self.routing.booths[booth_id].listen
+            route = self.routing.booths.get(booth_id)
+            chosen = route.listen if route is not None else FLOOR
         return FLOOR_OUTPUT if chosen == FLOOR else channel_output(chosen)
 
     def _slots_for(self, client: Client) -> dict[str, str]:
@@ -788,7 +833,12 @@ class LiveEvent:
             channel = (
                 FLOOR_OUTPUT if choice.channel == p.ORIGINAL else channel_output(choice.channel)
             )
-            return {"channel": channel, "original": FLOOR_OUTPUT, "video": PROGRAM_VIDEO}
+            slots = {"channel": channel, "original": FLOOR_OUTPUT, "video": PROGRAM_VIDEO}
+            if self._sign_booths:
+                # One video slot for sign language, paused until the attendee picks a booth.
+                shown = choice.sign or min(self._sign_booths)
+                slots["sign"] = sign_output(shown)
+            return slots
         if role is Role.INTERPRETER:
             return {"video": PROGRAM_VIDEO, "listen": self._listen_output(client)}
         if role is Role.MODERATOR:
@@ -796,6 +846,8 @@ class LiveEvent:
             slots = {"video": PROGRAM_VIDEO, "listen": listen}
             for speaker in self.event.speakers:
                 slots[preview_output(speaker.id)] = preview_output(speaker.id)
+            for booth_id in sorted(self._sign_booths):
+                slots[sign_output(booth_id)] = sign_output(booth_id)
             return slots
         raise _refuse("forbidden", f"{role.described} does not receive media")
 
@@ -807,6 +859,8 @@ class LiveEvent:
             "video": choice.audio_only,
             "original": not choice.original_under or choice.channel == p.ORIGINAL,
         }
+        if "sign" in client.slots:
+            pauses["sign"] = choice.audio_only or choice.sign is None
         for slot, paused in pauses.items():
             if client.paused.get(slot) != paused:
                 self.sfu.pause_slot(client.subscriber_id, slot, paused)
@@ -828,7 +882,8 @@ class LiveEvent:
                 self._reslot(client)
 
     def _output_kind(self, output: str) -> str:
-        return "video" if output == PROGRAM_VIDEO or output.startswith("preview:") else "audio"
+        video = output == PROGRAM_VIDEO or output.startswith(("preview:", "sign:"))
+        return "video" if video else "audio"
 
     async def _close_subscriber(self, client: Client) -> None:
         subscriber_id, client.subscriber_id = client.subscriber_id, None
@@ -862,8 +917,7 @@ class LiveEvent:
         statuses = [booth.status() for booth in self.booths.values()]
         microphones = {
             status.booth: {
-                i.id: activity.get(_source(interpreter_publisher(status.booth, i.id), "audio"))
-                for i in status.interpreters
+                i.id: activity.get(self._feed_of(status.booth, i.id)) for i in status.interpreters
             }
             for status in statuses
         }
@@ -967,10 +1021,17 @@ class LiveEvent:
         before = [
             (a.kind, a.speaker, a.channel, a.booth, a.interpreter, a.publisher) for a in self.alarms
         ]
-        if about != before or media_live != self._speaker_media_live or health_changed:
+        if about != before or media_live != self._speaker_media_live:
             self.alarms = alarms
             self._speaker_media_live = media_live
             self._changed()
+        elif health_changed:
+            # Reception figures change every second and concern the moderator only.
+            self.alarms = alarms
+            common = self._common_state()
+            for client in list(self.clients):
+                if client.role is Role.MODERATOR:
+                    client.send(self._state_for(client, common))
 
     def _with_start_times(self, alarms: list[Alarm], now: float) -> list[Alarm]:
         """Alarms whose start the media cannot tell (a voice that never had any sound, a
@@ -1079,7 +1140,7 @@ class LiveEvent:
             booth.booth_id: [
                 i.id
                 for i in booth.status().interpreters
-                if _source(interpreter_publisher(booth.booth_id, i.id), "audio") in self.sources
+                if self._feed_of(booth.booth_id, i.id) in self.sources
             ]
             for booth in self.booths.values()
         }
@@ -1105,7 +1166,7 @@ class LiveEvent:
     def _booth_state(self, booth: LiveBooth) -> p.BoothState:
         assert self.routing is not None
         status = booth.status()
-        route = self.routing.booths[booth.booth_id]
+        route = self.routing.booths.get(booth.booth_id)  # None: a sign booth
         handover = None
         if status.handover is not None:
             handover = p.Handover(
@@ -1122,9 +1183,13 @@ class LiveEvent:
             ),
             id=booth.booth_id,
             works_into=list(booth.works_into),
-            direction=p.Direction(source=route.source, into=route.into) if route.into else None,
+            direction=(
+                p.Direction(source=route.source, into=route.into)
+                if route is not None and route.into
+                else None
+            ),
             direction_override=status.direction_override,
-            listen_default=route.listen,
+            listen_default=route.listen if route is not None else FLOOR,
             on_air=status.on_air,
             on_air_connected=status.on_air_connected,
             on_air_since=status.on_air_since,
@@ -1136,8 +1201,7 @@ class LiveEvent:
                     connected=i.connected,
                     on_air=i.on_air,
                     listen=i.listen,
-                    publishing=_source(interpreter_publisher(booth.booth_id, i.id), "audio")
-                    in self.sources,
+                    publishing=self._feed_of(booth.booth_id, i.id) in self.sources,
                 )
                 for i in status.interpreters
             ],
@@ -1152,6 +1216,7 @@ class LiveEvent:
                 channel=choice.channel,
                 original_under=choice.original_under,
                 audio_only=choice.audio_only,
+                sign=choice.sign,
             )
         elif claims.role is Role.INTERPRETER and claims.booth is not None:
             booth = self.booths[claims.booth]

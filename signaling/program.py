@@ -154,10 +154,17 @@ class Language(_ProgramModel):
 
 
 class Booth(_ProgramModel):
-    """An interpreters' booth: one-way (works into one language) or bidirectional (two)."""
+    """An interpreters' booth: one-way (works into one language) or bidirectional (two).
+
+    A ``sign`` booth interprets the floor into a sign language: its interpreter's camera
+    is a video attendees may show over the program (picture in picture). It works into
+    one sign language, named by any code (``vgt``, ``lsfb``, ``rsl``...), which is not
+    one of the event's spoken languages and no audio channel.
+    """
 
     id: Slug
     name: Name
+    kind: Literal["spoken", "sign"] = "spoken"
     works_into: list[str]
 
     @field_validator("works_into")
@@ -178,9 +185,23 @@ class Booth(_ProgramModel):
             )
         return codes
 
+    @model_validator(mode="after")
+    def _sign_language_is_one(self) -> Booth:
+        if self.kind == "sign" and len(self.works_into) != 1:
+            raise PydanticCustomError(
+                "booth_languages",
+                "a sign booth works into one sign language, not {count}",
+                {"count": len(self.works_into)},
+            )
+        return self
+
     @property
     def bidirectional(self) -> bool:
         return len(self.works_into) == 2
+
+    @property
+    def sign(self) -> bool:
+        return self.kind == "sign"
 
 
 class Speaker(_ProgramModel):
@@ -314,6 +335,15 @@ class Event(_ProgramModel):
         """The booths that can work into a language."""
         return [booth for booth in self.booths if code in booth.works_into]
 
+    @property
+    def spoken_booths(self) -> list[Booth]:
+        """The booths whose voices feed the language channels."""
+        return [booth for booth in self.booths if not booth.sign]
+
+    @property
+    def sign_booths(self) -> list[Booth]:
+        return [booth for booth in self.booths if booth.sign]
+
     def session(self, session_id: str) -> Session:
         for session in self.sessions:
             if session.id == session_id:
@@ -375,6 +405,10 @@ def consistency_problems(data: Mapping[str, Any]) -> list[str]:
             works_into = booth.get("works_into")
             if not isinstance(works_into, list):
                 interpreted = None
+                continue
+            if booth.get("kind", "spoken") != "spoken":
+                # A sign language (no audio channel, not one of the languages), or a kind
+                # reported as wrong on its own: nothing to check against the languages.
                 continue
             for j, code in enumerate(works_into):
                 check_language(f"booths[{i}].works_into[{j}]", code)

@@ -110,6 +110,13 @@ class SetAudioOnly(_ClientMessage):
     on: bool
 
 
+class SelectSign(_ClientMessage):
+    """Show a sign-language booth over the program video (or none)."""
+
+    type: Literal["select_sign"]
+    booth: Id | None
+
+
 class Mic(_InterpreterMessage):
     type: Literal["mic"]
     on: bool
@@ -194,6 +201,7 @@ ClientMessage = Annotated[
     | SelectChannel
     | SetOriginalUnder
     | SetAudioOnly
+    | SelectSign
     | Mic
     | Cough
     | RequestHandover
@@ -224,6 +232,7 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "select_channel": frozenset({Role.ATTENDEE}),
     "set_original_under": frozenset({Role.ATTENDEE}),
     "set_audio_only": frozenset({Role.ATTENDEE}),
+    "select_sign": frozenset({Role.ATTENDEE}),
     "mic": frozenset({Role.INTERPRETER}),
     "cough": frozenset({Role.INTERPRETER}),
     "request_handover": frozenset({Role.INTERPRETER}),
@@ -325,6 +334,8 @@ class LanguageInfo(WireMessage):
 class BoothInfo(WireMessage):
     id: str
     name: str
+    #: "sign": the booth's interpreter signs on camera (a video attendees may show).
+    kind: Literal["spoken", "sign"] = "spoken"
     works_into: list[str]
 
 
@@ -484,6 +495,8 @@ class AttendeeView(WireMessage):
     channel: str
     original_under: bool
     audio_only: bool
+    #: The sign booth shown over the program video, null: none.
+    sign: str | None = None
 
 
 class InterpreterView(WireMessage):

@@ -397,3 +397,33 @@ def test_error_text_names_file_and_count(tmp_path: Path) -> None:
     text = str(caught.value)
     assert text.splitlines()[0] == f"{path}: invalid event program (1 problem):"
     assert text.splitlines()[1].startswith("  - the program must be a mapping")
+
+
+def test_a_sign_booth_works_into_a_sign_language_that_is_no_audio_channel(
+    tmp_path: Path,
+) -> None:
+    data = copy.deepcopy(SEED_DATA)
+    data["booths"].append(
+        {"id": "lsfb", "name": "Langue des signes", "kind": "sign", "works_into": ["lsfb"]}
+    )
+    event = load_program(write_program(tmp_path, data))
+    assert [b.id for b in event.sign_booths] == ["lsfb"]
+    assert [b.id for b in event.spoken_booths] == ["ru-fr"]
+    assert event.language_codes == ["ru", "fr"]
+
+
+@pytest.mark.parametrize(
+    ("booth", "expected"),
+    [
+        (
+            {"id": "signs", "name": "Signs", "kind": "sign", "works_into": ["vgt", "lsfb"]},
+            "booths[1]: a sign booth works into one sign language, not 2",
+        ),
+        (
+            {"id": "signs", "name": "Signs", "kind": "mime", "works_into": ["vgt"]},
+            "booths[1].kind: 'mime' is not allowed: expected 'spoken' or 'sign'",
+        ),
+    ],
+)
+def test_invalid_sign_booths(tmp_path: Path, booth: dict[str, Any], expected: str) -> None:
+    assert problems_after(tmp_path, add_booth(booth)) == [expected]

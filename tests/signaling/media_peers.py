@@ -17,6 +17,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from signaling.tokens import Role
 from streamer.aiortc_internals import restrict_ice
 from tests.signaling.conftest import Connect, WsClient
+from tests.streamer.peers import FrameCounter
 from tests.support.server import LOOPBACK_MEDIA
 from tests.support.tones import PatternVideoTrack, ToneRecorder, ToneTrack
 
@@ -58,9 +59,11 @@ class Subscription:
         self.pc = pc
         self.slots = slots
         self.audio: dict[str, ToneRecorder] = {}
+        #: Decoded frames per video slot, when opened with `video=True`.
+        self.video: dict[str, FrameCounter] = {}
 
     @classmethod
-    async def open(cls, client: WsClient) -> Subscription:
+    async def open(cls, client: WsClient, video: bool = False) -> Subscription:
         await client.send("subscribe")
         offer = await client.next("offer")
         assert offer["purpose"] == "subscribe"
@@ -73,6 +76,8 @@ class Subscription:
             assert transceiver.kind == slot["kind"]
             if slot["kind"] == "audio":
                 subscription.audio[slot["name"]] = ToneRecorder(transceiver.receiver.track)
+            elif video:
+                subscription.video[slot["name"]] = FrameCounter(transceiver.receiver.track)
         await pc.setLocalDescription(await pc.createAnswer())
         await client.send("answer", purpose="subscribe", sdp=pc.localDescription.sdp)
         return subscription
@@ -96,6 +101,8 @@ class Subscription:
     async def close(self) -> None:
         for recorder in self.audio.values():
             await recorder.stop()
+        for counter in self.video.values():
+            await counter.stop()
         await self.pc.close()
 
 

@@ -213,7 +213,12 @@ async def test_an_attendee_who_reconnects_gets_his_channel_back(connect):
     await first.state_where(lambda s: s["you"]["channel"] == "fr" and s["you"]["audio_only"])
     await first.close()
     again = await connect(Role.ATTENDEE, subject="reg-5")
-    assert again.state["you"] == {"channel": "fr", "original_under": False, "audio_only": True}
+    assert again.state["you"] == {
+        "channel": "fr",
+        "original_under": False,
+        "audio_only": True,
+        "sign": None,
+    }
 
 
 async def test_a_publisher_that_left_is_released_after_the_grace_period(
@@ -263,7 +268,12 @@ async def test_a_speaker_who_publishes_again_stays_on_air_and_is_heard_anew(
     live = live_server.app[LIVE_KEY]
     live.publisher_grace_s = 1.0
     _, speaker, _ = await on_air_setup(connect, peers)
-    on_air = {"speaker": RUSSIAN_SPEAKER, "language": "ru", "connected": True}
+    on_air = {
+        "speaker": RUSSIAN_SPEAKER,
+        "language": "ru",
+        "connected": True,
+        "media_live": True,
+    }
 
     async def current_state() -> dict:
         # A client that joins gets the state as it is now.

@@ -41,6 +41,7 @@ VALID = {
     "take_off_air": {},
     "set_floor_language": {"language": None},
     "monitor": {"source": "floor"},
+    "select_sign": {"booth": None},
 }
 
 

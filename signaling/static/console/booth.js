@@ -66,17 +66,24 @@ async function onWelcome(welcome) {
   await publish();
 }
 
+/** A sign booth's interpreter signs on camera: his camera feeds the booth, not a microphone. */
+function signBooth() {
+  return (view.summary?.booths ?? []).some((item) => item.id === view.boothId && item.kind === "sign");
+}
+
 async function publish() {
   if (publisher) publisher.close();
   publisher = null;
   if (!microphone) {
     try {
-      microphone = await navigator.mediaDevices.getUserMedia({ audio: microphoneConstraints() });
+      microphone = await navigator.mediaDevices.getUserMedia(
+        signBooth() ? { video: true, audio: false } : { audio: microphoneConstraints() },
+      );
     } catch (error) {
       document.getElementById("on-air-status").textContent = t("booth.no_microphone", { error: error.message });
       return;
     }
-    if (mixer) startMeter();
+    if (mixer && microphone.getAudioTracks().length) startMeter();
   }
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   publisher = peer;
@@ -118,7 +125,7 @@ function ensureAudio() {
   mixer.resume();
   const track = received.get("audio");
   if (track && !mixer.analyser("listen")) mixer.attach("listen", track, 1);
-  if (microphone && !meterAnalyser) startMeter();
+  if (microphone?.getAudioTracks().length && !meterAnalyser) startMeter();
   startListening.hidden = true;
 }
 
@@ -271,6 +278,8 @@ function render() {
 
   const onAir = amOnAir();
   const someoneElse = Boolean(state.on_air) && !onAir;
+  const micWords = t(signBooth() ? "booth.camera" : "booth.microphone");
+  if (micButton.textContent !== micWords) micButton.textContent = micWords;
   micButton.setAttribute("aria-pressed", String(onAir));
   micButton.classList.toggle("on-air", onAir);
   micButton.disabled = someoneElse || !view.state;

@@ -67,7 +67,10 @@ async function onOffer(message) {
     const stream = new MediaStream([event.track]);
     // Previews are slots named "preview:<speaker id>" (or -, /); anything else is the program.
     const preview = /^preview[:/-](.+)$/.exec(slot?.name ?? "");
-    if (preview) {
+    const sign = /^sign:(.+)$/.exec(slot?.name ?? "");
+    if (sign) {
+      attachSign(sign[1], stream);
+    } else if (preview) {
       previews.set(preview[1], stream);
       attachPreview(preview[1]);
     } else {
@@ -80,8 +83,29 @@ async function onOffer(message) {
   connection.send({ type: "answer", purpose: "subscribe", sdp: answer });
 }
 
+/** Each sign booth's interpreter on air, beside the program. */
+function attachSign(boothId, stream) {
+  const box = document.getElementById("sign-previews");
+  let video = box.querySelector(`video[data-sign="${CSS.escape(boothId)}"]`);
+  if (!video) {
+    const name = (view.summary?.booths ?? []).find((booth) => booth.id === boothId)?.name ?? boothId;
+    video = element("video", {
+      "data-sign": boothId,
+      playsinline: true,
+      muted: true,
+      autoplay: true,
+      class: "preview",
+      "aria-label": t("studio.sign_of", { booth: name }),
+    });
+    video.muted = true;
+    box.append(video);
+  }
+  video.srcObject = stream;
+  video.play().catch(() => {});
+}
+
 function attachPreview(speakerId) {
-  const video = document.querySelector(`video[data-preview="${CSS.escape(speakerId)}"]`);
+  const video = previewVideos.get(speakerId);
   const stream = previews.get(speakerId);
   if (video && stream && video.srcObject !== stream) {
     video.srcObject = stream;
@@ -140,18 +164,31 @@ function render() {
   for (const id of previews.keys()) attachPreview(id);
 }
 
+/** One preview element per speaker for the page's life: the program is redrawn on every
+ * state, and a new media element each time would soon exhaust the browser's players. */
+const previewVideos = new Map();
+
+function previewVideo(speaker) {
+  let video = previewVideos.get(speaker.id);
+  if (!video) {
+    video = element("video", {
+      "data-preview": speaker.id,
+      playsinline: true,
+      muted: true,
+      autoplay: true,
+      class: "preview",
+      "aria-label": t("studio.preview_of", { name: speaker.name }),
+    });
+    video.muted = true;
+    previewVideos.set(speaker.id, video);
+  }
+  return video;
+}
+
 function speakerControls(speaker, onAirId) {
   const live = speaker.id === onAirId;
   const connected = speakerConnected(view.state, speaker.id);
-  const video = element("video", {
-    "data-preview": speaker.id,
-    playsinline: true,
-    muted: true,
-    autoplay: true,
-    class: "preview",
-    "aria-label": t("studio.preview_of", { name: speaker.name }),
-  });
-  video.muted = true;
+  const video = previewVideo(speaker);
   // A preview of someone not connected would only be a black box.
   video.hidden = !connected;
   const button = element("button", {

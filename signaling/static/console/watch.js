@@ -1,7 +1,7 @@
 // The attendee's page: program video, the chosen language channel, the
 // original mixed underneath at the attendee's volume, and what is going on.
 
-import { loadProgram, mediaRestoring, startConsole } from "./page.js";
+import { loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
 import { analyse, Mixer, recentFrequency } from "./sound.js";
@@ -43,6 +43,8 @@ function mark(name) {
 }
 
 const video = document.getElementById("program-video");
+const signVideo = document.getElementById("sign-video");
+const signChoice = document.getElementById("sign-choice");
 const playButton = document.getElementById("play");
 const volume = document.getElementById("original-volume");
 const audioOnly = document.getElementById("audio-only");
@@ -73,6 +75,7 @@ function closePeer() {
 
 /** Which of the page's inputs a server slot feeds: the floor under the channel is "original". */
 function role(slot, track) {
+  if (slot?.name === "sign") return "sign";
   if (track.kind === "video") return "video";
   return slot?.name === "original" || slot?.name === "floor" ? "floor" : "channel";
 }
@@ -100,6 +103,11 @@ async function onOffer(message) {
 }
 
 function attachTrack(name, track) {
+  if (name === "sign") {
+    signVideo.srcObject = new MediaStream([track]);
+    signVideo.play().catch(() => {});
+    return;
+  }
   if (name === "video") {
     video.srcObject = new MediaStream([track]);
     video.play().catch(() => {});
@@ -177,6 +185,7 @@ function render() {
   renderLanguageChoice(event);
   renderNowSpeaking(event);
   renderMediaLost();
+  renderSignChoice(event);
   renderChannelCarries(event);
   if (view.program) renderProgram(document.getElementById("program"), view.program, view.state?.session ?? null);
 }
@@ -225,6 +234,18 @@ function renderNowSpeaking(event) {
   target.append(" · ", t("console.speaks", { language: languageName(event, spoken) }));
 }
 
+/** Sign language over the program video, in events with sign booths. */
+function renderSignChoice(event) {
+  const booths = (view.summary?.booths ?? event.booths ?? []).filter((booth) => booth.kind === "sign");
+  const label = signChoice.closest("label");
+  label.hidden = booths.length === 0;
+  if (!booths.length) return;
+  setOptions(signChoice, [["", t("watch.sign_none")], ...booths.map((booth) => [booth.id, booth.name])]);
+  const shown = view.state?.you?.sign ?? null;
+  if (document.activeElement !== signChoice) signChoice.value = shown ?? "";
+  signVideo.hidden = !shown || Boolean(view.state?.you?.audio_only);
+}
+
 /** While the speaker's media is lost, say so instead of showing a frozen picture. */
 function renderMediaLost() {
   const lost = view.state?.on_air?.media_live === false;
@@ -260,6 +281,7 @@ function renderChannelCarries(event) {
 playButton.addEventListener("click", play);
 volume.addEventListener("input", () => setOriginalVolume(Number(volume.value)));
 audioOnly.addEventListener("change", () => setAudioOnly(audioOnly.checked));
+signChoice.addEventListener("change", () => connection?.send({ type: "select_sign", booth: signChoice.value || null }));
 
 // What the page really receives, for the end-to-end tests and bench/join.py.
 window.dragomanDebug = {
