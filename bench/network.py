@@ -61,6 +61,7 @@ import aiohttp
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from bench.join import launch
 from bench.peers import BarsTrack, ToneTrack, hold_bitrate, new_peer
@@ -292,13 +293,20 @@ class Bench:
             await page.goto(link)
             await page.get_by_role("button", name="Play").click()
             size = SPEAKERS[self.on_air][0]
-            await page.wait_for_function(
-                """([w, h]) => { const s = window.dragomanFrames?.sizes ?? [];
-                   const last = s[s.length - 1];
-                   return last && last.width === w && last.height === h; }""",
-                arg=list(size),
-                timeout=30_000,
-            )
+            try:
+                await page.wait_for_function(
+                    """([w, h]) => { const s = window.dragomanFrames?.sizes ?? [];
+                       const last = s[s.length - 1];
+                       return last && last.width === w && last.height === h; }""",
+                    arg=list(size),
+                    timeout=options.join_timeout * 1000,
+                )
+            except PlaywrightTimeoutError:
+                # Recorded and counted, not raised: the next phase may fare better.
+                return {
+                    "condition": condition,
+                    "error": f"no {size[0]}x{size[1]} frame within {options.join_timeout:.0f} s",
+                }
             await asyncio.sleep(2)  # past the join: jitter buffers settle
             before = await page.evaluate(STATS)
             busy_before = machine_busy()
@@ -493,11 +501,13 @@ def median(values: list[float | None]) -> float | None:
 def summarise(results: list[dict[str, Any]], options: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for condition in CONDITIONS:
-        rows = [r for r in results if r["condition"] == condition]
+        failed = [r for r in results if r["condition"] == condition and "error" in r]
+        rows = [r for r in results if r["condition"] == condition and "error" not in r]
         switches = [s for r in rows for s in r["switches"]]
         not_recovered = sum(r["audio_recovery_ms"] is None for r in rows)
         summary[condition] = {
             "runs": len(rows),
+            "failed": [r["error"] for r in failed],
             "video_unrepaired_share_median": median([r["video_unrepaired_share"] for r in rows]),
             "video_unrepaired_total": sum(r["video_unrepaired"] for r in rows),
             "video_retransmitted_received_total": sum(
@@ -538,6 +548,7 @@ def summarise(results: list[dict[str, Any]], options: argparse.Namespace) -> dic
             "switches": options.switches,
             "outage_s": options.outage,
             "recovery_timeout_s": options.recovery_timeout,
+            "join_timeout_s": options.join_timeout,
             "seed": options.seed,
         },
         "impairment": BAD_WIFI.__dict__,
@@ -550,11 +561,18 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}%}"
 
 
 def print_phase(r: dict[str, Any]) -> None:
+    if "error" in r:
+        print(f"run {r['run']} {r['condition']:8}: {r['error']}", flush=True)
+        return
     switches = ", ".join(ms(s["presented_ms"]) for s in r["switches"])
     audio = (
         ms(r["audio_recovery_ms"])
@@ -587,6 +605,10 @@ def print_summary(result: dict[str, Any]) -> None:
         " 2 % reordered by 20 ms, 1 % duplicated, both ways."
     )
     rows = [
+        (
+            "phases measured (failed)",
+            lambda c: f"{c['runs']}" + (f" ({len(c['failed'])})" if c["failed"] else ""),
+        ),
         (
             "video packets lost (getStats, all runs)",
             lambda c: (
@@ -653,11 +675,11 @@ def print_summary(result: dict[str, Any]) -> None:
         ),
         (
             f"machine busy cores (of {os.cpu_count()}), median",
-            lambda c: f"{c['machine_busy_cores_median']:.2f}",
+            lambda c: number(c["machine_busy_cores_median"]),
         ),
         (
             "  node + relay + publishers (this process)",
-            lambda c: f"{c['bench_process_cpu_median']:.2f}",
+            lambda c: number(c["bench_process_cpu_median"]),
         ),
     ]
     print(f"{'':42} {'loopback':>24}   {'impaired':>24}")
@@ -673,6 +695,9 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=5.0, help="seconds the relay is cut")
     parser.add_argument(
         "--recovery-timeout", type=float, default=20.0, help="seconds to wait after the outage"
+    )
+    parser.add_argument(
+        "--join-timeout", type=float, default=30.0, help="seconds for a page's first frames"
     )
     parser.add_argument("--seed", type=int, default=1, help="the relay's random generator")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
