@@ -216,6 +216,15 @@ class Client:
                 if message["type"] == "error":
                     raise RuntimeError(f"the node refused: {message}")
 
+    def refusals(self) -> list[dict[str, Any]]:
+        """The errors received and not read yet (commands the node refused)."""
+        errors = []
+        while not self._messages.empty():
+            message = self._messages.get_nowait()
+            if message["type"] == "error":
+                errors.append(message)
+        return errors
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
@@ -260,10 +269,12 @@ class Bench:
         self.moderator: Client | None = None
         self.on_air = next(iter(SPEAKERS))
         self.publisher_video: list[int] = []
+        self.publishers: list[RTCPeerConnection] = []
 
     async def switch(self, page: Page, speaker_id: str) -> dict[str, Any]:
         assert self.moderator is not None
         size = SPEAKERS[speaker_id][0]
+        self.moderator.refusals()
         sent = time.time() * 1000
         await self.moderator.send("put_on_air", speaker_id=speaker_id)
         self.on_air = speaker_id
@@ -274,15 +285,25 @@ class Bench:
                 if entry["at"] > sent and (entry["width"], entry["height"]) == size:
                     received = entry["received"]
                     return {
+                        "speaker": speaker_id,
                         "presented_ms": entry["at"] - sent,
                         "received_ms": None if received is None else received - sent,
                     }
             await asyncio.sleep(0.05)
-        return {"presented_ms": None, "received_ms": None}
+        # Never shown: say what the node and the publishers were doing.
+        return {
+            "speaker": speaker_id,
+            "presented_ms": None,
+            "received_ms": None,
+            "refused": self.moderator.refusals(),
+            "on_air": (self.moderator.state or {}).get("on_air"),
+            "publishing": (self.moderator.state or {}).get("publishers", {}).get("speakers"),
+            "publisher_connections": [pc.connectionState for pc in self.publishers],
+        }
 
     async def phase(self, browser: Browser, link: str, condition: str) -> dict[str, Any]:
         relay, options = self.relay, self.options
-        assert relay is not None
+        assert relay is not None and self.moderator is not None
         relay.set_impairment(CONDITIONS[condition])
         context = await browser.new_context(locale="en-US")
         context.set_default_timeout(20_000)
@@ -292,6 +313,9 @@ class Bench:
             page = await context.new_page()
             await page.goto(link)
             await page.get_by_role("button", name="Play").click()
+            # The speaker the node has on air (a refused switch leaves the previous one).
+            on_air = ((self.moderator.state or {}).get("on_air") or {}).get("speaker")
+            self.on_air = on_air if on_air in SPEAKERS else self.on_air
             size = SPEAKERS[self.on_air][0]
             try:
                 await page.wait_for_function(
@@ -305,7 +329,10 @@ class Bench:
                 # Recorded and counted, not raised: the next phase may fare better.
                 return {
                     "condition": condition,
-                    "error": f"no {size[0]}x{size[1]} frame within {options.join_timeout:.0f} s",
+                    "error": f"no {size[0]}x{size[1]} frame within {options.join_timeout:.0f} s"
+                    f" (publishers: {[pc.connectionState for pc in self.publishers]}, on air:"
+                    f" {(self.moderator.state or {}).get('on_air')}, refused:"
+                    f" {self.moderator.refusals()})",
                 }
             await asyncio.sleep(2)  # past the join: jitter buffers settle
             before = await page.evaluate(STATS)
@@ -454,6 +481,7 @@ class Bench:
                         client = await connect(Role.SPEAKER, speaker_id, speaker=speaker_id)
                         pc, ssrcs = await publish(client, ToneTrack(hz), BarsTrack(width, height))
                         peers.append(pc)
+                        self.publishers.append(pc)
                         self.publisher_video.extend(ssrcs[:1])
                     await self.wait_for_publishers()
                     await self.moderator.send("start_session", session_id="plenary")
@@ -574,6 +602,9 @@ def print_phase(r: dict[str, Any]) -> None:
         print(f"run {r['run']} {r['condition']:8}: {r['error']}", flush=True)
         return
     switches = ", ".join(ms(s["presented_ms"]) for s in r["switches"])
+    for switch in r["switches"]:
+        if switch["presented_ms"] is None:
+            print(f"  never shown: {switch}", flush=True)
     audio = (
         ms(r["audio_recovery_ms"])
         if r["audio_recovery_ms"] is not None
@@ -586,7 +617,8 @@ def print_phase(r: dict[str, Any]) -> None:
         f" {r['relay_dropped_from_publishers_video']} from the publishers),"
         f" {r['video_retransmitted_received']:.0f} retransmissions received after"
         f" {r['video_nacks']:.0f} NACKs, {r['video_unrepaired']:.0f} not repaired,"
-        f" {r['video_plis']:.0f} PLIs; audio concealed {percent(r['audio_concealed'])};"
+        f" {r['video_plis']:.0f} PLIs, {r['key_frames_decoded']:.0f} key frames decoded;"
+        f" audio concealed {percent(r['audio_concealed'])};"
         f" freezes {r['freeze_count']:.0f} ({r['freezes_s']:.2f} s), pauses"
         f" {r['pause_count']:.0f}; switches {switches}; after the outage audio {audio},"
         f" video {ms(r['video_recovery_ms'])}; machine busy {r['machine_busy_cores']:.2f} cores",
