@@ -22,8 +22,9 @@ the attendee's video stream (counted by its SSRC) and on the publishers' video. 
 counts a packet repaired by RTX as lost all the same (the retransmission arrives on the
 RTX SSRC; with loss on the attendee's leg only, packetsLost equals the relay's drops to
 the packet while as many retransmissions are received), so what NACK did not repair is
-estimated as packetsLost - retransmittedPacketsReceived, beside the PLIs the page sent
-(a PLI is its decoder giving up on a frame). Then audio concealed (concealedSamples /
+estimated as packetsLost - retransmittedPacketsReceived, a lower bound (with jitter the
+page NACKs packets that were only late too), beside the PLIs the page sent (its decoder
+giving up on a picture). Then audio concealed (concealedSamples /
 totalSamplesReceived); video freezeCount, totalFreezesDuration, pauseCount.
 
 The switch: from the moment the moderator's `put_on_air` is sent to the first frame of
@@ -621,7 +622,8 @@ def print_phase(r: dict[str, Any]) -> None:
         f" audio concealed {percent(r['audio_concealed'])};"
         f" freezes {r['freeze_count']:.0f} ({r['freezes_s']:.2f} s), pauses"
         f" {r['pause_count']:.0f}; switches {switches}; after the outage audio {audio},"
-        f" video {ms(r['video_recovery_ms'])}; machine busy {r['machine_busy_cores']:.2f} cores",
+        f" video {ms(r['video_recovery_ms'])} ({r['peer_connections_after_outage']} peer"
+        f" connection(s) made by the page); machine busy {r['machine_busy_cores']:.2f} cores",
         flush=True,
     )
 
