@@ -1,6 +1,6 @@
 """Chromium over a bad network: the speaker's and the attendee's pages reach the node
 only through a relay that loses 5 % of packets, delays them with 30 ms of jitter,
-reorders and duplicates them, both ways (tests/support/impaired_network.py).
+reorders and duplicates them, both ways (testbed/impaired_network.py).
 
 The channel still carries the speaker's tone, and what the attendee's page reports in
 getStats() says how: packets still missing after NACK, samples concealed.

@@ -1,6 +1,6 @@
 """The media path over a bad network: real aiortc peers reach the SFU only through a
 user-space relay that loses, delays, reorders and duplicates packets both ways
-(tests/support/impaired_network.py), as Wi-Fi and mobile networks do.
+(testbed/impaired_network.py), as Wi-Fi and mobile networks do.
 
 The SFU gathers on 127.0.0.1 inside a port range and announces the relay's
 address; the peers' own candidates are stripped from their SDP (a NAT nobody can

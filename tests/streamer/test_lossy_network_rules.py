@@ -284,3 +284,26 @@ async def test_vp8_switch_through_the_forwarder_keeps_picture_ids_continuous() -
         assert descriptor is not None and descriptor.picture_id is not None
         seen.append(descriptor.picture_id)
     assert seen == list(range(1000, 1020))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a slot waiting for a keyframe drops the keyframe's packets that overtake its"
+    " first one; they are never forwarded nor in the NACK history (seen as multi-second"
+    " switches under jitter in bench/network.py)",
+)
+async def test_a_keyframe_whose_first_packet_is_overtaken_still_leaves_whole() -> None:
+    # Jitter reorders the packets of one frame, which leave the publisher back to back: a
+    # switched (or newly joined) slot must still get every packet of the keyframe it
+    # starts on, or the subscriber cannot decode it and waits for the next keyframe.
+    forwarder = Forwarder("video", no_upstream)
+    output = Output(name="program-video", kind="video")
+    _slot, link = open_slot(output, "video")
+    forwarder.add_output(output)
+    start = vp8_payload(100, keyframe=True)
+    rest = bytes((start[0] & ~0x10,)) + start[1:]  # same frame, not its first packet
+    arrivals = [(5001, rest), (5000, start), (5002, rest)]
+    for seq, payload in arrivals:
+        await forwarder.handle(packet(seq, 9000, payload, 7, 96), VP8)
+    sent = sorted(sent_seq(data) for data in link.sent)
+    assert len(sent) == 3 and sent == list(range(sent[0], sent[0] + 3)), sent
