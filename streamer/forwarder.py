@@ -13,12 +13,20 @@ forwarded (a network duplicate, or a retransmission of a packet that arrived
 after all) or too late to matter, once for every subscriber. Each slot then
 drops what is older than its anchor (streamer/rtp_rewriter.py) and, for VP8,
 shifts picture ids so they continue across switches (streamer/vp8_munger.py).
+
+A video slot that joins or switches starts on a keyframe. Jitter reorders the packets
+of one frame, which leave the publisher back to back: packets of the keyframe that
+overtook its first one are kept (the last `RECENT_VIDEO_PACKETS` of the source) and
+sent right after it, or the subscriber would get a keyframe with a hole and wait
+for the next one. A source that resumes after a silence (its publisher's network
+came back) is asked for a keyframe at once, for subscribers stuck on its last frame.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -27,14 +35,21 @@ from .aiortc_internals import RtpPacket, ntp_time
 from .keyframes import KeyframeThrottle, is_keyframe_start
 from .sequence_window import SequenceWindow
 from .stats import SourceCounters
-from .vp8_munger import parse_descriptor
+from .vp8_munger import Vp8Descriptor, parse_descriptor
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
     from .output import Output
+    from .subscriber import Slot
 
 logger = logging.getLogger(__name__)
+
+#: Video packets a source keeps to complete a keyframe whose first packet was overtaken:
+#: a keyframe of 1 Mbit/s video is a few dozen packets.
+RECENT_VIDEO_PACKETS = 64
+#: A video source silent this long then sending again is asked for a keyframe.
+RESUMED_AFTER_S = 0.5
 
 UpstreamRequest = Callable[[], Awaitable[bool]]
 
@@ -60,6 +75,8 @@ class Forwarder:
         self.last_packet_at = 0.0
         self.last_sound_at = 0.0
         self.has_levels = False
+        # Video: (extended seq, timestamp, marker, payload) of the latest packets.
+        self._recent: deque[tuple[int, int, int, bytes]] = deque(maxlen=RECENT_VIDEO_PACKETS)
 
     def add_output(self, output: Output) -> None:
         if output not in self.outputs:
@@ -91,6 +108,7 @@ class Forwarder:
         counters.packets += 1
         counters.bytes += size
         wall = time.monotonic()
+        resumed = bool(self.last_packet_at) and wall - self.last_packet_at > RESUMED_AFTER_S
         self.last_packet_at = wall
         level = None
         if self.kind == "audio":
@@ -111,7 +129,12 @@ class Forwarder:
             counters.duplicates = window.duplicates
             counters.too_late = window.too_late
             return
+        marker = 0x80 if packet.marker else 0
+        ts = packet.timestamp
         outputs = self.outputs
+        if self.kind == "video":
+            # Kept whether listened to or not: a slot may start on this frame's keyframe.
+            self._recent.append((seq, ts, marker, payload))
         if not outputs:
             return
 
@@ -122,8 +145,6 @@ class Forwarder:
         stream = self._stream
         ntp = ntp_time(time.time())
         clock_rate = codec.clockRate
-        marker = 0x80 if packet.marker else 0
-        ts = packet.timestamp
         vp8 = None
         if self.kind == "video":
             if mime == "video/vp8":
@@ -152,7 +173,8 @@ class Forwarder:
                     if pt is None:
                         slot.counters.unsupported_codec += 1
                         continue
-                    if slot.awaiting_keyframe:
+                    starting = slot.awaiting_keyframe
+                    if starting:
                         if not keyframe:
                             want_keyframe = True
                             continue
@@ -161,20 +183,23 @@ class Forwarder:
                         tail_header = slot.tail_header
                         # Without a value, the rewriter zero-pads: padding keeps the layout.
                         tail = tail_header + value if tail_header and value else b""
-                    rewriter = slot.rewriter
-                    header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate, tail)
-                    if header is None:
-                        slot.counters.before_anchor += 1
-                        continue
-                    sent = payload if vp8 is None else slot.vp8.munge(vp8, payload)
-                    data = header + sent
-                    if slot.link.send(data, rewriter.ts, ntp, size):
-                        slot_counters = slot.counters
-                        slot_counters.packets += 1
-                        slot_counters.bytes += len(data)
-                        history = slot.history
-                        if history is not None:
-                            history.store(header[2] << 8 | header[3], header, sent)
+                    self._send(
+                        slot,
+                        stream,
+                        marker | pt,
+                        seq,
+                        ts,
+                        wall,
+                        clock_rate,
+                        tail,
+                        payload,
+                        vp8,
+                        ntp,
+                    )
+                    if starting:
+                        self._send_overtaken(
+                            slot, stream, pt, seq, ts, wall, clock_rate, tail, ntp, vp8 is not None
+                        )
                 except Exception:
                     # One subscriber's failure must not stop the others, nor the
                     # publisher's receive loop this runs in.
@@ -182,5 +207,56 @@ class Forwarder:
                     if slot.counters.errors == 1:
                         logger.exception("forwarding to slot %r failed", slot.name)
 
-        if want_keyframe:
+        if want_keyframe or (resumed and self.kind == "video"):
             await self.request_keyframe(urgent=True)
+
+    def _send(
+        self,
+        slot: Slot,
+        stream: object,
+        marker_pt: int,
+        seq: int,
+        ts: int,
+        wall: float,
+        clock_rate: int,
+        tail: bytes,
+        payload: bytes,
+        vp8: Vp8Descriptor | None,
+        ntp: int,
+    ) -> None:
+        """One packet to one slot: its header, its picture ids, SRTP, the socket, history."""
+        rewriter = slot.rewriter
+        header = rewriter.rewrite(stream, marker_pt, seq, ts, wall, clock_rate, tail)
+        if header is None:
+            slot.counters.before_anchor += 1
+            return
+        sent = payload if vp8 is None else slot.vp8.munge(vp8, payload)
+        data = header + sent
+        if slot.link.send(data, rewriter.ts, ntp, len(payload)):
+            slot_counters = slot.counters
+            slot_counters.packets += 1
+            slot_counters.bytes += len(data)
+            history = slot.history
+            if history is not None:
+                history.store(header[2] << 8 | header[3], header, sent)
+
+    def _send_overtaken(
+        self,
+        slot: Slot,
+        stream: object,
+        pt: int,
+        seq: int,
+        ts: int,
+        wall: float,
+        clock_rate: int,
+        tail: bytes,
+        ntp: int,
+        is_vp8: bool,
+    ) -> None:
+        """After a keyframe's first packet, the packets of that frame that arrived before it."""
+        overtaken = sorted(entry for entry in self._recent if entry[1] == ts and entry[0] > seq)
+        for later_seq, _, marker, payload in overtaken:
+            vp8 = parse_descriptor(payload) if is_vp8 else None
+            self._send(
+                slot, stream, marker | pt, later_seq, ts, wall, clock_rate, tail, payload, vp8, ntp
+            )

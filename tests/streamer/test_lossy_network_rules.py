@@ -286,12 +286,6 @@ async def test_vp8_switch_through_the_forwarder_keeps_picture_ids_continuous() -
     assert seen == list(range(1000, 1020))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a slot waiting for a keyframe drops the keyframe's packets that overtake its"
-    " first one; they are never forwarded nor in the NACK history (seen as multi-second"
-    " switches under jitter in bench/network.py)",
-)
 async def test_a_keyframe_whose_first_packet_is_overtaken_still_leaves_whole() -> None:
     # Jitter reorders the packets of one frame, which leave the publisher back to back: a
     # switched (or newly joined) slot must still get every packet of the keyframe it
