@@ -18,15 +18,14 @@ never switched) sends the payload untouched. Picture ids always leave in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
-_PICTURE_ID_MODULO = 0x8000
 _TL0_MODULO = 0x100
 
 
-@dataclass(frozen=True, slots=True)
-class Vp8Descriptor:
-    """Where the rewritable fields of one packet's descriptor are."""
+class Vp8Descriptor(NamedTuple):
+    """Where the rewritable fields of one packet's descriptor are (a tuple: built for
+    every video packet, it must cost next to nothing)."""
 
     picture_id: int | None  # None: the packet carries no PictureID
     picture_id_at: int  # byte offset of the PictureID field
@@ -85,8 +84,7 @@ class Vp8Munger:
 
     __slots__ = (
         "_anchored",
-        "_in_extended",
-        "_in_raw",
+        "_in_last",
         "_last_picture_id",
         "_last_tl0",
         "_picture_offset",
@@ -97,9 +95,9 @@ class Vp8Munger:
         self._anchored = False
         self._picture_offset = 0
         self._tl0_offset = 0
-        # The newest incoming picture id as written (7 or 15 bits) and unwrapped.
-        self._in_raw = 0
-        self._in_extended = 0
+        # The newest incoming picture id, in 15 bits. A sender may write ids below 128
+        # in the 7-bit form (aiortc does): those are its low bits.
+        self._in_last = 0
         # The newest values sent (None until the first packet).
         self._last_picture_id: int | None = None
         self._last_tl0: int | None = None
@@ -115,25 +113,24 @@ class Vp8Munger:
         if not self._anchored:
             self._anchored = True
             if picture_id is not None:
-                self._in_raw = self._in_extended = picture_id
+                self._in_last = picture_id
                 last = self._last_picture_id
                 self._picture_offset = 0 if last is None else last + 1 - picture_id
             last_tl0 = self._last_tl0
             self._tl0_offset = 0 if tl0 is None or last_tl0 is None else last_tl0 + 1 - tl0
         out_picture_id = None
         if picture_id is not None:
-            # 7-bit ids wrap at 128: unwrap before shifting, so ours keep counting.
-            modulo = 0x80 if descriptor.picture_id_width == 1 else _PICTURE_ID_MODULO
-            delta = (picture_id - self._in_raw) % modulo
-            if delta >= modulo // 2:
-                delta -= modulo
-            extended = self._in_extended + delta
-            if delta > 0:
-                self._in_raw = picture_id
-                self._in_extended = extended
-            out_picture_id = (extended + self._picture_offset) % _PICTURE_ID_MODULO
+            in_last = self._in_last
+            if descriptor.picture_id_width == 2:
+                incoming = picture_id
+            else:
+                delta = (picture_id - in_last) & 0x7F
+                incoming = (in_last + (delta - 0x80 if delta >= 0x40 else delta)) & 0x7FFF
+            if 0 < (incoming - in_last) & 0x7FFF < 0x4000:
+                self._in_last = incoming
+            out_picture_id = (incoming + self._picture_offset) & 0x7FFF
             last = self._last_picture_id
-            if last is None or 0 < (out_picture_id - last) % _PICTURE_ID_MODULO < 0x4000:
+            if last is None or 0 < (out_picture_id - last) & 0x7FFF < 0x4000:
                 self._last_picture_id = out_picture_id
         out_tl0 = None
         if tl0 is not None:

@@ -301,3 +301,17 @@ async def test_a_keyframe_whose_first_packet_is_overtaken_still_leaves_whole() -
         await forwarder.handle(packet(seq, 9000, payload, 7, 96), VP8)
     sent = sorted(sent_seq(data) for data in link.sent)
     assert len(sent) == 3 and sent == list(range(sent[0], sent[0] + 3)), sent
+
+
+def test_a_sender_that_writes_small_ids_in_seven_bits_keeps_counting_through_its_wrap() -> None:
+    """aiortc writes ids below 128 in the 7-bit form: its 15-bit counter wrapping from
+    32767 to 0 comes out as 7-bit ids, then 15-bit ones again from 128."""
+    munger = Vp8Munger()
+    munged_fields(munger, vp8_payload(1000, keyframe=True))
+    munger.reanchor()
+    ids = [32766, 32767, *range(0, 128), 128, 129]
+    out = [
+        munged_fields(munger, vp8_payload(i, keyframe=n == 0, wide=i >= 128))[0]
+        for n, i in enumerate(ids)
+    ]
+    assert out == [(1001 + n) & 0x7FFF for n in range(len(ids))]
