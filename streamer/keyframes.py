@@ -16,6 +16,8 @@ Two kinds of need, two rules (`KeyframeThrottle`):
 
 from __future__ import annotations
 
+from .vp8_munger import parse_descriptor
+
 #: Seconds between two loss-driven keyframe requests (subscribers' PLI/FIR) to one source.
 KEYFRAME_REQUEST_INTERVAL = 1.0
 #: A keyframe asked for is expected within this long; past it (the request or the
@@ -30,31 +32,8 @@ _H264_FU_A = 28
 
 def is_vp8_keyframe_start(payload: bytes) -> bool:
     """True if this VP8 RTP payload (RFC 7741) starts a keyframe."""
-    length = len(payload)
-    if length < 1:
-        return False
-    first = payload[0]
-    # S bit set and partition index 0: the first packet of a frame.
-    if not (first & 0x10) or (first & 0x07):
-        return False
-    pos = 1
-    if first & 0x80:  # X: extended control bits follow
-        if length < 2:
-            return False
-        ext = payload[1]
-        pos = 2
-        if ext & 0x80:  # I: picture id, 7 or 15 bits
-            if length <= pos:
-                return False
-            pos += 2 if payload[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/KEYIDX
-            pos += 1
-    if length <= pos:
-        return False
-    # VP8 payload header: P bit (inverse key frame flag) is bit 0.
-    return not (payload[pos] & 0x01)
+    descriptor = parse_descriptor(payload)
+    return descriptor is not None and descriptor.keyframe_start
 
 
 def is_h264_keyframe_start(payload: bytes) -> bool:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from signaling.tokens import Role
 from tests.e2e.conftest import (
@@ -56,13 +57,25 @@ async def interpreter_on_air(page: Page) -> None:
     await expect(mic).to_have_attribute("aria-pressed", "true")
 
 
-async def test_interpreters_and_speaker_dropping_out(
-    live_node: LiveNode, venue: Venue, tone_wavs: dict
-) -> None:
-    node = live_node
-    speakers = await venue.browser(fake_audio_wav=tone_wavs["speaker"])
-    anna_browser = await venue.browser(fake_audio_wav=tone_wavs["interpreter"])
-    boris_browser = await venue.browser(fake_audio_wav=tone_wavs["partner"])
+@dataclass
+class Booth:
+    """The speaker on air, Anna on air and Boris ready in the RU<>FR booth, the studio."""
+
+    speakers: Browser
+    anna_browser: Browser
+    boris_browser: Browser
+    audience: Browser
+    anna: Page
+    boris: Page
+    studio: Page
+
+
+async def booth_on_air(
+    node: LiveNode, venue: Venue, speaker_wav: Path, anna_wav: Path, boris_wav: Path
+) -> Booth:
+    speakers = await venue.browser(fake_audio_wav=speaker_wav)
+    anna_browser = await venue.browser(fake_audio_wav=anna_wav)
+    boris_browser = await venue.browser(fake_audio_wav=boris_wav)
     audience = await venue.browser(fake_media=True)
     ru_id, ru_name = RUSSIAN_SPEAKER
     stage = await venue.open(
@@ -78,6 +91,18 @@ async def test_interpreters_and_speaker_dropping_out(
     await interpreter_on_air(anna)
     studio = await venue.open(audience, "studio", node.link("studio", Role.MODERATOR, "mod"))
     await go_live(studio, ru_name)
+    return Booth(speakers, anna_browser, boris_browser, audience, anna, boris, studio)
+
+
+async def test_interpreters_and_speaker_dropping_out(
+    live_node: LiveNode, venue: Venue, tone_wavs: dict
+) -> None:
+    node = live_node
+    booth = await booth_on_air(
+        node, venue, tone_wavs["speaker"], tone_wavs["interpreter"], tone_wavs["partner"]
+    )
+    audience, boris, studio = booth.audience, booth.boris, booth.studio
+    anna_browser, boris_browser, speakers = booth.anna_browser, booth.boris_browser, booth.speakers
     await expect(studio.locator("#on-air-light")).to_have_text("ON AIR")
     watch = await venue.open(audience, "watch", node.link("watch", Role.ATTENDEE, "att-1"))
     await watch.get_by_role("button", name="Play").click()
@@ -136,24 +161,8 @@ async def test_a_silent_interpreter_on_air_raises_dead_air_until_the_partner_tak
 ) -> None:
     node = quick_dead_air_node
     silent = write_tone_wav(tmp_path / "silent.wav", INTERPRETER_HZ, WAV_SECONDS, amplitude=0)
-    speakers = await venue.browser(fake_audio_wav=tone_wavs["speaker"])
-    quiet_browser = await venue.browser(fake_audio_wav=silent)
-    boris_browser = await venue.browser(fake_audio_wav=tone_wavs["partner"])
-    audience = await venue.browser(fake_media=True)
-    ru_id, ru_name = RUSSIAN_SPEAKER
-    stage = await venue.open(
-        speakers, "stage", node.link("stage", Role.SPEAKER, ru_id, speaker=ru_id)
-    )
-    await join_stage(stage)
-    anna = await venue.open(
-        quiet_browser, "anna", node.link("booth", Role.INTERPRETER, "anna", booth=BOOTH)
-    )
-    boris = await venue.open(
-        boris_browser, "boris", node.link("booth", Role.INTERPRETER, "boris", booth=BOOTH)
-    )
-    await interpreter_on_air(anna)
-    studio = await venue.open(audience, "studio", node.link("studio", Role.MODERATOR, "mod"))
-    await go_live(studio, ru_name)
+    booth = await booth_on_air(node, venue, tone_wavs["speaker"], silent, tone_wavs["partner"])
+    anna, boris, studio = booth.anna, booth.boris, booth.studio
 
     dead_air = studio.get_by_role("alert").filter(has_text="Dead air on Français")
     await expect(dead_air).to_be_visible(timeout=MEDIA_TIMEOUT_MS)

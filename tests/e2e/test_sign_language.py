@@ -3,31 +3,25 @@ attendee shows him over the program video when he chooses to, the studio sees hi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.async_api import expect
 
 from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode, Venue
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, go_live, join_stage
-from tests.support.server import REPO_ROOT, free_port
+from tests.support.server import free_port, program_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+SIGN_BOOTH = {"id": "lsfb", "name": "Langue des signes", "kind": "sign", "works_into": ["lsfb"]}
 
 
 @pytest.fixture
 async def sign_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
-    seed = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
-    data = copy.deepcopy(yaml.safe_load(seed.read_text(encoding="utf-8")))
-    data["booths"].append(
-        {"id": "lsfb", "name": "Langue des signes", "kind": "sign", "works_into": ["lsfb"]}
-    )
-    program = tmp_path / "with-sign.yaml"
-    program.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    program = program_with(tmp_path, booths=[SIGN_BOOTH])
     node = LiveNode(tmp_path / "node", free_port(), event_file=program)
     await node.start()
     try:

@@ -5,18 +5,16 @@ channels."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from signaling.tokens import Role
 from signaling.websocket import install_live
 from tests.signaling.conftest import WsClient, token
 from tests.signaling.media_peers import SPEAKER_HZ, Subscription, publish
 from tests.streamer.peers import eventually
-from tests.support.server import REPO_ROOT, StartServer
+from tests.support.server import StartServer, program_with
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 pytestmark = pytest.mark.timeout(90)
@@ -26,11 +24,7 @@ SIGN_BOOTH = {"id": "lsfb", "name": "Langue des signes", "kind": "sign", "works_
 
 @pytest.fixture
 async def sign_server(tmp_path: Path, start_server: StartServer):
-    seed = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
-    data = copy.deepcopy(yaml.safe_load(seed.read_text(encoding="utf-8")))
-    data["booths"].append(SIGN_BOOTH)
-    program = tmp_path / "with-sign.yaml"
-    program.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    program = program_with(tmp_path, booths=[SIGN_BOOTH])
     return await start_server(extensions=[install_live], event_file=program)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 
 from signaling.app import (
@@ -56,6 +57,18 @@ STARTUP_TIMEOUT_S = 30.0
 
 #: Where test nodes gather their media candidates: the test peers and Chromium join them there.
 LOOPBACK_MEDIA = ("127.0.0.1",)
+
+
+SEED_PROGRAM = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
+
+
+def program_with(tmp_path: Path, *, booths: Sequence[dict[str, Any]] = ()) -> Path:
+    """The seed program with more booths (e.g. a sign booth), written under `tmp_path`."""
+    data = yaml.safe_load(SEED_PROGRAM.read_text(encoding="utf-8"))
+    data["booths"].extend(booths)
+    path = tmp_path / "program.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def free_port() -> int:
