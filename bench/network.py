@@ -48,7 +48,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import socket
 import statistics
@@ -77,6 +76,7 @@ from testbed.impaired_network import (
     relayed_node_settings,
     strip_candidates,
 )
+from testbed.ports import free_udp_range
 
 SPEAKERS = {  # speaker id -> (frame size, tone)
     "alexander-tokovinin": ((320, 240), 1000.0),
@@ -149,26 +149,6 @@ async () => {
   return out;
 }
 """
-
-
-def free_udp_range(size: int, addresses: tuple[str, ...]) -> tuple[int, int]:
-    """`size` consecutive UDP ports free on every address, below the ephemeral range."""
-    for _ in range(100):
-        first = random.randrange(20000, 32000 - size)
-        held: list[socket.socket] = []
-        try:
-            for port in range(first, first + size):
-                for address in addresses:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    held.append(sock)
-                    sock.bind((address, port))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return first, first + size - 1
-    raise RuntimeError("no free UDP port range")
 
 
 def machine_busy() -> tuple[float, float]:

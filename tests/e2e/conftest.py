@@ -19,6 +19,8 @@ from signaling.settings import load_settings
 from signaling.tls import server_ssl_context
 from signaling.tokens import Role
 from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+from tests.support.impaired_network import RELAY_HOST, UdpRelay, relayed_node_settings
+from tests.support.ports import free_udp_range
 from tests.support.server import LOOPBACK_MEDIA, free_port
 from tests.support.tones import write_tone_wav
 
@@ -141,3 +143,34 @@ async def venue(playwright_instance: Playwright) -> AsyncIterator[Venue]:
         yield venue
     finally:
         await venue.close()
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[UdpRelay]:
+    """An impairing relay in front of `node_behind_relay` (impairs nothing until told)."""
+    first, last = free_udp_range(40, addresses=("127.0.0.1", RELAY_HOST))
+    relay = await UdpRelay(range(first, last + 1), seed=11).start()
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def node_behind_relay(tmp_path: Path, relay: UdpRelay) -> AsyncIterator[LiveNode]:
+    """A node whose media is reached only through `relay` (see testbed/impaired_network.py)."""
+    node = LiveNode(tmp_path / "node", free_port(), **relayed_node_settings(relay))
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def open_page(browser: Browser, url: str, init_script: str | None = None) -> Page:
+    """A page in a fresh English context, with `init_script` run before the page's own."""
+    context = await browser.new_context(locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    if init_script is not None:
+        await context.add_init_script(init_script)
+    page = await context.new_page()
+    await page.goto(url)
+    return page

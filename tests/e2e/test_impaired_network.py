@@ -8,26 +8,19 @@ getStats() says how: packets still missing after NACK, samples concealed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from playwright.async_api import Browser, Page, Playwright, expect
+from playwright.async_api import Playwright, expect
 
 from signaling.tokens import Role
-from tests.e2e.conftest import SPEAKER_HZ, LiveNode
+from tests.e2e.conftest import SPEAKER_HZ, LiveNode, open_page
 from tests.e2e.listening import wait_for_tone
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, choose, go_live, join_stage
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+from tests.support.browser import launch_chromium, page_errors
 from tests.support.impaired_network import (
     PAGE_BEHIND_NAT,
-    RELAY_HOST,
     Impairment,
     UdpRelay,
-    relayed_node_settings,
 )
-from tests.support.ports import free_udp_range
-from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -52,33 +45,6 @@ async () => {
 """
 
 
-@pytest.fixture
-async def relay() -> AsyncIterator[UdpRelay]:
-    first, last = free_udp_range(40, addresses=("127.0.0.1", RELAY_HOST))
-    relay = await UdpRelay(range(first, last + 1), seed=11).start()
-    yield relay
-    await relay.close()
-
-
-@pytest.fixture
-async def node_behind_relay(tmp_path: Path, relay: UdpRelay) -> AsyncIterator[LiveNode]:
-    node = LiveNode(tmp_path / "node", free_port(), **relayed_node_settings(relay))
-    await node.start()
-    try:
-        yield node
-    finally:
-        await node.stop()
-
-
-async def open_page(browser: Browser, url: str) -> Page:
-    context = await browser.new_context(locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    await context.add_init_script(PAGE_BEHIND_NAT)
-    page = await context.new_page()
-    await page.goto(url)
-    return page
-
-
 async def test_the_channel_carries_the_speaker_through_loss_jitter_and_reordering(
     node_behind_relay: LiveNode, relay: UdpRelay, playwright_instance: Playwright, tone_wavs: dict
 ) -> None:
@@ -91,16 +57,22 @@ async def test_the_channel_carries_the_speaker_through_loss_jitter_and_reorderin
     try:
         speaker_id, speaker_name = RUSSIAN_SPEAKER
         stage = await open_page(
-            speaker_browser, node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id)
+            speaker_browser,
+            node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id),
+            PAGE_BEHIND_NAT,
         )
         errors = {"stage": page_errors(stage)}
         await join_stage(stage)
-        studio = await open_page(audience, node.link("studio", Role.MODERATOR, "mod"))
+        studio = await open_page(
+            audience, node.link("studio", Role.MODERATOR, "mod"), PAGE_BEHIND_NAT
+        )
         await go_live(studio, speaker_name)
         await expect(stage.get_by_role("status").filter(has_text="ON AIR")).to_be_visible(
             timeout=MEDIA_TIMEOUT_MS
         )
-        watch = await open_page(audience, node.link("watch", Role.ATTENDEE, "att-lossy"))
+        watch = await open_page(
+            audience, node.link("watch", Role.ATTENDEE, "att-lossy"), PAGE_BEHIND_NAT
+        )
         errors["watch"] = page_errors(watch)
         await watch.get_by_role("button", name="Play").click()
         await choose(watch, "Русский")

@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,14 +36,10 @@ from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_erro
 from tests.support.impaired_network import (
     PAGE_BEHIND_NAT,
     PAGE_PEERS_KEPT,
-    RELAY_HOST,
     Impairment,
     UdpRelay,
-    relayed_node_settings,
     strip_candidates,
 )
-from tests.support.ports import free_udp_range
-from tests.support.server import free_port
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -214,24 +208,6 @@ async def test_each_switch_shows_the_new_speakers_frames_without_a_freeze(
     # slot shows nothing between the switch and the new speaker's key frame). Printed
     # here; bench/network.py measures freezes and switch times beside a baseline.
     print(f"loopback: freezeCount {last['freezeCount']}, pauseCount {last['pauseCount']}")
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[UdpRelay]:
-    first, last = free_udp_range(40, addresses=("127.0.0.1", RELAY_HOST))
-    relay = await UdpRelay(range(first, last + 1), seed=23).start()
-    yield relay
-    await relay.close()
-
-
-@pytest.fixture
-async def node_behind_relay(tmp_path: Path, relay: UdpRelay) -> AsyncIterator[LiveNode]:
-    node = LiveNode(tmp_path / "node", free_port(), **relayed_node_settings(relay))
-    await node.start()
-    try:
-        yield node
-    finally:
-        await node.stop()
 
 
 async def test_switches_show_the_new_speaker_through_loss_jitter_and_reordering(

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, Playwright, expect
+from playwright.async_api import Playwright, expect
 
 from signaling.tokens import Role
-from tests.e2e.conftest import SPEAKER_HZ, LiveNode
+from tests.e2e.conftest import SPEAKER_HZ, LiveNode, open_page
 from tests.e2e.listening import wait_for_tone
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, choose, go_live, join_stage
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+from tests.support.browser import launch_chromium, page_errors
 from tests.support.server import free_port
 from tests.support.turn_server import TurnServer
 
@@ -72,16 +72,6 @@ async def turn_node(tmp_path: Path, turn_server: TurnServer) -> AsyncIterator[Li
         await node.stop()
 
 
-async def open_page(browser: Browser, url: str, *, relay_only: bool) -> Page:
-    context = await browser.new_context(locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    if relay_only:
-        await context.add_init_script(RELAY_ONLY)
-    page = await context.new_page()
-    await page.goto(url)
-    return page
-
-
 async def test_speaker_and_attendee_behind_turn_only_hear_each_other(
     turn_node: LiveNode, playwright_instance: Playwright, tone_wavs: dict, turn_server: TurnServer
 ) -> None:
@@ -95,22 +85,18 @@ async def test_speaker_and_attendee_behind_turn_only_hear_each_other(
         stage = await open_page(
             speaker_browser,
             node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id),
-            relay_only=True,
+            RELAY_ONLY,
         )
         errors = {"stage": page_errors(stage)}
         await join_stage(stage)
 
-        studio = await open_page(
-            audience, node.link("studio", Role.MODERATOR, "mod"), relay_only=False
-        )
+        studio = await open_page(audience, node.link("studio", Role.MODERATOR, "mod"))
         await go_live(studio, speaker_name)
         await expect(stage.get_by_role("status").filter(has_text="ON AIR")).to_be_visible(
             timeout=MEDIA_TIMEOUT_MS
         )
 
-        watch = await open_page(
-            audience, node.link("watch", Role.ATTENDEE, "att-turn"), relay_only=True
-        )
+        watch = await open_page(audience, node.link("watch", Role.ATTENDEE, "att-turn"), RELAY_ONLY)
         errors["watch"] = page_errors(watch)
         await watch.get_by_role("button", name="Play").click()
         await choose(watch, "Русский")
