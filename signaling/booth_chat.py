@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from signaling import protocol as p
 from signaling.protocol import CHAT_MAX_CHARS
 from signaling.tokens import Claims, Role
 
@@ -121,3 +122,12 @@ class BoothChat:
         return await self.store.add_chat_message(
             self.event_id, thread, claims.subject, claims.role.value, text
         )
+
+
+def wire_messages(entries: Iterable[ChatEntry]) -> list[p.ChatMessage]:
+    return [
+        p.ChatMessage(
+            thread=e.thread, seq=e.seq, at=e.at, sender=e.sender, role=Role(e.role), text=e.text
+        )
+        for e in entries
+    ]

@@ -35,6 +35,9 @@ MAX_SDP_MESSAGE_BYTES = 64 * 1024
 #: Every other message is a handful of fields.
 MAX_MESSAGE_BYTES = 4 * 1024
 
+#: The longest chat message, in characters: a note to a partner, not a document.
+CHAT_MAX_CHARS = 500
+
 #: The attendee's choice of the untranslated floor instead of a language channel.
 ORIGINAL = "original"
 
@@ -124,6 +127,12 @@ class RequestHandover(_InterpreterMessage):
     type: Literal["request_handover"]
 
 
+class WithdrawHandover(_InterpreterMessage):
+    """Take back one's own pending handover request."""
+
+    type: Literal["withdraw_handover"]
+
+
 class AcceptHandover(_InterpreterMessage):
     type: Literal["accept_handover"]
 
@@ -149,6 +158,18 @@ class SlowDown(_InterpreterMessage):
 
     type: Literal["slow_down"]
     on: bool
+
+
+class ChatSend(_ClientMessage):
+    """A chat message: between the partners of a booth, or between a booth and the studio."""
+
+    type: Literal["chat_send"]
+    #: "booth:<booth_id>" (the partners of a booth) or "studio:<booth_id>" (a booth and
+    #: the moderator).
+    thread: Annotated[str, Field(min_length=1, max_length=250)]
+    #: Up to `CHAT_MAX_CHARS` characters once trimmed; longer texts are refused with
+    #: ``chat_too_long`` (the model only keeps a frame from being absurd).
+    text: Annotated[str, Field(max_length=MAX_MESSAGE_BYTES)]
 
 
 class StartSession(_ClientMessage):
@@ -189,11 +210,13 @@ ClientMessage = Annotated[
     | Mic
     | Cough
     | RequestHandover
+    | WithdrawHandover
     | AcceptHandover
     | TakeOver
     | Listen
     | SetDirection
     | SlowDown
+    | ChatSend
     | StartSession
     | EndSession
     | PutOnAir
@@ -218,11 +241,13 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "mic": frozenset({Role.INTERPRETER}),
     "cough": frozenset({Role.INTERPRETER}),
     "request_handover": frozenset({Role.INTERPRETER}),
+    "withdraw_handover": frozenset({Role.INTERPRETER}),
     "accept_handover": frozenset({Role.INTERPRETER}),
     "take_over": frozenset({Role.INTERPRETER}),
     "listen": frozenset({Role.INTERPRETER}),
     "set_direction": frozenset({Role.INTERPRETER}),
     "slow_down": frozenset({Role.INTERPRETER}),
+    "chat_send": frozenset({Role.INTERPRETER, Role.MODERATOR}),
     "start_session": frozenset({Role.MODERATOR}),
     "end_session": frozenset({Role.MODERATOR}),
     "put_on_air": frozenset({Role.MODERATOR}),
@@ -324,6 +349,9 @@ class EventSummary(WireMessage):
     languages: list[LanguageInfo]
     booths: list[BoothInfo]
     fallback: Literal["floor", "silence"]
+    #: The length of an interpreter's turn on air, after which the booth is reminded to
+    #: hand over (the program's ``shift_minutes``).
+    shift_minutes: int = 30
 
 
 class Scope(WireMessage):
@@ -432,6 +460,12 @@ class InterpreterView(WireMessage):
     listen: str
     on_air: bool
     may_take_over: bool
+    #: The channels this interpreter may not listen to now: they lead back to his own
+    #: channel (the relay rule, `signaling.relay_rule`).
+    listen_loops: list[str] = []
+    #: When the channel listened to is itself interpreted from another channel (a relay of
+    #: a relay): the language(s) it is interpreted from.
+    listen_relayed_from: list[str] = []
 
 
 class SpeakerView(WireMessage):
@@ -478,6 +512,26 @@ class ServerAnswer(WireMessage):
     sdp: str
 
 
+class ChatMessage(WireMessage):
+    thread: str
+    #: Increases within a thread: the page marks as read up to a number.
+    seq: int
+    at: float
+    #: The sender's subject (an interpreter's id, the moderator's).
+    sender: str
+    role: Role
+    text: str
+
+
+class Chat(WireMessage):
+    """Chat messages: the history of every thread the client may read right after the
+    welcome (``history`` true), then each new message as it is sent."""
+
+    type: Literal["chat"] = "chat"
+    history: bool = False
+    messages: list[ChatMessage]
+
+
 class Error(WireMessage):
     type: Literal["error"] = "error"
     code: str
@@ -491,7 +545,8 @@ class Pong(WireMessage):
 
 
 ServerMessage = Annotated[
-    Welcome | State | ServerOffer | ServerAnswer | Error | Pong, Field(discriminator="type")
+    Welcome | State | ServerOffer | ServerAnswer | Chat | Error | Pong,
+    Field(discriminator="type"),
 ]
 SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 

@@ -31,6 +31,8 @@ VALID = {
     "cough": {"on": True, "booth": "ru-fr"},
     "request_handover": {},
     "accept_handover": {},
+    "withdraw_handover": {},
+    "chat_send": {"thread": "booth:ru-fr", "text": "1948, not 1984"},
     "take_over": {},
     "listen": {"source": "floor"},
     "set_direction": {"into": None},

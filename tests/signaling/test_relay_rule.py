@@ -14,9 +14,7 @@ from signaling.routing_rule import FLOOR
 LANGUAGES = ("de", "fr", "ru")
 SOURCES = (FLOOR, *LANGUAGES)
 HEARD_SETS = [
-    frozenset(combo)
-    for size in (1, 2)
-    for combo in itertools.combinations(SOURCES, size)
+    frozenset(combo) for size in (1, 2) for combo in itertools.combinations(SOURCES, size)
 ]
 
 
