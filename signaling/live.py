@@ -601,6 +601,14 @@ class LiveEvent:
             if entry.thread in self.chat.threads_for(other.claims):
                 other.send(sent)
 
+    async def _leave_stage(self, client: Client, message: p.LeaveStage) -> None:
+        publisher_id, client.publisher_id = client.publisher_id, None
+        if publisher_id is None or self._publisher_in_use(publisher_id):
+            return
+        self._cancel_release(publisher_id)
+        await self._quietly(self.sfu.close_publisher(publisher_id))
+        self._changed()
+
     async def _send_chat_history(self, client: Client) -> None:
         if not self.chat.threads_for(client.claims):
             return
@@ -629,6 +637,7 @@ class LiveEvent:
         "set_direction": _set_direction,
         "slow_down": _slow_down,
         "chat_send": _chat_send,
+        "leave_stage": _leave_stage,
         "start_session": _start_session,
         "end_session": _end_session,
         "put_on_air": _put_on_air,

@@ -172,6 +172,12 @@ class ChatSend(_ClientMessage):
     text: Annotated[str, Field(max_length=MAX_MESSAGE_BYTES)]
 
 
+class LeaveStage(_ClientMessage):
+    """A speaker stops publishing now (his page's Leave button), without closing the page."""
+
+    type: Literal["leave_stage"]
+
+
 class StartSession(_ClientMessage):
     type: Literal["start_session"]
     session_id: Id
@@ -217,6 +223,7 @@ ClientMessage = Annotated[
     | SetDirection
     | SlowDown
     | ChatSend
+    | LeaveStage
     | StartSession
     | EndSession
     | PutOnAir
@@ -248,6 +255,7 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "set_direction": frozenset({Role.INTERPRETER}),
     "slow_down": frozenset({Role.INTERPRETER}),
     "chat_send": frozenset({Role.INTERPRETER, Role.MODERATOR}),
+    "leave_stage": frozenset({Role.SPEAKER}),
     "start_session": frozenset({Role.MODERATOR}),
     "end_session": frozenset({Role.MODERATOR}),
     "put_on_air": frozenset({Role.MODERATOR}),

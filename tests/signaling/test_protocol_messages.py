@@ -32,6 +32,7 @@ VALID = {
     "request_handover": {},
     "accept_handover": {},
     "withdraw_handover": {},
+    "leave_stage": {},
     "chat_send": {"thread": "booth:ru-fr", "text": "1948, not 1984"},
     "take_over": {},
     "listen": {"source": "floor"},

@@ -1,7 +1,8 @@
 // The moderator's studio: the program session by session, a "Go live" button
 // and a preview per speaker, sessions started and ended, booths and channels
 // watched, a warning when a channel has nobody on air, the language the speaker
-// on air actually speaks, and the booths' requests to slow down.
+// on air actually speaks, the booths' requests to slow down, and the chat with
+// each booth (studio-chat.js).
 
 import { element, formatClock, loadProgram, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
@@ -16,6 +17,7 @@ import {
   speakerConnected,
 } from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
+import { studioChat } from "./studio-chat.js";
 
 const view = { welcome: null, summary: null, program: null, state: null, clockOffset: 0 };
 let connection = null;
@@ -23,10 +25,12 @@ let pc = null;
 const previews = new Map(); // speaker id -> MediaStream
 const programVideo = document.getElementById("program-video");
 const floorSelect = document.getElementById("floor-language");
+const chat = studioChat(() => connection);
 
 function onWelcome(welcome) {
   view.welcome = welcome;
   view.summary = welcome.event;
+  chat.welcome(welcome);
   render();
   if (pc) pc.close();
   pc = null;
@@ -75,6 +79,8 @@ function onMessage(message) {
     render();
   } else if (message.type === "offer") {
     onOffer(message);
+  } else if (message.type === "chat") {
+    chat.receive(message);
   }
 }
 
