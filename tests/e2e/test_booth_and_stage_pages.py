@@ -116,7 +116,7 @@ async def test_the_booth_light_handover_turn_and_relay(live_node: LiveNode, medi
     await expect(anna.locator("#on-air-light")).to_contain_text("MUTED")
     await anna.mouse.up()
     await expect(anna.locator("#on-air-light")).to_have_attribute("data-state", "on-air")
-    await expect(boris.locator("#on-air-light")).to_have_text("Off air")
+    await expect(boris.locator("#on-air-light")).to_have_text("Off air · anna is on air")
 
     # A request, withdrawn: the partner sees it come and go, and Boris may ask again.
     request = boris.get_by_role("button", name="Request handover")
@@ -296,13 +296,14 @@ async def test_the_speaker_previews_mutes_and_leaves(live_node: LiveNode, media_
     await expect(go_live).to_be_enabled()
     await go_live.click()
     await expect(stage.locator("#on-air")).to_have_text("ON AIR")
+    await expect(stage.locator("#stage-status")).to_contain_text("You are on air")
     await expect(stage.locator("#time-on-air")).to_have_text("00:02", timeout=10_000)
 
     mute = stage.get_by_role("button", name="Mute")
     await mute.click()
     await expect(mute).to_have_attribute("aria-pressed", "true")
     await expect(stage.locator("#on-air")).to_have_text("ON AIR — MUTED")
-    await expect(stage.locator("#stage-status")).to_have_text("Your microphone is muted.")
+    await expect(stage.locator("#stage-status")).to_contain_text("microphone muted: nobody hears")
     meter = stage.get_by_role("meter", name="Microphone level")
     await expect(meter).to_have_attribute("value", "0")
     await mute.click()

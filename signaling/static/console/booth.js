@@ -367,7 +367,10 @@ function renderOnAirLight() {
   const onAir = amOnAir();
   const state = !onAir ? "off" : coughing ? "muted" : "on-air";
   onAirLight.dataset.state = state;
-  const words = t({ off: "booth.light_off", "on-air": "booth.light_on", muted: "booth.light_muted" }[state]);
+  const partner = !onAir ? booth().on_air : null;
+  const words = partner
+    ? t("booth.light_partner", { name: partner })
+    : t({ off: "booth.light_off", "on-air": "booth.light_on", muted: "booth.light_muted" }[state]);
   if (onAirLight.textContent !== words) onAirLight.textContent = words;
   document.body.dataset.onAir = state;
 }

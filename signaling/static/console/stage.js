@@ -200,9 +200,11 @@ function render() {
   const status = view.deviceProblem
     ? t("stage.no_devices", { error: view.deviceProblem })
     : view.joined
-      ? view.muted
-        ? t("stage.muted")
-        : t("stage.joined")
+      ? live
+        ? t(view.muted ? "stage.status_on_air_muted" : "stage.status_on_air")
+        : view.muted
+          ? t("stage.muted")
+          : t("stage.joined")
       : view.left
         ? t("stage.left")
         : stream
