@@ -214,8 +214,10 @@ function render() {
   if (line.textContent !== status) line.textContent = status;
 }
 
+/** On air as the server says, unless this page has just left (he is then not heard). A second
+ * tab of the same link that never joined still shows it: it is the same person. */
 function isLive() {
-  return view.speakerId !== null && view.joined && onAirSpeakerId(view.state) === view.speakerId;
+  return view.speakerId !== null && !view.left && onAirSpeakerId(view.state) === view.speakerId;
 }
 
 function serverNow() {
