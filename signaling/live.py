@@ -524,7 +524,9 @@ class LiveEvent:
         source = message.source
         if source not in (None, FLOOR) and source not in self.event.language_codes:
             raise self._unknown_language(source, also="floor")
-        if source is not None:
+        if source is not None and booth.on_air == client.claims.subject:
+            # Off air, the booth's channel is the partner: listening to it is monitoring
+            # him, and the choice stops being heard once one goes on air (below).
             check = self._relay_check(booth.booth_id, source)
             if not check.allowed:
                 raise _refuse("relay_loop", check.refusal())
@@ -773,9 +775,15 @@ class LiveEvent:
     def _listen_output(self, client: Client) -> str:
         booth_id = client.claims.booth
         assert booth_id is not None
-        chosen = self.booths[booth_id].listening_to(client.claims.subject)
-        if chosen is not None and not self._relay_check(booth_id, chosen).allowed:
-            # Chosen before the booths turned: a relay that now loops back is not heard.
+        booth = self.booths[booth_id]
+        chosen = booth.listening_to(client.claims.subject)
+        if (
+            chosen is not None
+            and booth.on_air == client.claims.subject
+            and not self._relay_check(booth_id, chosen).allowed
+        ):
+            # Chosen off air, or before the booths turned: the one on air never hears a
+            # relay that brings his own voice back; he hears the booth's default instead.
             chosen = None
         if chosen is None:
             assert self.routing is not None
@@ -786,13 +794,12 @@ class LiveEvent:
         """The relay rule for one booth's choice, from the current routing."""
         assert self.routing is not None
         routes = self.routing.booths
+        # What reaches a channel is what its interpreter on air hears.
         hears = {
             b.booth_id: {
-                i.listen if i.listen is not None else routes[b.booth_id].listen
-                for i in b.status().interpreters
-                if i.connected
+                (b.listening_to(b.on_air) if b.on_air is not None else None)
+                or routes[b.booth_id].listen
             }
-            | {routes[b.booth_id].listen}
             for b in self.booths.values()
         }
         works_into = {b: route.into for b, route in routes.items()}

@@ -159,8 +159,10 @@ async def test_a_handover_request_can_be_withdrawn(connect):
     assert (await anna.error(ref))["code"] == "no_handover_requested"
 
 
-async def test_an_interpreter_cannot_relay_from_his_own_channel(connect):
+async def test_the_interpreter_on_air_cannot_relay_from_his_own_channel(connect):
     anna = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr")
+    boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr")
+    await anna.send("mic", on=True)
     # Forced into Russian: the booth's own channel is ru.
     await anna.send("set_direction", into="ru")
     state = await anna.state_where(lambda s: booth(s)["direction_override"] == "ru")
@@ -172,11 +174,22 @@ async def test_an_interpreter_cannot_relay_from_his_own_channel(connect):
     assert "your own channel" in error["message"]
     assert (await anna.state_where(lambda s: True))["you"]["listen"] == "floor"
 
-    await anna.send("listen", source="fr")
-    state = await anna.state_where(lambda s: s["you"]["listen"] == "fr")
+    # Off air, Boris may monitor his partner on the booth's channel...
+    await boris.send("listen", source="ru")
+    state = await boris.state_where(lambda s: s["you"]["listen"] == "ru")
+    assert state["you"]["listen_loops"] == ["ru"]
+    # ...and does not hear himself once he is on air: his slot goes back to the default.
+    await boris.send("request_handover")
+    await anna.state_where(lambda s: booth(s)["handover"] is not None)
+    await anna.send("accept_handover")
+    state = await boris.state_where(lambda s: booth(s)["on_air"] == "boris")
+    assert state["you"]["listen"] == "floor"
+
+    await boris.send("listen", source="fr")
+    state = await boris.state_where(lambda s: s["you"]["listen"] == "fr")
     assert state["you"]["listen_relayed_from"] == []
-    # The booth turns into French: a choice of French would now loop, so it is not heard.
-    await anna.send("set_direction", into="fr")
-    state = await anna.state_where(lambda s: booth(s)["direction_override"] == "fr")
+    # The booth turns into French: the choice of French now loops, so it is not heard.
+    await boris.send("set_direction", into="fr")
+    state = await boris.state_where(lambda s: booth(s)["direction_override"] == "fr")
     assert state["you"]["listen_loops"] == ["fr"]
     assert state["you"]["listen"] == "floor"

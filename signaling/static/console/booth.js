@@ -340,13 +340,14 @@ function render() {
 
 function renderListenChoice(event) {
   const loops = view.state?.you?.listen_loops ?? [];
-  const languages = event.languages.map((item) => [
-    item.code,
-    loops.includes(item.code) ? t("booth.relay_own_channel", { language: item.name }) : item.name,
-  ]);
-  setOptions(listenSelect, [["floor", t("booth.floor")], ...languages]);
-  // A relay that leads back to our own channel cannot be chosen (the server refuses it too).
-  for (const option of listenSelect.options) option.disabled = loops.includes(option.value);
+  const onAir = amOnAir();
+  // On air, a relay that leads back to our own channel cannot be chosen (the server
+  // refuses it too); off air it is the partner, who may be monitored, and whom one
+  // stops hearing on going on air.
+  const label = (item) =>
+    onAir && loops.includes(item.code) ? t("booth.relay_own_channel", { language: item.name }) : item.name;
+  setOptions(listenSelect, [["floor", t("booth.floor")], ...event.languages.map((item) => [item.code, label(item)])]);
+  for (const option of listenSelect.options) option.disabled = onAir && loops.includes(option.value);
   const current = view.state?.you?.listen ?? "floor";
   if (document.activeElement !== listenSelect) listenSelect.value = current;
   const relayedFrom = view.state?.you?.listen_relayed_from ?? [];
@@ -356,9 +357,11 @@ function renderListenChoice(event) {
         language: languageName(event, current),
         from: relayedFrom.map((code) => languageName(event, code)).join(", "),
       })
-    : current !== "floor"
-      ? t("booth.relay_from", { language: languageName(event, current) })
-      : "";
+    : loops.includes(current)
+      ? t("booth.relay_booth_channel", { language: languageName(event, current) })
+      : current !== "floor"
+        ? t("booth.relay_from", { language: languageName(event, current) })
+        : "";
   if (note.textContent !== words) note.textContent = words;
 }
 
