@@ -1,8 +1,9 @@
 """What happens inside one interpretation booth: who is on air, coughs, handovers.
 
 A booth holds the interpreters of one booth of the program. One of them at a time is on
-air (his microphone feeds the booth's channel). The partner off air may ask for a handover,
-which the one on air accepts: the channel switches to the partner at once, without a gap.
+air (his microphone feeds the booth's channel). The partner off air may ask for a handover
+(and withdraw it while it is pending), which the one on air accepts: the channel switches
+to the partner at once, without a gap.
 When the one on air has dropped off the network, or does not answer a handover request
 within ``take_over_after`` seconds, the partner may take over. The one on air may hold
 "cough" to silence the channel for a moment. Any interpreter of a bidirectional booth may
@@ -222,6 +223,15 @@ class LiveBooth:
         if self.handover is not None:
             raise HandoverPending(f"{self.handover.by} has already requested a handover")
         self.handover = HandoverRequest(by=who, at=now)
+
+    def withdraw_handover(self, who: str) -> None:
+        """Take back one's own request: the partner on air keeps the channel."""
+        self._require_connected(who)
+        if self.handover is None or self.handover.by != who:
+            raise NoHandoverRequested(
+                "you have not requested a handover: there is nothing to withdraw"
+            )
+        self.handover = None
 
     def accept_handover(self, who: str, now: float) -> None:
         self._require_connected(who)

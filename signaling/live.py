@@ -33,9 +33,11 @@ from typing import Any, ClassVar, Protocol
 from signaling import protocol as p
 from signaling.alarms import Alarm, Thresholds, compute_alarms
 from signaling.booth import BoothError, BoothStatus, LiveBooth
+from signaling.booth_chat import BoothChat, ChatRefused, wire_messages
 from signaling.failover import STALLED_AFTER_S, decide_failovers, is_live
 from signaling.live_state import LiveState
 from signaling.program import Event
+from signaling.relay_rule import RelayCheck, check_relay
 from signaling.routing_rule import (
     FLOOR,
     BoothSpec,
@@ -246,6 +248,7 @@ class LiveEvent:
         self._health: p.Health | None = None
         self._health_read_at = 0.0
         self._started = False
+        self.chat = BoothChat(event.id, (b.id for b in event.booths), store)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -356,6 +359,7 @@ class LiveEvent:
             )
         )
         client.send(self._state_for(client, self._common_state()))
+        await self._send_chat_history(client)
         self._changed()
 
     async def leave(self, client: Client) -> None:
@@ -421,6 +425,7 @@ class LiveEvent:
                 for b in self.event.booths
             ],
             fallback=self.event.fallback,
+            shift_minutes=self.event.shift_minutes,
         )
 
     # --- commands ---------------------------------------------------------------------
@@ -558,6 +563,11 @@ class LiveEvent:
         booth.request_handover(client.claims.subject, self.clock())
         self._changed()
 
+    async def _withdraw_handover(self, client: Client, message: p.WithdrawHandover) -> None:
+        booth = self._interpreter_booth(client, message)
+        booth.withdraw_handover(client.claims.subject)
+        self._changed()
+
     async def _accept_handover(self, client: Client, message: p.AcceptHandover) -> None:
         booth = self._interpreter_booth(client, message)
         booth.accept_handover(client.claims.subject, self.clock())
@@ -573,6 +583,12 @@ class LiveEvent:
         source = message.source
         if source not in (None, FLOOR) and source not in self.event.language_codes:
             raise self._unknown_language(source, also="floor")
+        if source is not None and booth.on_air == client.claims.subject:
+            # Off air, the booth's channel is the partner: listening to it is monitoring
+            # him, and the choice stops being heard once one goes on air (below).
+            check = self._relay_check(booth.booth_id, source)
+            if not check.allowed:
+                raise _refuse("relay_loop", check.refusal())
         booth.listen(client.claims.subject, source)
         self._changed()
 
@@ -648,6 +664,34 @@ class LiveEvent:
         self.state.floor_language = language
         await self._save_and_route()
 
+    async def _chat_send(self, client: Client, message: p.ChatSend) -> None:
+        try:
+            entry = await self.chat.send(client.claims, message.thread, message.text)
+        except ChatRefused as exc:
+            raise _refuse(exc.code, exc.message) from None
+        sent = p.Chat(messages=wire_messages([entry]))
+        for other in list(self.clients):
+            if entry.thread in self.chat.threads_for(other.claims):
+                other.send(sent)
+
+    async def _leave_stage(self, client: Client, message: p.LeaveStage) -> None:
+        publisher_id, client.publisher_id = client.publisher_id, None
+        if publisher_id is None or self._publisher_in_use(publisher_id):
+            return
+        self._cancel_release(publisher_id)
+        await self._quietly(self.sfu.close_publisher(publisher_id))
+        self._changed()
+
+    async def _send_chat_history(self, client: Client) -> None:
+        if not self.chat.threads_for(client.claims):
+            return
+        try:
+            entries = await self.chat.history(client.claims)
+        except Exception:  # the store being down must not keep anyone out of the booth
+            log.exception("could not read the booth chat")
+            return
+        client.send(p.Chat(history=True, messages=wire_messages(entries)))
+
     _handlers: ClassVar[dict[str, Callable[[LiveEvent, Client, Any], Awaitable[None]]]] = {
         "ping": _ping,
         "offer": _publish,
@@ -660,12 +704,15 @@ class LiveEvent:
         "mic": _mic,
         "cough": _cough,
         "request_handover": _request_handover,
+        "withdraw_handover": _withdraw_handover,
         "accept_handover": _accept_handover,
         "take_over": _take_over,
         "listen": _listen,
         "set_direction": _set_direction,
         "slow_down": _slow_down,
         "monitor": _monitor,
+        "chat_send": _chat_send,
+        "leave_stage": _leave_stage,
         "start_session": _start_session,
         "end_session": _end_session,
         "put_on_air": _put_on_air,
@@ -819,12 +866,40 @@ class LiveEvent:
     def _listen_output(self, client: Client) -> str:
         booth_id = client.claims.booth
         assert booth_id is not None
-        chosen = self.booths[booth_id].listening_to(client.claims.subject)
+        booth = self.booths[booth_id]
+        chosen = booth.listening_to(client.claims.subject)
+        if (
+            chosen is not None
+            and booth.on_air == client.claims.subject
+            and not self._relay_check(booth_id, chosen).allowed
+        ):
+            # Chosen off air, or before the booths turned: the one on air never hears a
+            # relay that brings his own voice back; he hears the booth's default instead.
+            chosen = None
         if chosen is None:
             assert self.routing is not None
             route = self.routing.booths.get(booth_id)
             chosen = route.listen if route is not None else FLOOR
         return FLOOR_OUTPUT if chosen == FLOOR else channel_output(chosen)
+
+    def _relay_check(self, booth_id: str, source: str) -> RelayCheck:
+        """The relay rule for one booth's choice, from the current routing."""
+        assert self.routing is not None
+        routes = self.routing.booths
+        if booth_id not in routes:
+            # A sign booth feeds no language channel: nothing it hears can loop back.
+            return RelayCheck(source)
+        # What reaches a channel is what its interpreter on air hears.
+        hears = {
+            b.booth_id: {
+                (b.listening_to(b.on_air) if b.on_air is not None else None)
+                or routes[b.booth_id].listen
+            }
+            for b in self.booths.values()
+            if b.booth_id in routes
+        }
+        works_into = {b: route.into for b, route in routes.items()}
+        return check_relay(booth_id, source, self._on_air_speaker()[1], works_into, hears)
 
     def _slots_for(self, client: Client) -> dict[str, str]:
         role = client.role
@@ -1221,11 +1296,18 @@ class LiveEvent:
         elif claims.role is Role.INTERPRETER and claims.booth is not None:
             booth = self.booths[claims.booth]
             listen_output = self._listen_output(client)
+            listen = FLOOR if listen_output == FLOOR_OUTPUT else listen_output.split(":", 1)[1]
             you = p.InterpreterView(
                 booth=claims.booth,
-                listen=FLOOR if listen_output == FLOOR_OUTPUT else listen_output.split(":", 1)[1],
+                listen=listen,
                 on_air=booth.on_air == claims.subject,
                 may_take_over=booth.can_take_over(claims.subject, self.clock()),
+                listen_loops=[
+                    code
+                    for code in self.event.language_codes
+                    if not self._relay_check(claims.booth, code).allowed
+                ],
+                listen_relayed_from=list(self._relay_check(claims.booth, listen).relayed_from),
             )
         elif claims.role is Role.SPEAKER and claims.speaker is not None:
             you = p.SpeakerView(

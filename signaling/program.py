@@ -43,6 +43,11 @@ LanguageCode = Annotated[str, StringConstraints(pattern=LANGUAGE_CODE_PATTERN, m
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
+#: How long an interpreter's turn on air lasts unless the program says otherwise.
+DEFAULT_SHIFT_MINUTES = 30
+SHIFT_MINUTES_RANGE = (5, 120)
+
+
 class ProgramError(Exception):
     """A program file that cannot be used; ``problems`` lists every mistake, one a line."""
 
@@ -241,6 +246,8 @@ class Event(_ProgramModel):
     booths: list[Booth] = []
     #: What a language channel carries when nobody interprets into it.
     fallback: Literal["floor", "silence"] = "floor"
+    #: Minutes an interpreter stays on air before the booth is reminded to hand over.
+    shift_minutes: int = DEFAULT_SHIFT_MINUTES
     note: LocalizedText | None = None
     sessions: list[Session] = Field(min_length=1)
 
@@ -258,6 +265,24 @@ class Event(_ProgramModel):
                 {"name": name, "hint": hint},
             ) from None
         return name
+
+    @field_validator("shift_minutes", mode="before")
+    @classmethod
+    def _shift(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PydanticCustomError(
+                "shift_minutes",
+                "should be a whole number of minutes, e.g. 30 (got {value})",
+                {"value": _short(value)},
+            )
+        if not SHIFT_MINUTES_RANGE[0] <= value <= SHIFT_MINUTES_RANGE[1]:
+            raise PydanticCustomError(
+                "shift_minutes",
+                "{value} minutes is not a usable turn in a booth: give between {low} and "
+                "{high} (interpreters usually hand over every 20 to 30 minutes)",
+                {"value": value, "low": SHIFT_MINUTES_RANGE[0], "high": SHIFT_MINUTES_RANGE[1]},
+            )
+        return value
 
     @field_validator("starts_at")
     @classmethod

@@ -35,6 +35,9 @@ MAX_SDP_MESSAGE_BYTES = 64 * 1024
 #: Every other message is a handful of fields.
 MAX_MESSAGE_BYTES = 4 * 1024
 
+#: The longest chat message, in characters: a note to a partner, not a document.
+CHAT_MAX_CHARS = 500
+
 #: The attendee's choice of the untranslated floor instead of a language channel.
 ORIGINAL = "original"
 
@@ -131,6 +134,12 @@ class RequestHandover(_InterpreterMessage):
     type: Literal["request_handover"]
 
 
+class WithdrawHandover(_InterpreterMessage):
+    """Take back one's own pending handover request."""
+
+    type: Literal["withdraw_handover"]
+
+
 class AcceptHandover(_InterpreterMessage):
     type: Literal["accept_handover"]
 
@@ -164,6 +173,24 @@ class Monitor(_ClientMessage):
     type: Literal["monitor"]
     #: "floor" or an event language code (that channel, as attendees hear it).
     source: Code
+
+
+class ChatSend(_ClientMessage):
+    """A chat message: between the partners of a booth, or between a booth and the studio."""
+
+    type: Literal["chat_send"]
+    #: "booth:<booth_id>" (the partners of a booth) or "studio:<booth_id>" (a booth and
+    #: the moderator).
+    thread: Annotated[str, Field(min_length=1, max_length=250)]
+    #: Up to `CHAT_MAX_CHARS` characters once trimmed; longer texts are refused with
+    #: ``chat_too_long`` (the model only keeps a frame from being absurd).
+    text: Annotated[str, Field(max_length=MAX_MESSAGE_BYTES)]
+
+
+class LeaveStage(_ClientMessage):
+    """A speaker stops publishing now (his page's Leave button), without closing the page."""
+
+    type: Literal["leave_stage"]
 
 
 class StartSession(_ClientMessage):
@@ -205,12 +232,15 @@ ClientMessage = Annotated[
     | Mic
     | Cough
     | RequestHandover
+    | WithdrawHandover
     | AcceptHandover
     | TakeOver
     | Listen
     | SetDirection
     | SlowDown
     | Monitor
+    | ChatSend
+    | LeaveStage
     | StartSession
     | EndSession
     | PutOnAir
@@ -236,12 +266,15 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "mic": frozenset({Role.INTERPRETER}),
     "cough": frozenset({Role.INTERPRETER}),
     "request_handover": frozenset({Role.INTERPRETER}),
+    "withdraw_handover": frozenset({Role.INTERPRETER}),
     "accept_handover": frozenset({Role.INTERPRETER}),
     "take_over": frozenset({Role.INTERPRETER}),
     "listen": frozenset({Role.INTERPRETER}),
     "set_direction": frozenset({Role.INTERPRETER}),
     "slow_down": frozenset({Role.INTERPRETER}),
     "monitor": frozenset({Role.MODERATOR}),
+    "chat_send": frozenset({Role.INTERPRETER, Role.MODERATOR}),
+    "leave_stage": frozenset({Role.SPEAKER}),
     "start_session": frozenset({Role.MODERATOR}),
     "end_session": frozenset({Role.MODERATOR}),
     "put_on_air": frozenset({Role.MODERATOR}),
@@ -345,6 +378,9 @@ class EventSummary(WireMessage):
     languages: list[LanguageInfo]
     booths: list[BoothInfo]
     fallback: Literal["floor", "silence"]
+    #: The length of an interpreter's turn on air, after which the booth is reminded to
+    #: hand over (the program's ``shift_minutes``).
+    shift_minutes: int = 30
 
 
 class Scope(WireMessage):
@@ -504,6 +540,12 @@ class InterpreterView(WireMessage):
     listen: str
     on_air: bool
     may_take_over: bool
+    #: The channels this interpreter may not listen to now: they lead back to his own
+    #: channel (the relay rule, `signaling.relay_rule`).
+    listen_loops: list[str] = []
+    #: When the channel listened to is itself interpreted from another channel (a relay of
+    #: a relay): the language(s) it is interpreted from.
+    listen_relayed_from: list[str] = []
 
 
 class SpeakerView(WireMessage):
@@ -557,6 +599,26 @@ class ServerAnswer(WireMessage):
     sdp: str
 
 
+class ChatMessage(WireMessage):
+    thread: str
+    #: Increases within a thread: the page marks as read up to a number.
+    seq: int
+    at: float
+    #: The sender's subject (an interpreter's id, the moderator's).
+    sender: str
+    role: Role
+    text: str
+
+
+class Chat(WireMessage):
+    """Chat messages: the history of every thread the client may read right after the
+    welcome (``history`` true), then each new message as it is sent."""
+
+    type: Literal["chat"] = "chat"
+    history: bool = False
+    messages: list[ChatMessage]
+
+
 class Error(WireMessage):
     type: Literal["error"] = "error"
     code: str
@@ -570,7 +632,8 @@ class Pong(WireMessage):
 
 
 ServerMessage = Annotated[
-    Welcome | State | ServerOffer | ServerAnswer | Error | Pong, Field(discriminator="type")
+    Welcome | State | ServerOffer | ServerAnswer | Chat | Error | Pong,
+    Field(discriminator="type"),
 ]
 SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 

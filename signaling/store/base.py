@@ -2,7 +2,7 @@
 
 Two backends implement it (SQLite for one node, Redis for several); the same contract tests
 run against both. Everything durable goes through here: registrations, the live state of
-each event, and the rate-limit counters that must be shared by all nodes.
+each event, the booth chat, and the rate-limit counters that must be shared by all nodes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from signaling.booth_chat import ChatEntry
 from signaling.live_state import LiveState, LiveStateError
 from signaling.registration import NewRegistration, Registration
 
@@ -148,3 +149,17 @@ class Store(ABC):
         refused attempts are not counted. The count is shared by every user of the same
         backing data (all nodes, for Redis).
         """
+
+    @abstractmethod
+    async def add_chat_message(
+        self, event_id: str, thread: str, sender: str, role: str, text: str
+    ) -> ChatEntry:
+        """Keep one chat message of a thread of the event; returns it as stored.
+
+        Messages of a thread are numbered 1, 2, 3... in the order they are kept, whatever
+        the number of tasks or nodes adding them; ``at`` is the store's current time.
+        """
+
+    @abstractmethod
+    async def chat_messages(self, event_id: str, thread: str, limit: int) -> list[ChatEntry]:
+        """The newest ``limit`` messages of a thread of the event, oldest first."""

@@ -11,6 +11,7 @@ Keys:
   dragoman:event:<event>:registrations   list of registration ids, oldest first
   dragoman:event:<event>:live            JSON of the live state
   dragoman:rate:<key>                    sorted set of attempt times (sliding window)
+  dragoman:event:<event>:chat:<thread>   list of the thread's chat messages (JSON), oldest first
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from signaling.booth_chat import ChatEntry
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
 from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
@@ -71,6 +73,16 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
+# KEYS: the thread's list. ARGV: the message's JSON up to its number, and what follows
+# the number. Numbering and appending in one script keeps the list in number order across
+# nodes (a message's number is its place in the list: the list is never trimmed).
+_ADD_CHAT = """
+local seq = redis.call('LLEN', KEYS[1]) + 1
+redis.call('RPUSH', KEYS[1], ARGV[1] .. seq .. ARGV[2])
+return seq
+"""
+
+
 class RedisStore(Store):
     """The `Store` kept in the Redis server at `url` (e.g. `redis://127.0.0.1:6379/0`)."""
 
@@ -80,6 +92,7 @@ class RedisStore(Store):
         self._redis: aioredis.Redis | None = None
         self._register_script: Any = None
         self._hit_script: Any = None
+        self._add_chat_script: Any = None
 
     @property
     def _client(self) -> aioredis.Redis:
@@ -116,6 +129,7 @@ class RedisStore(Store):
         self._redis = client
         self._register_script = client.register_script(_REGISTER)
         self._hit_script = client.register_script(_HIT)
+        self._add_chat_script = client.register_script(_ADD_CHAT)
         self._opened = True
 
     async def close(self) -> None:
@@ -219,3 +233,43 @@ class RedisStore(Store):
         except RedisError as exc:
             raise self._fail(exc) from exc
         return int(allowed) == 1
+
+    async def add_chat_message(
+        self, event_id: str, thread: str, sender: str, role: str, text: str
+    ) -> ChatEntry:
+        self._require_open()
+        at = self._clock()
+        fields = {"at": repr(at), "sender": sender, "role": role, "text": text}
+        head = json.dumps(fields)[:-1] + ', "seq": '
+        try:
+            seq = await self._add_chat_script(
+                keys=[self._event_key(event_id, f"chat:{thread}")], args=[head, "}"]
+            )
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return ChatEntry(thread, int(seq), at, sender, role, text)
+
+    async def chat_messages(self, event_id: str, thread: str, limit: int) -> list[ChatEntry]:
+        self._require_open()
+        if limit <= 0:
+            return []
+        try:
+            raws = await self._client.lrange(
+                self._event_key(event_id, f"chat:{thread}"), -limit, -1
+            )
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        entries = []
+        for raw in raws:
+            data = json.loads(raw)
+            entries.append(
+                ChatEntry(
+                    thread,
+                    int(data["seq"]),
+                    float(data["at"]),
+                    data["sender"],
+                    data["role"],
+                    data["text"],
+                )
+            )
+        return entries

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from signaling.booth_chat import ChatEntry
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
 from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
@@ -49,6 +50,16 @@ CREATE TABLE IF NOT EXISTS rate_hits (
 );
 CREATE INDEX IF NOT EXISTS rate_hits_key_at ON rate_hits (key, at);
 CREATE INDEX IF NOT EXISTS rate_hits_expires_at ON rate_hits (expires_at);
+CREATE TABLE IF NOT EXISTS chat_messages (
+    event_id TEXT NOT NULL,
+    thread TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    sender TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (event_id, thread, seq)
+);
 """
 
 _COLUMNS = "id, event_id, name, email, language, created_at"
@@ -239,6 +250,47 @@ class SqliteStore(Store):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+        return await self._run(work)
+
+    async def add_chat_message(
+        self, event_id: str, thread: str, sender: str, role: str, text: str
+    ) -> ChatEntry:
+        at = self._clock()
+
+        def work(conn: sqlite3.Connection) -> ChatEntry:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = conn.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM chat_messages "
+                    "WHERE event_id = ? AND thread = ?",
+                    (event_id, thread),
+                ).fetchone()
+                entry = ChatEntry(thread, int(last) + 1, at, sender, role, text)
+                conn.execute(
+                    "INSERT INTO chat_messages (event_id, thread, seq, at, sender, role, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event_id, thread, entry.seq, at, sender, role, text),
+                )
+                conn.execute("COMMIT")
+                return entry
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        return await self._run(work)
+
+    async def chat_messages(self, event_id: str, thread: str, limit: int) -> list[ChatEntry]:
+        def work(conn: sqlite3.Connection) -> list[ChatEntry]:
+            rows = conn.execute(
+                "SELECT seq, at, sender, role, text FROM chat_messages "
+                "WHERE event_id = ? AND thread = ? ORDER BY seq DESC LIMIT ?",
+                (event_id, thread, max(0, limit)),
+            ).fetchall()
+            return [
+                ChatEntry(thread, int(seq), at, sender, role, text)
+                for seq, at, sender, role, text in reversed(rows)
+            ]
 
         return await self._run(work)
 

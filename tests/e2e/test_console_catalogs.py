@@ -40,11 +40,12 @@ def test_every_key_a_console_uses_is_translated() -> None:
         # Literal keys only: t("booth.slow_down"), and keys chosen by a condition.
         used |= set(
             re.findall(
-                r"""["'`]((?:console|watch|booth|studio|stage)\.[a-z_.]+)["'`]""",
+                r"""["'`]((?:console|watch|booth|studio|stage|chat)\.[a-z_.]+)["'`]""",
                 path.read_text("utf-8"),
             )
         )
     assert "booth.slow_down" in used and "studio.floor_language" in used
+    assert "chat.send" in used and "booth.light_muted" in used
     own = {lang: set(console_catalog(lang)) for lang in SUPPORTED_LANGUAGES}
     base = {
         lang: set(json.loads((LOCALES_DIR / f"{lang}.json").read_text("utf-8")))

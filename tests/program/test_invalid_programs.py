@@ -184,6 +184,22 @@ CASES = [
         "fallback: 'mute' is not allowed: expected 'floor' or 'silence'",
         id="unknown-fallback",
     ),
+    pytest.param(
+        set_key("shift_minutes", 2),
+        "shift_minutes: 2 minutes is not a usable turn in a booth: give between 5 and 120 "
+        "(interpreters usually hand over every 20 to 30 minutes)",
+        id="shift-too-short",
+    ),
+    pytest.param(
+        set_key("shift_minutes", "half an hour"),
+        "shift_minutes: should be a whole number of minutes, e.g. 30 (got 'half an hour')",
+        id="shift-not-a-number",
+    ),
+    pytest.param(
+        set_key("shift_minutes", True),
+        "shift_minutes: should be a whole number of minutes, e.g. 30 (got True)",
+        id="shift-a-boolean",
+    ),
     pytest.param(delete_key("title"), "title: this key is required", id="missing-title"),
     pytest.param(
         set_key("title", {"fr": "Titre", "ru": "Название"}),
@@ -214,8 +230,8 @@ CASES = [
     pytest.param(
         set_key("fallbak", "floor"),
         "fallbak: unknown key (allowed: id, title, organizer, supporters, starts_at, timezone, "
-        "venue, registration_required, languages, booths, fallback, note, sessions; did you "
-        "mean 'fallback'?)",
+        "venue, registration_required, languages, booths, fallback, shift_minutes, note, "
+        "sessions; did you mean 'fallback'?)",
         id="unknown-top-level-key",
     ),
     pytest.param(
@@ -316,6 +332,13 @@ def test_one_way_booths_cover_languages(tmp_path: Path) -> None:
     event = load_program(write_program(tmp_path, data))
     assert not event.booth("into-en").bidirectional
     assert event.fallback == "silence"
+    assert event.shift_minutes == 30  # the default
+
+
+def test_the_shift_length_is_read_from_the_program(tmp_path: Path) -> None:
+    data = copy.deepcopy(SEED_DATA)
+    data["shift_minutes"] = 20
+    assert load_program(write_program(tmp_path, data)).shift_minutes == 20
 
 
 def write_text(tmp_path: Path, text: str) -> Path:

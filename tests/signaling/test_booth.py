@@ -101,6 +101,22 @@ def test_take_over_after_an_unanswered_request(booth):
     assert booth.handover is None
 
 
+def test_a_withdrawn_request_gives_no_right_to_take_over(booth):
+    booth.mic("anna", True, now=0)
+    with pytest.raises(NoHandoverRequested, match="nothing to withdraw"):
+        booth.withdraw_handover("boris")
+    booth.request_handover("boris", now=1)
+    with pytest.raises(NoHandoverRequested):
+        booth.withdraw_handover("anna")  # only the requester takes it back
+    booth.withdraw_handover("boris")
+    assert booth.handover is None
+    assert not booth.can_take_over("boris", now=60)
+    with pytest.raises(NoHandoverRequested):
+        booth.accept_handover("anna", now=2)
+    booth.request_handover("boris", now=3)  # and may ask again
+    assert booth.handover == HandoverRequest("boris", 3)
+
+
 def test_take_over_at_once_when_the_one_on_air_dropped(booth):
     booth.mic("anna", True, now=0)
     booth.disconnect("anna")

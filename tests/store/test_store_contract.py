@@ -286,6 +286,53 @@ async def test_a_zero_limit_refuses_everything(store: Store) -> None:
     assert await store.hit_rate_limit("closed", 0, 60.0) is False
 
 
+# Booth chat
+
+
+async def test_chat_messages_are_numbered_per_thread_and_listed_oldest_first(
+    store: Store, clock: ManualClock
+) -> None:
+    first = await store.add_chat_message(EVENT, "booth:ru-fr", "anna", "interpreter", "1948")
+    clock.advance(1.5)
+    second = await store.add_chat_message(EVENT, "booth:ru-fr", "boris", "interpreter", "ок")
+    other = await store.add_chat_message(EVENT, "studio:ru-fr", "mod", "moderator", "slide 12")
+
+    assert (first.seq, second.seq, other.seq) == (1, 2, 1)
+    assert second.at == pytest.approx(first.at + 1.5)
+    assert first.at == pytest.approx(clock.now - 1.5)
+    assert await store.chat_messages(EVENT, "booth:ru-fr", 10) == [first, second]
+    assert await store.chat_messages(EVENT, "studio:ru-fr", 10) == [other]
+    assert await store.chat_messages(OTHER_EVENT, "booth:ru-fr", 10) == []
+
+
+async def test_chat_listing_keeps_the_newest(store: Store) -> None:
+    for n in range(5):
+        await store.add_chat_message(EVENT, "booth:x", "anna", "interpreter", f"m{n}")
+    newest = await store.chat_messages(EVENT, "booth:x", 2)
+    assert [(e.seq, e.text) for e in newest] == [(4, "m3"), (5, "m4")]
+    assert await store.chat_messages(EVENT, "booth:x", 0) == []
+
+
+async def test_chat_keeps_any_text_exactly(store: Store) -> None:
+    hostile = '<img src=x onerror="alert(1)"> "quotes" \\ Ёлка 🎧\nline'
+    entry = await store.add_chat_message(EVENT, "booth:x", 'a"b', "interpreter", hostile)
+    assert (await store.chat_messages(EVENT, "booth:x", 1)) == [entry]
+    assert entry.text == hostile and entry.sender == 'a"b'
+
+
+async def test_concurrent_chat_messages_get_distinct_numbers_in_order(store: Store) -> None:
+    entries = await asyncio.gather(
+        *(
+            store.add_chat_message(EVENT, "booth:x", "anna", "interpreter", f"m{n}")
+            for n in range(20)
+        )
+    )
+    assert sorted(e.seq for e in entries) == list(range(1, 21))
+    listed = await store.chat_messages(EVENT, "booth:x", 100)
+    assert [e.seq for e in listed] == list(range(1, 21))
+    assert {e.text for e in listed} == {f"m{n}" for n in range(20)}
+
+
 # Lifecycle and durability
 
 
@@ -296,12 +343,14 @@ async def test_everything_survives_closing_and_reopening(
         registration, _ = await first.register(submission(name="Елена Наумова"))
         state = await first.put_live_state(EVENT, LiveState(session_id="session-2"))
         assert await first.hit_rate_limit("k", 1, 60.0) is True
+        said = await first.add_chat_message(EVENT, "studio:ru-fr", "mod", "moderator", "5 min")
 
     async with backend.make(clock) as reopened:
         assert await reopened.registrations(EVENT) == [registration]
         assert await reopened.registration_by_email(EVENT, "ALLA@example.org") == registration
         assert await reopened.get_live_state(EVENT) == state
         assert await reopened.hit_rate_limit("k", 1, 60.0) is False
+        assert await reopened.chat_messages(EVENT, "studio:ru-fr", 10) == [said]
         again, created = await reopened.register(submission())
         assert (again, created) == (registration, False)
 

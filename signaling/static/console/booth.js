@@ -1,12 +1,17 @@
-// The interpreter's booth: microphone on air into the booth's channel, cough
-// key, handover with the partner, what to listen to (floor or relay), the
-// speaker's video, the booth's direction, listeners, a clock and a VU meter,
-// and a button asking the speaker on air to slow down.
+// The interpreter's booth: microphone on air into the booth's channel (and a
+// red light that says so), cough key, handover with the partner (requested,
+// withdrawn, accepted), what to listen to (floor or relay, never a relay that
+// leads back to the booth's own channel), the speaker's video, the booth's
+// direction, listeners, a clock, the turn timer with its reminder, meters for
+// what comes in and what goes out, headphone volume and tone behind a limiter,
+// the chat with the partner and the studio, and a button asking the speaker on
+// air to slow down.
 
 import { formatClock, formatDuration, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, MediaKeeper, microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
-import { analyse, localAnalyser, meterLevel, Mixer } from "./sound.js";
+import { analyse, localAnalyser, meterLevel, Mixer, peakLevel } from "./sound.js";
+import { ChatPanel } from "./chat.js";
 import { boothView, clockOffsetMs, listenerCount, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { directionLabel, languageName, speakerById } from "./program.js";
 
@@ -51,6 +56,21 @@ const slowDownButton = document.getElementById("slow-down");
 const listenSelect = document.getElementById("listen-to");
 const directionSelect = document.getElementById("direction-choice");
 const startListening = document.getElementById("start-listening");
+const withdrawButton = document.getElementById("withdraw-handover");
+const volumeSlider = document.getElementById("headphone-volume");
+const bassSlider = document.getElementById("bass");
+const trebleSlider = document.getElementById("treble");
+const onAirLight = document.getElementById("on-air-light");
+const chat = new ChatPanel(document.getElementById("chat"), {
+  send: (message) => connection?.send(message) ?? false,
+  who: (sender, role) => (role === "moderator" ? t("chat.studio") : sender === view.me ? t("chat.you") : sender),
+  onUnread: () => {
+    const count = chat.totalUnread();
+    const badge = document.getElementById("chat-unread");
+    badge.hidden = count === 0;
+    badge.textContent = t("chat.unread", { count });
+  },
+});
 const video = document.getElementById("speaker-video");
 
 async function onWelcome(welcome) {
@@ -58,6 +78,15 @@ async function onWelcome(welcome) {
   view.summary = welcome.event;
   view.boothId = welcome.scope?.booth ?? null;
   view.me = welcome.scope?.subject ?? null;
+  if (view.boothId) {
+    chat.setThreads(
+      [
+        { id: `booth:${view.boothId}`, label: t("chat.partners") },
+        { id: `studio:${view.boothId}`, label: t("chat.studio") },
+      ],
+      view.me,
+    );
+  }
   render();
   if (subscriber) subscriber.close();
   subscriber = null;
@@ -121,7 +150,11 @@ async function onAnswer(message) {
 
 /** Audio may only start after a gesture: the first click in the booth starts it. */
 function ensureAudio() {
-  if (!mixer) mixer = new Mixer();
+  if (!mixer) {
+    mixer = new Mixer();
+    applyHeadphones();
+    startFloorMeter();
+  }
   mixer.resume();
   const track = received.get("audio");
   if (track && !mixer.analyser("listen")) mixer.attach("listen", track, 1);
@@ -134,6 +167,39 @@ function startMeter() {
   const meter = document.getElementById("vu-meter");
   const tick = () => {
     meter.value = meterLevel(meterAnalyser);
+    requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+function applyHeadphones() {
+  if (!mixer) return;
+  mixer.setMasterVolume(Number(volumeSlider.value) / 100);
+  mixer.setTone(Number(bassSlider.value), Number(trebleSlider.value));
+  localStorage.setItem(
+    "dragoman.booth.headphones",
+    JSON.stringify({ volume: volumeSlider.value, bass: bassSlider.value, treble: trebleSlider.value }),
+  );
+}
+
+function restoreHeadphones() {
+  try {
+    const saved = JSON.parse(localStorage.getItem("dragoman.booth.headphones") ?? "null");
+    if (!saved) return;
+    volumeSlider.value = saved.volume;
+    bassSlider.value = saved.bass;
+    trebleSlider.value = saved.treble;
+  } catch {
+    // A damaged setting is ignored: the defaults are safe.
+  }
+}
+
+/** The level of what comes in (floor or relay), as received, before the headphone settings. */
+function startFloorMeter() {
+  const meter = document.getElementById("floor-meter");
+  const tick = () => {
+    const analyser = mixer?.analyser("listen");
+    meter.value = analyser ? meterLevel(analyser) : 0;
     requestAnimationFrame(tick);
   };
   tick();
@@ -187,6 +253,7 @@ function setCough(active) {
   for (const track of microphone?.getAudioTracks() ?? []) track.enabled = !active;
   coughButton.classList.toggle("active", active);
   coughButton.setAttribute("aria-pressed", String(active));
+  renderOnAirLight();
   connection?.send({ type: "cough", on: active });
 }
 
@@ -202,6 +269,9 @@ function onMessage(message) {
       break;
     case "answer":
       onAnswer(message);
+      break;
+    case "chat":
+      chat.receive(message);
       break;
     default:
       break;
@@ -285,6 +355,7 @@ function render() {
   micButton.disabled = someoneElse || !view.state;
   coughButton.disabled = !onAir;
   if (!onAir) setCough(false);
+  renderOnAirLight();
   renderSlowDown();
   renderBoothAlerts(event, state);
   document.getElementById("on-air-status").textContent = onAir
@@ -302,6 +373,7 @@ function render() {
   const handover = state.handover ?? null;
   const iRequested = handover?.by === view.me;
   requestButton.hidden = !someoneElse || iRequested;
+  withdrawButton.hidden = !iRequested;
   takeOverButton.hidden = !mayTakeOver();
   acceptButton.hidden = !(onAir && handover && handover.by !== view.me);
   document.getElementById("handover-request").textContent =
@@ -324,10 +396,47 @@ function render() {
 }
 
 function renderListenChoice(event) {
-  const languages = event.languages.map((item) => [item.code, item.name]);
-  setOptions(listenSelect, [["floor", t("booth.floor")], ...languages]);
+  const loops = view.state?.you?.listen_loops ?? [];
+  const onAir = amOnAir();
+  // On air, a relay that leads back to our own channel cannot be chosen (the server
+  // refuses it too); off air it is the partner, who may be monitored, and whom one
+  // stops hearing on going on air.
+  const label = (item) =>
+    onAir && loops.includes(item.code) ? t("booth.relay_own_channel", { language: item.name }) : item.name;
+  setOptions(listenSelect, [["floor", t("booth.floor")], ...event.languages.map((item) => [item.code, label(item)])]);
+  for (const option of listenSelect.options) option.disabled = onAir && loops.includes(option.value);
   const current = view.state?.you?.listen ?? "floor";
   if (document.activeElement !== listenSelect) listenSelect.value = current;
+  const relayedFrom = view.state?.you?.listen_relayed_from ?? [];
+  const note = document.getElementById("relay-note");
+  const words = relayedFrom.length
+    ? t("booth.relay_of_relay", {
+        language: languageName(event, current),
+        from: relayedFrom.map((code) => languageName(event, code)).join(", "),
+      })
+    : loops.includes(current)
+      ? t("booth.relay_booth_channel", { language: languageName(event, current) })
+      : current !== "floor"
+        ? t("booth.relay_from", { language: languageName(event, current) })
+        : "";
+  if (note.textContent !== words) note.textContent = words;
+}
+
+/** The red light: on air (red), on air but muted by the cough (amber), or off. */
+function renderOnAirLight() {
+  const onAir = amOnAir();
+  const state = !onAir ? "off" : coughing ? "muted" : "on-air";
+  onAirLight.dataset.state = state;
+  const partner = !onAir ? booth().on_air : null;
+  const words = partner
+    ? t("booth.light_partner", { name: partner })
+    : t({ off: "booth.light_off", "on-air": "booth.light_on", muted: "booth.light_muted" }[state]);
+  if (onAirLight.textContent !== words) onAirLight.textContent = words;
+  document.body.dataset.onAir = state;
+}
+
+function shiftSeconds() {
+  return 60 * (view.summary?.shift_minutes ?? 30);
 }
 
 function renderDirectionChoice(state) {
@@ -347,8 +456,23 @@ function renderDirectionChoice(state) {
 function tickClock() {
   document.getElementById("clock").textContent = formatClock(new Date(), lang);
   const since = booth().on_air_since;
-  document.getElementById("time-on-air").textContent =
-    booth().on_air && typeof since === "number" ? formatDuration(serverNow() - since) : "00:00";
+  const onAirFor = booth().on_air && typeof since === "number" ? serverNow() - since : 0;
+  const timer = document.getElementById("time-on-air");
+  timer.textContent = formatDuration(onAirFor);
+  const due = onAirFor >= shiftSeconds();
+  timer.classList.toggle("due", due);
+  document.getElementById("shift-length").textContent = t("booth.shift_length", {
+    minutes: shiftSeconds() / 60,
+  });
+  // Both partners see the reminder: the one on air to offer, the other to be ready.
+  const reminder = due
+    ? t(amOnAir() ? "booth.shift_due_you" : "booth.shift_due_partner", {
+        minutes: Math.floor(onAirFor / 60),
+        name: booth().on_air ?? "",
+      })
+    : "";
+  const box = document.getElementById("shift-reminder");
+  if (box.textContent !== reminder) box.textContent = reminder;
   // The take-over deadline passes without the server saying anything.
   takeOverButton.hidden = !mayTakeOver();
   if (view.state) renderSlowDown();
@@ -392,6 +516,10 @@ requestButton.addEventListener("click", () => {
   ensureAudio();
   connection?.send({ type: "request_handover" });
 });
+withdrawButton.addEventListener("click", () => {
+  connection?.send({ type: "withdraw_handover" });
+});
+for (const slider of [volumeSlider, bassSlider, trebleSlider]) slider.addEventListener("input", applyHeadphones);
 takeOverButton.addEventListener("click", () => {
   ensureAudio();
   connection?.send({ type: "take_over" });
@@ -420,6 +548,7 @@ function isFormField(target) {
   );
 }
 
+restoreHeadphones();
 setInterval(tickClock, 1000);
 tickClock();
 
@@ -434,6 +563,14 @@ window.dragomanDebug = {
   },
   get coughing() {
     return coughing;
+  },
+  /** The listening chain, input to speakers, as node names (the limiter must be in it). */
+  graph() {
+    return mixer ? mixer.graph() : null;
+  },
+  /** The peak (1 = 0 dBFS) of what reaches the headphones, after the limiter. */
+  outputPeak() {
+    return mixer ? peakLevel(mixer.output) : null;
   },
   get publisherState() {
     return publisher?.connectionState ?? "none";

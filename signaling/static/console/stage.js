@@ -1,12 +1,14 @@
-// The speaker's page: choose camera and microphone, join (publish), see
-// oneself, know without doubt when the moderator has put you on air, and see
+// The speaker's page: see oneself and one's microphone level before joining,
+// choose camera and microphone by name, join (publish), mute, leave, know
+// without doubt when the moderator has put you on air and for how long, and see
 // when a booth asks you to slow down.
 
-import { loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
+import { formatDuration, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { localized, t } from "/static/common/i18n.js";
 import { MediaKeeper, microphoneConstraints, offerTracks, rtcConfiguration } from "./peer.js";
 import { clockOffsetMs, onAirSpeakerId, slowDownRequests } from "./live.js";
 import { speakerById } from "./program.js";
+import { localAnalyser, meterLevel } from "./sound.js";
 
 const view = {
   welcome: null,
@@ -15,8 +17,14 @@ const view = {
   state: null,
   speakerId: null,
   joined: false,
+  muted: false,
+  left: false,
+  deviceProblem: null,
+  onAirSince: null, // server clock, seconds: when this page first saw the speaker on air
   clockOffset: 0,
 };
+let audioContext = null;
+let meterAnalyser = null;
 let connection = null;
 let stream = null;
 let publisher = null;
@@ -30,6 +38,8 @@ const joinButton = document.getElementById("join");
 const cameraSelect = document.getElementById("camera");
 const micSelect = document.getElementById("microphone-device");
 const preview = document.getElementById("preview");
+const muteButton = document.getElementById("mute");
+const leaveButton = document.getElementById("leave");
 
 function onWelcome(welcome) {
   view.welcome = welcome;
@@ -61,21 +71,74 @@ async function openDevices() {
   });
   preview.srcObject = stream;
   preview.play().catch(() => {});
+  for (const track of stream.getAudioTracks()) track.enabled = !view.muted;
+  startMeter();
+  view.deviceProblem = null;
   // Labels only appear once the browser has been allowed the devices.
   await listDevices();
 }
 
-async function join() {
-  joinButton.disabled = true;
+/** The microphone meter, from the moment the devices open (before joining too). */
+function startMeter() {
+  if (!audioContext) audioContext = new AudioContext();
+  audioContext.resume().catch(() => {});
+  meterAnalyser = localAnalyser(audioContext, stream);
+  if (startMeter.running) return;
+  startMeter.running = true;
+  const meter = document.getElementById("mic-meter");
+  const tick = () => {
+    meter.value = meterAnalyser && stream && !view.muted ? meterLevel(meterAnalyser) : 0;
+    requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+/** Preview before joining: the speaker checks picture and level first. */
+async function openPreview() {
   try {
     await openDevices();
   } catch (error) {
-    document.getElementById("stage-status").textContent = t("stage.no_devices", { error: error.message });
-    joinButton.disabled = false;
-    return;
+    view.deviceProblem = error.message;
+  }
+  render();
+}
+
+async function join() {
+  joinButton.disabled = true;
+  if (!stream || stream.getTracks().some((track) => track.readyState === "ended")) {
+    try {
+      await openDevices();
+    } catch (error) {
+      view.deviceProblem = error.message;
+      joinButton.disabled = false;
+      render();
+      return;
+    }
   }
   view.joined = true;
+  view.left = false;
+  joinButton.disabled = false;
   await publish();
+  render();
+}
+
+/** Stop sending: the moderator can no longer put this speaker on air. */
+function leave() {
+  view.joined = false;
+  view.left = true;
+  if (publisher) publisher.close();
+  publisher = null;
+  connection?.send({ type: "leave_stage" });
+  for (const track of stream?.getTracks() ?? []) track.stop();
+  stream = null;
+  preview.srcObject = null;
+  meterAnalyser = null;
+  render();
+}
+
+function setMuted(muted) {
+  view.muted = muted;
+  for (const track of stream?.getAudioTracks() ?? []) track.enabled = !muted;
   render();
 }
 
@@ -92,9 +155,16 @@ async function publish() {
 }
 
 async function onDeviceChange() {
-  if (!view.joined) return;
-  await openDevices();
-  await publish();
+  if (!view.joined && view.left) return;
+  try {
+    await openDevices();
+  } catch (error) {
+    view.deviceProblem = error.message;
+    render();
+    return;
+  }
+  if (view.joined) await publish();
+  render();
 }
 
 function onMessage(message) {
@@ -114,13 +184,54 @@ function render() {
   if (!event) return;
   const me = speakerById(view.program, view.speakerId);
   document.getElementById("speaker-name").textContent = me ? me.name : localized(event.title);
-  const live = view.speakerId !== null && onAirSpeakerId(view.state) === view.speakerId;
+  const live = isLive();
+  if (live && view.onAirSince === null) view.onAirSince = serverNow();
+  if (!live) view.onAirSince = null;
   const indicator = document.getElementById("on-air");
   indicator.dataset.onAir = String(live);
-  indicator.textContent = live ? t("stage.on_air") : view.joined ? t("stage.standing_by") : t("stage.not_joined");
+  indicator.dataset.muted = String(live && view.muted);
+  indicator.textContent = live
+    ? t(view.muted ? "stage.on_air_muted" : "stage.on_air")
+    : view.joined
+      ? t("stage.standing_by")
+      : t("stage.not_joined");
   renderSlowDown(live);
+  renderTimeOnAir();
   joinButton.hidden = view.joined;
-  document.getElementById("stage-status").textContent = view.joined ? t("stage.joined") : t("stage.join_hint");
+  muteButton.hidden = !view.joined;
+  leaveButton.hidden = !view.joined;
+  muteButton.setAttribute("aria-pressed", String(view.muted));
+  // One sentence that says what the page shows: never "connected" while it is not.
+  const status = view.deviceProblem
+    ? t("stage.no_devices", { error: view.deviceProblem })
+    : view.joined
+      ? live
+        ? t(view.muted ? "stage.status_on_air_muted" : "stage.status_on_air")
+        : view.muted
+          ? t("stage.muted")
+          : t("stage.joined")
+      : view.left
+        ? t("stage.left")
+        : stream
+          ? t("stage.previewing")
+          : t("stage.join_hint");
+  const line = document.getElementById("stage-status");
+  if (line.textContent !== status) line.textContent = status;
+}
+
+/** On air as the server says, unless this page has just left (he is then not heard). A second
+ * tab of the same link that never joined still shows it: it is the same person. */
+function isLive() {
+  return view.speakerId !== null && !view.left && onAirSpeakerId(view.state) === view.speakerId;
+}
+
+function serverNow() {
+  return (Date.now() + view.clockOffset) / 1000;
+}
+
+function renderTimeOnAir() {
+  const seconds = view.onAirSince === null ? 0 : serverNow() - view.onAirSince;
+  document.getElementById("time-on-air").textContent = formatDuration(seconds);
 }
 
 /** "Please slow down" while a booth asks it (the server sends requests only to the speaker on air). */
@@ -134,10 +245,17 @@ function renderSlowDown(live) {
 }
 
 joinButton.addEventListener("click", join);
-setInterval(() => renderSlowDown(view.speakerId !== null && onAirSpeakerId(view.state) === view.speakerId), 1000);
+leaveButton.addEventListener("click", leave);
+muteButton.addEventListener("click", () => setMuted(!view.muted));
+setInterval(() => {
+  renderSlowDown(isLive());
+  renderTimeOnAir();
+}, 1000);
 cameraSelect.addEventListener("change", onDeviceChange);
 micSelect.addEventListener("change", onDeviceChange);
-listDevices().catch(() => {});
+listDevices()
+  .catch(() => {})
+  .then(openPreview);
 
 window.dragomanDebug = {
   get publisherState() {
@@ -146,6 +264,9 @@ window.dragomanDebug = {
   /** Publications made anew after the network was lost. */
   get restorations() {
     return media.tries;
+  },
+  get micLevel() {
+    return Number(document.getElementById("mic-meter").value);
   },
 };
 

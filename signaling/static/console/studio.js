@@ -1,10 +1,10 @@
 // The moderator's studio: the program session by session, a "Go live" button
 // and a preview per speaker, sessions started and ended, booths and channels
 // watched, a warning when a channel has nobody on air, the language the speaker
-// on air actually speaks, and the booths' requests to slow down. Nobody left in
-// silence: an on-air light, alarms for a speaker whose media is lost, dead air and
-// poor reception, the booths' failovers, and the moderator listens to the floor or to
-// any channel as attendees hear it.
+// on air actually speaks, the booths' requests to slow down, and the chat with
+// each booth (studio-chat.js). Nobody left in silence: an on-air light, alarms for a
+// speaker whose media is lost, dead air and poor reception, the booths' failovers,
+// and the moderator listens to the floor or to any channel as attendees hear it.
 
 import { element, formatClock, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
@@ -20,6 +20,7 @@ import {
   speakerConnected,
 } from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
+import { studioChat } from "./studio-chat.js";
 
 const view = { welcome: null, summary: null, program: null, state: null, clockOffset: 0 };
 let connection = null;
@@ -40,10 +41,12 @@ const monitorSelect = document.getElementById("monitor-source");
 const listenLevel = document.getElementById("listen-level");
 let mixer = null;
 let listenTrack = null;
+const chat = studioChat(() => connection);
 
 function onWelcome(welcome) {
   view.welcome = welcome;
   view.summary = welcome.event;
+  chat.welcome(welcome);
   render();
   if (pc) pc.close();
   pc = null;
@@ -120,6 +123,8 @@ function onMessage(message) {
     render();
   } else if (message.type === "offer") {
     onOffer(message);
+  } else if (message.type === "chat") {
+    chat.receive(message);
   }
 }
 

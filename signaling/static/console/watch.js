@@ -4,7 +4,7 @@
 import { loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
-import { analyse, Mixer, recentFrequency } from "./sound.js";
+import { analyse, Mixer, peakLevel, recentFrequency } from "./sound.js";
 import { channelView, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
 
@@ -289,6 +289,14 @@ window.dragomanDebug = {
   analyse(name = "channel") {
     const analyser = mixer?.analyser(name);
     return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
+  },
+  /** The listening chain, input to speakers, as node names (a limiter before the speakers). */
+  graph() {
+    return mixer ? mixer.graph() : null;
+  },
+  /** The peak (1 = 0 dBFS) of what reaches the speakers, after the limiter. */
+  outputPeak() {
+    return mixer ? peakLevel(mixer.output) : null;
   },
   dominantFrequency(name = "channel") {
     return this.analyse(name)?.frequency ?? null;
