@@ -5,6 +5,7 @@ channels."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,30 @@ async def test_a_sign_interpreter_is_shown_to_those_who_choose_it(connect_sign, 
     peers.append(studio)
     assert "sign:lsfb" in [slot["name"] for slot in studio.slots]
     await eventually(lambda: studio.video["sign:lsfb"].frames >= 10, within=15, what="preview")
+
+
+async def test_a_sign_booths_partner_takes_over_when_the_signers_camera_stops(
+    connect_sign, peers
+) -> None:
+    """Failover watches a sign booth's cameras as it watches the other booths' microphones."""
+    moderator = await connect_sign(Role.MODERATOR)
+    sofia = await connect_sign(Role.INTERPRETER, subject="sofia", booth="lsfb")
+    sofia_pc = await publish(sofia, PatternVideoTrack())
+    marc = await connect_sign(Role.INTERPRETER, subject="marc", booth="lsfb")
+    peers.extend([sofia_pc, await publish(marc, PatternVideoTrack()), moderator, sofia, marc])
+    await moderator.state_where(
+        lambda s: set(s["publishers"]["interpreters"]["lsfb"]) == {"sofia", "marc"}
+    )
+    await sofia.send("mic", on=True)
+    await moderator.state_where(
+        lambda s: any(b["id"] == "lsfb" and b["on_air"] == "sofia" for b in s["booths"])
+    )
+    await asyncio.sleep(0.5)  # her camera is seen live while she is on air
+    for sender in sofia_pc.getSenders():
+        await sender.stop()
+    state = await moderator.state_where(
+        lambda s: any(b["id"] == "lsfb" and b["on_air"] == "marc" for b in s["booths"]),
+        within=10,
+    )
+    [booth] = [b for b in state["booths"] if b["id"] == "lsfb"]
+    assert (booth["last_failover"]["lost"], booth["last_failover"]["to"]) == ("sofia", "marc")
