@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from signaling.failover import is_live
 from signaling.routing_rule import FeedKind, Routing
-from streamer import Reception, SourceActivity
+from streamer import SourceActivity
 
 #: Seconds of near-silence on an interpreted channel, while the floor speaks, before the
 #: moderator and the booth are warned (`DRAGOMAN_DEAD_AIR_S`).
@@ -50,6 +50,21 @@ class Alarm:
     publisher: str | None = None
     loss: float | None = None
     jitter_ms: float | None = None
+
+    @property
+    def subject(self) -> tuple[str | None, ...]:
+        """What the alarm is about, whatever its start time and figures: the same
+        condition still holding has the same subject from one look to the next."""
+        return (self.kind, self.speaker, self.channel, self.booth, self.interpreter, self.publisher)
+
+
+class Reception(Protocol):
+    """How well a stream arrives (the streamer's figures, or the wire's)."""
+
+    @property
+    def loss(self) -> float: ...
+    @property
+    def jitter_ms(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -1070,18 +1070,10 @@ class LiveEvent:
             routing=self.routing,
             speaker=speaker_id,
             speaker_audio=speaker_audio,
-            interpreter_audio=lambda booth, who: _source(
-                interpreter_publisher(booth, who), "audio"
-            ),
+            interpreter_audio=self._feed_of,
             activity=activity,
-            sources_health={
-                source: Reception(loss=r.loss, jitter_ms=r.jitter_ms)
-                for source, r in health.publishers.items()
-            },
-            channels_health={
-                language: Reception(loss=r.loss, jitter_ms=r.jitter_ms)
-                for language, r in health.channels.items()
-            },
+            sources_health=health.publishers,
+            channels_health=health.channels,
             publisher_of=lambda source: source.rsplit("/", 1)[0],
             thresholds=self.thresholds,
         )
@@ -1090,13 +1082,10 @@ class LiveEvent:
             activity.get(speaker_audio), self.stalled_after
         )
         # `since` moves with the clock: compare what the alarms are about, not when.
-        about = [
-            (a.kind, a.speaker, a.channel, a.booth, a.interpreter, a.publisher) for a in alarms
-        ]
-        before = [
-            (a.kind, a.speaker, a.channel, a.booth, a.interpreter, a.publisher) for a in self.alarms
-        ]
-        if about != before or media_live != self._speaker_media_live:
+        about = [alarm.subject for alarm in alarms]
+        if about != [alarm.subject for alarm in self.alarms] or (
+            media_live != self._speaker_media_live
+        ):
             self.alarms = alarms
             self._speaker_media_live = media_live
             self._changed()
@@ -1114,10 +1103,9 @@ class LiveEvent:
         first_seen = {}
         dated = []
         for alarm in alarms:
-            key = (alarm.kind, alarm.speaker, alarm.channel, alarm.publisher)
-            first_seen[key] = self._alarm_first_seen.get(key, now)
+            first_seen[alarm.subject] = self._alarm_first_seen.get(alarm.subject, now)
             if alarm.since is None:
-                alarm = dataclasses.replace(alarm, since=first_seen[key])
+                alarm = dataclasses.replace(alarm, since=first_seen[alarm.subject])
             dated.append(alarm)
         self._alarm_first_seen = first_seen
         return dated
