@@ -24,6 +24,8 @@ from signaling import protocol as p
 from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
+from signaling.live.bus import LocalBus
+from signaling.live.redis_bus import RedisBus
 from signaling.origins import check_origin
 from signaling.tokens import Claims, Role, TokenError
 from signaling.turn_credentials import PageIceServers
@@ -283,10 +285,15 @@ def install_live(app: web.Application) -> None:
         )
     )
     app[SFU_KEY] = sfu
+    event = app[EVENT_KEY]
+    # Nodes sharing a Redis share the live event; a node alone keeps it in process.
+    bus = RedisBus(settings.redis_url, event.id) if settings.redis_url else LocalBus()
     app[LIVE_KEY] = LiveEvent(
-        app[EVENT_KEY],
+        event,
         app[STORE_KEY],
         sfu,
+        bus=bus,
+        address=settings.public_url or "",
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
     )

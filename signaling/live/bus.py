@@ -31,6 +31,10 @@ OnChange = Callable[[Change, bool], None]
 OnPresence = Callable[[], None]
 
 
+class BusUnavailable(Exception):
+    """The event's other nodes could not be reached in time: the change was not made."""
+
+
 class LiveBus(Protocol):
     node: str
 

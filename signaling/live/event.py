@@ -29,7 +29,7 @@ from signaling.alarms import Thresholds
 from signaling.booth import BoothError, LiveBooth
 from signaling.booth_chat import BoothChat, ChatEntry, wire_messages
 from signaling.failover import STALLED_AFTER_S
-from signaling.live.bus import LiveBus, LocalBus
+from signaling.live.bus import BusUnavailable, LiveBus, LocalBus
 from signaling.live.clients import AttendeeChoice, Client, refuse
 from signaling.live.commands import COMMANDS
 from signaling.live.media_plan import MediaPlan
@@ -413,6 +413,8 @@ class LiveEvent:
             await COMMANDS[message.type](self, client, message)
         except BoothError as exc:
             raise refuse(exc.code, exc.message) from None
+        except BusUnavailable as exc:
+            raise refuse("unavailable", f"{exc}; try again in a moment") from None
 
     def _deliver_chat(self, entry: ChatEntry) -> None:
         sent = p.Chat(messages=wire_messages([entry]))
