@@ -38,7 +38,7 @@ from signaling.live.presence import HEARTBEAT_S, NodePresence
 from signaling.live.replica import Change, LiveReplica
 from signaling.live.views import Views
 from signaling.program import Event
-from signaling.store import Store
+from signaling.store import Store, StoreError
 from signaling.tokens import Claims, Role
 from signaling.turn_credentials import PageIceServers
 from streamer import Reception, SourceActivity
@@ -195,9 +195,14 @@ class LiveEvent:
         change = Change(change.op, change.args, at=self.clock(), node=self.node)
         durable = await self.bus.publish(change)
         if durable:
-            # Routed already (on_change): the audience does not wait for the disk.
-            async with self._save_lock:
-                await self.store.put_live_state(self.event.id, self.replica.state)
+            # Routed already (on_change): the audience does not wait for the disk. The
+            # change is made: a store that fails now is told to the log, not to the
+            # client (the next durable change writes the whole state again).
+            try:
+                async with self._save_lock:
+                    await self.store.put_live_state(self.event.id, self.replica.state)
+            except StoreError:
+                log.exception("could not keep the live state; it is kept at the next change")
 
     def _on_change(self, change: Change, durable: bool) -> None:
         if change.op == "chat":

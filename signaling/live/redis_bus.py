@@ -40,6 +40,7 @@ from signaling.booth import BoothError
 from signaling.live.bus import BusUnavailable, OnChange, OnPresence
 from signaling.live.presence import PRESENCE_TIMEOUT_S, NodePresence
 from signaling.live.replica import Change, ChangeError, LiveReplica
+from signaling.redis_client import reconnecting_client
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ READ_BLOCK_MS = 250
 REGISTRY_EVERY_S = 1.0
 #: Changes kept in the stream (approximately): far more than a node needs to catch up.
 STREAM_LENGTH = 10_000
+#: Changes remembered to skip one written twice.
+SEEN_REFS = 4096
 #: Waits between attempts while Redis does not answer.
 RETRY_S = 0.5
 
@@ -103,6 +106,7 @@ class RedisBus:
         self._on_presence: OnPresence | None = None
         self._last_id = "0-0"
         self._waiting: dict[str, asyncio.Future[bool]] = {}
+        self._seen_refs: dict[str, None] = {}
         self._presences: dict[str, NodePresence] = {}
         self._announced: NodePresence | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -118,7 +122,7 @@ class RedisBus:
     ) -> None:
         self._replica, self._on_change, self._on_presence = replica, on_change, on_presence
         self._started_at = self.clock()
-        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        self._redis = reconnecting_client(self.url)
         self._put_snapshot = self._redis.register_script(_PUT_SNAPSHOT)
         raw = await self._redis.get(self.snapshot_key)
         if raw is not None:
@@ -201,7 +205,14 @@ class RedisBus:
 
     async def _apply_entry(self, entry_id: str, fields: dict[str, str]) -> None:
         assert self._replica is not None and self._on_change is not None
-        future = self._waiting.get(fields.get("ref", ""))
+        ref = fields.get("ref", "")
+        if ref:
+            if ref in self._seen_refs:
+                return  # written twice (a retried XADD whose first try went through)
+            self._seen_refs[ref] = None
+            if len(self._seen_refs) > SEEN_REFS:
+                del self._seen_refs[next(iter(self._seen_refs))]
+        future = self._waiting.get(ref)
         try:
             change = Change.from_json(fields.get("change", ""))
         except ChangeError as exc:

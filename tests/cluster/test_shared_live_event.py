@@ -11,6 +11,7 @@ publisher's presence is enough (a speaker publishing on A may be put on air from
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from signaling.tokens import Role, TokenSigner
 from signaling.websocket import install_live
 from tests.signaling.conftest import WsClient
 from tests.signaling.media_peers import RUSSIAN_SPEAKER, Subscription, ToneTrack, publish
+from tests.support.redis_server import RedisServer
 from tests.support.server import dragoman_env
 
 #: Generous on a loaded machine: the bus itself takes milliseconds (bench/cluster.py).
@@ -100,6 +102,7 @@ async def test_a_node_that_starts_late_begins_from_the_current_state(
     peers.extend([moderator, anna, boris])
     await moderator.send("start_session", session_id="plenary")
     await anna.send("mic", on=True)
+    await boris.state_where(lambda s: _booth(s)["on_air"] == "anna", within=FOLLOW_S)
     await boris.send("request_handover")
     await moderator.state_where(lambda s: _booth(s)["handover"] is not None, within=FOLLOW_S)
 
@@ -196,3 +199,56 @@ async def test_a_node_that_dies_takes_its_interpreters_with_it(
     for client in (moderator, boris):
         await client.close()
     assert isinstance(ws_session, aiohttp.ClientSession)
+
+
+async def test_a_redis_restart_loses_nothing_and_the_nodes_resync(
+    tmp_path: Path, start_server, connect, peers
+):
+    executable = shutil.which("redis-server")
+    assert executable is not None
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    redis = RedisServer(executable, directory, durable=True)
+    redis.start()
+    try:
+        a, b = await _nodes(start_server, redis.url(), 2)
+        moderator = await connect(Role.MODERATOR, server=a)
+        anna = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr", server=b)
+        peers.extend([moderator, anna])
+        await moderator.send("start_session", session_id="plenary")
+        await anna.send("mic", on=True)
+        await moderator.state_where(lambda s: _booth(s)["on_air"] == "anna", within=FOLLOW_S)
+
+        redis.stop()
+        # Redis away: what needs the other nodes is refused with a reason, nothing breaks.
+        await anna.send("cough", on=True)
+        assert (await anna.error())["code"] == "unavailable"
+        redis.start(same_port=True)
+
+        # Back: changes flow again both ways, and what was there before is still there.
+        async def cough_reaches_a() -> None:
+            while True:
+                await anna.send("cough", on=True)
+                message = await anna.receive(FOLLOW_S)
+                while message["type"] == "state":
+                    if _booth(message)["coughing"]:
+                        return
+                    message = await anna.receive(FOLLOW_S)
+                await asyncio.sleep(0.2)  # an `unavailable` error: Redis still coming back
+
+        await asyncio.wait_for(cough_reaches_a(), 15.0)
+        state = await moderator.state_where(lambda s: _booth(s)["coughing"], within=FOLLOW_S)
+        assert state["session"] == "plenary"
+        assert _booth(state)["on_air"] == "anna"
+        await moderator.send("end_session")
+        await moderator.state_where(lambda s: s["session"] is None, within=FOLLOW_S)
+        await anna.state_where(lambda s: s["session"] is None, within=FOLLOW_S)
+
+        # A node started now begins from the state the others kept.
+        (late,) = await _nodes(start_server, redis.url(), 1)
+        newcomer = await connect(Role.MODERATOR, subject="late", server=late)
+        peers.append(newcomer)
+        assert _booth(newcomer.state)["on_air"] == "anna"
+        assert newcomer.state["session"] is None
+    finally:
+        redis.stop()
