@@ -286,8 +286,8 @@ class LiveEvent:
         )
         client.send(self.views.state_for(client, self.views.common_state()))
         await self._send_chat_history(client)
-        if claims.role is not Role.ATTENDEE:
-            self.changed()
+        # Nothing else changed for anyone: an interpreter's arrival was a change of its own
+        # (above), a publisher's media is when it arrives (`source_added`).
 
     async def leave(self, client: Client) -> None:
         """Forget a connection and free its media."""
@@ -307,8 +307,6 @@ class LiveEvent:
                 )
             except Exception:  # the bus being down must not keep a dead connection
                 log.exception("could not tell the other nodes that an interpreter left")
-        if claims.role is not Role.ATTENDEE:
-            self.changed()
 
     def choice(self, client: Client) -> AttendeeChoice:
         return self.choices[client.claims.subject]

@@ -185,12 +185,15 @@ class MediaWatch:
         )
         # `since` moves with the clock: compare what the alarms are about, not when.
         about = [alarm.subject for alarm in alarms]
-        if about != [alarm.subject for alarm in self.alarms] or (
-            media_live != self.speaker_media_live
-        ):
+        if media_live != self.speaker_media_live:
+            # Everyone is shown whether the speaker's media arrives.
             self.alarms = alarms
             self.speaker_media_live = media_live
             live.changed()
+        elif about != [alarm.subject for alarm in self.alarms]:
+            # Alarms are for the staff: the audience is not sent anything for them.
+            self.alarms = alarms
+            live.push(roles={Role.MODERATOR, Role.INTERPRETER})
         elif health_changed:
             # Reception figures change every second and concern the moderator only.
             self.alarms = alarms
