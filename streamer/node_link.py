@@ -33,7 +33,8 @@ and abs-send-time extension ids are fixed, `LINK_PAYLOAD_TYPES`, `AUDIO_LEVEL_ID
 
 Every control message also carries `boot` (a random id per endpoint start),
 `n` (a counter, increasing per boot) and `time` (Unix milliseconds): a message
-whose counter is not above the last one seen from that boot is a replay, one
+whose counter was seen before from that boot, or is `REPLAY_WINDOW` behind the
+newest, is taken for a replay, one
 whose time is further than `MAX_CLOCK_SKEW_S` from ours is stale; both are
 dropped (cluster clocks are assumed NTP-synced). Media replays are caught by the
 edge's sequence window like network duplicates. Anything that fails the tag,
@@ -95,6 +96,9 @@ MAX_CONTROL_SIZE = 32 * 1024
 MAX_NACK = 64
 #: Boots whose counters are remembered (replay protection).
 _REMEMBERED_BOOTS = 4096
+#: A control message this many counts behind the newest from its boot is too old to
+#: tell from a replay; closer ones (reordered by the network) are taken once each.
+REPLAY_WINDOW = 64
 
 #: Payload type of each codec on a link (lower-case mime type -> payload type).
 LINK_PAYLOAD_TYPES = {"audio/opus": 111, "video/vp8": 96, "video/h264": 102}
@@ -110,6 +114,7 @@ _EXTENSIONS = link_extensions_map(
 )
 
 REMOTE_SUFFIX = "@link"
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
 
 def remote_source_id(output_name: str) -> str:
@@ -316,8 +321,9 @@ class NodeLinks(asyncio.DatagramProtocol):
         self.origins: dict[Address, OriginSession] = {}
         self._pulled: dict[str, OriginSession] = {}  # output name -> the origin it comes from
         self.counters = EndpointCounters()
-        # Highest control counter seen per peer boot (replay protection).
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        # Per peer boot: the highest control counter seen, and which of the
+        # `REPLAY_WINDOW` before it were seen too (bit i: highest - i).
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
@@ -494,7 +500,7 @@ class NodeLinks(asyncio.DatagramProtocol):
     def _parse_control(self, body: bytes) -> dict[str, Any] | None:
         try:
             message = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             message = None
         if (
             not isinstance(message, dict)
@@ -509,15 +515,32 @@ class NodeLinks(asyncio.DatagramProtocol):
         if abs(message["time"] / 1000 - time.time()) > MAX_CLOCK_SKEW_S:
             self.counters.stale += 1
             return None
-        boot, n = message["boot"], message["n"]
-        if n <= self._seen.get(boot, -1):
+        if not self._first_time(message["boot"], message["n"]):
             self.counters.replayed += 1
             return None
-        self._seen[boot] = n
+        return message
+
+    def _first_time(self, boot: str, n: int) -> bool:
+        """Whether control message `n` of `boot` is new (and remember it)."""
+        entry = self._seen.get(boot)
+        if entry is None:
+            highest, seen = n, 1
+        else:
+            highest, seen = entry
+            if n > highest:
+                shift = n - highest
+                seen = ((seen << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+                highest = n
+            else:
+                behind = highest - n
+                if behind >= REPLAY_WINDOW or (seen >> behind) & 1:
+                    return False
+                seen |= 1 << behind
+        self._seen[boot] = (highest, seen)
         self._seen.move_to_end(boot)
         if len(self._seen) > _REMEMBERED_BOOTS:
             self._seen.popitem(last=False)
-        return message
+        return True
 
     def _received_control(self, message: dict[str, Any], address: Address, size: int) -> None:
         kind = message["type"]

@@ -20,7 +20,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from streamer import LinkError, LinkLimitReached, LinkLimits, Sfu, SfuConfig, UnknownOutput
 from streamer.aiortc_internals import observe_sent_rtcp, send_rtcp
-from streamer.node_link import EDGE_TIMEOUT_S, LinkKey
+from streamer.node_link import EDGE_TIMEOUT_S, LinkKey, NodeLinks
 from testbed.impaired_network import RELAY_HOST, UdpRelay
 from testbed.ports import free_udp_range
 from tests.streamer.conftest import Peers
@@ -428,3 +428,26 @@ async def test_an_unknown_output_and_too_many_edges_are_refused(nodes: list[Sfu]
         what="the second edge to be told",
     )
     assert list(origin.stats()["links"]["edges"]) == [f"127.0.0.1:{first.link_address[1]}"]
+
+
+def test_control_messages_reordered_are_taken_once_each() -> None:
+    links = NodeLinks(SECRET, lambda name: None)
+    key = LinkKey(SECRET)
+    now = int(time.time() * 1000)
+    for n in (5, 3, 4, 3, 5, 100, 36, 37, 99):
+        message = {"type": "pull", "boot": "edge", "n": n, "time": now, "outputs": {}}
+        links.datagram_received(key.seal(json.dumps(message).encode()), ("127.0.0.1", 9))
+    # 3 and 5 again are replays; 36 is too far behind 100 to be told from one.
+    assert links.counters.replayed == 3
+    assert links.counters.malformed == 0
+
+
+def test_a_datagram_is_authentic_only_whole_and_under_the_cluster_key() -> None:
+    key = LinkKey(SECRET)
+    sealed = key.seal(b"{}")
+    assert key.open(sealed) == b"{}"
+    assert key.open(sealed[:-1]) is None
+    assert key.open(bytes([sealed[0] ^ 1]) + sealed[1:]) is None
+    assert LinkKey(b"another cluster's secret, 32 b..").open(sealed) is None
+    with pytest.raises(LinkError):
+        LinkKey("a text secret, long enough")  # type: ignore[arg-type]
