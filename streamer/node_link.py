@@ -25,8 +25,8 @@ and abs-send-time extension ids are fixed, `LINK_PAYLOAD_TYPES`, `AUDIO_LEVEL_ID
 `ABS_SEND_TIME_ID`) or a JSON object (first byte `{`), a control message:
 
 - edge -> origin `pull` {outputs: {name: kind}}: the whole set wanted, sent every
-  `KEEPALIVE_S` (it is the edge's keepalive) and at once on a change; an empty
-  set ends the link;
+  `KEEPALIVE_S` (it is the edge's keepalive), every `DOWN_RETRY_S` while the
+  origin is silent, and at once on a change; an empty set ends the link;
 - origin -> edge `carry` {outputs: {name: {ssrc, kind}}, refused: {name: why}}:
   the answer to every pull (the origin's keepalive);
 - edge -> origin `keyframe` {output, urgent} and `nack` {output, lost: [seq]}.
@@ -42,12 +42,12 @@ does not parse, or comes from nobody we link with is dropped and counted,
 never answered.
 
 Failures: an edge that hears nothing for `ORIGIN_SILENT_S` counts the link down
-(and keeps pulling); an origin that hears nothing from an edge for
+(and pulls more often); an origin that hears nothing from an edge for
 `EDGE_TIMEOUT_S` stops sending to it. A pull after that (the path came back,
 the edge restarted: a new boot) starts the outputs again under new SSRCs,
 which the edge takes as a new stream; an origin restarted on the same address
 answers the next pull with its new boot and SSRCs. So a link rebuilds itself
-within one keepalive of the path returning.
+within `DOWN_RETRY_S` and a round trip of the path returning.
 """
 
 from __future__ import annotations
@@ -84,8 +84,11 @@ TAG_LENGTH = 16
 _KEY_CONTEXT = b"dragoman node link v1"
 #: Edge -> origin pull (keepalive) period; the origin answers each one.
 KEEPALIVE_S = 0.25
-#: An edge that hears nothing from its origin this long counts the link down.
+#: An edge that hears nothing from its origin this long counts the link down...
 ORIGIN_SILENT_S = 1.0
+#: ... and pulls this often until it hears again, so a path that returns carries media
+#: again within this long (plus the path's round trip).
+DOWN_RETRY_S = 0.1
 #: An origin that hears nothing from an edge this long stops sending to it.
 EDGE_TIMEOUT_S = 3.0
 #: Control messages whose time is further than this from ours are dropped.
@@ -150,6 +153,12 @@ class LinkLimits:
     max_edges: int = 64
     max_outputs_per_edge: int = 64
     max_pulled: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_edges", "max_outputs_per_edge", "max_pulled"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LinkError(f"{name} is a whole number of at least 1, not {value!r:.40}")
 
 
 @dataclass(slots=True)
@@ -297,6 +306,7 @@ class OriginSession:
     by_ssrc: dict[int, PulledOutput] = field(default_factory=dict)
     boot: str | None = None
     heard_at: float = 0.0
+    pulled_at: float = 0.0
     up: bool = False
     counters: LinkCounters = field(default_factory=LinkCounters)
 
@@ -419,6 +429,7 @@ class NodeLinks(asyncio.DatagramProtocol):
         return {name: session.address for name, session in self._pulled.items()}
 
     def _send_pull(self, session: OriginSession) -> None:
+        session.pulled_at = time.monotonic()
         outputs = {name: p.kind for name, p in session.pulled.items()}
         self._send_control(session.address, {"type": "pull", "outputs": outputs})
 
@@ -679,13 +690,14 @@ class NodeLinks(asyncio.DatagramProtocol):
 
     async def _keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(KEEPALIVE_S)
+            await asyncio.sleep(DOWN_RETRY_S)
             now = time.monotonic()
             for session in self.origins.values():
                 if session.up and now - session.heard_at > ORIGIN_SILENT_S:
                     session.up = False
                     logger.warning("node link to %s:%d: the origin is silent", *session.address)
-                self._send_pull(session)
+                if not session.up or now - session.pulled_at >= KEEPALIVE_S:
+                    self._send_pull(session)
             for address, edge in list(self.edges.items()):
                 if now - edge.heard_at > EDGE_TIMEOUT_S:
                     logger.warning("node link to edge %s:%d timed out", *address)
@@ -732,7 +744,11 @@ class NodeLinks(asyncio.DatagramProtocol):
             "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
             "refused": self.counters.as_dict(),
             "edges": {
-                f"{a[0]}:{a[1]}": {"outputs": sorted(e.slots), **e.counters.as_dict()}
+                f"{a[0]}:{a[1]}": {
+                    "outputs": sorted(e.slots),
+                    "retransmitted": sum(s.counters.retransmitted for s in e.slots.values()),
+                    **e.counters.as_dict(),
+                }
                 for a, e in self.edges.items()
             },
             "origins": {

@@ -21,7 +21,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from streamer import LinkError, LinkLimitReached, LinkLimits, Sfu, SfuConfig, UnknownOutput
 from streamer.aiortc_internals import observe_sent_rtcp, send_rtcp
 from streamer.node_link import EDGE_TIMEOUT_S, LinkKey, NodeLinks
-from testbed.impaired_network import RELAY_HOST, UdpRelay
+from testbed.impaired_network import RELAY_HOST, Impairment, UdpRelay
 from testbed.ports import free_udp_range
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import LOOPBACK, eventually
@@ -82,10 +82,29 @@ async def silence(recorder: ToneRecorder, seconds: float = 0.5) -> bool:
     return len(samples) == 0 or float(np.abs(samples[-SAMPLE_RATE // 10 :]).max()) < 300
 
 
+@pytest.fixture
+async def relays() -> AsyncIterator[list[UdpRelay]]:
+    started: list[UdpRelay] = []
+    yield started
+    for relay in started:
+        await relay.close()
+
+
+async def relay_to(relays: list[UdpRelay], sfu: Sfu) -> tuple[UdpRelay, tuple[str, int]]:
+    """A relay in front of a node's link endpoint, and the address to pull through it."""
+    assert sfu.link_address is not None
+    port = sfu.link_address[1]
+    relay = await UdpRelay([port]).start()
+    relays.append(relay)
+    return relay, (RELAY_HOST, port)
+
+
 async def test_edge_hears_the_origin_and_follows_its_switches(
-    nodes: list[Sfu], peer_sets: dict[Sfu, Peers]
+    nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
 ) -> None:
     origin, edge = await open_node(nodes), await open_node(nodes)
+    # A plain relay between the nodes shows what crosses the wire.
+    wire, origin_address = await relay_to(relays, origin)
     await peers_of(peer_sets, origin).publisher("speaker", [ToneTrack(440)])
     await peers_of(peer_sets, origin).publisher("interpreter", [ToneTrack(880)])
     for sfu in (origin, edge):
@@ -95,7 +114,7 @@ async def test_edge_hears_the_origin_and_follows_its_switches(
     origin.point("channel-fr", "interpreter/audio")
     local = await peers_of(peer_sets, origin).subscriber("local", {"voice": "channel-fr"})
 
-    edge.pull("floor", origin.link_address)
+    edge.pull("floor", origin_address)
     assert edge.sources()["floor@link"] == "audio"
     assert edge.outputs()["floor"] == "floor@link"
     listener = await peers_of(peer_sets, edge).subscriber("listener", {"voice": "floor"})
@@ -127,6 +146,9 @@ async def test_edge_hears_the_origin_and_follows_its_switches(
     floor_ssrc = pulled["outputs"]["floor"]["ssrc"]
     assert edge.stats()["links"]["refused"]["unknown_ssrc"] == 0
     assert floor_ssrc is not None
+    assert set(wire.downstream.counters.rtp_received) == {floor_ssrc}
+    assert wire.downstream.counters.rtp_received[floor_ssrc] > 50
+    assert not wire.upstream.counters.rtp_received  # the edge sends only control messages
 
     # Stopping the pull stops the traffic: the origin forgets the edge.
     assert edge.stop_pulling("floor")
@@ -216,36 +238,56 @@ async def test_video_keyframes_cross_the_link(
     assert len({p[4] for p in viewer.rtp["video"].packets}) == 1
 
 
-async def test_a_cut_path_is_rebuilt(nodes: list[Sfu], peer_sets: dict[Sfu, Peers]) -> None:
+async def test_video_lost_on_the_link_is_asked_for_again(
+    nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
+) -> None:
     origin, edge = await open_node(nodes), await open_node(nodes)
-    assert origin.link_address is not None
-    port = origin.link_address[1]
-    relay = await UdpRelay([port]).start()
-    try:
-        await peers_of(peer_sets, origin).publisher("speaker", [ToneTrack(440)])
-        for sfu in (origin, edge):
-            sfu.declare_output("floor", "audio")
-        origin.point("floor", "speaker/audio")
-        edge.pull("floor", (RELAY_HOST, port))
-        listener = await peers_of(peer_sets, edge).subscriber("listener", {"voice": "floor"})
-        recorder = listener.audio["voice"]
-        await hears(recorder, 440)
+    relay, origin_address = await relay_to(relays, origin)
+    relay.set_impairment(Impairment(), Impairment(loss=0.05))  # origin -> edge loses 5%
+    await peers_of(peer_sets, origin).publisher("speaker", [PatternVideoTrack()])
+    for sfu in (origin, edge):
+        sfu.declare_output("program-video", "video")
+    origin.point("program-video", "speaker/video")
+    edge.pull("program-video", origin_address)
+    viewer = await peers_of(peer_sets, edge).subscriber("viewer", {"video": "program-video"})
+    frames = viewer.video["video"]
+    await eventually(lambda: relay.downstream.counters.lost >= 5, what="losses on the link")
+    await eventually(lambda: frames.frames >= 30, within=20, what="frames despite the losses")
+    link = f"{origin_address[0]}:{origin_address[1]}"
+    assert edge.stats()["links"]["origins"][link]["nacked"] >= 1
+    (served,) = origin.stats()["links"]["edges"].values()
+    assert served["nacked"] >= 1
+    assert served["retransmitted"] >= 1  # from the origin slot's history
 
-        for outage in (1.5, EDGE_TIMEOUT_S + 1.0):  # the origin still sends; it gave up
-            relay.cut()
-            await asyncio.sleep(outage)
-            assert not edge.stats()["links"]["origins"][f"{RELAY_HOST}:{port}"]["up"]
-            if outage > EDGE_TIMEOUT_S:
-                assert not origin.stats()["links"]["edges"], "the origin still sends"
-            relay.restore()
-            restored = time.monotonic()
-            await hears(recorder, 440, within=10)
-            # Generous for a loaded machine; bench/node_link.py measures the real figure.
-            assert time.monotonic() - restored < 5.0
-        stats = edge.stats()["links"]["origins"][f"{RELAY_HOST}:{port}"]
-        assert stats["up"] and stats["rebuilds"] == 2
-    finally:
-        await relay.close()
+
+async def test_a_cut_path_is_rebuilt(
+    nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
+) -> None:
+    origin, edge = await open_node(nodes), await open_node(nodes)
+    relay, origin_address = await relay_to(relays, origin)
+    await peers_of(peer_sets, origin).publisher("speaker", [ToneTrack(440)])
+    for sfu in (origin, edge):
+        sfu.declare_output("floor", "audio")
+    origin.point("floor", "speaker/audio")
+    edge.pull("floor", origin_address)
+    listener = await peers_of(peer_sets, edge).subscriber("listener", {"voice": "floor"})
+    recorder = listener.audio["voice"]
+    await hears(recorder, 440)
+    link = f"{origin_address[0]}:{origin_address[1]}"
+
+    for outage in (1.5, EDGE_TIMEOUT_S + 1.0):  # the origin still sends; it gave up
+        relay.cut()
+        await asyncio.sleep(outage)
+        assert not edge.stats()["links"]["origins"][link]["up"]
+        if outage > EDGE_TIMEOUT_S:
+            assert not origin.stats()["links"]["edges"], "the origin still sends"
+        relay.restore()
+        restored = time.monotonic()
+        await hears(recorder, 440, within=10)
+        # Generous for a loaded machine; bench/node_link.py measures the real figure.
+        assert time.monotonic() - restored < 5.0
+    stats = edge.stats()["links"]["origins"][link]
+    assert stats["up"] and stats["rebuilds"] == 2
 
 
 async def test_restarted_origin_and_edge_are_linked_again(
@@ -376,6 +418,8 @@ async def test_misuse_gets_clear_errors(nodes: list[Sfu]) -> None:
     nodes.append(short)
     with pytest.raises(LinkError, match="at least 16 bytes"):
         await short.open_links("127.0.0.1")
+    with pytest.raises(LinkError, match="max_pulled is a whole number"):
+        LinkLimits(max_pulled=0)
     origin = await open_node(nodes)
     edge = await open_node(nodes, link_limits=LinkLimits(max_pulled=1))
     with pytest.raises(LinkError, match="already open"):
