@@ -220,11 +220,13 @@ class LinkKey:
 class LinkSender:
     """What a `LinkSlot` sends with: seals each packet and sends it to one edge."""
 
-    __slots__ = ("_links", "address", "dropped", "session", "ssrc")
+    __slots__ = ("_counters", "_seal", "_sendto", "address", "dropped", "ssrc")
 
     def __init__(self, links: NodeLinks, session: EdgeSession, ssrc: int) -> None:
-        self._links = links
-        self.session = session
+        # Bound once: this runs for every packet of every pulled output.
+        self._seal = links.key.seal
+        self._sendto = links.transport_sendto()
+        self._counters = session.counters
         self.address = session.address
         self.ssrc = ssrc
         self.dropped = 0
@@ -233,9 +235,15 @@ class LinkSender:
         return self.send_unaccounted(data)
 
     def send_unaccounted(self, data: bytes) -> bool:
-        if not self._links.send_sealed(data, self.address, self.session.counters):
+        datagram = self._seal(data)
+        try:
+            self._sendto(datagram, self.address)
+        except Exception:
             self.dropped += 1
             return False
+        counters = self._counters
+        counters.packets_out += 1
+        counters.bytes_out += len(datagram)
         return True
 
     def close(self) -> None:
@@ -320,7 +328,7 @@ class NodeLinks(asyncio.DatagramProtocol):
         find_output: Callable[[str], Output | None],
         limits: LinkLimits | None = None,
     ) -> None:
-        self._key = LinkKey(secret)
+        self.key = LinkKey(secret)
         self._find_output = find_output
         self.limits = limits or LinkLimits()
         self.boot = os.urandom(8).hex()
@@ -457,7 +465,7 @@ class NodeLinks(asyncio.DatagramProtocol):
     def _received(self, data: bytes, address: Address) -> None:
         if self._closed:
             return
-        body = self._key.open(data)
+        body = self.key.open(data)
         if body is None:
             self.counters.forged += 1
             return
@@ -717,11 +725,16 @@ class NodeLinks(asyncio.DatagramProtocol):
             counters = origin.counters if origin is not None else None
         self.send_sealed(body, address, counters)
 
+    def transport_sendto(self) -> Callable[[bytes, Address], None]:
+        """The endpoint's `sendto` (the endpoint is open while slots send with it)."""
+        assert self._transport is not None
+        return self._transport.sendto
+
     def send_sealed(self, body: bytes, address: Address, counters: LinkCounters | None) -> bool:
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
-        datagram = self._key.seal(body)
+        datagram = self.key.seal(body)
         transport.sendto(datagram, address)
         if counters is not None:
             counters.packets_out += 1
