@@ -11,6 +11,8 @@ from .errors import (
     InvalidNetworkSetting,
     InvalidSdp,
     KindMismatch,
+    LinkError,
+    LinkLimitReached,
     PortRangeExhausted,
     SfuClosed,
     StreamerError,
@@ -22,6 +24,7 @@ from .errors import (
     UnknownSubscriber,
 )
 from .negotiation import IceServer
+from .node_link import LinkLimits, remote_source_id
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
@@ -29,6 +32,9 @@ __all__ = [
     "InvalidNetworkSetting",
     "InvalidSdp",
     "KindMismatch",
+    "LinkError",
+    "LinkLimitReached",
+    "LinkLimits",
     "PortRangeExhausted",
     "Reception",
     "Sfu",
@@ -42,4 +48,5 @@ __all__ = [
     "UnknownSlot",
     "UnknownSource",
     "UnknownSubscriber",
+    "remote_source_id",
 ]

@@ -32,6 +32,9 @@ naming what moved, if an upgrade changes any of it:
   `get_component_candidates` on the aioice `Connection` inside each of the
   connection's `RTCIceGatherer`s (aioice binds host sockets on port 0 of every
   non-loopback interface, and aiortc offers no setting for either).
+- Node links (streamer/node_link.py) parse the RTP they receive with aiortc's
+  `RtpPacket.parse` and a `HeaderExtensionsMap` (`link_extensions_map`), and
+  find lost video packets with the receiver's `NackGenerator`.
 """
 
 from __future__ import annotations
@@ -63,14 +66,20 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -130,6 +139,7 @@ __all__ = [
     "AiortcIncompatible",
     "IdleTrack",
     "InboundTap",
+    "NackGenerator",
     "RtcpPsfbPacket",
     "RtcpRrPacket",
     "RtcpRtpfbPacket",
@@ -137,6 +147,7 @@ __all__ = [
     "RtpPacket",
     "SenderLink",
     "check",
+    "link_extensions_map",
     "local_ice_addresses",
     "ntp_time",
     "restrict_ice",
@@ -772,6 +783,31 @@ def observe_received_rtcp(
     receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+def link_extensions_map(ids: dict[str, int]) -> HeaderExtensionsMap:
+    """A map for `RtpPacket.parse` reading the header extensions `ids` (uri -> id) name."""
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=i, uri=uri) for uri, i in ids.items()
+            ]
+        )
+    )
+    return extensions
+
+
+def observe_sent_rtcp(sender: RTCRtpSender, observe: Callable[[AnyRtcpPacket], None]) -> None:
+    """Call `observe` with every RTCP packet a sender gets (a publisher's view of the
+    keyframe requests it is sent), then process it as usual."""
+    original = _require(sender, "_handle_rtcp_packet")
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        observe(packet)
+        await original(packet)  # type: ignore[operator]
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
 async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
     """Send one RTCP packet on a DTLS transport (tests use it to play a subscriber's part)."""
     await dtls._send_rtp(bytes(packet))  # type: ignore[attr-defined]
@@ -848,6 +884,9 @@ async def check() -> None:
             "_RTCPeerConnection__createDtlsTransport",
         ):
             _require(pc, name)
+        generator = NackGenerator()
+        if not (hasattr(generator, "missing") and callable(getattr(generator, "add", None))):
+            raise AiortcIncompatible("aiortc: NackGenerator no longer has add() and missing")
         if "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
             raise AiortcIncompatible(
                 "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "

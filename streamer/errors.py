@@ -69,3 +69,11 @@ class PortRangeExhausted(StreamerError):
         self.first = first
         self.last = last
         self.address = address
+
+
+class LinkError(StreamerError):
+    """A node link cannot do what was asked (not configured, not open, a bad origin address)."""
+
+
+class LinkLimitReached(LinkError):
+    """One more pulled output would pass the configured bound."""

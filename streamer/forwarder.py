@@ -51,7 +51,9 @@ RECENT_VIDEO_PACKETS = 64
 #: A video source silent this long then sending again is asked for a keyframe.
 RESUMED_AFTER_S = 0.5
 
-UpstreamRequest = Callable[[], Awaitable[bool]]
+#: Asks upstream for a keyframe (the argument: `urgent`, see `request_keyframe`); False if
+#: it could not be asked.
+UpstreamRequest = Callable[[bool], Awaitable[bool]]
 
 
 class Forwarder:
@@ -94,7 +96,7 @@ class Forwarder:
         if self.kind != "video" or self._closed:
             return
         if self._throttle.due(time.monotonic(), urgent=urgent):
-            if await self._request_upstream():
+            if await self._request_upstream(urgent):
                 self.counters.keyframe_requests += 1
 
     def close(self) -> None:
@@ -102,6 +104,16 @@ class Forwarder:
         self.outputs = ()
 
     async def handle(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        """Forward one packet, then ask the publisher for a keyframe if a slot needs one."""
+        if self.forward(packet, codec):
+            await self.request_keyframe(urgent=True)
+
+    def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> bool:
+        """Forward one packet to every slot; True if a keyframe should be asked for now.
+
+        Synchronous, so that a caller on a datagram callback (a node link) forwards
+        without a task per packet and asks for the keyframe its own way.
+        """
         payload = packet.payload
         size = len(payload)
         counters = self.counters
@@ -128,7 +140,7 @@ class Forwarder:
         if seq is None:
             counters.duplicates = window.duplicates
             counters.too_late = window.too_late
-            return
+            return False
         marker = 0x80 if packet.marker else 0
         ts = packet.timestamp
         outputs = self.outputs
@@ -136,7 +148,7 @@ class Forwarder:
             # Kept whether listened to or not: a slot may start on this frame's keyframe.
             self._recent.append((seq, ts, marker, payload))
         if not outputs:
-            return
+            return False
 
         pt_in = packet.payload_type
         mime = self._mimes.get(pt_in)
@@ -207,8 +219,7 @@ class Forwarder:
                     if slot.counters.errors == 1:
                         logger.exception("forwarding to slot %r failed", slot.name)
 
-        if want_keyframe or (resumed and self.kind == "video"):
-            await self.request_keyframe(urgent=True)
+        return want_keyframe or (resumed and self.kind == "video")
 
     def _send(
         self,

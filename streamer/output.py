@@ -55,9 +55,10 @@ class Output:
     def refresh(self) -> None:
         self.sinks = tuple(slot for slot in self.slots if slot.receiving)
 
-    async def request_keyframe(self) -> None:
+    async def request_keyframe(self, *, urgent: bool = False) -> None:
         """A subscriber of this output lost a picture: ask the current publisher
-        (loss-driven, so at most once a second per source; see streamer/keyframes.py)."""
+        (loss-driven, so at most once a second per source; see streamer/keyframes.py).
+        `urgent`: a subscriber behind a node link joined and shows nothing until one."""
         self.counters.keyframe_requests += 1
         if self.source is not None:
-            await self.source.forwarder.request_keyframe()
+            await self.source.forwarder.request_keyframe(urgent=urgent)

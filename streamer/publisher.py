@@ -38,7 +38,8 @@ def _make_source(publisher_id: str, kind: str, pc: RTCPeerConnection) -> Source:
     transceiver.setCodecPreferences(codec_preferences(kind))
     tap: InboundTap | None = None
 
-    async def request_upstream() -> bool:
+    async def request_upstream(urgent: bool) -> bool:
+        # A publisher answers a PLI the same way whatever the need behind it.
         return tap is not None and await tap.request_keyframe()
 
     forwarder = Forwarder(kind, request_upstream)

@@ -27,6 +27,21 @@ Example::
     await sfu.close_subscriber("attendee-7")
     await sfu.close()
 
+Between nodes (streamer/node_link.py): every node opens its link endpoint and
+publishes its address; a node whose listeners want an output fed elsewhere pulls
+it, and its local subscribers are fed as from a local source::
+
+    sfu = Sfu(SfuConfig(link_secret=cluster_secret))
+    address = await sfu.open_links("10.0.0.7")         # (host, port) for the node registry
+    sfu.declare_output("floor", "audio")
+    sfu.pull("floor", origin_address)                   # fed by the origin's "floor"
+    sfu.stop_pulling("floor")
+
+A pulled output is bound to the remote source `floor@link` (listed by
+`sources()`, announced through `on_source_added`); the last of `pull` and
+`point` on an output wins: `point` stops a pull, `pull` replaces a pointing.
+Other outputs may point at a remote source like at any other.
+
 Publishing or subscribing again with an id in use replaces the old peer (a
 page reload). When a publisher goes away, outputs pointing at its sources
 carry nothing, remember the source, and carry it again if the publisher comes
@@ -51,6 +66,7 @@ from .errors import (
     InvalidNetworkSetting,
     InvalidSdp,
     KindMismatch,
+    LinkError,
     SfuClosed,
     StreamerError,
     UnknownOutput,
@@ -65,6 +81,14 @@ from .negotiation import (
     check_subscriber_answer,
     rtc_configuration,
     with_public_address,
+)
+from .node_link import (
+    Address,
+    LinkLimits,
+    LinkSlot,
+    NodeLinks,
+    check_origin,
+    remote_source_id,
 )
 from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
@@ -98,12 +122,18 @@ class SfuConfig:
     None: any port. `host_addresses`: the IP addresses host candidates are
     gathered on (loopback allowed); empty: every non-loopback interface, as
     aioice finds them.
+
+    `link_secret`: the key every node of the cluster shares (at least 16 bytes);
+    without it this node opens no node link. `link_limits`: bounds on edges
+    served and outputs pulled (streamer/node_link.py).
     """
 
     ice_servers: Sequence[str | IceServer | RTCIceServer] = field(default_factory=tuple)
     public_address: str | None = None
     port_range: tuple[int, int] | None = None
     host_addresses: tuple[str, ...] = ()
+    link_secret: bytes | None = field(default=None, repr=False)
+    link_limits: LinkLimits = field(default_factory=LinkLimits)
 
 
 def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
@@ -169,6 +199,7 @@ class Sfu:
         self._subscribers: dict[str, Subscriber] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loss_meters: dict[str, LossInterval] = {}
+        self._links: NodeLinks | None = None
         self._closed = False
 
     # -- publishers -------------------------------------------------------------
@@ -220,9 +251,16 @@ class Sfu:
         self._outputs[name] = Output(name=name, kind=kind)
 
     def point(self, output_name: str, source_id: str | None) -> None:
-        """Make an output carry a source (or nothing). Never renegotiates."""
+        """Make an output carry a source (or nothing). Never renegotiates.
+
+        On a pulled output, pointing anywhere but at its own remote source stops the pull.
+        """
         self._check_open()
         output = self._output(output_name)
+        if self._links is not None and self._links.origin_of(output_name) is not None:
+            if source_id == remote_source_id(output_name):
+                return
+            self.stop_pulling(output_name)
         if source_id is None:
             output.source_id = None
             output.bind(None)
@@ -241,6 +279,63 @@ class Sfu:
     def outputs(self) -> dict[str, str | None]:
         """Declared outputs: name -> the source id they point at (or None)."""
         return {name: output.source_id for name, output in self._outputs.items()}
+
+    # -- node links ---------------------------------------------------------------
+
+    async def open_links(self, host: str) -> Address:
+        """Open this node's link endpoint on `host` (its media address); returns the
+        (host, port) other nodes pull from. The port is taken from the port range
+        if one is configured, else any free port."""
+        self._check_open()
+        if self.config.link_secret is None:
+            raise LinkError("node links need the cluster's shared secret (link_secret)")
+        if self._links is not None:
+            raise LinkError("this node's link endpoint is already open")
+        check_address(host)
+        links = NodeLinks(self.config.link_secret, self._outputs.get, self.config.link_limits)
+        address = await links.open(host, self._ports)
+        if self._closed:
+            await links.close()
+            raise SfuClosed("the SFU was closed while its link endpoint opened")
+        self._links = links
+        return address
+
+    @property
+    def link_address(self) -> Address | None:
+        """Where other nodes reach this node's link endpoint; None until `open_links`."""
+        return self._links.address if self._links is not None else None
+
+    def pull(self, output_name: str, origin: Address) -> None:
+        """Feed a declared output from the output of the same name on the node whose link
+        endpoint is `origin` (idempotent; another origin replaces the first)."""
+        self._check_open()
+        output = self._output(output_name)
+        origin = check_origin(origin)
+        links = self._links
+        if links is None:
+            raise LinkError("open this node's link endpoint (open_links) before pulling")
+        current = links.origin_of(output_name)
+        if current == origin:
+            return
+        if current is not None:
+            self.stop_pulling(output_name)
+        source = links.pull(output, origin)
+        output.source_id = source.id
+        self._add_source(source)
+
+    def stop_pulling(self, output_name: str) -> bool:
+        """Stop pulling an output, which then carries nothing; False if it was not pulled."""
+        output = self._output(output_name)
+        source = self._links.stop_pulling(output_name) if self._links is not None else None
+        if source is None:
+            return False
+        self._remove_source(source)
+        output.source_id = None
+        return True
+
+    def pulls(self) -> dict[str, Address]:
+        """Pulled outputs: name -> the origin's link address."""
+        return self._links.pulls() if self._links is not None else {}
 
     # -- subscribers ------------------------------------------------------------
 
@@ -334,6 +429,8 @@ class Sfu:
     async def close(self) -> None:
         """Close every peer connection and background task."""
         self._closed = True
+        if self._links is not None:
+            await self._links.close()
         for subscriber in list(self._subscribers.values()):
             await self._remove_subscriber(subscriber)
         for publisher in list(self._publishers.values()):
@@ -382,7 +479,7 @@ class Sfu:
             reports = [
                 (slot.counters.fraction_lost / 256, slot.counters.jitter)
                 for slot in output.slots
-                if slot.receiving and slot.counters.packets
+                if slot.receiving and slot.counters.packets and not isinstance(slot, LinkSlot)
             ]
             if not reports:
                 continue
@@ -413,7 +510,8 @@ class Sfu:
                     "kind": o.kind,
                     "source": o.source_id,
                     "live": o.source is not None,
-                    "slots": len(o.slots),
+                    "slots": sum(not isinstance(slot, LinkSlot) for slot in o.slots),
+                    "links": sum(isinstance(slot, LinkSlot) for slot in o.slots),
                     **o.counters.as_dict(),
                 }
                 for name, o in self._outputs.items()
@@ -436,6 +534,7 @@ class Sfu:
                 }
                 for sid, sub in self._subscribers.items()
             },
+            "links": self._links.stats() if self._links is not None else None,
         }
 
     # -- internals --------------------------------------------------------------

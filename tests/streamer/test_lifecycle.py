@@ -73,6 +73,7 @@ async def test_closing_everything_frees_tasks_and_threads() -> None:
         "sources": {},
         "outputs": sfu.stats()["outputs"],
         "subscribers": {},
+        "links": None,
     }
 
 

@@ -92,7 +92,7 @@ def open_slot(output: Output, kind: str) -> tuple[Slot, RecordingLink]:
     return slot, link
 
 
-async def no_upstream() -> bool:
+async def no_upstream(urgent: bool) -> bool:
     return True
 
 

@@ -37,7 +37,7 @@ from tests.streamer.peers import SubscriberPeer, eventually
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 
 
-async def no_keyframe() -> bool:
+async def no_keyframe(urgent: bool) -> bool:
     return False
 
 
