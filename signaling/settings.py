@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     #: IP addresses (comma-separated) the node offers media on. Empty: every non-loopback
     #: interface.
     rtc_addresses: Annotated[list[str], NoDecode] = []
+    #: With several nodes (``redis_url``): the IP address other nodes send this node's
+    #: media link to (UDP, one port of ``rtc_ports``). Unset: the first of
+    #: ``rtc_addresses``, else 127.0.0.1 (nodes on one machine).
+    link_host: str | None = None
     #: The TURN server(s) pages may relay media through (``turn:``/``turns:`` URLs,
     #: comma-separated); each page gets short-lived credentials made with ``turn_secret``.
     turn_urls: Annotated[list[str], NoDecode] = []

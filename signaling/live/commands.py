@@ -81,8 +81,10 @@ async def subscribe(live: LiveEvent, client: Client, message: p.Subscribe) -> No
     client.subscriber_id = subscriber_id
     client.slots = dict(slots)
     client.paused = {}
-    # The routing may have changed while the offer was being made.
+    # The routing may have changed while the offer was being made; what this client
+    # listens to may have to be pulled from another node.
     live.plan.reslot(client)
+    live.plan.refresh_feeds()
     mids = re.findall(r"^a=mid:(\S+)", offer, flags=re.MULTILINE)
     client.send(
         p.ServerOffer(
@@ -265,6 +267,7 @@ async def monitor(live: LiveEvent, client: Client, message: p.Monitor) -> None:
         raise _unknown_language(live, source, also=FLOOR)
     client.monitor = source
     live.plan.reslot(client)
+    live.plan.refresh_feeds()
     live.push(clients=[client])
 
 

@@ -43,6 +43,7 @@ from signaling.tokens import Claims, Role
 from signaling.turn_credentials import PageIceServers
 from streamer import Reception, SourceActivity
 from streamer.errors import PortRangeExhausted
+from streamer.node_link import REMOTE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class MediaPlane(Protocol):
     async def close_publisher(self, publisher_id: str) -> Any: ...
     def activity(self) -> Mapping[str, SourceActivity]: ...
     def health(self) -> Mapping[str, Mapping[str, Reception]]: ...
+    async def open_links(self, host: str) -> tuple[str, int]: ...
+    def pull(self, output: str, origin: tuple[str, int]) -> Any: ...
 
 
 class LiveEvent:
@@ -89,6 +92,7 @@ class LiveEvent:
         *,
         bus: LiveBus | None = None,
         address: str = "",
+        link_host: str | None = None,
         take_over_after: float = TAKE_OVER_AFTER,
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
@@ -102,6 +106,10 @@ class LiveEvent:
         self.sfu = sfu
         self.bus: LiveBus = bus or LocalBus()
         self.address = address
+        #: Where this node's media link listens, for other nodes to pull its outputs
+        #: (None: a node alone, no link).
+        self.link_host = link_host
+        self.link = ""
         self.clock = clock
         self.ice_servers = ice_servers or PageIceServers()
         self.publisher_grace_s = publisher_grace_s
@@ -152,7 +160,10 @@ class LiveEvent:
         outputs and route."""
         self.replica.load(await self.store.get_live_state(self.event.id), self.clock())
         self.plan.declare_outputs()
-        self.sources = set(self.sfu.sources())
+        self.sources = {s for s in self.sfu.sources() if not _pulled(s)}
+        if self.link_host is not None:
+            host, port = await self.sfu.open_links(self.link_host)
+            self.link = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         await self.bus.start(self.replica, self._on_change, self._on_presence)
         self._started = True
         self.plan.apply()
@@ -218,14 +229,50 @@ class LiveEvent:
         others = (presence.sources for presence in self.bus.presences())
         return self.sources.union(*others)
 
+    def source_holders(self) -> dict[str, NodePresence]:
+        """The other live nodes, by the sources they receive."""
+        return {
+            source: presence
+            for presence in self.bus.presences()
+            if presence.node != self.node
+            for source in presence.sources
+        }
+
+    def needed_outputs(self) -> set[str]:
+        """The outputs someone on this node listens to (or watches)."""
+        return {
+            output
+            for client in self.clients
+            if client.subscriber_id is not None
+            for output in client.slots.values()
+        }
+
+    def event_activity(self) -> dict[str, SourceActivity]:
+        """How every source of the event arrives: here as measured, elsewhere as its node
+        last said (aged by the time since)."""
+        activity = dict(self.sfu.activity())
+        now = self.clock()
+        for presence in self.bus.presences():
+            if presence.node == self.node:
+                continue
+            for source, (packet_age, sound_age) in presence.activity_now(now).items():
+                kind = presence.sources.get(source)
+                if kind is not None and source not in activity:
+                    activity[source] = SourceActivity(kind, packet_age, sound_age)
+        return activity
+
     def _presence(self) -> NodePresence:
+        own = {s: kind for s, kind in self.sfu.sources().items() if not _pulled(s)}
+        activity = self.sfu.activity()
         return NodePresence(
             node=self.node,
             at=self.clock(),
-            sources=dict(self.sfu.sources()),
+            sources=own,
             listeners=self.views.local_listeners(),
             clients=len(self.clients),
             address=self.address,
+            link=self.link,
+            activity={s: (a.packet_age, a.sound_age) for s, a in activity.items() if s in own},
         )
 
     async def _heartbeat(self) -> None:
@@ -244,11 +291,15 @@ class LiveEvent:
     # --- streamer events --------------------------------------------------------------
 
     def source_added(self, source_id: str, kind: str) -> None:
+        if _pulled(source_id):
+            return  # an output pulled from another node: its source is that node's
         self.sources.add(source_id)
         self._announce_soon()
         self.changed()
 
     def source_removed(self, source_id: str, kind: str) -> None:
+        if _pulled(source_id):
+            return
         self.sources.discard(source_id)
         self._announce_soon()
         self.changed()
@@ -372,6 +423,8 @@ class LiveEvent:
             await self.quietly(self.sfu.close_subscriber(subscriber_id))
         if was_listening and client.role is Role.ATTENDEE:
             self.listeners_changed()
+        if self._started:
+            self.plan.refresh_feeds()  # pulls nobody here needs any more end
 
     @staticmethod
     async def quietly(closing: Awaitable[Any]) -> None:
@@ -489,6 +542,10 @@ class LiveEvent:
         # the one scheduling cancels.
         self._wake_task = None
         self._schedule_wake()
+
+
+def _pulled(source_id: str) -> bool:
+    return source_id.endswith(REMOTE_SUFFIX)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

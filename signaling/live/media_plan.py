@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def link_address(text: str) -> tuple[str, int]:
+    """The "host:port" a node announces for its link, as the streamer takes it."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class MediaPlan:
     """Where this node's outputs and its clients' slots point."""
 
@@ -45,7 +51,9 @@ class MediaPlan:
         self.booth_specs = [BoothSpec(b.id, tuple(b.works_into)) for b in event.spoken_booths]
         self.sign_booths = {b.id for b in event.sign_booths}
         self.routing: Routing | None = None
-        self._pointed: dict[str, str | None] = {}
+        #: Per output: ("point", source or None) or ("pull", the origin's link).
+        self._fed: dict[str, tuple[str, str | None]] = {}
+        self._wanted: dict[str, str | None] = {}
 
     def declare_outputs(self) -> None:
         sfu, event = self.live.sfu, self.live.event
@@ -130,13 +138,8 @@ class MediaPlan:
         for booth_id in self.sign_booths:
             who = signing.get(booth_id)
             wanted[sign_output(booth_id)] = self.feed_of(booth_id, who) if who else None
-        for output, wanted_source in wanted.items():
-            # The streamer points only at sources it receives; a source that arrives
-            # later triggers another pass.
-            source = wanted_source if wanted_source in live.sources else None
-            if self._pointed.get(output, "unset") != source:
-                live.sfu.point(output, source)
-                self._pointed[output] = source
+        self._wanted = wanted
+        self._feed_outputs(wanted)
         for client in live.clients:
             if client.role is Role.INTERPRETER and client.subscriber_id is not None:
                 try:
@@ -145,6 +148,45 @@ class MediaPlan:
                     # Its peer connection failed and the streamer dropped it; the page
                     # subscribes again. Nobody else's routing may suffer for it.
                     log.warning("could not re-point an interpreter's listening", exc_info=True)
+
+    def refresh_feeds(self) -> None:
+        """Who listens here changed: pull what is now needed, stop what is not."""
+        self._feed_outputs(self._wanted)
+
+    def _feed_outputs(self, wanted: dict[str, str | None]) -> None:
+        """Point each output at its source here, or pull it from the node that has it.
+
+        A source another node receives is pulled (over the node link, from the node's
+        output of the same name, which points at it there) only while someone here
+        listens to that output: an edge carries nothing it does not need.
+        """
+        live = self.live
+        holders = live.source_holders()
+        needed = live.needed_outputs()
+        for output, source in wanted.items():
+            feed: tuple[str, str | None] = ("point", None)
+            if source in live.sources:
+                feed = ("point", source)
+            elif source is not None and output in needed:
+                holder = holders.get(source)
+                if holder is not None and holder.link:
+                    feed = ("pull", holder.link)
+            if self._fed.get(output) == feed:
+                continue
+            if feed[0] == "pull":
+                assert feed[1] is not None
+                try:
+                    live.sfu.pull(output, link_address(feed[1]))
+                except (StreamerError, ValueError) as exc:
+                    # Links closed, or a limit reached: the output carries nothing here
+                    # rather than the wrong thing; the log says why.
+                    log.warning("cannot pull %s from %s: %s", output, feed[1], exc)
+                    feed = ("point", None)
+                    live.sfu.point(output, None)
+            else:
+                # Pointing also ends a pull of this output, if there was one.
+                live.sfu.point(output, feed[1])
+            self._fed[output] = feed
 
     # --- what an interpreter hears ----------------------------------------------------
 
@@ -243,3 +285,4 @@ class MediaPlan:
         for client in self.live.clients:
             if client.role is Role.ATTENDEE and client.claims.subject == subject:
                 self.reslot(client)
+        self.refresh_feeds()

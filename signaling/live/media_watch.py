@@ -153,8 +153,10 @@ class MediaWatch:
             silent_for[status.booth] = max(monotonic - since, quiet)
         return silent_for
 
-    def update_alarms(self, activity: Mapping[str, SourceActivity], now: float) -> None:
+    def update_alarms(self, local: Mapping[str, SourceActivity], now: float) -> None:
         live = self.live
+        # Alarms are about the event, whichever node receives each voice.
+        activity = {**live.event_activity(), **local}
         routing = live.plan.routing
         if routing is None:
             return

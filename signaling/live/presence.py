@@ -8,6 +8,7 @@ the routing rule may use; the sum of their listeners is the audience a booth see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,11 @@ class NodePresence:
     clients: int = 0
     #: Where pages reach the node (its public URL), empty when not told.
     address: str = ""
+    #: Where other nodes pull its outputs ("host:port" of its media link), empty: none.
+    link: str = ""
+    #: How its sources arrive, when it announced: id -> (packet age, sound age) in
+    #: seconds (None: no audio level). Not news by itself (see `same_facts`).
+    activity: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +45,8 @@ class NodePresence:
             "listeners": dict(self.listeners),
             "clients": self.clients,
             "address": self.address,
+            "link": self.link,
+            "activity": {k: list(v) for k, v in self.activity.items()},
         }
 
     @classmethod
@@ -50,11 +58,32 @@ class NodePresence:
             listeners={str(k): int(v) for k, v in dict(data["listeners"]).items()},
             clients=int(data.get("clients", 0)),
             address=str(data.get("address", "")),
+            link=str(data.get("link", "")),
+            activity={
+                str(k): (_age(v[0]), None if v[1] is None else _age(v[1]))
+                for k, v in dict(data.get("activity", {})).items()
+            },
         )
 
     def same_facts(self, other: NodePresence | None) -> bool:
-        """Equal but for the time: nothing to tell the others."""
-        return other is not None and self.to_dict() | {"at": 0} == other.to_dict() | {"at": 0}
+        """Equal but for the time and the ages: nothing to tell the others at once."""
+        if other is None:
+            return False
+        moving = {"at": 0, "activity": {}}
+        return self.to_dict() | moving == other.to_dict() | moving
+
+    def activity_now(self, now: float) -> dict[str, tuple[float, float | None]]:
+        """The ages it announced, grown by the time since it announced them."""
+        late = max(0.0, now - self.at)
+        return {
+            source: (packet_age + late, None if sound_age is None else sound_age + late)
+            for source, (packet_age, sound_age) in self.activity.items()
+        }
+
+
+def _age(value: object) -> float:
+    # JSON has no infinity: a source that never sent is announced as null or a huge age.
+    return math.inf if value is None else float(value)  # type: ignore[arg-type]
 
 
 def live_nodes(presences: Iterable[NodePresence], now: float) -> list[NodePresence]:
