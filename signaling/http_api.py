@@ -313,7 +313,9 @@ async def post_registration_lookup(request: web.Request) -> web.Response:
         f"lookup:client:{client_address(request)}", limits.per_client, limits.window_s
     ):
         raise _too_many(
-            "too many look-ups from your network; please try again later", limits.window_s
+            "too many look-ups from your network; please try again in at most "
+            f"{math.ceil(limits.window_s / 60)} minutes",
+            limits.window_s,
         )
     data = await read_json_object(request)
     _reject_unknown_fields(data, ("email", "timezone"))
@@ -333,7 +335,8 @@ async def post_registration_lookup(request: web.Request) -> web.Response:
             f"lookup:email:{event.id}:{email_key(email)}", limits.per_email, limits.window_s
         ):
             raise _too_many(
-                "too many look-ups for this address; please try again later",
+                "too many look-ups for this address; please try again in at most "
+                f"{math.ceil(limits.window_s / 60)} minutes",
                 limits.window_s,
                 "email",
             )
