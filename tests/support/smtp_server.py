@@ -48,7 +48,8 @@ class SmtpServer:
         self.envelopes: list[Envelope] = []
 
     async def next_message(self, timeout: float = MAIL_TIMEOUT_S) -> EmailMessage:
-        envelope, message = await asyncio.wait_for(self._collector.queue.get(), timeout)
+        async with asyncio.timeout(timeout):
+            envelope, message = await self._collector.queue.get()
         self.envelopes.append(envelope)
         return message
 
