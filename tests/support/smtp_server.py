@@ -47,8 +47,8 @@ class SmtpServer:
         self.port = port
         self.envelopes: list[Envelope] = []
 
-    async def next_message(self, timeout: float = MAIL_TIMEOUT_S) -> EmailMessage:
-        async with asyncio.timeout(timeout):
+    async def next_message(self, within_s: float = MAIL_TIMEOUT_S) -> EmailMessage:
+        async with asyncio.timeout(within_s):
             envelope, message = await self._collector.queue.get()
         self.envelopes.append(envelope)
         return message
