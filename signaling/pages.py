@@ -43,6 +43,11 @@ def _template(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def check_template(name: str) -> None:
+    """Raise `UnknownPage` now, at startup, rather than at the first visitor."""
+    _template(name)
+
+
 def catalog_script(lang: str) -> str:
     payload = json.dumps(
         {"lang": lang, "languages": list(SUPPORTED_LANGUAGES), "messages": catalog(lang)},
