@@ -154,8 +154,10 @@ def event_body(ui_lang: str, event: Event) -> str:
     )
     return (
         f"<h1>{_e(title)}</h1>"
+        f'<p class="lead">{_e(when_text(ui_lang, event))}</p>'
+        f"{register}"
         f'<dl class="event-facts">{_list(facts)}</dl>'
-        f"{register}{note}"
+        f"{note}"
         '<section class="sessions" aria-labelledby="sessions-heading">'
         f'<h2 id="sessions-heading">{_e(translate(ui_lang, "event.sessions"))}</h2>'
         f"{sessions}</section>"

@@ -101,7 +101,7 @@ export class Player {
   }
 
   emitOriginal() {
-    this.originalVolume.disabled = !this.originalUnder.checked || this.channel === ORIGINAL;
+    this.showOriginalVolume();
     this.handlers.onOriginalUnder(this.originalUnderVolume());
   }
 
@@ -164,7 +164,11 @@ export class Player {
     if (option) this.current.lang = option.lang;
     // Listening to the original already: nothing to put under it.
     this.originalUnder.disabled = code === ORIGINAL;
-    this.originalVolume.disabled = !this.originalUnder.checked || code === ORIGINAL;
+    this.showOriginalVolume();
+  }
+
+  showOriginalVolume() {
+    document.getElementById("original-volume-row").hidden = !this.originalUnder.checked || this.channel === ORIGINAL;
   }
 
   toggleMenu() {
