@@ -93,7 +93,7 @@ def access_page(request: web.Request, path: str, problem: AccessProblem) -> web.
             role=translate(lang, f"access.role.{problem.claims.role.value}"),
             page=translate(lang, f"access.page.{right.strip('/')}"),
         )
-        href = str(request.rel_url.with_path(right))
+        href = str(request.rel_url.with_path(right).with_query(request.rel_url.query))
         label = translate(lang, "access.open_right_page")
         actions.append(f'<a class="button" href="{_e(href)}">{_e(label)}</a>')
     else:
