@@ -143,7 +143,7 @@ export class Player {
         description.id = `language-${option.code}-description`;
         description.textContent = option.describe;
         input.setAttribute("aria-describedby", description.id);
-        label.append(description);
+        this.choice.append(description);
       }
     }
     this.setChannel(this.channel);
