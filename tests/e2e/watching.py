@@ -9,7 +9,7 @@ import re
 from playwright.async_api import Page, expect
 
 #: The accessible name of the menu button starts with "Language" (then the channel).
-MENU_BUTTON = {"en": r"^Language\b", "fr": r"^Langue\b", "ru": r"^Язык\b"}
+MENU_BUTTON = {"en": r"^Language\s", "fr": r"^Langue\s", "ru": r"^Язык\s"}
 
 
 async def open_language_menu(watch: Page, lang: str = "en") -> None:
