@@ -121,9 +121,7 @@ async def _pages(
     node: Node, browser: Browser, langs: list[str], sizes: dict[str, tuple[int, int]]
 ) -> None:
     attendee = node.token(Role.ATTENDEE, "screenshots-attendee")
-    expired = node.app[SIGNER_KEY].issue(
-        Role.ATTENDEE, subject="old", ttl=timedelta(seconds=1)
-    )
+    expired = node.app[SIGNER_KEY].issue(Role.ATTENDEE, subject="old", ttl=timedelta(seconds=1))
     await asyncio.sleep(1.5)
     refusals = {
         "no-link": "/watch",
@@ -136,7 +134,9 @@ async def _pages(
     for state in ("waiting", "on-air", "off-air"):
         if state == "on-air":
             token = node.token(Role.SPEAKER, SPEAKER, speaker=SPEAKER)
-            stage = await open_page(browser, f"{node.url}/stage?token={token}&lang=en", "en", (1366, 768))
+            stage = await open_page(
+                browser, f"{node.url}/stage?token={token}&lang=en", "en", (1366, 768)
+            )
             await stage.get_by_role("button", name="Join").click()
             await stage.wait_for_function(
                 "() => document.querySelector('#on-air')?.textContent.includes('not on air')",
@@ -154,7 +154,8 @@ async def _pages(
                 page = await open_page(browser, f"{node.url}{watch_url}&lang={lang}", lang, size)
                 if state == "on-air":
                     await page.wait_for_function(
-                        "() => document.getElementById('program-video').videoWidth > 0", timeout=30_000
+                        "() => document.getElementById('program-video').videoWidth > 0",
+                        timeout=30_000,
                     )
                     await page.wait_for_timeout(1500)
                 else:
@@ -177,7 +178,9 @@ async def _pages(
             await page.goto(f"{node.url}/register?lang={lang}")
             await page.wait_for_selector("#language option", state="attached")
             await shoot(page, f"register-{size_name}-{lang}")
-            await page.fill("#name", {"en": "Jane Doe", "fr": "Élise Dubois", "ru": "Анна Петрова"}[lang])
+            await page.fill(
+                "#name", {"en": "Jane Doe", "fr": "Élise Dubois", "ru": "Анна Петрова"}[lang]
+            )
             await page.fill("#email", f"{lang}-{size_name}@example.org")
             # English is not a language of the seed event: the form asks, it does not guess.
             await page.select_option("#language", "fr" if lang == "en" else lang)

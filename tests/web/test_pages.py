@@ -12,8 +12,10 @@ import pytest
 import yaml
 from playwright.async_api import Page, expect
 
+from signaling.registration import RegistrationLimits
 from tests.support.browser import NewContext, page_errors
 from tests.support.server import REPO_ROOT, RunningServer, StartServer
+from tests.support.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.browser
 
@@ -261,3 +263,45 @@ async def test_pages_follow_any_program_not_just_the_seed(
     stored = await server.store.registration_by_email(server.event.id, "hans@example.org")
     assert stored is not None and stored.language == "de"
     assert errors == []
+
+
+async def test_a_rate_limit_says_how_long_to_wait_in_the_page_language(
+    start_server: StartServer, new_context: NewContext
+) -> None:
+    server = await start_server(registration_limits=RegistrationLimits(per_client=1))
+    context = await new_context(locale="fr-FR")
+    page = await context.new_page()
+    await page.goto(f"{server.url}/register")
+    await page.get_by_role("textbox", name="Nom").fill("Élise")
+    await page.get_by_role("textbox", name="Adresse e-mail").fill("elise@example.org")
+    await page.get_by_role("button", name="S'inscrire").click()
+    await page.get_by_role("button", name="Inscrire une autre personne").click()
+    await page.get_by_role("textbox", name="Nom").fill("Marc")
+    await page.get_by_role("textbox", name="Adresse e-mail").fill("marc@example.org")
+    await page.get_by_role("button", name="S'inscrire").click()
+    await expect(page.get_by_role("alert")).to_have_text(
+        "Trop d'inscriptions depuis votre réseau. Veuillez réessayer dans 10 min."
+    )
+
+
+async def test_with_a_mail_server_a_known_address_gets_its_link_by_mail_only(
+    start_server: StartServer, page: Page, smtp_server: SmtpServer
+) -> None:
+    server = await start_server(
+        smtp_url=f"smtp+plain://127.0.0.1:{smtp_server.port}", mail_from="events@example.org"
+    )
+    await page.goto(f"{server.url}/register")
+    await register(page, name="Anna", email="anna@example.org")
+    await expect(page.locator("#mail-status")).to_have_text(
+        "We have also sent it to anna@example.org, with a calendar entry."
+    )
+    assert (await smtp_server.next_message())["To"] == "anna@example.org"
+    await page.get_by_role("button", name="Register someone else").click()
+    await register(page, name="Mallory", email="ANNA@example.org")
+    await expect(page.locator("#registered-as")).to_have_text(
+        "This address is already registered. We have sent the personal link to "
+        "anna@example.org again."
+    )
+    await expect(page.get_by_role("link", name="Open my link")).to_be_hidden()
+    await expect(page.locator("#result")).not_to_contain_text("Anna")
+    assert (await smtp_server.next_message())["To"] == "anna@example.org"

@@ -178,6 +178,12 @@ export class Player {
 
   openMenu() {
     this.menu.hidden = false;
+    // Up over the picture when it has room there, else down over the page below it
+    // (on a phone the stylesheet makes it a sheet at the bottom of the screen instead).
+    const bar = this.menuButton.getBoundingClientRect();
+    const up = bar.top > this.menu.offsetHeight + 8;
+    this.menu.classList.toggle("up", up);
+    this.menu.classList.toggle("down", !up);
     this.menuButton.setAttribute("aria-expanded", "true");
     const checked = this.choice.querySelector("input[type=radio]:checked") ?? this.choice.querySelector("input[type=radio]");
     checked?.focus();
