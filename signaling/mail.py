@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass, field
-from email.headerregistry import Address
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
@@ -112,7 +112,9 @@ class Mailer:
     def new_message(self, to: str, subject: str) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = str(Address(addr_spec=to)) if "@" in to else to
+        # As typed (checked by `signaling.registration`): an address with a non-ASCII
+        # local part is valid (RFC 6531) and goes out with SMTPUTF8.
+        message["To"] = to
         message["Subject"] = subject
         return message
 
@@ -130,7 +132,7 @@ class Mailer:
                 tls_context=self._tls_context,
                 timeout=self.timeout_s,
             )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, MessageError, ValueError) as exc:
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise MailError(
                 f"the mail server {server.host}:{server.port} did not take the mail: {reason}"

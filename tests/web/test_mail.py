@@ -364,3 +364,23 @@ async def test_send_links_mails_everyone_once_and_resumes_where_it_stopped(
         claims = server.signer.verify(link.split("token=", 1)[1])
         stored = await server.store.registration_by_email(server.event.id, mail["To"])
         assert stored is not None and claims.registration == stored.id
+
+
+async def test_an_address_in_another_script_is_mailed_with_smtputf8(
+    start_server: StartServer,
+) -> None:
+    smtp = await start_smtp_server(enable_SMTPUTF8=True)
+    try:
+        server = await start_server(**mail_settings(smtp))
+        status, body, _ = await post(
+            server,
+            "/api/registrations",
+            {"name": "Пётр", "email": "пётр@пример.рф", "language": "ru"},
+            lang="ru",
+        )
+        assert status == 201 and body["mailed"] is True, body
+        message = await smtp.next_message()
+        assert message["To"] == "пётр@пример.рф"
+        assert "SMTPUTF8" in smtp.envelopes[-1].mail_options
+    finally:
+        await smtp.close()
