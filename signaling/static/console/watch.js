@@ -56,6 +56,15 @@ const player = new Player({
 });
 const video = player.video;
 
+/**
+ * For another media source (e.g. an HLS fallback, in its own module): the same player
+ * instance (ES modules are loaded once per page), and the channel the person chose.
+ */
+export { player };
+export function chosenChannel() {
+  return view.channel;
+}
+
 /** Notes when a step of joining first happened (ms since navigation start), for bench/join.py. */
 function mark(name) {
   if (!(name in debug.marks)) debug.marks[name] = performance.now();
