@@ -24,7 +24,7 @@ from signaling import protocol as p
 from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
-from signaling.live.bus import LocalBus
+from signaling.live.bus import LiveBus, LocalBus
 from signaling.live.redis_bus import RedisBus
 from signaling.origins import check_origin
 from signaling.secret import load_or_create_secret
@@ -282,9 +282,18 @@ def _link_host(settings: Settings) -> str:
     return "127.0.0.1"
 
 
-def install_live(app: web.Application) -> None:
-    """Add the streamer, the live event service and ``/ws`` to a node's application."""
+def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
+    """Add the streamer, the live event service and ``/ws`` to a node's application.
+
+    ``bus``: how this node shares the live event with others (default: through Redis
+    when ``redis_url`` is set, else nobody: `LocalBus`).
+    """
     settings = app[SETTINGS_KEY]
+    event = app[EVENT_KEY]
+    # Nodes sharing a Redis share the live event; a node alone keeps it in process.
+    if bus is None and settings.redis_url:
+        bus = RedisBus(settings.redis_url, event.id)
+    shared = bus is not None
     sfu = Sfu(
         SfuConfig(
             # The TURN server is for pages that cannot reach the node directly; the node
@@ -298,20 +307,17 @@ def install_live(app: web.Application) -> None:
             host_addresses=tuple(settings.rtc_addresses),
             # Nodes of one event pull each other's outputs, authenticated with the secret
             # they already share to sign links.
-            link_secret=load_or_create_secret(settings) if settings.redis_url else None,
+            link_secret=load_or_create_secret(settings) if shared else None,
         )
     )
     app[SFU_KEY] = sfu
-    event = app[EVENT_KEY]
-    # Nodes sharing a Redis share the live event; a node alone keeps it in process.
-    bus = RedisBus(settings.redis_url, event.id) if settings.redis_url else LocalBus()
     app[LIVE_KEY] = LiveEvent(
         event,
         app[STORE_KEY],
         sfu,
-        bus=bus,
+        bus=bus or LocalBus(),
         address=settings.public_url or "",
-        link_host=_link_host(settings) if settings.redis_url else None,
+        link_host=_link_host(settings) if shared else None,
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
     )

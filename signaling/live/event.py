@@ -18,7 +18,6 @@ so a restart restores who was on air.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -192,8 +191,12 @@ class LiveEvent:
         for task in tasks:
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # it had failed already; stopping goes on
+                    log.debug("a live task had failed before the stop", exc_info=True)
         self._push_task = self._listeners_task = self._wake_task = None
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
@@ -384,7 +387,10 @@ class LiveEvent:
     async def _push_listeners(self, wait: float) -> None:
         await asyncio.sleep(wait)
         self._listeners_pushed_at = time.monotonic()
-        await self.bus.announce(self._presence())
+        try:
+            await self.bus.announce(self._presence())
+        except Exception:  # the others hear of it at the next heartbeat
+            log.warning("could not announce the listener counts", exc_info=True)
         self.push(roles={Role.INTERPRETER, Role.MODERATOR, Role.SPEAKER})
 
     def release_later(self, publisher_id: str) -> None:

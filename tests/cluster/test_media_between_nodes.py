@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from signaling.tokens import Role
-from signaling.websocket import SFU_KEY, install_live
+from signaling.websocket import SFU_KEY
 from tests.signaling.media_peers import (
     FRENCH_SPEAKER,
     RUSSIAN_SPEAKER,
@@ -55,13 +55,8 @@ async def _frames_arrive(media: Subscription, count: int = 3) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_an_attendee_on_another_node_hears_and_follows_the_event(
-    start_server, redis_url, connect, peers
-):
-    a, b = [
-        await start_server(extensions=[install_live], redis_url=redis_url, secret=SECRET)
-        for _ in range(2)
-    ]
+async def test_an_attendee_on_another_node_hears_and_follows_the_event(start_node, connect, peers):
+    a, b = [await start_node() for _ in range(2)]
     moderator = await connect(Role.MODERATOR, server=a)
     russian = await connect(
         Role.SPEAKER, subject=RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER, server=a

@@ -38,14 +38,16 @@ async def _nodes(start_server: Any, redis_url: str, count: int) -> list[Any]:
     ]
 
 
+async def _started(start_node: Any, count: int) -> list[Any]:
+    return [await start_node() for _ in range(count)]
+
+
 def _booth(state: dict[str, Any]) -> dict[str, Any]:
     return next(b for b in state["booths"] if b["id"] == "ru-fr")
 
 
-async def test_a_change_made_on_one_node_is_seen_on_the_others(
-    start_server, redis_url, connect, peers
-):
-    a, b = await _nodes(start_server, redis_url, 2)
+async def test_a_change_made_on_one_node_is_seen_on_the_others(start_node, connect, peers):
+    a, b = await _started(start_node, 2)
     moderator = await connect(Role.MODERATOR, server=a)
     speaker = await connect(
         Role.SPEAKER, subject=RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER, server=a
@@ -92,10 +94,8 @@ async def test_a_change_made_on_one_node_is_seen_on_the_others(
     await moderator.state_where(lambda s: s["on_air"] is None, within=FOLLOW_S)
 
 
-async def test_a_node_that_starts_late_begins_from_the_current_state(
-    start_server, redis_url, connect, peers
-):
-    (a,) = await _nodes(start_server, redis_url, 1)
+async def test_a_node_that_starts_late_begins_from_the_current_state(start_node, connect, peers):
+    (a,) = await _started(start_node, 1)
     moderator = await connect(Role.MODERATOR, server=a)
     anna = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr", server=a)
     boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr", server=a)
@@ -106,7 +106,7 @@ async def test_a_node_that_starts_late_begins_from_the_current_state(
     await boris.send("request_handover")
     await moderator.state_where(lambda s: _booth(s)["handover"] is not None, within=FOLLOW_S)
 
-    (late,) = await _nodes(start_server, redis_url, 1)
+    (late,) = await _started(start_node, 1)
     newcomer = await connect(Role.MODERATOR, subject="late", server=late)
     peers.append(newcomer)
     first = newcomer.state
@@ -117,10 +117,8 @@ async def test_a_node_that_starts_late_begins_from_the_current_state(
     assert sorted(i["id"] for i in booth["interpreters"] if i["connected"]) == ["anna", "boris"]
 
 
-async def test_the_same_command_on_two_nodes_at_once_is_decided_once(
-    start_server, redis_url, connect, peers
-):
-    a, b = await _nodes(start_server, redis_url, 2)
+async def test_the_same_command_on_two_nodes_at_once_is_decided_once(start_node, connect, peers):
+    a, b = await _started(start_node, 2)
     watcher = await connect(Role.MODERATOR, server=a)
     anna = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr", server=a)
     boris = await connect(Role.INTERPRETER, subject="boris", booth="ru-fr", server=b)
@@ -144,8 +142,8 @@ async def test_the_same_command_on_two_nodes_at_once_is_decided_once(
         assert _booth(client.state)["on_air"] == winner
 
 
-async def test_listeners_add_up_and_chat_crosses_nodes(start_server, redis_url, connect, peers):
-    a, b = await _nodes(start_server, redis_url, 2)
+async def test_listeners_add_up_and_chat_crosses_nodes(start_node, connect, peers):
+    a, b = await _started(start_node, 2)
     moderator = await connect(Role.MODERATOR, server=a)
     interpreter = await connect(Role.INTERPRETER, subject="anna", booth="ru-fr", server=b)
     attendees = [
