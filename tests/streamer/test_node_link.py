@@ -418,6 +418,15 @@ async def test_misuse_gets_clear_errors(nodes: list[Sfu]) -> None:
     nodes.append(short)
     with pytest.raises(LinkError, match="at least 16 bytes"):
         await short.open_links("127.0.0.1")
+    unopened = node()
+    nodes.append(unopened)
+    with pytest.raises(LinkError, match="bound on an IP address"):
+        await unopened.open_links("localhost")
+    with pytest.raises(LinkError, match=r"cannot open the link endpoint on 192\.0\.2\.1"):
+        await unopened.open_links("192.0.2.1")  # an address this machine does not have
+    unopened.declare_output("floor", "audio")
+    with pytest.raises(LinkError, match="open this node's link endpoint"):
+        unopened.pull("floor", ("127.0.0.1", 4000))
     with pytest.raises(LinkError, match="max_pulled is a whole number"):
         LinkLimits(max_pulled=0)
     origin = await open_node(nodes)
