@@ -19,6 +19,7 @@ from aiohttp import web
 from signaling import http_api, pages
 from signaling.appkeys import (
     EVENT_KEY,
+    MAILER_KEY,
     METRICS_KEY,
     PUBLIC_URL_KEY,
     REGISTRATION_LIMITS_KEY,
@@ -27,8 +28,10 @@ from signaling.appkeys import (
     STORE_KEY,
 )
 from signaling.console_pages import install_console_pages
+from signaling.event_page import install_event_page
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
+from signaling.mail import Mailer
 from signaling.metrics import Counter, MetricsRegistry
 from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
@@ -42,6 +45,7 @@ from signaling.websocket import SFU_KEY, install_live
 __all__ = [
     "DEFAULT_EXTENSIONS",
     "EVENT_KEY",
+    "MAILER_KEY",
     "METRICS_KEY",
     "PUBLIC_URL_KEY",
     "REGISTRATION_LIMITS_KEY",
@@ -149,6 +153,10 @@ def create_app(
         per_email=settings.registrations_per_email,
         window_s=settings.registration_window_s,
     )
+    if settings.smtp_url is not None and settings.mail_from is not None:
+        app[MAILER_KEY] = Mailer(
+            settings.smtp_url.get_secret_value(), settings.mail_from, ca_file=settings.smtp_ca_file
+        )
     registry = MetricsRegistry()
     app[METRICS_KEY] = registry
     app[_REQUESTS_KEY] = registry.counter(
@@ -159,6 +167,7 @@ def create_app(
     app.cleanup_ctx.append(_store_context)
     http_api.add_routes(app)
     pages.add_routes(app)
+    install_event_page(app)
     for extension in DEFAULT_EXTENSIONS if extensions is None else extensions:
         extension(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from signaling.mail import Mailer
 from signaling.metrics import MetricsRegistry
 from signaling.program import Event
 from signaling.registration import RegistrationLimits
@@ -24,3 +25,5 @@ METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
 #: The public base URL without a trailing slash; links are built on it.
 PUBLIC_URL_KEY = web.AppKey("public_url", str)
 REGISTRATION_LIMITS_KEY = web.AppKey("registration_limits", RegistrationLimits)
+#: Sends the registration mails; absent when no SMTP server is configured.
+MAILER_KEY = web.AppKey("mailer", Mailer)

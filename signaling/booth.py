@@ -21,7 +21,8 @@ what to do instead. The live service persists ``on_air`` and ``direction_overrid
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 DEFAULT_TAKE_OVER_AFTER = 10.0
 #: How long a request to slow down is shown; a speaker reads it and adapts in that time.
@@ -377,6 +378,39 @@ class LiveBooth:
                 for who, seat in sorted(self._seats.items())
             ),
         )
+
+    # --- copying between nodes ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the booth knows, as JSON-safe data (the nodes of an event share it)."""
+        return {
+            "on_air": self.on_air,
+            "on_air_since": self.on_air_since,
+            "direction_override": self.direction_override,
+            "coughing": self.coughing,
+            "handover": asdict(self.handover) if self.handover else None,
+            "last_failover": asdict(self.last_failover) if self.last_failover else None,
+            "slow_down": asdict(self._slow_down) if self._slow_down else None,
+            "slow_down_asked_at": self._slow_down_asked_at,
+            "seats": {who: asdict(seat) for who, seat in self._seats.items()},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take over what `to_dict` wrote (on another node); the booth's settings stay."""
+        self.on_air = data["on_air"]
+        self.on_air_since = data["on_air_since"]
+        self.direction_override = data["direction_override"]
+        self.coughing = data["coughing"]
+        handover, failover, slow_down = (
+            data["handover"],
+            data["last_failover"],
+            data["slow_down"],
+        )
+        self.handover = HandoverRequest(**handover) if handover else None
+        self.last_failover = FailoverEvent(**failover) if failover else None
+        self._slow_down = SlowDownRequest(**slow_down) if slow_down else None
+        self._slow_down_asked_at = data["slow_down_asked_at"]
+        self._seats = {who: _Seat(**seat) for who, seat in data["seats"].items()}
 
     # --- internals --------------------------------------------------------------------
 

@@ -24,9 +24,12 @@ from typing import TextIO
 from aiohttp import web
 
 from signaling.http_api import attendee_ttl
+from signaling.i18n import SUPPORTED_LANGUAGES
+from signaling.letters import registration_letter, staff_letter, ui_language
 from signaling.logs import configure_logging
+from signaling.mail import Mailer, MailError
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
-from signaling.registration import Registration
+from signaling.registration import Registration, normalise_email
 from signaling.secret import SecretError, load_or_create_secret
 from signaling.settings import Settings, SettingsError, default_event_file, load_settings
 from signaling.store import StoreError, open_store
@@ -242,13 +245,45 @@ def _invite(args: argparse.Namespace) -> int:
         role, subject=subject, booth=booth_id, speaker=speaker_id, ttl=timedelta(hours=ttl_hours)
     )
     expires = datetime.now(UTC) + timedelta(hours=ttl_hours)
-    print(f"{settings.public_url}/{ROLE_PAGES[role]}?token={token}")
+    link = f"{settings.public_url}/{ROLE_PAGES[role]}?token={token}"
+    if args.email is not None:
+        mailer = _mailer(settings, "--email")
+        try:
+            address = normalise_email(args.email)
+        except ValueError as exc:
+            raise CommandError(f"--email: {exc}") from None
+        message = staff_letter(
+            mailer,
+            ui_lang=args.lang,
+            event=event,
+            role=role,
+            email=address,
+            link=link,
+            expires=expires,
+        )
+        try:
+            asyncio.run(mailer.send(message))
+        except MailError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"Sent {role.described} link for {subject!r} to {address}.", file=sys.stderr)
+    print(link)
     print(
         f"{role.described} link for {subject!r}, valid until "
         f"{expires:%Y-%m-%d %H:%M} UTC. Send it only to that person.",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _mailer(settings: Settings, flag: str) -> Mailer:
+    if settings.smtp_url is None or settings.mail_from is None:
+        raise CommandError(
+            f"{flag} sends mail: set DRAGOMAN_SMTP_URL and DRAGOMAN_MAIL_FROM "
+            "(see the README's settings)"
+        )
+    return Mailer(
+        settings.smtp_url.get_secret_value(), settings.mail_from, ca_file=settings.smtp_ca_file
+    )
 
 
 def _default_subject(role: Role, booth: str | None, speaker: str | None) -> str:
@@ -265,6 +300,12 @@ def _default_subject(role: Role, booth: str | None, speaker: str | None) -> str:
 def _registrations(args: argparse.Namespace) -> int:
     settings = _settings(args)
     event = _program(settings)
+    if args.again and not args.send_links:
+        raise CommandError("--again is only for --send-links")
+    if args.send_links:
+        if args.csv is not None or args.links:
+            raise CommandError("--send-links sends mail; export with --csv separately")
+        return _send_links(settings, event, again=args.again)
     signer = _signer(settings) if args.links else None
     rows = asyncio.run(_load_registrations(settings, event))
     link: Callable[[Registration], str] | None = None
@@ -293,6 +334,75 @@ def _registrations(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot write {path}: {exc.strerror}") from None
         print(f"Wrote {len(rows)} registrations to {path}", file=sys.stderr)
     return EXIT_OK
+
+
+def sent_journal(settings: Settings, event: Event) -> Path:
+    """The file that remembers whom `--send-links` has mailed, one registration id a line."""
+    return settings.data_dir / f"links-mailed-{event.id}.txt"
+
+
+def _send_links(settings: Settings, event: Event, *, again: bool) -> int:
+    mailer = _mailer(settings, "--send-links")
+    signer = _signer(settings)
+    rows = asyncio.run(_load_registrations(settings, event))
+    journal = sent_journal(settings, event)
+    try:
+        done = set() if again or not journal.exists() else set(journal.read_text("utf-8").split())
+    except OSError as exc:
+        raise CommandError(f"cannot read {journal}: {exc.strerror}") from None
+    ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
+    todo = [row for row in rows if row.id not in done]
+    skipped = len(rows) - len(todo)
+    sent = asyncio.run(_mail_each(mailer, signer, settings, event, todo, journal, ttl))
+    print(
+        f"Mailed {sent} personal links"
+        + (f"; {skipped} had theirs already (--again sends them again)" if skipped else "")
+        + ".",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def _mail_each(
+    mailer: Mailer,
+    signer: TokenSigner,
+    settings: Settings,
+    event: Event,
+    rows: Sequence[Registration],
+    journal: Path,
+    ttl: timedelta,
+) -> int:
+    sent = 0
+    try:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        out = journal.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {journal}: {exc.strerror}") from None
+    with out:
+        for row in rows:
+            token = signer.issue(Role.ATTENDEE, subject=row.id, registration=row.id, ttl=ttl)
+            message = registration_letter(
+                mailer,
+                ui_lang=ui_language(row.language),
+                event=event,
+                public_url=str(settings.public_url),
+                name=row.name,
+                email=row.email,
+                link=f"{settings.public_url}/watch?token={token}",
+            )
+            try:
+                await mailer.send(message)
+            except MailError as exc:
+                raise CommandError(
+                    f"{exc}; {sent} mailed before it. Run the same command again to go on "
+                    "where it stopped."
+                ) from None
+            # Written at once: an interruption must not mail anyone twice on the next run.
+            out.write(f"{row.id}\n")
+            out.flush()
+            sent += 1
+            print(f"mailed {row.email}", file=sys.stderr)
+    return sent
 
 
 async def _load_registrations(settings: Settings, event: Event) -> list[Registration]:
@@ -381,6 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument(
         "--ttl-hours", type=float, help="validity in hours (default: DRAGOMAN_TOKEN_TTL_HOURS)"
     )
+    invite.add_argument(
+        "--email", metavar="ADDRESS", help="also mail the link to ADDRESS (needs DRAGOMAN_SMTP_URL)"
+    )
+    invite.add_argument(
+        "--lang",
+        choices=SUPPORTED_LANGUAGES,
+        default="en",
+        help="language of the mail (default: en)",
+    )
     _add_settings_flags(invite)
     invite.set_defaults(run=_invite)
 
@@ -394,6 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     registrations.add_argument(
         "--links", action="store_true", help="add each person's personal link"
+    )
+    registrations.add_argument(
+        "--send-links",
+        action="store_true",
+        help="mail every registrant his personal link (needs DRAGOMAN_SMTP_URL); "
+        "those already mailed are skipped, so an interrupted run can be resumed",
+    )
+    registrations.add_argument(
+        "--again", action="store_true", help="with --send-links: mail everyone, even those mailed"
     )
     _add_settings_flags(registrations)
     registrations.set_defaults(run=_registrations)

@@ -18,7 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from signaling import appkeys
+from signaling.calendar_entry import event_ics
 from signaling.client_address import client_address
+from signaling.i18n import language_of, translate
+from signaling.letters import registration_letter
+from signaling.mail import MailError
 from signaling.metrics import CONTENT_TYPE, Counter, Gauge
 from signaling.program import Event
 from signaling.registration import (
@@ -30,13 +34,15 @@ from signaling.registration import (
     normalise_email,
     register_attendee,
 )
-from signaling.tokens import Role
+from signaling.tokens import Role, TokenError
 
 log = logging.getLogger(__name__)
 
 #: Largest request body the API reads; a registration is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
 REGISTRATION_FIELDS = ("name", "email", "language")
+#: IANA zone names are short; anything longer is not one.
+TIMEZONE_MAX = 64
 #: An attendee link stays valid at least this long after the event starts.
 ATTENDEE_LINK_AFTER_START = timedelta(days=7)
 
@@ -194,13 +200,52 @@ def _too_many(message: str, retry_after_s: float, field: str | None = None) -> A
     )
 
 
+def _reader_timezone(data: dict[str, Any]) -> str | None:
+    """The browser's time zone, for the start time in the mail; anything unusable is
+    ignored (an old browser's zone database must not stop a registration)."""
+    value = data.get("timezone")
+    if isinstance(value, str) and 0 < len(value) <= TIMEZONE_MAX and value.isprintable():
+        return value
+    return None
+
+
+async def _mail_link(
+    request: web.Request, registration: Registration, *, again: bool, timezone: str | None
+) -> None:
+    """Mail `registration` its personal link (raises `MailError`)."""
+    app = request.app
+    mailer = app[appkeys.MAILER_KEY]
+    message = registration_letter(
+        mailer,
+        ui_lang=language_of(request),
+        event=app[appkeys.EVENT_KEY],
+        public_url=app[appkeys.PUBLIC_URL_KEY],
+        name=registration.name,
+        email=registration.email,
+        link=personal_link(request, registration),
+        timezone=timezone,
+        again=again,
+    )
+    await mailer.send(message)
+
+
+def _mail_failed() -> ApiError:
+    return ApiError(
+        503, "mail_failed", "the mail could not be sent; please try again in a few minutes"
+    )
+
+
 async def post_registration(request: web.Request) -> web.Response:
-    """Register (or find again) a person; 201 when created, 200 when already registered."""
+    """Register (or find again) a person; 201 when created, 200 when already registered.
+
+    With a mail server, a new registration is confirmed by mail too, and registering an
+    address again mails its link to that address instead of showing it.
+    """
     app = request.app
     event = app[appkeys.EVENT_KEY]
     limits = app[appkeys.REGISTRATION_LIMITS_KEY]
     data = await read_json_object(request)
-    _reject_unknown_fields(data, REGISTRATION_FIELDS)
+    _reject_unknown_fields(data, (*REGISTRATION_FIELDS, "timezone"))
     try:
         registration, created = await register_attendee(
             app[appkeys.STORE_KEY],
@@ -223,13 +268,42 @@ async def post_registration(request: web.Request) -> web.Response:
     if created:
         app[_CREATED_COUNTER].inc()
         log.info("registration created", extra={"registration": registration.id})
-    return json_response(
-        registration_body(request, registration, created=created), status=201 if created else 200
-    )
+    timezone = _reader_timezone(data)
+    if appkeys.MAILER_KEY not in app:
+        body = registration_body(request, registration, created=created)
+        body["mailed"] = False
+        return json_response(body, status=201 if created else 200)
+    if not created:
+        # Whoever typed the address may not own it: the link goes to the address only,
+        # and the answer says nothing of the registration (its name, its language).
+        try:
+            await _mail_link(request, registration, again=True, timezone=timezone)
+        except MailError as exc:
+            log.warning("%s", exc)
+            raise _mail_failed() from None
+        return json_response(
+            {
+                "registration": None,
+                "created": False,
+                "link": None,
+                "mailed": True,
+                "email": registration.email,
+            }
+        )
+    body = registration_body(request, registration, created=True)
+    try:
+        await _mail_link(request, registration, again=False, timezone=timezone)
+        body["mailed"] = True
+    except MailError as exc:
+        # The person has the link on the page: the registration stands.
+        log.warning("%s", exc)
+        body["mailed"] = False
+    return json_response(body, status=201)
 
 
 async def post_registration_lookup(request: web.Request) -> web.Response:
-    """Give back the personal link of a registered address (see docs/http-api.md, Privacy)."""
+    """Give back the personal link of a registered address (see docs/http-api.md, Privacy);
+    with a mail server, mail it to that address instead."""
     app = request.app
     event = app[appkeys.EVENT_KEY]
     limits = app[appkeys.REGISTRATION_LIMITS_KEY]
@@ -239,10 +313,12 @@ async def post_registration_lookup(request: web.Request) -> web.Response:
         f"lookup:client:{client_address(request)}", limits.per_client, limits.window_s
     ):
         raise _too_many(
-            "too many look-ups from your network; please try again later", limits.window_s
+            "too many look-ups from your network; please try again in at most "
+            f"{math.ceil(limits.window_s / 60)} minutes",
+            limits.window_s,
         )
     data = await read_json_object(request)
-    _reject_unknown_fields(data, ("email",))
+    _reject_unknown_fields(data, ("email", "timezone"))
     raw = data.get("email")
     if not isinstance(raw, str) or not raw.strip():
         raise ApiError(422, "required", "an email address is required", field="email")
@@ -251,11 +327,64 @@ async def post_registration_lookup(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ApiError(422, "invalid_email", str(exc), field="email") from None
     registration = await store.registration_by_email(event.id, email)
-    if registration is None or email_key(registration.email) != email_key(email):
+    if registration is not None and email_key(registration.email) != email_key(email):
+        registration = None
+    if appkeys.MAILER_KEY in app:
+        # A mailbox is not to be flooded through this endpoint.
+        if not await store.hit_rate_limit(
+            f"lookup:email:{event.id}:{email_key(email)}", limits.per_email, limits.window_s
+        ):
+            raise _too_many(
+                "too many look-ups for this address; please try again in at most "
+                f"{math.ceil(limits.window_s / 60)} minutes",
+                limits.window_s,
+                "email",
+            )
+        if registration is not None:
+            try:
+                await _mail_link(request, registration, again=True, timezone=_reader_timezone(data))
+            except MailError as exc:
+                log.warning("%s", exc)
+                raise _mail_failed() from None
+        # The same answer whether the address is registered or not: it tells nothing.
+        return json_response({"mailed": True, "email": email}, status=202)
+    if registration is None:
         raise ApiError(
             404, "not_registered", "no registration was found for this address", field="email"
         )
     return json_response(registration_body(request, registration, created=False))
+
+
+async def get_calendar(request: web.Request) -> web.Response:
+    """The event as an iCalendar file; with an attendee's `token`, his link is in it."""
+    app = request.app
+    event = app[appkeys.EVENT_KEY]
+    public_url = app[appkeys.PUBLIC_URL_KEY]
+    ui_lang = language_of(request)
+    link = None
+    token = request.query.get("token")
+    if token is not None:
+        try:
+            claims = app[appkeys.SIGNER_KEY].verify(token)
+        except TokenError as exc:
+            raise web.HTTPForbidden(text=f"{exc}: the calendar entry needs a valid link") from None
+        if claims.role is Role.ATTENDEE:
+            link = f"{public_url}/watch?token={token}"
+    body = event_ics(
+        event,
+        ui_lang,
+        public_url=public_url,
+        link=link,
+        description=translate(ui_lang, "mail.calendar_description", link=link) if link else "",
+    )
+    return web.Response(
+        body=body.encode("utf-8"),
+        headers={
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{event.id}.ics"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def event_document(event: Event) -> dict[str, Any]:
@@ -333,5 +462,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(
         "/api/registrations/lookup", post_registration_lookup, name="api-registrations-lookup"
     )
+    app.router.add_get("/calendar.ics", get_calendar, name="calendar")
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/metrics", metrics, name="metrics")

@@ -5,7 +5,8 @@ per request: `{{lang}}` (the UI language), `{{t:key}}` (a translation,
 HTML-escaped), `{{switcher}}` (the language switcher, keeping the rest of the
 query string, e.g. a token) and `{{i18n}}` (the language's catalog as JSON, for
 `static/common/i18n.js`, as a JSON data block: the pages run no inline script, see
-`signaling.security_headers`). Everything else the page shows comes from the JSON
+`signaling.security_headers`) and `{{html:name}}` (markup rendered on the server by
+the page's handler, already escaped). Everything else the page shows comes from the JSON
 API and is put into the document with `textContent`, never as HTML.
 
 Other sets of pages register theirs with `add_page(app, "/watch", "watch.html")`.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from signaling.i18n import LANG_COOKIE, SUPPORTED_LANGUAGES, catalog, language_o
 STATIC_DIR = Path(__file__).with_name("static")
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(lang|i18n|switcher|t:[A-Za-z0-9_.-]+)\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*(lang|i18n|switcher|t:[A-Za-z0-9_.-]+|html:[a-z_]+)\s*\}\}")
 
 
 class UnknownPage(LookupError):
@@ -39,6 +41,11 @@ def _template(name: str) -> str:
     if path.parent != STATIC_DIR.resolve() or not path.is_file():
         raise UnknownPage(f"no page template {name!r} in {STATIC_DIR.name}/")
     return path.read_text(encoding="utf-8")
+
+
+def check_template(name: str) -> None:
+    """Raise `UnknownPage` now, at startup, rather than at the first visitor."""
+    _template(name)
 
 
 def catalog_script(lang: str) -> str:
@@ -64,8 +71,18 @@ def _switcher(request: web.Request, lang: str) -> str:
     return f'<nav class="language-switcher" aria-label="{aria}"><ul>{"".join(items)}</ul></nav>'
 
 
-def render_page(request: web.Request, template: str) -> web.Response:
-    """The page `template` in the request's UI language."""
+def render_page(
+    request: web.Request,
+    template: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The page `template` in the request's UI language.
+
+    `fields` fill `{{html:name}}` placeholders with markup the caller has escaped (a
+    page rendered on the server, e.g. `signaling.event_page`); a missing one is empty.
+    """
     lang = language_of(request)
 
     def fill(match: re.Match[str]) -> str:
@@ -76,9 +93,12 @@ def render_page(request: web.Request, template: str) -> web.Response:
             return catalog_script(lang)
         if name == "switcher":
             return _switcher(request, lang)
+        if name.startswith("html:"):
+            return (fields or {}).get(name[5:], "")
         return html.escape(translate(lang, name[2:]))
 
     response = web.Response(
+        status=status,
         text=_PLACEHOLDER.sub(fill, _template(template)),
         content_type="text/html",
         charset="utf-8",
@@ -107,6 +127,5 @@ def add_page(app: web.Application, path: str, template: str, *, name: str | None
 
 
 def add_routes(app: web.Application) -> None:
-    add_page(app, "/", "index.html", name="page-event")
     add_page(app, "/register", "register.html", name="page-register")
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)

@@ -9,6 +9,7 @@ HTTP lives elsewhere; this module only knows people, addresses and languages.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import unicodedata
@@ -304,9 +305,15 @@ class Registration:
 class RegistrationLimits:
     """How many registration attempts are accepted, per client and per address."""
 
-    per_client: int = 10
+    per_client: int = 100
     per_email: int = 5
     window_s: float = 600.0
+
+
+def _minutes(seconds: float) -> str:
+    """At most this long: the oldest attempt counted leaves the window by then."""
+    whole = max(1, math.ceil(seconds / 60))
+    return f"at most {whole} minute{'s' if whole > 1 else ''}"
 
 
 async def register_attendee(
@@ -333,7 +340,8 @@ async def register_attendee(
     ):
         raise RegistrationRateLimited(
             "registration",
-            "too many registration attempts from your network; please try again later",
+            "too many registration attempts from your network; please try again in "
+            f"{_minutes(limits.window_s)}",
             limits.window_s,
         )
     new = NewRegistration.create(
@@ -344,7 +352,8 @@ async def register_attendee(
     ):
         raise RegistrationRateLimited(
             "email",
-            "too many registration attempts for this address; please try again later",
+            "too many registration attempts for this address; please try again in "
+            f"{_minutes(limits.window_s)}",
             limits.window_s,
         )
     return await store.register(new)

@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from yarl import URL
 
+from signaling.mail import check_sender, parse_smtp_url
+
 SEED_EVENT = Path("config") / "events" / "shared-historical-memory.yaml"
 
 
@@ -93,6 +95,10 @@ class Settings(BaseSettings):
     #: IP addresses (comma-separated) the node offers media on. Empty: every non-loopback
     #: interface.
     rtc_addresses: Annotated[list[str], NoDecode] = []
+    #: With several nodes (``redis_url``): the IP address other nodes send this node's
+    #: media link to (UDP, one port of ``rtc_ports``). Unset: the first of
+    #: ``rtc_addresses``, else 127.0.0.1 (nodes on one machine).
+    link_host: str | None = None
     #: The TURN server(s) pages may relay media through (``turn:``/``turns:`` URLs,
     #: comma-separated); each page gets short-lived credentials made with ``turn_secret``.
     turn_urls: Annotated[list[str], NoDecode] = []
@@ -106,9 +112,22 @@ class Settings(BaseSettings):
     token_ttl_hours: float = Field(default=24 * 30, gt=0)
     #: Registration attempts accepted per client address and per email address within
     #: ``registration_window_s`` seconds; the rest get 429.
-    registrations_per_client: int = Field(default=10, ge=1)
+    #: The client limit must let a venue's whole office or campus (one address behind its
+    #: NAT) register; the per-address limit is the strict one.
+    registrations_per_client: int = Field(default=100, ge=1)
     registrations_per_email: int = Field(default=5, ge=1)
     registration_window_s: float = Field(default=600.0, gt=0)
+    #: The SMTP server that sends registration confirmations and links:
+    #: ``smtps://[user:password@]host[:port]`` (TLS from the start, port 465 by default),
+    #: ``smtp://…`` (STARTTLS required, port 587) or ``smtp+plain://…`` (no encryption:
+    #: only for a relay on the same machine or network). Unset: no mail is sent.
+    #: A secret: it may carry the password.
+    smtp_url: SecretStr | None = None
+    #: The sender of those mails, ``Name <address>`` or an address.
+    mail_from: str | None = None
+    #: A PEM file of certificate authorities to trust for the SMTP server (default: the
+    #: system's).
+    smtp_ca_file: Path | None = None
     #: Seconds an interpreted channel may stay near-silent while the floor speaks before
     #: the moderator and the booth are warned (dead air).
     dead_air_s: float = Field(default=5.0, gt=0, le=3600)
@@ -286,6 +305,24 @@ class Settings(BaseSettings):
                 "DRAGOMAN_TURN_SECRET is set but DRAGOMAN_TURN_URLS is not: name the TURN "
                 "server(s) the credentials are for"
             )
+        return self
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_smtp_url(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _mail_needs_a_sender(self) -> Settings:
+        if self.smtp_url is not None and not self.mail_from:
+            raise ValueError(
+                "DRAGOMAN_SMTP_URL is set but DRAGOMAN_MAIL_FROM is not: say who the "
+                "mails come from (e.g. Events <events@example.org>)"
+            )
+        if self.mail_from is not None:
+            check_sender(self.mail_from)
         return self
 
     @model_validator(mode="after")

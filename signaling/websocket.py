@@ -24,7 +24,11 @@ from signaling import protocol as p
 from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.live import Client, LiveEvent
+from signaling.live.bus import LocalBus
+from signaling.live.redis_bus import RedisBus
 from signaling.origins import check_origin
+from signaling.secret import load_or_create_secret
+from signaling.settings import Settings
 from signaling.tokens import Claims, Role, TokenError
 from signaling.turn_credentials import PageIceServers
 from streamer import IceServer, Sfu, SfuConfig
@@ -266,6 +270,18 @@ async def _close_sockets(app: web.Application) -> None:
     )
 
 
+def _link_host(settings: Settings) -> str:
+    if settings.link_host:
+        return settings.link_host
+    if settings.rtc_addresses:
+        return settings.rtc_addresses[0]
+    log.warning(
+        "the media link listens on 127.0.0.1: nodes on other machines cannot pull from this "
+        "one (set DRAGOMAN_LINK_HOST to an address they reach)"
+    )
+    return "127.0.0.1"
+
+
 def install_live(app: web.Application) -> None:
     """Add the streamer, the live event service and ``/ws`` to a node's application."""
     settings = app[SETTINGS_KEY]
@@ -280,13 +296,22 @@ def install_live(app: web.Application) -> None:
             public_address=settings.ice_public_address,
             port_range=settings.rtc_ports,
             host_addresses=tuple(settings.rtc_addresses),
+            # Nodes of one event pull each other's outputs, authenticated with the secret
+            # they already share to sign links.
+            link_secret=load_or_create_secret(settings) if settings.redis_url else None,
         )
     )
     app[SFU_KEY] = sfu
+    event = app[EVENT_KEY]
+    # Nodes sharing a Redis share the live event; a node alone keeps it in process.
+    bus = RedisBus(settings.redis_url, event.id) if settings.redis_url else LocalBus()
     app[LIVE_KEY] = LiveEvent(
-        app[EVENT_KEY],
+        event,
         app[STORE_KEY],
         sfu,
+        bus=bus,
+        address=settings.public_url or "",
+        link_host=_link_host(settings) if settings.redis_url else None,
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
     )

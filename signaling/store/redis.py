@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from signaling.booth_chat import ChatEntry
 from signaling.live_state import LiveState
+from signaling.redis_client import reconnecting_client
 from signaling.registration import NewRegistration, Registration, email_key
 from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
 
@@ -107,7 +108,7 @@ class RedisStore(Store):
         if self._opened:
             return
         try:
-            client = aioredis.Redis.from_url(self.url, decode_responses=True)
+            client = reconnecting_client(self.url)
         except ValueError as exc:
             raise StoreError(f"{redacted(self.url)} is not a usable Redis URL: {exc}") from exc
         try:

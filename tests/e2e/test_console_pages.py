@@ -5,13 +5,16 @@ by role and name."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, Playwright, expect
 
+from signaling.app import SIGNER_KEY
 from signaling.tokens import Role
 from signaling.websocket import LIVE_KEY
 from tests.e2e.conftest import LiveNode
+from tests.e2e.watching import open_language_menu
 from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -46,23 +49,42 @@ async def open_page(browser: Browser, url: str, locale: str = "en-US") -> Page:
 
 
 @pytest.mark.parametrize("console", ["watch", "booth", "studio", "stage"])
-async def test_a_forged_link_is_refused_once_and_said_so(
+async def test_a_forged_link_gets_a_page_that_says_so_and_no_console(
     live_node: LiveNode, media_browser: Browser, console: str
 ) -> None:
     page = await open_page(media_browser, f"{live_node.url}/{console}?token=forged.token&lang=en")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This link does not work")
+    await page.wait_for_timeout(500)
+    assert await page.evaluate("window.__sockets") == 0
+
+
+async def test_a_link_that_expires_while_the_page_is_open_is_said_in_the_page_language(
+    live_node: LiveNode, media_browser: Browser
+) -> None:
+    assert live_node.app is not None
+    token = live_node.app[SIGNER_KEY].issue(
+        Role.ATTENDEE, subject="short", ttl=timedelta(seconds=3)
+    )
+    page = await open_page(media_browser, f"{live_node.url}/watch?token={token}&lang=fr")
+    await expect(page.locator("#connection-status")).to_have_text("Connecté")
+    await page.wait_for_timeout(3500)
+    # The server restarts: the page reconnects with a link that has expired meanwhile.
+    await live_node.stop()
+    await live_node.start()
     status = page.locator("#connection-status")
-    await expect(status).to_contain_text("Access refused.")
-    # The server's own sentence says what is wrong with the link.
-    assert len(await status.inner_text()) > len("Access refused.") + 5
-    await page.wait_for_timeout(1500)
-    assert await page.evaluate("window.__sockets") == 1
+    await expect(status).to_contain_text("Ce lien a expiré.", timeout=MEDIA_TIMEOUT_MS)
+    assert "expired" not in await status.inner_text()
 
 
 async def test_a_page_without_its_link_says_what_it_needs(
     live_node: LiveNode, media_browser: Browser
 ) -> None:
     page = await open_page(media_browser, f"{live_node.url}/watch?lang=en")
-    await expect(page.locator("#connection-status")).to_contain_text("personal link")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This page needs your personal link"
+    )
+    await page.get_by_role("link", name="Register or get your link again").click()
+    await expect(page.get_by_role("button", name="Register")).to_be_visible()
     assert await page.evaluate("window.__sockets") == 0
 
 
@@ -74,10 +96,17 @@ async def test_the_consoles_speak_french_and_russian(
         live_node.link("watch", Role.ATTENDEE, "att-fr").replace("lang=en", "lang=fr"),
         locale="fr-FR",
     )
+    await expect(watch.get_by_role("button", name="Lecture")).to_be_visible()
+    await open_language_menu(watch, "fr")
     group = watch.get_by_role("radiogroup", name="Langue")
     for name in ("Original", "Français", "Русский"):
         await expect(group.get_by_role("radio", name=name, exact=True)).to_be_visible()
-    await expect(watch.get_by_role("button", name="Lecture")).to_be_visible()
+    # Listening to the original, there is nothing to put under it.
+    underneath = watch.get_by_role("checkbox", name="Entendre l'original en fond")
+    await group.get_by_role("radio", name="Original", exact=True).check()
+    await expect(underneath).to_be_disabled()
+    await group.get_by_role("radio", name="Français", exact=True).check()
+    await underneath.check()
     await expect(watch.get_by_role("slider", name="Volume de l'original")).to_be_visible()
     await expect(watch.locator("#connection-status")).to_have_text("Connecté")
 

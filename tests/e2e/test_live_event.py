@@ -21,6 +21,7 @@ from tests.e2e.listening import (
     wait_for_silence,
     wait_for_tone,
 )
+from tests.e2e.watching import audio_only, choose, original_underneath
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -42,14 +43,6 @@ async def go_live(studio: Page, name: str) -> None:
     button = studio.get_by_role("button", name=f"Go live: {name}", exact=True)
     await expect(button).to_be_enabled(timeout=MEDIA_TIMEOUT_MS)
     await button.click()
-
-
-async def choose(watch: Page, language: str) -> None:
-    await (
-        watch.get_by_role("radiogroup", name="Language")
-        .get_by_role("radio", name=language, exact=True)
-        .check()
-    )
 
 
 async def packets_on(page: Page, name: str) -> int:
@@ -112,7 +105,7 @@ async def test_a_live_event_heard_by_an_attendee(
     await watch.get_by_role("button", name="Play").click()
     await choose(watch, "Français")
     await wait_for_tone(watch, INTERPRETER_HZ)
-    # With "Original volume" at 0 the floor is not even sent.
+    # Without the original underneath the floor is not even sent.
     await wait_for_silence(watch, slot="floor")
     assert await packets_on(watch, "floor") == 0
     await expect(watch.locator("#now-speaking")).to_contain_text(ru_name)
@@ -128,7 +121,7 @@ async def test_a_live_event_heard_by_an_attendee(
     await expect(anna.locator("#direction")).to_have_text("FR → RU")
     await choose(watch, "Français")
     await wait_for_tone(watch, SPEAKER_HZ)
-    await expect(watch.locator("#now-speaking")).to_contain_text("Français")
+    await expect(watch.locator("#now-speaking")).to_contain_text("speaks French")
     await floor_language.select_option(label="As in the program")
     await wait_for_tone(watch, INTERPRETER_HZ)
     await expect(anna.locator("#direction")).to_have_text("RU → FR")
@@ -136,19 +129,19 @@ async def test_a_live_event_heard_by_an_attendee(
     # The original under the interpretation: the floor arrives once the volume is up.
     await choose(watch, "Français")
     await wait_for_tone(watch, INTERPRETER_HZ)
-    await watch.get_by_role("slider", name="Original volume").fill("40")
+    await original_underneath(watch, 40)
     await wait_for_tone(watch, SPEAKER_HZ, slot="floor")
-    await watch.get_by_role("slider", name="Original volume").fill("0")
+    await original_underneath(watch, None)
     await wait_for_silence(watch, slot="floor")
 
     # Audio only: the video stops arriving, the channel goes on.
-    await watch.get_by_role("checkbox", name="Audio only").check()
+    await audio_only(watch, True)
     await expect(watch.locator("#program-video")).to_be_hidden()
     before = await packets_on(watch, "video")
     await wait_for_tone(watch, INTERPRETER_HZ)
     await watch.wait_for_timeout(500)
     assert await packets_on(watch, "video") - before < 5
-    await watch.get_by_role("checkbox", name="Audio only").uncheck()
+    await audio_only(watch, False)
 
     # A French speaker on air: the channels swap by themselves, the booth turns around.
     await go_live(studio, fr_name)

@@ -12,6 +12,7 @@ from playwright.async_api import expect
 from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode, Venue
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, go_live, join_stage
+from tests.e2e.watching import sign_language
 from tests.support.server import free_port, program_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -56,9 +57,7 @@ async def test_the_attendee_shows_the_sign_interpreter_over_the_program(
     await watch.get_by_role("button", name="Play").click()
     sign_video = watch.get_by_label("Sign-language interpreter")
     await expect(sign_video).to_be_hidden()
-    await watch.get_by_role("combobox", name="Sign language").select_option(
-        label="Langue des signes"
-    )
+    await sign_language(watch, "Langue des signes")
     await expect(sign_video).to_be_visible()
     await watch.wait_for_function(
         "document.getElementById('sign-video').videoWidth > 0", timeout=MEDIA_TIMEOUT_MS
@@ -67,7 +66,7 @@ async def test_the_attendee_shows_the_sign_interpreter_over_the_program(
         "document.querySelector('video[data-sign=\"lsfb\"]')?.videoWidth > 0",
         timeout=MEDIA_TIMEOUT_MS,
     )
-    await watch.get_by_role("combobox", name="Sign language").select_option(label="None")
+    await sign_language(watch, "None")
     await expect(sign_video).to_be_hidden()
     for name in ("watch", "studio", "signer"):
         assert venue.errors[name] == [], (name, venue.errors[name])

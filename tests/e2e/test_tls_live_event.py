@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page, Playwright, expect
 from signaling.tokens import Role
 from tests.e2e.conftest import SPEAKER_HZ, LiveNode
 from tests.e2e.listening import wait_for_tone
+from tests.e2e.watching import choose
 from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
 from tests.support.certificates import write_self_signed
 from tests.support.server import free_port
@@ -109,11 +110,7 @@ async def test_an_attendee_hears_the_speaker_over_https_and_wss(
 
     watch = await browsers.open(audience, "watch", node.link("watch", Role.ATTENDEE, "att-1"))
     await watch.get_by_role("button", name="Play").click()
-    await (
-        watch.get_by_role("radiogroup", name="Language")
-        .get_by_role("radio", name="Русский", exact=True)
-        .check()
-    )
+    await choose(watch, "Русский")
     await wait_for_tone(watch, SPEAKER_HZ)
 
     wss = node.url.replace("https://", "wss://") + "/ws"

@@ -33,9 +33,12 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process owned by the test session."""
 
-    def __init__(self, executable: str, directory: Path) -> None:
+    def __init__(self, executable: str, directory: Path, *, durable: bool = False) -> None:
         self.executable = executable
         self.directory = directory
+        #: Durable: every write in the append-only file before it is acknowledged, as an
+        #: organizer runs Redis for several nodes (docker-compose.yml).
+        self.durable = durable
         self.host = "127.0.0.1"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -44,11 +47,16 @@ class RedisServer:
     def url(self, db: int = 0) -> str:
         return f"redis://{self.host}:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, *, same_port: bool = False) -> None:
+        """Start; ``same_port``: again on the port it had (a restart clients reconnect to)."""
         # Another process may take the port between our probe and the server's bind: retry.
         last_error = ""
-        for _ in range(5):
-            self.port = _free_port()
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else [
+            "--appendonly", "no"
+        ]  # fmt: skip
+        for _ in range(1 if same_port else 5):
+            if not same_port:
+                self.port = _free_port()
             self._process = subprocess.Popen(
                 [
                     self.executable,
@@ -56,7 +64,7 @@ class RedisServer:
                     "--bind", self.host,
                     "--dir", str(self.directory),
                     "--save", "",
-                    "--appendonly", "no",
+                    *persistence,
                     "--daemonize", "no",
                     "--logfile", str(self._log),
                 ],

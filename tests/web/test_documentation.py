@@ -4,8 +4,11 @@ server and the TLS proxy, with settings a node accepts."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -45,6 +48,17 @@ def test_compose_file_runs_nodes_on_a_persistent_redis() -> None:
         assert "dragoman serve --host 0.0.0.0" in " ".join(node["command"])
         assert any("/healthz" in part for part in node["healthcheck"]["test"])
         assert any(re.search(r":/data$", volume) for volume in node["volumes"])
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    """What `docker compose config` would refuse (an unknown key, a wrong type) fails here:
+    Docker cannot run on this machine, the specification's schema can."""
+    schema = json.loads((Path(__file__).parent / "compose_spec" / "compose-spec.json").read_text())
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(compose())
+    ]
+    assert errors == []
 
 
 def compose() -> dict:

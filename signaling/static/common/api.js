@@ -32,12 +32,16 @@ async function request(method, path, body) {
   }
   if (!response.ok) {
     const error = (data && data.error) || {};
-    throw new ApiError(
+    const failure = new ApiError(
       response.status,
       error.code || "server",
       error.message || response.statusText,
       error.field || null,
     );
+    // How long a rate limit lasts, so that the page can say it truthfully.
+    const retryAfter = Number(response.headers.get("Retry-After"));
+    if (Number.isFinite(retryAfter) && retryAfter > 0) failure.retryAfter = retryAfter;
+    throw failure;
   }
   return data;
 }

@@ -14,7 +14,8 @@ export class Connection {
    * @param {(welcome: object, again: boolean) => void} options.onWelcome
    * @param {(message: object) => void} options.onMessage
    * @param {(status: string, detail?: string) => void} options.onStatus
-   *   status is one of "connecting", "online", "reconnecting", "refused"
+   *   status is one of "connecting", "online", "reconnecting", "refused" (then with the
+   *   server's error code, for the page to say it in its language)
    */
   constructor({ token, onWelcome, onMessage, onStatus }) {
     this.token = token;
@@ -69,7 +70,7 @@ export class Connection {
         // Refused before being welcomed: a bad or expired link (or a protocol
         // this page does not speak) will not get better by retrying.
         this.closedForGood = true;
-        this.onStatus("refused", message.message);
+        this.onStatus("refused", message.code);
         socket.close();
         return;
       }

@@ -3,7 +3,7 @@
 // program of the event.
 
 import { Connection } from "./connection.js";
-import { t } from "/static/common/i18n.js";
+import { has, t } from "/static/common/i18n.js";
 import { fetchEvent, pageToken } from "/static/common/api.js";
 
 /**
@@ -26,8 +26,8 @@ export function startConsole(handlers) {
       if (message.type === "error") showError(message);
       else handlers.onMessage(message);
     },
-    onStatus: (state, detail) => {
-      socketStatus = { state, detail };
+    onStatus: (state, code) => {
+      socketStatus = { state, detail: code ? errorText(code) : undefined };
       showStatus(status);
     },
   });
@@ -69,11 +69,21 @@ function showStatus(element) {
   document.body.dataset.connection = state;
 }
 
+/**
+ * The server's refusal `code` as a sentence in the page's language. The server's own
+ * message is English for developers (and the console of the browser), never shown.
+ */
+export function errorText(code) {
+  const key = `console.error.${code}`;
+  return has(key) ? t(key) : t("console.error.generic");
+}
+
 /** A refusal from the server, shown to the person for a few seconds. */
 export function showError(message) {
+  if (message.message) console.info(`server refused (${message.code}): ${message.message}`);
   const box = document.getElementById("console-error");
   if (!box) return;
-  box.textContent = message.message ?? message.code ?? "";
+  box.textContent = errorText(message.code);
   box.hidden = false;
   clearTimeout(showError.timer);
   showError.timer = setTimeout(() => {

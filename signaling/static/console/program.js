@@ -24,9 +24,10 @@ export function directionLabel(from, into) {
 
 /**
  * Renders the program session by session into `container`; the current session
- * is highlighted (aria-current). `speakerExtra(speaker)` may add nodes per speaker.
+ * is highlighted (aria-current). `speakerExtra(speaker)` may add nodes per speaker;
+ * `onAirId`, the speaker on air, is marked *Speaking now*.
  */
-export function renderProgram(container, event, currentSessionId, speakerExtra = null) {
+export function renderProgram(container, event, currentSessionId, speakerExtra = null, onAirId = null) {
   container.replaceChildren();
   for (const session of event?.sessions ?? []) {
     const current = session.id === currentSessionId;
@@ -44,9 +45,11 @@ export function renderProgram(container, event, currentSessionId, speakerExtra =
     );
     const list = element("ul", { class: "speakers" });
     for (const speaker of session.speakers) {
+      const onAir = speaker.id === onAirId;
       const item = element(
         "li",
-        { "data-speaker": speaker.id },
+        { "data-speaker": speaker.id, class: onAir ? "on-air" : null, "aria-current": onAir ? "true" : null },
+        onAir ? element("span", { class: "badge speaking-now", text: t("watch.speaking_now") }) : null,
         element("span", { class: "speaker-name", text: speaker.name }),
         speaker.name_native
           ? element("span", { class: "speaker-native", lang: speaker.language, text: ` (${speaker.name_native})` })

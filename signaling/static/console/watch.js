@@ -1,14 +1,15 @@
-// The attendee's page: program video, the chosen language channel, the
-// original mixed underneath at the attendee's volume, and what is going on.
+// The attendee's page: program video, the chosen language channel, the original
+// mixed underneath at the attendee's volume, and what is going on. The player's
+// controls, menu and cards are player.js's; this module brings the media (WebRTC
+// from the node) and says what to show from the live state.
 
-import { loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
-import { lang, localized, t } from "/static/common/i18n.js";
+import { loadProgram, mediaRestoring, startConsole } from "./page.js";
+import { localized, t } from "/static/common/i18n.js";
 import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } from "./peer.js";
 import { analyse, Mixer, peakLevel, recentFrequency } from "./sound.js";
-import { channelView, onAirSpeakerId } from "./live.js";
+import { channelView, clockOffsetMs, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
-
-const ORIGINAL = "original";
+import { ORIGINAL, Player } from "./player.js";
 
 const view = {
   welcome: null,
@@ -19,12 +20,17 @@ const view = {
   channel: null,
   // A choice of ours the server has not confirmed yet (it wins over the server's view).
   pendingChannel: null,
-  originalVolume: 0,
+  // The original under the interpretation: 0 = not wanted, else its volume (0..1).
+  originalUnder: 0,
   audioOnly: false,
+  // Someone was on air since the page opened: nobody on air now is a pause, not the wait
+  // before the start.
+  seenOnAir: false,
 };
 let connection = null;
 let pc = null;
 let mixer = null;
+let listening = { volume: 1, muted: false };
 const received = new Map(); // "channel" | "floor" | "video" -> MediaStreamTrack
 const mids = new Map(); // the same names -> the m-line they arrive on
 const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
@@ -37,17 +43,32 @@ const media = new MediaKeeper({
   onRestoring: (restoring) => mediaRestoring("program", restoring),
 });
 
+const player = new Player({
+  onPlay: play,
+  onChannel: chooseChannel,
+  onOriginalUnder: setOriginalUnder,
+  onAudioOnly: setAudioOnly,
+  onSign: (booth) => connection?.send({ type: "select_sign", booth }),
+  onVolume: (volume, muted) => {
+    listening = { volume, muted };
+    if (mixer) mixer.setMasterVolume(muted ? 0 : volume);
+  },
+});
+const video = player.video;
+
+/**
+ * For another media source (e.g. an HLS fallback, in its own module): the same player
+ * instance (ES modules are loaded once per page), and the channel the person chose.
+ */
+export { player };
+export function chosenChannel() {
+  return view.channel;
+}
+
 /** Notes when a step of joining first happened (ms since navigation start), for bench/join.py. */
 function mark(name) {
   if (!(name in debug.marks)) debug.marks[name] = performance.now();
 }
-
-const video = document.getElementById("program-video");
-const signVideo = document.getElementById("sign-video");
-const signChoice = document.getElementById("sign-choice");
-const playButton = document.getElementById("play");
-const volume = document.getElementById("original-volume");
-const audioOnly = document.getElementById("audio-only");
 
 function onWelcome(welcome, again) {
   debug.welcomes += 1;
@@ -58,7 +79,7 @@ function onWelcome(welcome, again) {
     // A new connection starts from the server's defaults: restore our choices first.
     view.pendingChannel = view.channel;
     connection.send({ type: "select_channel", language: view.channel });
-    connection.send({ type: "set_original_under", on: view.originalVolume > 0 });
+    connection.send({ type: "set_original_under", on: view.originalUnder > 0 });
     connection.send({ type: "set_audio_only", on: view.audioOnly });
   }
   closePeer();
@@ -104,8 +125,8 @@ async function onOffer(message) {
 
 function attachTrack(name, track) {
   if (name === "sign") {
-    signVideo.srcObject = new MediaStream([track]);
-    signVideo.play().catch(() => {});
+    player.signVideo.srcObject = new MediaStream([track]);
+    player.signVideo.play().catch(() => {});
     return;
   }
   if (name === "video") {
@@ -127,16 +148,16 @@ function attachTrack(name, track) {
 }
 
 function volumeOf(name) {
-  if (name === "floor") return view.channel === ORIGINAL ? 0 : view.originalVolume / 100;
+  if (name === "floor") return view.channel === ORIGINAL ? 0 : view.originalUnder;
   return 1;
 }
 
 async function play() {
   if (!mixer) mixer = new Mixer();
+  mixer.setMasterVolume(listening.muted ? 0 : listening.volume);
   await mixer.resume();
   for (const [name, track] of received) if (track.kind === "audio") mixer.attach(name, track, volumeOf(name));
   video.play().catch(() => {});
-  playButton.hidden = true;
 }
 
 function chooseChannel(code) {
@@ -148,17 +169,16 @@ function chooseChannel(code) {
   render();
 }
 
-function setOriginalVolume(percent) {
-  const wasOn = view.originalVolume > 0;
-  view.originalVolume = percent;
+function setOriginalUnder(volume) {
+  const wasOn = view.originalUnder > 0;
+  view.originalUnder = volume;
   if (mixer) mixer.setVolume("floor", volumeOf("floor"));
-  // At 0 the server stops sending the floor at all: no bandwidth for what nobody hears.
-  if (wasOn !== percent > 0) connection?.send({ type: "set_original_under", on: percent > 0 });
+  // Not wanted: the server stops sending the floor at all, no bandwidth for what nobody hears.
+  if (wasOn !== volume > 0) connection?.send({ type: "set_original_under", on: volume > 0 });
 }
 
 function setAudioOnly(enabled) {
   view.audioOnly = enabled;
-  video.hidden = enabled;
   connection?.send({ type: "set_audio_only", on: enabled });
 }
 
@@ -172,6 +192,7 @@ function onMessage(message) {
       else if (you.channel === view.pendingChannel) view.pendingChannel = null;
       if (mixer) mixer.setVolume("floor", volumeOf("floor"));
     }
+    if (onAirSpeakerId(message)) view.seenOnAir = true;
     render();
   } else if (message.type === "offer") {
     onOffer(message);
@@ -181,39 +202,41 @@ function onMessage(message) {
 function render() {
   const event = view.program ?? view.summary;
   if (!event) return;
-  document.getElementById("event-title").textContent = localized(event.title);
-  renderLanguageChoice(event);
+  const title = localized(event.title);
+  document.getElementById("event-title").textContent = title;
+  document.title = `${title} — ${t("watch.title_suffix")}`;
+  player.setLanguages(event.languages.map((item) => ({ code: item.code, name: item.name, lang: item.code })));
+  if (view.channel !== null) player.setChannel(view.channel);
+  renderCard(event);
   renderNowSpeaking(event);
-  renderMediaLost();
   renderSignChoice(event);
   renderChannelCarries(event);
-  if (view.program) renderProgram(document.getElementById("program"), view.program, view.state?.session ?? null);
+  if (view.program) {
+    renderProgram(
+      document.getElementById("program"),
+      view.program,
+      view.state?.session ?? null,
+      null,
+      onAirSpeakerId(view.state),
+    );
+  }
 }
 
-function renderLanguageChoice(event) {
-  const group = document.getElementById("language-choice");
-  const options = [{ code: ORIGINAL, name: t("watch.original"), lang }];
-  for (const item of event.languages) options.push({ code: item.code, name: item.name, lang: item.code });
-  const existing = [...group.querySelectorAll("input[type=radio]")];
-  if (existing.map((input) => input.value).join() !== options.map((option) => option.code).join()) {
-    for (const old of group.querySelectorAll("label")) old.remove();
-    for (const option of options) {
-      const label = document.createElement("label");
-      label.className = "language-option";
-      const input = document.createElement("input");
-      input.type = "radio";
-      input.name = "language";
-      input.value = option.code;
-      input.addEventListener("change", () => chooseChannel(option.code));
-      const text = document.createElement("span");
-      text.textContent = option.name;
-      text.lang = option.lang;
-      label.append(input, text);
-      group.append(label);
-    }
-  }
-  for (const input of group.querySelectorAll("input[type=radio]")) input.checked = input.value === view.channel;
-  volume.disabled = view.channel === ORIGINAL;
+/**
+ * What stands in for the picture: the waiting room until someone first goes on air
+ * (unless a session already runs), a card when the speaker goes off air or his media
+ * is lost: never a frozen last frame.
+ */
+function renderCard(event) {
+  const state = view.state;
+  const onAir = onAirSpeakerId(state);
+  let card = null;
+  if (onAir) card = state.on_air.media_live === false ? "media-lost" : null;
+  else if (!view.seenOnAir && !state?.session) card = "waiting";
+  else card = "off-air";
+  if (event.starts_at_utc) player.setWaiting(localized(event.title), event.starts_at_utc, clockOffsetMs(state));
+  player.showCard(card);
+  document.body.dataset.card = card ?? "";
 }
 
 function renderNowSpeaking(event) {
@@ -231,28 +254,24 @@ function renderNowSpeaking(event) {
   if (speaker) target.append(" — ", localized(speaker.affiliation));
   // The floor language: the moderator may say he speaks another one than the program's.
   const spoken = view.state.on_air.language ?? speaker?.language;
-  target.append(" · ", t("console.speaks", { language: languageName(event, spoken) }));
+  target.append(" · ", t("console.speaks", { language: spokenName(spoken, event) }));
+}
+
+/** A language named in a sentence: in the page's language when the catalog knows it. */
+function spokenName(code, event) {
+  const key = `language.${String(code).split("-")[0]}`;
+  const known = t(key);
+  return known !== key ? known : languageName(event, code);
 }
 
 /** Sign language over the program video, in events with sign booths. */
 function renderSignChoice(event) {
   const booths = (view.summary?.booths ?? event.booths ?? []).filter((booth) => booth.kind === "sign");
-  const label = signChoice.closest("label");
-  label.hidden = booths.length === 0;
-  if (!booths.length) return;
-  setOptions(signChoice, [["", t("watch.sign_none")], ...booths.map((booth) => [booth.id, booth.name])]);
-  const shown = view.state?.you?.sign ?? null;
-  if (document.activeElement !== signChoice) signChoice.value = shown ?? "";
-  signVideo.hidden = !shown || Boolean(view.state?.you?.audio_only);
-}
-
-/** While the speaker's media is lost, say so instead of showing a frozen picture. */
-function renderMediaLost() {
-  const lost = view.state?.on_air?.media_live === false;
-  const notice = document.getElementById("media-lost");
-  if (notice.hidden === !lost) return;
-  notice.hidden = !lost;
-  notice.closest(".video-frame")?.classList.toggle("media-lost-shown", lost);
+  player.setSignBooths(
+    booths.map((booth) => [booth.id, booth.name]),
+    view.state?.you?.sign ?? null,
+    Boolean(view.state?.you?.audio_only),
+  );
 }
 
 function renderChannelCarries(event) {
@@ -266,7 +285,7 @@ function renderChannelCarries(event) {
     return;
   }
   const channel = channelView(view.state, view.channel);
-  const name = languageName(event, view.channel);
+  const name = spokenName(view.channel, event);
   target.dataset.kind = channel?.kind ?? "";
   if (!channel) target.textContent = "";
   else if (channel.reason === "no_speaker") target.textContent = t("watch.nobody_speaking");
@@ -277,11 +296,6 @@ function renderChannelCarries(event) {
   else if (channel.kind === "floor") target.textContent = t("watch.carries_floor_fallback");
   else target.textContent = t("watch.carries_silence");
 }
-
-playButton.addEventListener("click", play);
-volume.addEventListener("input", () => setOriginalVolume(Number(volume.value)));
-audioOnly.addEventListener("change", () => setAudioOnly(audioOnly.checked));
-signChoice.addEventListener("change", () => connection?.send({ type: "select_sign", booth: signChoice.value || null }));
 
 // What the page really receives, for the end-to-end tests and bench/join.py.
 window.dragomanDebug = {
