@@ -1,12 +1,13 @@
 """The forwarding loop: one incoming RTP packet out to every subscriber slot.
 
 Runs inside the publisher's DTLS receive loop (called by the receiver tap),
-so a packet leaves for every subscriber before the next one is read: no
-queue, no task, no decoding. Per packet, the work that is the same for every
-subscriber (clock readings, keyframe test, header-extension values) is done
-once; per subscriber slot, only what must differ: a 16-byte header (its SSRC,
-payload type, rebased sequence number and timestamp), a byte splice, SRTP
-and `sendto`.
+or, for an output pulled from another node, inside the node link's datagram
+callback (streamer/node_link.py), so a packet leaves for every subscriber
+before the next one is read: no queue, no task, no decoding. Per packet, the
+work that is the same for every subscriber (clock readings, keyframe test,
+header-extension values) is done once; per subscriber slot, only what must
+differ: a 16-byte header (its SSRC, payload type, rebased sequence number and
+timestamp), a byte splice, SRTP and `sendto`.
 
 Before any of that, the source's `SequenceWindow` drops a packet already
 forwarded (a network duplicate, or a retransmission of a packet that arrived

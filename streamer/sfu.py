@@ -285,15 +285,26 @@ class Sfu:
     async def open_links(self, host: str) -> Address:
         """Open this node's link endpoint on `host` (its media address); returns the
         (host, port) other nodes pull from. The port is taken from the port range
-        if one is configured, else any free port."""
+        if one is configured, else any free port.
+
+        Give the address the other nodes reach, not a wildcard: an edge knows its
+        origin by the address answers come from."""
         self._check_open()
         if self.config.link_secret is None:
             raise LinkError("node links need the cluster's shared secret (link_secret)")
         if self._links is not None:
             raise LinkError("this node's link endpoint is already open")
-        check_address(host)
+        try:
+            check_address(host)
+        except InvalidNetworkSetting:
+            raise LinkError(
+                f"a link endpoint is bound on an IP address, not {host!r:.60}"
+            ) from None
         links = NodeLinks(self.config.link_secret, self._outputs.get, self.config.link_limits)
-        address = await links.open(host, self._ports)
+        try:
+            address = await links.open(host, self._ports)
+        except OSError as exc:
+            raise LinkError(f"cannot open the link endpoint on {host}: {exc.strerror}") from None
         if self._closed:
             await links.close()
             raise SfuClosed("the SFU was closed while its link endpoint opened")

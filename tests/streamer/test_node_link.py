@@ -186,6 +186,22 @@ async def test_pull_and_point_last_call_wins(nodes: list[Sfu], peer_sets: dict[S
     await hears(listener.audio["copy"], 440)
 
 
+async def test_links_chain_into_a_tree(nodes: list[Sfu], peer_sets: dict[Sfu, Peers]) -> None:
+    origin, middle, leaf = await open_node(nodes), await open_node(nodes), await open_node(nodes)
+    await peers_of(peer_sets, origin).publisher("speaker", [ToneTrack(440)])
+    await peers_of(peer_sets, origin).publisher("interpreter", [ToneTrack(880)])
+    for sfu in (origin, middle, leaf):
+        sfu.declare_output("floor", "audio")
+    origin.point("floor", "speaker/audio")
+    middle.pull("floor", origin.link_address)
+    leaf.pull("floor", middle.link_address)  # the middle's pulled output, pulled again
+    listener = await peers_of(peer_sets, leaf).subscriber("listener", {"voice": "floor"})
+    await hears(listener.audio["voice"], 440)
+    origin.point("floor", "interpreter/audio")
+    await hears(listener.audio["voice"], 880)
+    assert len({packet[4] for packet in listener.rtp["voice"].packets}) == 1
+
+
 async def test_video_keyframes_cross_the_link(
     nodes: list[Sfu], peer_sets: dict[Sfu, Peers]
 ) -> None:
@@ -418,6 +434,15 @@ async def test_misuse_gets_clear_errors(nodes: list[Sfu]) -> None:
     nodes.append(short)
     with pytest.raises(LinkError, match="at least 16 bytes"):
         await short.open_links("127.0.0.1")
+    unopened = node()
+    nodes.append(unopened)
+    with pytest.raises(LinkError, match="bound on an IP address"):
+        await unopened.open_links("localhost")
+    with pytest.raises(LinkError, match=r"cannot open the link endpoint on 192\.0\.2\.1"):
+        await unopened.open_links("192.0.2.1")  # an address this machine does not have
+    unopened.declare_output("floor", "audio")
+    with pytest.raises(LinkError, match="open this node's link endpoint"):
+        unopened.pull("floor", ("127.0.0.1", 4000))
     with pytest.raises(LinkError, match="max_pulled is a whole number"):
         LinkLimits(max_pulled=0)
     origin = await open_node(nodes)
