@@ -109,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         rtc_ports=args.rtc_ports,
+        workers=args.workers,
     )
     configure_logging(settings.log_format)
     try:
@@ -121,8 +122,144 @@ def _serve(args: argparse.Namespace) -> int:
     # commands do not need and would wait for.
     from signaling.app import create_app
 
+    if args.worker_index is not None and args.handoff is not None:
+        return _serve_as_worker(args, settings, event, ssl_context)
+    if settings.workers > 1:
+        _store_ready(settings)
+        return asyncio.run(_supervise(settings, event))
     app = create_app(settings, event=event)
     return asyncio.run(_run_server(app, settings, event, ssl_context))
+
+
+def _store_ready(settings: Settings) -> None:
+    """Open the store once before the workers do (it creates its files and schema)."""
+
+    async def open_and_close() -> None:
+        store = open_store(settings)
+        try:
+            await store.open()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(open_and_close())
+    except StoreError as exc:
+        raise CommandError(f"cannot open the store: {exc}") from None
+
+
+async def _supervise(settings: Settings, event: Event) -> int:
+    from signaling.workers import Supervisor
+
+    worker_args = [
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--data-dir", str(settings.data_dir),
+        "--event", str(settings.event_file),
+        "--public-url", str(settings.public_url),
+    ]  # fmt: skip
+    if settings.redis_url:
+        worker_args += ["--redis-url", settings.redis_url]
+    if settings.tls_cert and settings.tls_key:
+        worker_args += ["--tls-cert", str(settings.tls_cert), "--tls-key", str(settings.tls_key)]
+    try:
+        supervisor = Supervisor(
+            settings.host,
+            settings.port,
+            settings.workers,
+            worker_args=worker_args,
+            rtc_ports=settings.rtc_ports,
+            use_hub=not settings.redis_url,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        try:
+            await supervisor.start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                "choose another port with --port"
+            ) from None
+        except TimeoutError:
+            raise CommandError("the workers did not start; their messages above say why") from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        print(f"{settings.workers} workers, one event.", flush=True)
+        _print_welcome(settings, event)
+        await stop.wait()
+        print("Stopping.", flush=True)
+    finally:
+        await supervisor.stop()
+    return EXIT_OK
+
+
+def _serve_as_worker(
+    args: argparse.Namespace, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
+) -> int:
+    import functools
+    import os
+
+    from signaling.app import DEFAULT_EXTENSIONS, create_app
+    from signaling.live.hub import HubBus
+    from signaling.websocket import install_live
+
+    node = f"worker-{args.worker_index}-{os.getpid()}"
+    extensions = list(DEFAULT_EXTENSIONS)
+    if args.hub is not None:
+        extensions[extensions.index(install_live)] = functools.partial(
+            install_live, bus=HubBus(args.hub, node=node)
+        )
+    app = create_app(settings, event=event, extensions=extensions)
+    return asyncio.run(_run_worker(app, args.handoff, args.worker_index, ssl_context))
+
+
+async def _run_worker(
+    app: web.Application, handoff_path: Path, index: int, ssl_context: ssl.SSLContext | None
+) -> int:
+    from signaling.app import make_runner
+    from signaling.websocket import LIVE_KEY
+    from signaling.workers import LOAD_EVERY_S, Handoff
+
+    runner = make_runner(app)
+    try:
+        await runner.setup()
+    except StoreError as exc:
+        await runner.cleanup()
+        raise CommandError(f"cannot open the store: {exc}") from None
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    handoff = Handoff(handoff_path, index)
+    connections: set[asyncio.Task[object]] = set()
+    live = app[LIVE_KEY]
+    server = runner.server
+    assert server is not None
+
+    def take_connections() -> None:
+        handed = handoff.receive()
+        if handed is None:
+            stop.set()  # the supervisor is gone: so is this worker
+            return
+        for sock in handed:
+            sock.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(server, sock, ssl=ssl_context))
+            connections.add(task)
+            task.add_done_callback(connections.discard)
+
+    loop.add_reader(handoff.channel.fileno(), take_connections)
+    try:
+        while not stop.is_set():
+            handoff.report(len(live.clients))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LOAD_EVERY_S)
+    finally:
+        loop.remove_reader(handoff.channel.fileno())
+        handoff.close()
+        await runner.cleanup()
+    return EXIT_OK
 
 
 async def _run_server(
@@ -467,6 +604,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MIN-MAX",
         help="UDP ports for media, to open in the firewall (default: any port)",
     )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="processes serving the event on this machine, one per core with 'auto' (default: 1)",
+    )
+    # Set by the supervisor of --workers for each worker it starts; not for people.
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--handoff", type=Path, help=argparse.SUPPRESS)
+    serve.add_argument("--hub", type=Path, help=argparse.SUPPRESS)
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)
 

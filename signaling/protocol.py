@@ -412,6 +412,9 @@ class Welcome(WireMessage):
     #: STUN/TURN servers for the browser's peer connections: the node's ``ice_servers``,
     #: then its TURN server(s) with credentials made for this page.
     ice_servers: list[IceServer] = []
+    #: The node (or worker) this connection landed on: for the organizer's logs and
+    #: support, when several nodes serve the event.
+    node: str = ""
 
 
 class SpeakerOnAir(WireMessage):

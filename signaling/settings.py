@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     #: media link to (UDP, one port of ``rtc_ports``). Unset: the first of
     #: ``rtc_addresses``, else 127.0.0.1 (nodes on one machine).
     link_host: str | None = None
+    #: Processes serving the event on this machine behind the one port (``auto``: one
+    #: per core); each is a node of the event (see signaling/workers.py).
+    workers: Annotated[int, NoDecode] = 1
     #: The TURN server(s) pages may relay media through (``turn:``/``turns:`` URLs,
     #: comma-separated); each page gets short-lived credentials made with ``turn_secret``.
     turn_urls: Annotated[list[str], NoDecode] = []
@@ -189,6 +193,20 @@ class Settings(BaseSettings):
             )
         if first > last:
             raise ValueError(f"the first port ({first}) is above the last ({last})")
+        return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _count_workers(cls, value: object) -> object:
+        if value is None:
+            return 1
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "auto":
+                return os.cpu_count() or 1
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"{value!r} is not a number of workers (1, 2, ... or auto)")
+            return int(text)
         return value
 
     @field_validator("rtc_addresses", mode="before")

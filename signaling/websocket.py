@@ -275,6 +275,8 @@ def _link_host(settings: Settings) -> str:
         return settings.link_host
     if settings.rtc_addresses:
         return settings.rtc_addresses[0]
+    if not settings.redis_url:
+        return "127.0.0.1"  # workers of one machine
     log.warning(
         "the media link listens on 127.0.0.1: nodes on other machines cannot pull from this "
         "one (set DRAGOMAN_LINK_HOST to an address they reach)"

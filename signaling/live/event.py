@@ -336,6 +336,7 @@ class LiveEvent:
                 event=self.views.summary(),
                 # Tagged by role only: the TURN server's logs need not know who.
                 ice_servers=self.ice_servers.for_page(claims.role.value),
+                node=self.node,
             )
         )
         client.send(self.views.state_for(client, self.views.common_state()))
