@@ -171,3 +171,56 @@ async def test_a_wrong_number_of_workers_is_refused_with_the_reason(tmp_path: Pa
     )
     assert result.status != 0
     assert "too small for 4 workers" in result.stderr, result.stderr
+
+
+async def test_three_nodes_on_redis_one_dies_and_its_attendee_hears_again_elsewhere(
+    tmp_path: Path, serve_process, redis_url: str, ws_session: aiohttp.ClientSession
+):
+    """Nodes on several machines, as docker-compose.yml runs them (here three processes on
+    loopback): staff on A, an attendee on B; B dies; the attendee's page reconnects
+    through the proxy to a node that lives (C) and hears the channel again."""
+    env = dragoman_env(DRAGOMAN_SECRET=SECRET, DRAGOMAN_REDIS_URL=redis_url)
+    a, b, c = [await serve_process(tmp_path / name, env=env) for name in "abc"]
+    moderator = Member(Role.MODERATOR, "mod")
+    speaker = Member(Role.SPEAKER, RUSSIAN_SPEAKER, {"speaker": RUSSIAN_SPEAKER})
+    interpreter = Member(Role.INTERPRETER, "anna", {"booth": "ru-fr"})
+    attendee = Member(Role.ATTENDEE, "reg-b")
+    everyone = [moderator, speaker, interpreter, attendee]
+    try:
+        for member in (moderator, speaker, interpreter):
+            await _join(ws_session, a.url, member)
+        assert moderator.client is not None
+        await moderator.client.state_where(
+            lambda s: (
+                RUSSIAN_SPEAKER in s["publishers"]["speakers"]
+                and s["publishers"]["interpreters"]["ru-fr"] == ["anna"]
+            )
+        )
+        await moderator.client.send("start_session", session_id="plenary")
+        await moderator.client.send("put_on_air", speaker_id=RUSSIAN_SPEAKER)
+        await _join(ws_session, b.url, attendee)
+        media = attendee.media[0]
+        await media.hears("channel", INTERPRETER_HZ)
+
+        # A switch made on A (the interpreter's cough, then the floor in French) on B.
+        assert interpreter.client is not None
+        await moderator.client.send("set_floor_language", language="fr")
+        await media.hears("channel", SPEAKER_HZ, within=BACK_WITHIN_S)
+        await moderator.client.send("set_floor_language", language=None)
+        await media.hears("channel", INTERPRETER_HZ, within=BACK_WITHIN_S)
+
+        assert b.process is not None
+        b.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        await b.process.wait()
+        assert attendee.client is not None
+        await attendee.client.close()
+        await _join(ws_session, c.url, attendee)
+        await attendee.media[0].hears("channel", INTERPRETER_HZ, within=BACK_WITHIN_S)
+        assert time.monotonic() - killed_at < BACK_WITHIN_S
+    finally:
+        for member in everyone:
+            for item in member.media:
+                await item.close()
+            if member.client is not None:
+                await member.client.close()
