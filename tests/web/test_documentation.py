@@ -124,3 +124,5 @@ def test_compose_caddy_terminates_tls_in_front_of_every_node() -> None:
     ports = {f"127.0.0.1:{node['environment']['DRAGOMAN_PORT']}" for node in nodes()}
     assert set(upstreams.group(1).split()) == ports
     assert "health_uri /healthz" in caddyfile
+    # Any node serves any page: newcomers go to the least loaded one.
+    assert "lb_policy least_conn" in caddyfile
