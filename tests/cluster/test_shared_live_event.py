@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from signaling.registration import NewRegistration
 from signaling.tokens import Role, TokenSigner
 from signaling.websocket import install_live
 from tests.signaling.conftest import WsClient
@@ -216,6 +217,15 @@ async def test_a_redis_restart_loses_nothing_and_the_nodes_resync(
         await moderator.send("start_session", session_id="plenary")
         await anna.send("mic", on=True)
         await moderator.state_where(lambda s: _booth(s)["on_air"] == "anna", within=FOLLOW_S)
+        registered, _ = await a.store.register(
+            NewRegistration.create(
+                event_id=a.event.id,
+                name="Véra",
+                email="vera@example.org",
+                language="fr",
+                languages=a.event.language_codes,
+            )
+        )
 
         redis.stop()
         # Redis away: what needs the other nodes is refused with a reason, nothing breaks.
@@ -248,5 +258,6 @@ async def test_a_redis_restart_loses_nothing_and_the_nodes_resync(
         peers.append(newcomer)
         assert _booth(newcomer.state)["on_air"] == "anna"
         assert newcomer.state["session"] is None
+        assert await late.store.registration(registered.id) == registered
     finally:
         redis.stop()
