@@ -92,7 +92,7 @@ async def test_a_live_event_heard_by_an_attendee(
     await expect(anna_mic).to_have_attribute("aria-pressed", "true")
     await expect(boris.get_by_role("button", name="Microphone")).to_be_disabled()
     # Her VU meter shows her own microphone (the tone is at half scale: about -6 dBFS).
-    await anna.wait_for_function("document.getElementById('vu-meter').value > 0.5")
+    await anna.wait_for_function("() => document.getElementById('vu-meter').value > 0.5")
 
     # The moderator puts the Russian speaker on air.
     studio = await venue.open(audience, "studio", node.link("studio", Role.MODERATOR, "mod"))

@@ -60,10 +60,10 @@ async def test_the_attendee_shows_the_sign_interpreter_over_the_program(
     await sign_language(watch, "Langue des signes")
     await expect(sign_video).to_be_visible()
     await watch.wait_for_function(
-        "document.getElementById('sign-video').videoWidth > 0", timeout=MEDIA_TIMEOUT_MS
+        "() => document.getElementById('sign-video').videoWidth > 0", timeout=MEDIA_TIMEOUT_MS
     )
     await studio.wait_for_function(
-        "document.querySelector('video[data-sign=\"lsfb\"]')?.videoWidth > 0",
+        "() => document.querySelector('video[data-sign=\"lsfb\"]')?.videoWidth > 0",
         timeout=MEDIA_TIMEOUT_MS,
     )
     await sign_language(watch, "None")
