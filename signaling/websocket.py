@@ -26,8 +26,9 @@ from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, 
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LocalBus
 from signaling.live.redis_bus import RedisBus
+from signaling.metrics import add_readings
 from signaling.origins import check_origin
-from signaling.tokens import Claims, Role, TokenError
+from signaling.tokens import Claims, TokenError
 from signaling.turn_credentials import PageIceServers
 from streamer import IceServer, Sfu, SfuConfig
 
@@ -305,20 +306,20 @@ def install_live(app: web.Application) -> None:
 
 
 def _register_metrics(app: web.Application) -> None:
-    live = app[LIVE_KEY]
+    # Read from counts the live service keeps as clients come, choose and go.
+    audience = app[LIVE_KEY].audience
     registry = app[METRICS_KEY]
-    registry.gauge_callback(
+    add_readings(
+        registry,
         "dragoman_live_listeners",
         "Attendees receiving each channel on this node (channel original = the floor).",
-        lambda: [({"channel": channel}, float(n)) for channel, n in live.listener_counts().items()],
+        lambda: [({"channel": channel}, n) for channel, n in audience.listeners.items()],
+        labels=("channel",),
     )
-
-    def clients() -> list[tuple[dict[str, str], float]]:
-        counts = dict.fromkeys((role.value for role in Role), 0)
-        for client in live.clients:
-            counts[client.role.value] += 1
-        return [({"role": role}, float(n)) for role, n in counts.items()]
-
-    registry.gauge_callback(
-        "dragoman_live_clients", "Authenticated WebSocket clients by role.", clients
+    add_readings(
+        registry,
+        "dragoman_live_clients",
+        "Authenticated WebSocket clients by role.",
+        lambda: [({"role": role.value}, n) for role, n in audience.roles.items()],
+        labels=("role",),
     )

@@ -190,7 +190,12 @@ PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
 class InboundTap:
     """Takes decrypted RTP packets out of one `RTCRtpReceiver`, before any buffering."""
 
-    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        on_packet: PacketHandler,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
         self._receiver = receiver
         self._on_packet = on_packet
         # These dicts are filled in place by `RTCRtpReceiver.receive()`, later.
@@ -213,7 +218,8 @@ class InboundTap:
             _require(receiver, name)
         self.media_ssrc: int | None = None
         self.closed = False
-        self.errors = 0
+        self._on_error = on_error
+        self._failed = False
         # An instance attribute shadows the method the DTLS transport calls.
         receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
 
@@ -245,8 +251,9 @@ class InboundTap:
             await self._on_packet(packet, codec)
         except Exception:
             # An exception here would end the publisher's DTLS receive loop.
-            self.errors += 1
-            if self.errors == 1:
+            self._on_error()
+            if not self._failed:
+                self._failed = True
                 logger.exception("forwarding a received packet failed")
         estimator = self._estimator
         if estimator is not None and packet.extensions.abs_send_time is not None:
@@ -360,6 +367,7 @@ class SenderLink:
         sender: RTCRtpSender,
         on_started: Callable[[NegotiatedSend], None],
         on_rtcp: RtcpHandler,
+        on_rtcp_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._sender = sender
         self.ssrc: int = _require(sender, "_ssrc")  # type: ignore[assignment]
@@ -391,8 +399,8 @@ class SenderLink:
         self.failure: str | None = None
         # Packets the socket refused (its send buffer full, or closed under us).
         self.dropped = 0
-        # RTCP packets from the subscriber whose handling raised.
-        self.rtcp_errors = 0
+        self._on_rtcp_error = on_rtcp_error
+        self._rtcp_failed = False
         self._original_send = sender.send
         self._original_rtcp = sender._handle_rtcp_packet
         self.closed = False
@@ -464,8 +472,9 @@ class SenderLink:
         except Exception:
             # An exception here would end the subscriber's DTLS receive loop. Logged
             # once: a subscriber's RTCP arrives several times a second.
-            self.rtcp_errors += 1
-            if self.rtcp_errors == 1:
+            self._on_rtcp_error()
+            if not self._rtcp_failed:
+                self._rtcp_failed = True
                 logger.exception("handling RTCP from a subscriber failed")
             handled = True
         if not handled:

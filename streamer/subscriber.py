@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -272,6 +272,7 @@ async def open_subscriber(
     outputs: dict[str, Output],
     pc: RTCPeerConnection,
     streams: Mapping[str, str] | None = None,
+    on_rtcp_error: Callable[[], None] = lambda: None,
 ) -> tuple[Subscriber, RTCSessionDescription]:
     """Create the slots and the server's offer (one sendonly section per slot).
 
@@ -288,7 +289,7 @@ async def open_subscriber(
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
-            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp, on_rtcp_error)
             slot.transceiver = transceiver
             subscriber.slots[name] = slot
             output.attach(slot)

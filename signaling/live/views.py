@@ -44,12 +44,7 @@ class Views:
 
     def local_listeners(self) -> dict[str, int]:
         """This node's attendees with media, per channel."""
-        live = self.live
-        counts = {p.ORIGINAL: 0, **dict.fromkeys(live.event.language_codes, 0)}
-        for client in live.clients:
-            if client.role is Role.ATTENDEE and client.subscribed:
-                counts[live.choice(client).channel] += 1
-        return counts
+        return dict(self.live.audience.listeners)
 
     def listener_counts(self) -> dict[str, int]:
         """The event's attendees with media, per channel, on every node."""

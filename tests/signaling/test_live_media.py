@@ -61,7 +61,7 @@ async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server
     assert state["listeners"] == {"original": 0, "ru": 0, "fr": 1}
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{live_server.url}/metrics") as response:
-            assert 'dragoman_live_listeners{channel="fr"} 1' in await response.text()
+            assert 'dragoman_live_listeners{channel="fr"} 1.0' in await response.text()
 
     await attendee.send("select_channel", language="ru")
     await media.hears("channel", SPEAKER_HZ)
