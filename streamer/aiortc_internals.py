@@ -42,7 +42,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import aioice
@@ -71,6 +71,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -78,6 +79,7 @@ from aiortc.rtp import (
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
+    wrap_rtx,
 )
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session
@@ -128,6 +130,7 @@ __all__ = [
     "RTCP_RTPFB_NACK",
     "SUBSCRIBER_BUNDLE_POLICY",
     "AiortcIncompatible",
+    "HeaderExtensionsMap",
     "IdleTrack",
     "InboundTap",
     "RtcpPsfbPacket",
@@ -140,6 +143,7 @@ __all__ = [
     "local_ice_addresses",
     "ntp_time",
     "restrict_ice",
+    "rtx_packet",
     "set_stream_id",
     "start_skipped_sender",
 ]
@@ -311,6 +315,17 @@ class NegotiatedSend:
     rtx_payload_types: dict[int, int]  # media payload type -> its RTX payload type
     nack: bool  # the subscriber asked for NACK on the primary codec
     extension_ids: dict[str, int]  # uri -> one-byte extension id
+    # The same, as aiortc parses and writes them (none unless told).
+    header_extensions: HeaderExtensionsMap = field(default_factory=HeaderExtensionsMap)
+
+
+def rtx_packet(
+    sent: bytes, extensions: HeaderExtensionsMap, payload_type: int, sequence_number: int, ssrc: int
+) -> bytes:
+    """A packet sent earlier, wrapped for retransmission (RFC 4588) by aiortc's own
+    `wrap_rtx`: the extensions as sent, the original sequence number before the payload."""
+    original = RtpPacket.parse(sent, extensions)
+    return wrap_rtx(original, payload_type, sequence_number, ssrc).serialize(extensions)
 
 
 class SrtpProtector:
@@ -453,6 +468,8 @@ class SenderLink:
                 previous = payload_types.get(mime)
                 if previous is None or mime == "video/h264":
                     payload_types[mime] = codec.payloadType
+        header_extensions = HeaderExtensionsMap()
+        header_extensions.configure(parameters)
         nack = bool(codecs) and any(
             fb.type == "nack" and not fb.parameter for fb in codecs[0].rtcpFeedback
         )
@@ -463,6 +480,7 @@ class SenderLink:
                 rtx_payload_types=rtx,
                 nack=nack,
                 extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
+                header_extensions=header_extensions,
             )
         )
 
