@@ -128,6 +128,7 @@ async def _run_server(
     app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
 ) -> int:
     from signaling.app import make_runner
+    from streamer.aiortc_internals import AiortcIncompatible
 
     runner = make_runner(app)
     try:
@@ -135,6 +136,9 @@ async def _run_server(
     except StoreError as exc:
         await runner.cleanup()
         raise CommandError(f"cannot open the store: {exc}") from None
+    except AiortcIncompatible as exc:
+        await runner.cleanup()
+        raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         try:
@@ -206,6 +210,7 @@ def _demo(args: argparse.Namespace) -> int:
             )
         from signaling.app import create_app
         from signaling.demo import run_demo
+        from streamer.aiortc_internals import AiortcIncompatible
 
         app = create_app(settings, event=event)
         try:
@@ -221,6 +226,10 @@ def _demo(args: argparse.Namespace) -> int:
                     turn_s=args.turn_seconds,
                 )
             )
+        except StoreError as exc:
+            raise CommandError(f"cannot open the store: {exc}") from None
+        except AiortcIncompatible as exc:
+            raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
         except OSError as exc:
             raise CommandError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "

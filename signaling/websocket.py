@@ -31,6 +31,7 @@ from signaling.origins import check_origin
 from signaling.tokens import Claims, TokenError
 from signaling.turn_credentials import PageIceServers
 from streamer import IceServer, Sfu, SfuConfig
+from streamer.aiortc_internals import check_once
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _live_context(app: web.Application) -> AsyncIterator[None]:
+    # Before anyone connects: a wrong aiortc release is refused here, by name.
+    await check_once()
     live = app[LIVE_KEY]
     sfu = app[SFU_KEY]
     sfu.on_source_added = live.source_added

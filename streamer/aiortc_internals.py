@@ -2,8 +2,9 @@
 
 aiortc has no public way to take encoded RTP out of a receiver or to put
 already-encoded RTP into a sender, so the streamer reaches inside. All of it is
-here, pinned to aiortc 1.16.0, and `check()` (run by the tests) fails loudly,
-naming what moved, if an upgrade changes any of it:
+here, pinned to aiortc 1.16.0, and `check()` fails loudly, naming what moved, if an
+upgrade changes any of it; a node runs it once as it starts (`check_once`), so a wrong
+release is refused before the first attendee connects:
 
 - `InboundTap` shadows `RTCRtpReceiver._handle_rtp_packet` on one receiver
   instance: decrypted packets reach the forwarder before any jitter buffer or
@@ -140,6 +141,7 @@ __all__ = [
     "RtpPacket",
     "SenderLink",
     "check",
+    "check_once",
     "local_ice_addresses",
     "ntp_time",
     "restrict_ice",
@@ -832,6 +834,18 @@ def check_srtp_protector() -> None:
             f"pylibsrtp {version}: Session.protect and SrtpProtector no longer agree "
             f"on the largest packet ({MAX_RTP_SIZE} bytes)"
         )
+
+
+_checked = False
+
+
+async def check_once() -> None:
+    """`check()`, the first time a process asks (every node of the process shares the
+    libraries it found)."""
+    global _checked
+    if not _checked:
+        await check()
+        _checked = True
 
 
 async def check() -> None:
