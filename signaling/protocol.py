@@ -635,7 +635,6 @@ ServerMessage = Annotated[
     Welcome | State | ServerOffer | ServerAnswer | Chat | Error | Pong,
     Field(discriminator="type"),
 ]
-SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 
 def encode(message: WireMessage) -> str:

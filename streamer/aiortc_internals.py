@@ -763,49 +763,6 @@ async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
         pass
 
 
-def observe_received_rtp(
-    receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None], *, decode: bool = True
-) -> Callable[[], None]:
-    """Call `observe` with every RTP packet a receiver gets, then process it as usual.
-
-    Used by tests (and diagnostics) to look at what a subscriber really receives;
-    with `decode=False` the packets stop there (no jitter buffer, no decoder).
-    Returns a function that removes the observer.
-    """
-    original = _require(receiver, "_handle_rtp_packet")
-
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        observe(packet)
-        if decode:
-            await original(packet, arrival_time_ms=arrival_time_ms)  # type: ignore[operator]
-
-    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
-
-    def remove() -> None:
-        receiver._handle_rtp_packet = original  # type: ignore[method-assign]
-
-    return remove
-
-
-def observe_received_rtcp(
-    receiver: RTCRtpReceiver, observe: Callable[[AnyRtcpPacket], None]
-) -> None:
-    """Call `observe` with every RTCP packet a receiver gets (sender reports, for lip sync
-    measurements), then process it as usual."""
-    original = _require(receiver, "_handle_rtcp_packet")
-
-    async def handle(packet: AnyRtcpPacket) -> None:
-        observe(packet)
-        await original(packet)  # type: ignore[operator]
-
-    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
-
-
-async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
-    """Send one RTCP packet on a DTLS transport (tests use it to play a subscriber's part)."""
-    await dtls._send_rtp(bytes(packet))  # type: ignore[attr-defined]
-
-
 def check_srtp_protector() -> None:
     """Fail loudly unless `SrtpProtector` is pylibsrtp's `Session.protect`, byte for byte."""
     version = getattr(pylibsrtp, "__version__", None)

@@ -74,7 +74,7 @@ class Script:
             for queue in by_language.values():
                 if queue and len(turns) < MAX_TURNS:
                     turns.append(queue.pop(0))
-        booths = tuple(booth for booth in event.booths if booth.kind == "spoken")
+        booths = tuple(event.spoken_booths)
         return cls(event, session, tuple(turns), booths)
 
     def speech(self, speaker: Speaker, language: str) -> str:

@@ -25,13 +25,13 @@ from streamer.aiortc_internals import (
     check,
     check_restrict_ice,
     ntp_time,
-    observe_received_rtp,
     restrict_ice,
     start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
+from tests.support.aiortc_probes import observe_received_rtp
 from tests.support.server import dragoman, dragoman_env, free_port
 from tests.support.tones import PatternVideoTrack, ToneTrack
 

@@ -150,7 +150,6 @@ def test_a_join_or_switch_gets_its_keyframe_at_once_unless_one_is_on_its_way() -
     assert throttle.due(10.7, urgent=True)  # the keyframe never came: ask again
     throttle.keyframe_arrived()
     assert throttle.due(10.75, urgent=True)
-    assert throttle.sent == 4
 
 
 def test_public_address_replaces_host_candidates_only() -> None:

@@ -14,9 +14,9 @@ from aiortc import RTCRtpSender, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
 from streamer import Sfu
-from streamer.aiortc_internals import send_rtcp
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import PublisherPeer, eventually, peer_connection
+from tests.support.aiortc_probes import send_rtcp
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 
