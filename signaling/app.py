@@ -30,7 +30,7 @@ from signaling.appkeys import (
 from signaling.console_pages import install_console_pages
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
-from signaling.metrics import Sample, add_readings, node_registry
+from signaling.metrics import Readings, Sample, node_registry
 from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
 from signaling.secret import load_or_create_secret
@@ -80,51 +80,57 @@ def install_streamer_metrics(app: web.Application) -> None:
             for name, kind, live, counters in sfu.output_counters()
         ]
 
-    add_readings(
-        registry,
-        "dragoman_streamer_publishers",
-        "Peers publishing media to this node.",
-        lambda: sfu.publisher_count,
+    registry.register(
+        Readings(
+            "dragoman_streamer_publishers",
+            "Peers publishing media to this node.",
+            lambda: sfu.publisher_count,
+        )
     )
-    add_readings(
-        registry,
-        "dragoman_streamer_subscribers",
-        "Peers receiving media from this node.",
-        lambda: sfu.subscriber_count,
+    registry.register(
+        Readings(
+            "dragoman_streamer_subscribers",
+            "Peers receiving media from this node.",
+            lambda: sfu.subscriber_count,
+        )
     )
-    add_readings(
-        registry,
-        "dragoman_streamer_output_live",
-        "1 when the output is fed by a source, 0 when it is silent or black.",
-        outputs(lambda live, _: float(live)),
-        labels=labels,
+    registry.register(
+        Readings(
+            "dragoman_streamer_output_live",
+            "1 when the output is fed by a source, 0 when it is silent or black.",
+            outputs(lambda live, _: float(live)),
+            labels=labels,
+        )
     )
     for field, what in (
         ("packets", "RTP packets forwarded into each output."),
         ("bytes", "RTP bytes forwarded into each output."),
         ("switches", "Times each output was re-pointed to another source."),
     ):
-        add_readings(
-            registry,
-            f"dragoman_streamer_output_{field}_total",
-            what,
-            outputs(lambda _, counters, field=field: getattr(counters, field)),
-            kind="counter",
-            labels=labels,
+        registry.register(
+            Readings(
+                f"dragoman_streamer_output_{field}_total",
+                what,
+                outputs(lambda _, counters, field=field: getattr(counters, field)),
+                kind="counter",
+                labels=labels,
+            )
         )
-    add_readings(
-        registry,
-        "dragoman_streamer_forwarding_errors_total",
-        "Received packets whose forwarding failed unexpectedly (the first is logged).",
-        lambda: sfu.errors.forwarding,
-        kind="counter",
+    registry.register(
+        Readings(
+            "dragoman_streamer_forwarding_errors_total",
+            "Received packets whose forwarding failed unexpectedly (the first is logged).",
+            lambda: sfu.errors.forwarding,
+            kind="counter",
+        )
     )
-    add_readings(
-        registry,
-        "dragoman_streamer_rtcp_errors_total",
-        "Subscribers' RTCP packets whose handling failed unexpectedly (the first is logged).",
-        lambda: sfu.errors.rtcp,
-        kind="counter",
+    registry.register(
+        Readings(
+            "dragoman_streamer_rtcp_errors_total",
+            "Subscribers' RTCP packets whose handling failed unexpectedly (the first is logged).",
+            lambda: sfu.errors.rtcp,
+            kind="counter",
+        )
     )
 
 

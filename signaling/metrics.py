@@ -3,7 +3,8 @@
 Every application has its own `CollectorRegistry` (several nodes may run in one
 process: workers, tests), with the process metrics (CPU, memory, open files, garbage
 collection) in it. Parts of the node add their families to it: plain counters and
-gauges kept as things happen (`prometheus_client.Counter`, `Gauge`), or `Readings`,
+gauges kept as things happen (`prometheus_client.Counter`, `Gauge`), or `Readings`
+(`registry.register(Readings(...))`),
 numbers read at scrape time from counts another part already keeps. A reading must cost
 the same whatever the number of attendees or registrations: it reads a kept number,
 never walks a table or the list of connections.
@@ -85,21 +86,6 @@ class Readings(Collector):
                     )
                 family.add_metric([str(labels[name]) for name in self.labels], float(value))
         yield family
-
-
-def add_readings(
-    registry: CollectorRegistry,
-    name: str,
-    documentation: str,
-    read: Read,
-    *,
-    kind: str = "gauge",
-    labels: Sequence[str] = (),
-) -> Readings:
-    """Register a family read at scrape time (raises ValueError on a name taken)."""
-    readings = Readings(name, documentation, read, kind=kind, labels=labels)
-    registry.register(readings)
-    return readings
 
 
 def render(registry: CollectorRegistry) -> bytes:

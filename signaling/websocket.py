@@ -26,7 +26,7 @@ from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, 
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LocalBus
 from signaling.live.redis_bus import RedisBus
-from signaling.metrics import add_readings
+from signaling.metrics import Readings
 from signaling.origins import check_origin
 from signaling.tokens import Claims, TokenError
 from signaling.turn_credentials import PageIceServers
@@ -312,17 +312,19 @@ def _register_metrics(app: web.Application) -> None:
     # Read from counts the live service keeps as clients come, choose and go.
     audience = app[LIVE_KEY].audience
     registry = app[METRICS_KEY]
-    add_readings(
-        registry,
-        "dragoman_live_listeners",
-        "Attendees receiving each channel on this node (channel original = the floor).",
-        lambda: [({"channel": channel}, n) for channel, n in audience.listeners.items()],
-        labels=("channel",),
+    registry.register(
+        Readings(
+            "dragoman_live_listeners",
+            "Attendees receiving each channel on this node (channel original = the floor).",
+            lambda: [({"channel": channel}, n) for channel, n in audience.listeners.items()],
+            labels=("channel",),
+        )
     )
-    add_readings(
-        registry,
-        "dragoman_live_clients",
-        "Authenticated WebSocket clients by role.",
-        lambda: [({"role": role.value}, n) for role, n in audience.roles.items()],
-        labels=("role",),
+    registry.register(
+        Readings(
+            "dragoman_live_clients",
+            "Authenticated WebSocket clients by role.",
+            lambda: [({"role": role.value}, n) for role, n in audience.roles.items()],
+            labels=("role",),
+        )
     )

@@ -187,7 +187,41 @@ VoiceChoice = Callable[[], Voice | None]
 """Which voice a track plays now; None: the person is silent."""
 
 
-class SpeechTrack(MediaStreamTrack):
+class PacedTrack(MediaStreamTrack):
+    """A live source: each `recv` returns when its frame is due in real time, as a
+    microphone or a camera delivers them (a generated track would otherwise run ahead)."""
+
+    def __init__(self, frames_per_second: float) -> None:
+        super().__init__()
+        self._period = 1.0 / frames_per_second
+        self._frames = 0
+        self._start: float | None = None
+
+    async def next_frame(self) -> int:
+        """Wait until the next frame is due; its index (0, 1, 2...)."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            wait = self._start + self._frames * self._period - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        index = self._frames
+        self._frames += 1
+        return index
+
+
+def audio_frame(samples: np.ndarray, index: int) -> AudioFrame:
+    """The `index`-th 20 ms frame of a 48 kHz mono stream, from its int16 samples."""
+    frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = index * FRAME_SAMPLES
+    frame.time_base = AUDIO_TIME_BASE
+    return frame
+
+
+class SpeechTrack(PacedTrack):
     """A live microphone: 20 ms frames of the voice `choose` names, paced in real time.
 
     `coughing` set: the frames are a cough instead (the interpreter's cough button
@@ -197,34 +231,20 @@ class SpeechTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(self, choose: VoiceChoice) -> None:
-        super().__init__()
+        super().__init__(SAMPLE_RATE / FRAME_SAMPLES)
         self.choose = choose
         self.coughing = False
-        self._frames = 0
-        self._start: float | None = None
 
     async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            wait = self._start + self._frames * FRAME_SAMPLES / SAMPLE_RATE - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        index = await self.next_frame()
         voice = self.choose()
         if self.coughing:
-            data = cough(self._frames)
+            data = cough(index)
         elif voice is None:
             data = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         else:
-            data = voice.frame(self._frames)
-        frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._frames * FRAME_SAMPLES
-        frame.time_base = AUDIO_TIME_BASE
-        self._frames += 1
-        return frame
+            data = voice.frame(index)
+        return audio_frame(data, index)
 
 
 # --- the video card -------------------------------------------------------------------------
@@ -288,34 +308,24 @@ def _colour(hue: int, lightness: float) -> tuple[int, int, int]:
     )
 
 
-class CardTrack(MediaStreamTrack):
+class CardTrack(PacedTrack):
     """A live camera showing a card: the picture is drawn once, a bar moves under it
     (so a frozen picture shows), `CARD_FPS` frames a second."""
 
     kind = "video"
 
     def __init__(self, image: Image.Image) -> None:
-        super().__init__()
+        super().__init__(CARD_FPS)
         planes = VideoFrame.from_image(image).reformat(format="yuv420p")
         self._yuv = planes.to_ndarray()
-        self._frames = 0
-        self._start: float | None = None
 
     async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            wait = self._start + self._frames / CARD_FPS - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        index = await self.next_frame()
         width, height = CARD_SIZE
         data = self._yuv.copy()
-        bar = int((self._frames % (4 * CARD_FPS)) / (4 * CARD_FPS) * (width - 40))
+        bar = int((index % (4 * CARD_FPS)) / (4 * CARD_FPS) * (width - 40))
         data[height - 16 : height - 8, 20 : 20 + bar + 8] = 235  # luma: a white bar
         frame = VideoFrame.from_ndarray(data, format="yuv420p")
-        frame.pts = int(self._frames * VIDEO_CLOCK / CARD_FPS)
+        frame.pts = int(index * VIDEO_CLOCK / CARD_FPS)
         frame.time_base = VIDEO_TIME_BASE
-        self._frames += 1
         return frame

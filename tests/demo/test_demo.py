@@ -9,11 +9,7 @@ with the voices the demo's script gives the interpreter and the speaker.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from signaling.demo.media import SAMPLE_RATE, Voice
 from signaling.program import load_program
 from tests.signaling.conftest import WsClient
 from tests.signaling.media_peers import Subscription
-from tests.support.server import REPO_ROOT, SEED_PROGRAM, dragoman, dragoman_env, free_port
+from tests.support.server import SEED_PROGRAM, ServeProcess, dragoman, dragoman_env, free_port
 
 STARTUP_S = 90.0
 LISTEN_S = 3.0
@@ -59,89 +55,34 @@ def likeness(heard: np.ndarray, voice: Voice) -> float:
     return best
 
 
-class DemoProcess:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.lines: list[str] = []
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> str:
-        """Start `dragoman demo`; the attendee link it prints."""
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "signaling.cli",
-            "demo",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            "--turn-seconds",
-            "40",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=dragoman_env(),
-            cwd=REPO_ROOT,
-        )
-        assert self.process.stdout is not None
-        link = None
-        async with asyncio.timeout(STARTUP_S):
-            while True:
-                line = (await self.process.stdout.readline()).decode("utf-8", "replace")
-                if not line:
-                    pytest.fail("dragoman demo exited:\n" + "".join(self.lines))
-                self.lines.append(line)
-                if "/watch?token=" in line and link is None:
-                    link = line.strip()
-                if line.startswith("Press Ctrl+C"):
-                    break
-        assert link is not None, "".join(self.lines)
-        self._drain = asyncio.get_running_loop().create_task(self._read_rest())
-        return link
-
-    async def _read_rest(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        async for line in self.process.stdout:
-            self.lines.append(line.decode("utf-8", "replace"))
-
-    async def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-        try:
-            status = await asyncio.wait_for(self.process.wait(), 20)
-        except TimeoutError:
-            self.process.kill()
-            status = await self.process.wait()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._drain, 5)
-        return status
-
-
 @pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[DemoProcess]:
-    process = DemoProcess(tmp_path / "demo-data")
+async def demo(tmp_path: Path) -> AsyncIterator[ServeProcess]:
+    process = ServeProcess(
+        data_dir=tmp_path / "demo-data",
+        port=free_port(),
+        args=("--turn-seconds", "40"),
+        env=dragoman_env(),
+        subcommand="demo",
+        startup_timeout_s=STARTUP_S,
+    )
     yield process
     await process.stop()
 
 
 async def test_the_french_channel_carries_the_interpreter_while_a_russian_speaker_is_on_air(
-    demo: DemoProcess,
+    demo: ServeProcess,
 ) -> None:
-    link = await demo.start()
-    assert re.match(rf"http://127\.0\.0\.1:{demo.port}/watch\?token=\S+$", link), link
-    printed = "".join(demo.lines)
-    assert "/studio?token=" in printed and "/booth?token=" in printed, printed
+    await demo.start()
+    printed = "".join(demo.stdout_lines)
+    links = re.findall(rf"http://127\.0\.0\.1:{demo.port}/(\w+)\?token=(\S+)", printed)
+    assert [page for page, _ in links] == ["watch", "studio", "booth"], printed
+    token = links[0][1]
 
     script = Script.of(load_program(SEED_PROGRAM))
     russian = next(s for s in script.turns if s.language == "ru")
     interpreter = await script.interpreter_voice(0, russian, "fr")
     speaker = await script.speaker_voice(russian)
 
-    token = link.split("token=", 1)[1]
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(f"ws://127.0.0.1:{demo.port}/ws")
         attendee = WsClient(ws)
@@ -178,7 +119,7 @@ async def test_the_french_channel_carries_the_interpreter_while_a_russian_speake
         finally:
             await subscription.close()
             await ws.close()
-    assert await demo.stop() == 0, "".join(demo.lines)
+    assert await demo.stop() == 0, demo.output()
 
 
 async def test_a_turn_too_short_for_a_cough_is_refused_before_anything_starts(

@@ -108,15 +108,16 @@ async def test_other_parts_of_the_node_can_publish_metrics(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     from signaling.app import METRICS_KEY
-    from signaling.metrics import add_readings
+    from signaling.metrics import Readings
 
     registry = server.app[METRICS_KEY]
-    add_readings(
-        registry,
-        "dragoman_test_outputs",
-        "Outputs per kind.",
-        lambda: [({"kind": "audio"}, 3), ({"kind": "video"}, 1)],
-        labels=("kind",),
+    registry.register(
+        Readings(
+            "dragoman_test_outputs",
+            "Outputs per kind.",
+            lambda: [({"kind": "audio"}, 3), ({"kind": "video"}, 1)],
+            labels=("kind",),
+        )
     )
     async with http.get(f"{server.url}/metrics") as response:
         text = await response.text()

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from signaling.i18n import LOCALES_DIR, SUPPORTED_LANGUAGES, catalog, negotiate, translate
 from signaling.logs import JsonFormatter, TextFormatter, configure_logging, redact
-from signaling.metrics import add_readings, render
+from signaling.metrics import Readings, render
 from signaling.pages import STATIC_DIR
 
 TOKEN = "eyJ2IjoxLCJyIjoiYXR0ZW5kZWUifQ.c2lnbmF0dXJl"
@@ -76,13 +76,13 @@ def test_translate_fills_placeholders() -> None:
 def test_readings_escape_label_values_and_refuse_labels_they_were_not_given() -> None:
     registry = CollectorRegistry()
     values = [({"route": '/a"b\\c\n'}, 1), ({"route": "/x"}, 2)]
-    add_readings(registry, "demo", "A demo\nreading.", lambda: values, labels=("route",))
+    registry.register(Readings("demo", "A demo\nreading.", lambda: values, labels=("route",)))
     text = render(registry).decode()
     assert "# HELP demo A demo\\nreading." in text
     assert 'demo{route="/a\\"b\\\\c\\n"} 1.0' in text
     assert 'demo{route="/x"} 2.0' in text
     with pytest.raises(ValueError, match="Duplicated timeseries"):
-        add_readings(registry, "demo", "again", lambda: 0)
+        registry.register(Readings("demo", "again", lambda: 0))
     values.append(({"route": "/y", "extra": "z"}, 3))
     with pytest.raises(ValueError, match="takes labels"):
         render(registry)
