@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from signaling import protocol as p
 from signaling.booth import LiveBooth
 from signaling.live.clients import Client
-from signaling.live.outputs import FLOOR_OUTPUT, source_of, speaker_publisher
+from signaling.live.outputs import choice_heard, source_of, speaker_publisher
 from signaling.live.presence import total_listeners
 from signaling.routing_rule import FLOOR
 from signaling.tokens import Role
@@ -177,7 +177,7 @@ class Views:
         elif claims.role is Role.INTERPRETER and claims.booth is not None:
             booth = live.booths[claims.booth]
             listen_output = plan.listen_output(client)
-            listen = FLOOR if listen_output == FLOOR_OUTPUT else listen_output.split(":", 1)[1]
+            listen = choice_heard(listen_output)
             you = p.InterpreterView(
                 booth=claims.booth,
                 listen=listen,
