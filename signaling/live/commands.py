@@ -88,7 +88,7 @@ async def subscribe(live: LiveEvent, client: Client, message: p.Subscribe) -> No
         p.ServerOffer(
             sdp=offer,
             slots=[
-                p.Slot(
+                p.SlotView(
                     name=name,
                     kind=output_kind(output),
                     output=output,

@@ -97,7 +97,7 @@ class Views:
         }
         now = live.clock()
         slow_down = [
-            p.SlowDownRequest(booth=booth_id, by=request.by, since=request.at, until=request.until)
+            p.SlowDownView(booth=booth_id, by=request.by, since=request.at, until=request.until)
             for booth_id, booth in live.booths.items()
             if (request := booth.slow_down_request(now)) is not None
         ]
