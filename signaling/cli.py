@@ -210,6 +210,7 @@ def _demo(args: argparse.Namespace) -> int:
             )
         from signaling.app import create_app
         from signaling.demo import run_demo
+        from signaling.demo.cast import CastError
         from streamer.aiortc_internals import AiortcIncompatible
 
         app = create_app(settings, event=event)
@@ -230,6 +231,8 @@ def _demo(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot open the store: {exc}") from None
         except AiortcIncompatible as exc:
             raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
+        except CastError as exc:
+            raise CommandError(f"the simulated participants could not join: {exc}") from None
         except OSError as exc:
             raise CommandError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from signaling.demo.cast import Participant
+from aiohttp import web
+
+from signaling.demo.cast import CastError, Participant
 from signaling.demo.media import (
     CardTrack,
     SpeechTrack,
@@ -193,7 +195,13 @@ class Demo:
                 interpreters.append(interpreter)
             self._interpreters[booth.id] = interpreters
         wanted = {speaker.id for speaker in script.turns}
-        await moderator.wait_state(lambda s: wanted <= set(s["publishers"]["speakers"]))
+        try:
+            await moderator.wait_state(lambda s: wanted <= set(s["publishers"]["speakers"]))
+        except TimeoutError:
+            raise CastError(
+                "the simulated speakers' media did not reach the node; check "
+                "DRAGOMAN_RTC_ADDRESSES (the demo's people connect on the node's addresses)"
+            ) from None
         await moderator.send("start_session", session_id=script.session.id)
         for booth_id, interpreters in self._interpreters.items():
             await interpreters[0].participant.send("mic", on=True)
@@ -288,7 +296,7 @@ def welcome_text(demo: Demo) -> str:
 
 
 async def run_demo(
-    app: Any,
+    app: web.Application,
     host: str,
     port: int,
     public_url: str,
@@ -299,14 +307,12 @@ async def run_demo(
     turn_s: float = TURN_S,
 ) -> None:
     """Serve `app` on host:port and play the script against it until SIGINT/SIGTERM."""
-    from aiohttp import web
-
     from signaling.app import make_runner
 
     runner = make_runner(app)
-    await runner.setup()
     demo: Demo | None = None
     try:
+        await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
         stop = asyncio.Event()

@@ -10,6 +10,7 @@ with the voices the demo's script gives the interpreter and the speaker.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -128,3 +129,14 @@ async def test_a_turn_too_short_for_a_cough_is_refused_before_anything_starts(
     result = await dragoman("demo", "--turn-seconds", "2", "--data-dir", tmp_path / "d")
     assert result.status == 1
     assert "--turn-seconds must be at least 6" in result.stderr
+
+
+async def test_a_busy_port_is_refused_with_its_number(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await dragoman("demo", "--port", str(port), "--data-dir", tmp_path / "d")
+    assert result.status == 1, result
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
