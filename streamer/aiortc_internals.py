@@ -746,7 +746,8 @@ async def _close_protocols(protocols: list[StunProtocol], opened: list[StunProto
 
 
 def local_ice_addresses(pc: RTCPeerConnection) -> list[tuple[str, int]]:
-    """The local address of every UDP socket `pc`'s ICE transports hold (for tests)."""
+    """The local address of every UDP socket `pc`'s ICE transports hold (`check_restrict_ice`
+    reads where `restrict_ice` bound them)."""
     found: list[tuple[str, int]] = []
     for ice_transport in _require(pc, "_RTCPeerConnection__iceTransports"):  # type: ignore[attr-defined]
         for protocol in ice_transport._connection._protocols:
