@@ -501,8 +501,12 @@ def main() -> None:
             report["points"].append(point)
             if s.added and s.check_ok:
                 report.setdefault("added", {})[f"{kind}/{s.n}"] = s.added
-        if res["steps"] and res["steps"][-1].sub_pps and slope["slope"]:
-            pps = res["steps"][-1].sub_pps[1]
+        # The packet rate of the largest step that passed its check: a step marked as
+        # failed (publishers starved, listeners short of packets) is left out of the
+        # slope, so it must not divide it either.
+        passed = [s for s in res["steps"] if s.check_ok and s.n and s.sub_pps]
+        if passed and slope["slope"]:
+            pps = passed[-1].sub_pps[1]
             report[key.replace("cpu_per_sub", "us_per_copy")] = 1e6 * slope["slope"] / pps
         for k in ("switch_output", "switch_slot", "switch_tone_check", "switch_n"):
             if k in res:

@@ -37,6 +37,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import AudioFrame, VideoFrame
 
+from signaling.demo.media import PacedTrack, audio_frame
 from streamer.aiortc_internals import restrict_ice
 
 AUDIO_RATE = 48000
@@ -57,67 +58,45 @@ def new_peer() -> RTCPeerConnection:
     return pc
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """A real-time paced 48 kHz mono sine in 20 ms frames."""
 
     kind = "audio"
 
     def __init__(self, freq: float) -> None:
-        super().__init__()
+        super().__init__(50)
         self.freq = freq
         self.samples = AUDIO_RATE // 50
-        self.sent = 0
-        self._start: float | None = None
 
     async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self.sent / AUDIO_RATE - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t = (np.arange(self.samples) + self.sent) / AUDIO_RATE
+        index = await self.next_frame()
+        t = (np.arange(self.samples) + index * self.samples) / AUDIO_RATE
         pcm = (0.3 * 32767 * np.sin(2 * np.pi * self.freq * t)).astype(np.int16)
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = self.sent
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self.sent += self.samples
-        return frame
+        return audio_frame(pcm, index)
 
 
-class BarsTrack(MediaStreamTrack):
+class BarsTrack(PacedTrack):
     """Real-time paced 640x360 video at 30 fps: moving bars, precomputed so they cost little."""
 
     kind = "video"
 
     def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
-        super().__init__()
+        super().__init__(fps)
         self.width, self.height, self.fps = width, height, fps
-        self.sent = 0
-        self._start: float | None = None
         x = np.arange(width)[None, :]
         y = np.arange(height)[:, None]
-        self._frames = []
+        self._pictures = []
         for k in range(fps * 2):
             luma = ((x + 6 * k) % 200 + (y + 3 * k) % 56).astype(np.uint8)
             chroma = np.full((height // 2, width), 128, np.uint8)
             chroma[:, : width // 2] = (96 + 2 * k) % 256
-            self._frames.append(np.concatenate([luma, chroma]))  # yuv420p as one plane
+            self._pictures.append(np.concatenate([luma, chroma]))  # yuv420p as one plane
 
     async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self.sent / self.fps - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        frame = VideoFrame.from_ndarray(self._frames[self.sent % len(self._frames)], "yuv420p")
-        frame.pts = self.sent * (90000 // self.fps)
+        index = await self.next_frame()
+        frame = VideoFrame.from_ndarray(self._pictures[index % len(self._pictures)], "yuv420p")
+        frame.pts = index * (90000 // self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
-        self.sent += 1
         return frame
 
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from signaling import http_api, pages
 from signaling.appkeys import (
@@ -32,7 +33,7 @@ from signaling.event_page import install_event_page
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
 from signaling.mail import Mailer
-from signaling.metrics import Counter, MetricsRegistry
+from signaling.metrics import Readings, Sample, node_registry
 from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
 from signaling.secret import load_or_create_secret
@@ -41,6 +42,7 @@ from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
 from signaling.websocket import SFU_KEY, install_live
+from streamer.stats import OutputCounters
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -66,47 +68,73 @@ contexts added by an extension are torn down before the store is closed."""
 
 
 def install_streamer_metrics(app: web.Application) -> None:
-    """Publish the streamer's counters on /metrics (needs `install_live` before it)."""
+    """Publish the streamer's counters on /metrics (needs `install_live` before it).
+
+    Read at scrape time from numbers the streamer keeps as packets pass: one step per
+    output, whatever the number of subscribers."""
     if SFU_KEY not in app:
         return
     sfu = app[SFU_KEY]
     registry = app[METRICS_KEY]
+    labels = ("output", "kind")
 
-    def outputs(field: str) -> list[tuple[dict[str, str], float]]:
-        return [
-            ({"output": name, "kind": str(output["kind"])}, float(output[field]))
-            for name, output in sfu.stats()["outputs"].items()
+    def outputs(read: Callable[[bool, OutputCounters], float]) -> Callable[[], list[Sample]]:
+        return lambda: [
+            ({"output": name, "kind": kind}, read(live, counters))
+            for name, kind, live, counters in sfu.output_counters()
         ]
 
-    registry.gauge_callback(
-        "dragoman_streamer_publishers",
-        "Peers publishing media to this node.",
-        lambda: len(sfu.stats()["publishers"]),
+    registry.register(
+        Readings(
+            "dragoman_streamer_publishers",
+            "Peers publishing media to this node.",
+            lambda: sfu.publisher_count,
+        )
     )
-    registry.gauge_callback(
-        "dragoman_streamer_subscribers",
-        "Peers receiving media from this node.",
-        lambda: len(sfu.stats()["subscribers"]),
+    registry.register(
+        Readings(
+            "dragoman_streamer_subscribers",
+            "Peers receiving media from this node.",
+            lambda: sfu.subscriber_count,
+        )
     )
-    registry.gauge_callback(
-        "dragoman_streamer_output_live",
-        "1 when the output is fed by a source, 0 when it is silent or black.",
-        lambda: [(labels, float(bool(value))) for labels, value in outputs("live")],
+    registry.register(
+        Readings(
+            "dragoman_streamer_output_live",
+            "1 when the output is fed by a source, 0 when it is silent or black.",
+            outputs(lambda live, _: float(live)),
+            labels=labels,
+        )
     )
-    registry.counter_callback(
-        "dragoman_streamer_output_packets_total",
-        "RTP packets forwarded into each output.",
-        lambda: outputs("packets"),
+    for field, what in (
+        ("packets", "RTP packets forwarded into each output."),
+        ("bytes", "RTP bytes forwarded into each output."),
+        ("switches", "Times each output was re-pointed to another source."),
+    ):
+        registry.register(
+            Readings(
+                f"dragoman_streamer_output_{field}_total",
+                what,
+                outputs(lambda _, counters, field=field: getattr(counters, field)),
+                kind="counter",
+                labels=labels,
+            )
+        )
+    registry.register(
+        Readings(
+            "dragoman_streamer_forwarding_errors_total",
+            "Received packets whose forwarding failed unexpectedly (the first is logged).",
+            lambda: sfu.errors.forwarding,
+            kind="counter",
+        )
     )
-    registry.counter_callback(
-        "dragoman_streamer_output_bytes_total",
-        "RTP bytes forwarded into each output.",
-        lambda: outputs("bytes"),
-    )
-    registry.counter_callback(
-        "dragoman_streamer_output_switches_total",
-        "Times each output was re-pointed to another source.",
-        lambda: outputs("switches"),
+    registry.register(
+        Readings(
+            "dragoman_streamer_rtcp_errors_total",
+            "Subscribers' RTCP packets whose handling failed unexpectedly (the first is logged).",
+            lambda: sfu.errors.rtcp,
+            kind="counter",
+        )
     )
 
 
@@ -157,12 +185,13 @@ def create_app(
         app[MAILER_KEY] = Mailer(
             settings.smtp_url.get_secret_value(), settings.mail_from, ca_file=settings.smtp_ca_file
         )
-    registry = MetricsRegistry()
+    registry = node_registry()
     app[METRICS_KEY] = registry
-    app[_REQUESTS_KEY] = registry.counter(
-        "dragoman_http_requests_total",
+    app[_REQUESTS_KEY] = Counter(
+        "dragoman_http_requests",
         "HTTP requests answered, by route, method and status.",
-        labels=("route", "method", "status"),
+        ("route", "method", "status"),
+        registry=registry,
     )
     app.cleanup_ctx.append(_store_context)
     http_api.add_routes(app)
@@ -201,10 +230,10 @@ async def _count_requests(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        counter.inc(route=_route_label(request), method=request.method, status=str(exc.status))
+        counter.labels(_route_label(request), request.method, str(exc.status)).inc()
         raise
     except Exception:
-        counter.inc(route=_route_label(request), method=request.method, status="500")
+        counter.labels(_route_label(request), request.method, "500").inc()
         raise
-    counter.inc(route=_route_label(request), method=request.method, status=str(response.status))
+    counter.labels(_route_label(request), request.method, str(response.status)).inc()
     return response

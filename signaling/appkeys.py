@@ -8,9 +8,9 @@ metrics registry through these keys, e.g. `request.app[STORE_KEY]`.
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from signaling.mail import Mailer
-from signaling.metrics import MetricsRegistry
 from signaling.program import Event
 from signaling.registration import RegistrationLimits
 from signaling.settings import Settings
@@ -21,7 +21,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 EVENT_KEY = web.AppKey("event", Event)
 STORE_KEY = web.AppKey("store", Store)
 SIGNER_KEY = web.AppKey("signer", TokenSigner)
-METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
+METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
 #: The public base URL without a trailing slash; links are built on it.
 PUBLIC_URL_KEY = web.AppKey("public_url", str)
 REGISTRATION_LIMITS_KEY = web.AppKey("registration_limits", RegistrationLimits)

@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import logging
 import secrets
 import shlex
 import signal
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,6 +268,7 @@ async def _run_server(
     app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
 ) -> int:
     from signaling.app import make_runner
+    from streamer.aiortc_internals import AiortcIncompatible
 
     runner = make_runner(app)
     try:
@@ -273,6 +276,9 @@ async def _run_server(
     except StoreError as exc:
         await runner.cleanup()
         raise CommandError(f"cannot open the store: {exc}") from None
+    except AiortcIncompatible as exc:
+        await runner.cleanup()
+        raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         try:
@@ -320,6 +326,59 @@ def _print_welcome(settings: Settings, event: Event) -> None:
         f"Press Ctrl+C to stop.",
         flush=True,
     )
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # A data directory of its own unless told: the demo's live state and secret must
+    # not mix with a real event's.
+    with tempfile.TemporaryDirectory(prefix="dragoman-demo-") as scratch:
+        if args.data_dir is None:
+            args.data_dir = Path(scratch)
+        settings = _settings(args, host=args.host, port=args.port)
+        # Warnings only: the links and what happens on air must not drown in the log.
+        configure_logging(settings.log_format, level=logging.WARNING)
+        event = _program(settings)
+        if not event.speakers:
+            raise CommandError(f"{settings.event_file} has no speakers: there is nothing to show")
+        signer = _signer(settings)
+        if args.turn_seconds < 6:
+            raise CommandError(
+                "--turn-seconds must be at least 6 (a cough or a handover fits in a turn)"
+            )
+        from signaling.app import create_app
+        from signaling.demo import run_demo
+        from signaling.demo.cast import CastError
+        from streamer.aiortc_internals import AiortcIncompatible
+
+        app = create_app(settings, event=event)
+        try:
+            asyncio.run(
+                run_demo(
+                    app,
+                    settings.host,
+                    settings.port,
+                    str(settings.public_url).rstrip("/"),
+                    media_addresses=settings.rtc_addresses,
+                    signer=signer,
+                    event=event,
+                    turn_s=args.turn_seconds,
+                )
+            )
+        except StoreError as exc:
+            raise CommandError(f"cannot open the store: {exc}") from None
+        except AiortcIncompatible as exc:
+            raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
+        except CastError as exc:
+            raise CommandError(f"the simulated participants could not join: {exc}") from None
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                "choose another port with --port"
+            ) from None
+    return EXIT_OK
 
 
 # --- check-config ----------------------------------------------------------------------------
@@ -615,6 +674,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hub", type=Path, help=argparse.SUPPRESS)
     _add_settings_flags(serve)
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the server with simulated speakers and interpreters",
+        description=(
+            "Run the server on the embedded defaults with simulated people: speakers take "
+            "turns on air, interpreters work into the other language, cough and hand over. "
+            "Prints the attendee link to open."
+        ),
+    )
+    demo.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    demo.add_argument(
+        "--turn-seconds", type=float, default=20.0, help="seconds each speaker is on air (20)"
+    )
+    _add_settings_flags(demo)
+    demo.set_defaults(run=_demo)
 
     check = commands.add_parser(
         "check-config",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from signaling import appkeys
 from signaling.calendar_entry import event_ics
@@ -23,7 +24,7 @@ from signaling.client_address import client_address
 from signaling.i18n import language_of, translate
 from signaling.letters import registration_letter
 from signaling.mail import MailError
-from signaling.metrics import CONTENT_TYPE, Counter, Gauge
+from signaling.metrics import CONTENT_TYPE, render
 from signaling.program import Event
 from signaling.registration import (
     NAME_MAX,
@@ -414,13 +415,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    # The stored count is read at scrape time: other nodes register too.
+    # Read at scrape time (other nodes register too), from a count the store keeps: the
+    # cost does not grow with the registrations.
     try:
-        stored = await app[appkeys.STORE_KEY].registrations(app[appkeys.EVENT_KEY].id)
-        app[_STORED_GAUGE].set(len(stored))
+        stored = await app[appkeys.STORE_KEY].registration_count(app[appkeys.EVENT_KEY].id)
+        app[_STORED_GAUGE].set(stored)
     except Exception as exc:  # a scrape must still answer when the store is down
         log.warning("cannot count registrations for /metrics: %s", exc)
-    body = app[appkeys.METRICS_KEY].render().encode("utf-8")
+    body = render(app[appkeys.METRICS_KEY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -451,11 +453,15 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def add_routes(app: web.Application) -> None:
     registry = app[appkeys.METRICS_KEY]
-    app[_CREATED_COUNTER] = registry.counter(
-        "dragoman_registrations_created_total", "Registrations created by this node."
+    app[_CREATED_COUNTER] = Counter(
+        "dragoman_registrations_created",
+        "Registrations created by this node.",
+        registry=registry,
     )
-    app[_STORED_GAUGE] = registry.gauge(
-        "dragoman_registrations", "Registrations stored for the event (all nodes)."
+    app[_STORED_GAUGE] = Gauge(
+        "dragoman_registrations",
+        "Registrations stored for the event (all nodes).",
+        registry=registry,
     )
     app.router.add_get("/api/event", get_event, name="api-event")
     app.router.add_post("/api/registrations", post_registration, name="api-registrations")

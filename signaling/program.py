@@ -85,10 +85,6 @@ class UnknownBooth(UnknownProgramItem):
     kind = "booth"
 
 
-class UnknownSession(UnknownProgramItem):
-    kind = "session"
-
-
 class UnknownLanguage(UnknownProgramItem):
     kind = "language"
 
@@ -343,22 +339,11 @@ class Event(_ProgramModel):
                 return speaker
         raise UnknownSpeaker(speaker_id)
 
-    def session_of(self, speaker_id: str) -> Session:
-        """The session in which a speaker speaks."""
-        for session in self.sessions:
-            if any(speaker.id == speaker_id for speaker in session.speakers):
-                return session
-        raise UnknownSpeaker(speaker_id)
-
     def booth(self, booth_id: str) -> Booth:
         for booth in self.booths:
             if booth.id == booth_id:
                 return booth
         raise UnknownBooth(booth_id)
-
-    def booths_into(self, code: str) -> list[Booth]:
-        """The booths that can work into a language."""
-        return [booth for booth in self.booths if code in booth.works_into]
 
     @property
     def spoken_booths(self) -> list[Booth]:
@@ -368,12 +353,6 @@ class Event(_ProgramModel):
     @property
     def sign_booths(self) -> list[Booth]:
         return [booth for booth in self.booths if booth.sign]
-
-    def session(self, session_id: str) -> Session:
-        for session in self.sessions:
-            if session.id == session_id:
-                return session
-        raise UnknownSession(session_id)
 
 
 def _wall_time_problem(starts_at: datetime, timezone: str) -> str | None:

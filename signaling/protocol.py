@@ -480,8 +480,9 @@ class BoothState(WireMessage):
     last_failover: FailoverInfo | None = None
 
 
-class SlowDownRequest(WireMessage):
-    """A booth asking the speaker on air to slow down, shown until ``until``."""
+class SlowDownView(WireMessage):
+    """A booth's request that the speaker on air slow down (`booth.SlowDownRequest`), as
+    the state shows it until ``until``."""
 
     booth: str
     by: str
@@ -571,7 +572,7 @@ class State(WireMessage):
     floor_language: str | None = None
     #: Active slow-down requests; sent to the moderator, interpreters and the speaker on
     #: air (empty for everyone else).
-    slow_down: list[SlowDownRequest] = []
+    slow_down: list[SlowDownView] = []
     #: For the moderator: every alarm; for an interpreter: those about his booth's
     #: channels; empty for everyone else.
     alarms: list[Alarm] = []
@@ -582,7 +583,9 @@ class State(WireMessage):
     you: AttendeeView | InterpreterView | SpeakerView | None = None
 
 
-class Slot(WireMessage):
+class SlotView(WireMessage):
+    """One m-section of a subscription (a `streamer` slot), as the offer describes it."""
+
     name: str
     kind: Literal["audio", "video"]
     output: str
@@ -593,7 +596,7 @@ class ServerOffer(WireMessage):
     type: Literal["offer"] = "offer"
     purpose: Literal["subscribe"] = "subscribe"
     sdp: str
-    slots: list[Slot]
+    slots: list[SlotView]
 
 
 class ServerAnswer(WireMessage):
@@ -638,7 +641,6 @@ ServerMessage = Annotated[
     Welcome | State | ServerOffer | ServerAnswer | Chat | Error | Pong,
     Field(discriminator="type"),
 ]
-SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 
 def encode(message: WireMessage) -> str:

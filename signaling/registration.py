@@ -10,7 +10,6 @@ HTTP lives elsewhere; this module only knows people, addresses and languages.
 from __future__ import annotations
 
 import math
-import re
 import secrets
 import unicodedata
 from collections.abc import Collection, Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
@@ -32,14 +32,6 @@ EVENT_ID_MAX = 100
 # Characters that are not control characters in the Unicode sense but let a name rewrite how
 # the text around it is displayed (right-to-left overrides and isolates) or break lines.
 _DISPLAY_TRICKS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
-
-# The dot-atom of RFC 5322 for the local part, letters of any script allowed (RFC 6531), and
-# host names made of LDH labels for the domain. Quoted local parts and IP-literal domains are
-# legal but nobody registers for a conference with them; refusing them keeps the check simple.
-_LOCAL_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\uffff]+"
-_LOCAL_RE = re.compile(rf"{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*")
-_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?")
-_TLD_RE = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9\-]{1,59})")
 
 
 class RegistrationError(ValueError):
@@ -89,26 +81,22 @@ def normalise_email(raw: str) -> str:
         raise ValueError("an email address looks like name@example.org")
     if len(local) > EMAIL_LOCAL_MAX:
         raise ValueError(f"the part before @ has at most {EMAIL_LOCAL_MAX} characters")
-    if not _LOCAL_RE.fullmatch(local):
-        raise ValueError(f"{local!r} is not a valid part before @ in an email address")
+    # The syntax itself is email-validator's (the library behind pydantic's EmailStr);
+    # the domain is checked alone first so that the message says which half is wrong.
     domain = domain.lower()
-    _check_domain(domain)
-    return f"{local}@{domain}"
-
-
-def _check_domain(domain: str) -> None:
     try:
-        # An internationalised domain (e.g. a .рф address) is checked in its ASCII form.
-        ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
-        raise ValueError(f"{domain!r} is not a valid email domain") from None
-    labels = ascii_domain.split(".")
-    if len(labels) < 2 or len(ascii_domain) > 253:
-        raise ValueError(f"{domain!r} is not a valid email domain (expected e.g. example.org)")
-    if not all(_LABEL_RE.fullmatch(label) for label in labels[:-1]) or not _TLD_RE.fullmatch(
-        labels[-1]
-    ):
-        raise ValueError(f"{domain!r} is not a valid email domain (expected e.g. example.org)")
+        validate_email(f"x@{domain}", check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{domain!r} is not a valid email domain: {exc}") from None
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(
+            f"{local!r} is not a valid part before @ in an email address: {exc}"
+        ) from None
+    # Not the library's normalised form: the stored addresses, and the keys made of them,
+    # stay as they were.
+    return f"{local}@{domain}"
 
 
 def check_name(raw: str) -> str:

@@ -83,20 +83,6 @@ class ChannelFeed:
     booth: str | None = None
     interpreter: str | None = None
 
-    def describe(self, language: str) -> str:
-        """An English sentence for logs and the protocol documentation."""
-        match self.reason:
-            case FeedReason.SPEAKER_LANGUAGE:
-                return f"the speaker speaks {language}: the channel carries the floor"
-            case FeedReason.INTERPRETATION:
-                return f"interpretation by {self.interpreter} (booth {self.booth})"
-            case FeedReason.FALLBACK:
-                return f"nobody interprets into {language}: the channel carries the {self.kind}"
-            case FeedReason.COUGH:
-                return f"{self.interpreter} (booth {self.booth}) is coughing: silence"
-            case FeedReason.NO_SPEAKER:
-                return "nobody is on the floor: silence"
-
 
 @dataclass(frozen=True)
 class BoothRoute:

@@ -26,12 +26,14 @@ from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, 
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LiveBus, LocalBus
 from signaling.live.redis_bus import RedisBus
+from signaling.metrics import Readings
 from signaling.origins import check_origin
 from signaling.secret import load_or_create_secret
 from signaling.settings import Settings
-from signaling.tokens import Claims, Role, TokenError
+from signaling.tokens import Claims, TokenError
 from signaling.turn_credentials import PageIceServers
 from streamer import IceServer, Sfu, SfuConfig
+from streamer.aiortc_internals import check_once
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _live_context(app: web.Application) -> AsyncIterator[None]:
+    # Before anyone connects: a wrong aiortc release is refused here, by name.
+    await check_once()
     live = app[LIVE_KEY]
     sfu = app[SFU_KEY]
     sfu.on_source_added = live.source_added
@@ -331,20 +335,22 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
 
 
 def _register_metrics(app: web.Application) -> None:
-    live = app[LIVE_KEY]
+    # Read from counts the live service keeps as clients come, choose and go.
+    audience = app[LIVE_KEY].audience
     registry = app[METRICS_KEY]
-    registry.gauge_callback(
-        "dragoman_live_listeners",
-        "Attendees receiving each channel on this node (channel original = the floor).",
-        lambda: [({"channel": channel}, float(n)) for channel, n in live.listener_counts().items()],
+    registry.register(
+        Readings(
+            "dragoman_live_listeners",
+            "Attendees receiving each channel on this node (channel original = the floor).",
+            lambda: [({"channel": channel}, n) for channel, n in audience.listeners.items()],
+            labels=("channel",),
+        )
     )
-
-    def clients() -> list[tuple[dict[str, str], float]]:
-        counts = dict.fromkeys((role.value for role in Role), 0)
-        for client in live.clients:
-            counts[client.role.value] += 1
-        return [({"role": role}, float(n)) for role, n in counts.items()]
-
-    registry.gauge_callback(
-        "dragoman_live_clients", "Authenticated WebSocket clients by role.", clients
+    registry.register(
+        Readings(
+            "dragoman_live_clients",
+            "Authenticated WebSocket clients by role.",
+            lambda: [({"role": role.value}, n) for role, n in audience.roles.items()],
+            labels=("role",),
+        )
     )

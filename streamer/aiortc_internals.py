@@ -2,8 +2,9 @@
 
 aiortc has no public way to take encoded RTP out of a receiver or to put
 already-encoded RTP into a sender, so the streamer reaches inside. All of it is
-here, pinned to aiortc 1.16.0, and `check()` (run by the tests) fails loudly,
-naming what moved, if an upgrade changes any of it:
+here, pinned to aiortc 1.16.0, and `check()` fails loudly, naming what moved, if an
+upgrade changes any of it; a node runs it once as it starts (`check_once`), so a wrong
+release is refused before the first attendee connects:
 
 - `InboundTap` shadows `RTCRtpReceiver._handle_rtp_packet` on one receiver
   instance: decrypted packets reach the forwarder before any jitter buffer or
@@ -45,7 +46,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import aioice
@@ -87,6 +88,7 @@ from aiortc.rtp import (
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
+    wrap_rtx,
 )
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session
@@ -137,6 +139,7 @@ __all__ = [
     "RTCP_RTPFB_NACK",
     "SUBSCRIBER_BUNDLE_POLICY",
     "AiortcIncompatible",
+    "HeaderExtensionsMap",
     "IdleTrack",
     "InboundTap",
     "NackGenerator",
@@ -147,10 +150,12 @@ __all__ = [
     "RtpPacket",
     "SenderLink",
     "check",
+    "check_once",
     "link_extensions_map",
     "local_ice_addresses",
     "ntp_time",
     "restrict_ice",
+    "rtx_packet",
     "set_stream_id",
     "start_skipped_sender",
 ]
@@ -201,7 +206,12 @@ PacketHandler = Callable[[RtpPacket, RTCRtpCodecParameters], Awaitable[None]]
 class InboundTap:
     """Takes decrypted RTP packets out of one `RTCRtpReceiver`, before any buffering."""
 
-    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        on_packet: PacketHandler,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
         self._receiver = receiver
         self._on_packet = on_packet
         # These dicts are filled in place by `RTCRtpReceiver.receive()`, later.
@@ -224,7 +234,8 @@ class InboundTap:
             _require(receiver, name)
         self.media_ssrc: int | None = None
         self.closed = False
-        self.errors = 0
+        self._on_error = on_error
+        self._failed = False
         # An instance attribute shadows the method the DTLS transport calls.
         receiver._handle_rtp_packet = self._handle  # type: ignore[method-assign]
 
@@ -256,8 +267,9 @@ class InboundTap:
             await self._on_packet(packet, codec)
         except Exception:
             # An exception here would end the publisher's DTLS receive loop.
-            self.errors += 1
-            if self.errors == 1:
+            self._on_error()
+            if not self._failed:
+                self._failed = True
                 logger.exception("forwarding a received packet failed")
         estimator = self._estimator
         if estimator is not None and packet.extensions.abs_send_time is not None:
@@ -315,6 +327,17 @@ class NegotiatedSend:
     rtx_payload_types: dict[int, int]  # media payload type -> its RTX payload type
     nack: bool  # the subscriber asked for NACK on the primary codec
     extension_ids: dict[str, int]  # uri -> one-byte extension id
+    # The same, as aiortc parses and writes them (none unless told).
+    header_extensions: HeaderExtensionsMap = field(default_factory=HeaderExtensionsMap)
+
+
+def rtx_packet(
+    sent: bytes, extensions: HeaderExtensionsMap, payload_type: int, sequence_number: int, ssrc: int
+) -> bytes:
+    """A packet sent earlier, wrapped for retransmission (RFC 4588) by aiortc's own
+    `wrap_rtx`: the extensions as sent, the original sequence number before the payload."""
+    original = RtpPacket.parse(sent, extensions)
+    return wrap_rtx(original, payload_type, sequence_number, ssrc).serialize(extensions)
 
 
 class SrtpProtector:
@@ -371,6 +394,7 @@ class SenderLink:
         sender: RTCRtpSender,
         on_started: Callable[[NegotiatedSend], None],
         on_rtcp: RtcpHandler,
+        on_rtcp_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._sender = sender
         self.ssrc: int = _require(sender, "_ssrc")  # type: ignore[assignment]
@@ -402,8 +426,8 @@ class SenderLink:
         self.failure: str | None = None
         # Packets the socket refused (its send buffer full, or closed under us).
         self.dropped = 0
-        # RTCP packets from the subscriber whose handling raised.
-        self.rtcp_errors = 0
+        self._on_rtcp_error = on_rtcp_error
+        self._rtcp_failed = False
         self._original_send = sender.send
         self._original_rtcp = sender._handle_rtcp_packet
         self.closed = False
@@ -456,6 +480,8 @@ class SenderLink:
                 previous = payload_types.get(mime)
                 if previous is None or mime == "video/h264":
                     payload_types[mime] = codec.payloadType
+        header_extensions = HeaderExtensionsMap()
+        header_extensions.configure(parameters)
         nack = bool(codecs) and any(
             fb.type == "nack" and not fb.parameter for fb in codecs[0].rtcpFeedback
         )
@@ -466,6 +492,7 @@ class SenderLink:
                 rtx_payload_types=rtx,
                 nack=nack,
                 extension_ids={ext.uri: ext.id for ext in parameters.headerExtensions},
+                header_extensions=header_extensions,
             )
         )
 
@@ -475,8 +502,9 @@ class SenderLink:
         except Exception:
             # An exception here would end the subscriber's DTLS receive loop. Logged
             # once: a subscriber's RTCP arrives several times a second.
-            self.rtcp_errors += 1
-            if self.rtcp_errors == 1:
+            self._on_rtcp_error()
+            if not self._rtcp_failed:
+                self._rtcp_failed = True
                 logger.exception("handling RTCP from a subscriber failed")
             handled = True
         if not handled:
@@ -728,7 +756,8 @@ async def _close_protocols(protocols: list[StunProtocol], opened: list[StunProto
 
 
 def local_ice_addresses(pc: RTCPeerConnection) -> list[tuple[str, int]]:
-    """The local address of every UDP socket `pc`'s ICE transports hold (for tests)."""
+    """The local address of every UDP socket `pc`'s ICE transports hold (`check_restrict_ice`
+    reads where `restrict_ice` bound them)."""
     found: list[tuple[str, int]] = []
     for ice_transport in _require(pc, "_RTCPeerConnection__iceTransports"):  # type: ignore[attr-defined]
         for protocol in ice_transport._connection._protocols:
@@ -745,44 +774,6 @@ async def _send_via_aioice(dtls: RTCDtlsTransport, data: bytes) -> None:
         pass
 
 
-def observe_received_rtp(
-    receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None], *, decode: bool = True
-) -> Callable[[], None]:
-    """Call `observe` with every RTP packet a receiver gets, then process it as usual.
-
-    Used by tests (and diagnostics) to look at what a subscriber really receives;
-    with `decode=False` the packets stop there (no jitter buffer, no decoder).
-    Returns a function that removes the observer.
-    """
-    original = _require(receiver, "_handle_rtp_packet")
-
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        observe(packet)
-        if decode:
-            await original(packet, arrival_time_ms=arrival_time_ms)  # type: ignore[operator]
-
-    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
-
-    def remove() -> None:
-        receiver._handle_rtp_packet = original  # type: ignore[method-assign]
-
-    return remove
-
-
-def observe_received_rtcp(
-    receiver: RTCRtpReceiver, observe: Callable[[AnyRtcpPacket], None]
-) -> None:
-    """Call `observe` with every RTCP packet a receiver gets (sender reports, for lip sync
-    measurements), then process it as usual."""
-    original = _require(receiver, "_handle_rtcp_packet")
-
-    async def handle(packet: AnyRtcpPacket) -> None:
-        observe(packet)
-        await original(packet)  # type: ignore[operator]
-
-    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
-
-
 def link_extensions_map(ids: dict[str, int]) -> HeaderExtensionsMap:
     """A map for `RtpPacket.parse` reading the header extensions `ids` (uri -> id) name."""
     extensions = HeaderExtensionsMap()
@@ -794,23 +785,6 @@ def link_extensions_map(ids: dict[str, int]) -> HeaderExtensionsMap:
         )
     )
     return extensions
-
-
-def observe_sent_rtcp(sender: RTCRtpSender, observe: Callable[[AnyRtcpPacket], None]) -> None:
-    """Call `observe` with every RTCP packet a sender gets (a publisher's view of the
-    keyframe requests it is sent), then process it as usual."""
-    original = _require(sender, "_handle_rtcp_packet")
-
-    async def handle(packet: AnyRtcpPacket) -> None:
-        observe(packet)
-        await original(packet)  # type: ignore[operator]
-
-    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
-
-
-async def send_rtcp(dtls: RTCDtlsTransport, packet: AnyRtcpPacket) -> None:
-    """Send one RTCP packet on a DTLS transport (tests use it to play a subscriber's part)."""
-    await dtls._send_rtp(bytes(packet))  # type: ignore[attr-defined]
 
 
 def check_srtp_protector() -> None:
@@ -841,6 +815,18 @@ def check_srtp_protector() -> None:
             f"pylibsrtp {version}: Session.protect and SrtpProtector no longer agree "
             f"on the largest packet ({MAX_RTP_SIZE} bytes)"
         )
+
+
+_checked = False
+
+
+async def check_once() -> None:
+    """`check()`, the first time a process asks (every node of the process shares the
+    libraries it found)."""
+    global _checked
+    if not _checked:
+        await check()
+        _checked = True
 
 
 async def check() -> None:

@@ -9,10 +9,6 @@ subscriber negotiated it, else as the original packet.
 
 from __future__ import annotations
 
-import struct
-
-_RTX_HEADER = struct.Struct("!BBHII")
-
 HISTORY_SIZE = 512  # about 2 s of 720p video; a power of two for cheap indexing
 
 
@@ -36,15 +32,3 @@ class PacketHistory:
 
     def clear(self) -> None:
         self._packets = [None] * HISTORY_SIZE
-
-
-def rtx_packet(
-    header: bytes, payload: bytes, rtx_payload_type: int, rtx_seq: int, rtx_ssrc: int
-) -> bytes:
-    """Wrap a packet we sent earlier into an RTX packet (RFC 4588 section 4)."""
-    timestamp = int.from_bytes(header[4:8], "big")
-    fixed = _RTX_HEADER.pack(
-        header[0], (header[1] & 0x80) | rtx_payload_type, rtx_seq, timestamp, rtx_ssrc
-    )
-    # Extensions as sent, then the original sequence number, then the payload.
-    return b"".join((fixed, header[12:], header[2:4], payload))

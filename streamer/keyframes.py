@@ -69,7 +69,7 @@ def is_keyframe_start(mime: str, payload: bytes) -> bool:
 class KeyframeThrottle:
     """Decides when another keyframe request may go to one publisher track."""
 
-    __slots__ = ("_interval", "_last_loss_request", "_pending", "_pending_since", "sent")
+    __slots__ = ("_interval", "_last_loss_request", "_pending", "_pending_since")
 
     def __init__(
         self, interval: float = KEYFRAME_REQUEST_INTERVAL, pending: float = KEYFRAME_PENDING_S
@@ -79,10 +79,9 @@ class KeyframeThrottle:
         self._last_loss_request = float("-inf")
         # When the request whose keyframe has not arrived yet was sent.
         self._pending_since: float | None = None
-        self.sent = 0
 
     def due(self, now: float, *, urgent: bool = False) -> bool:
-        """True if a request should go out now (and counts it as sent).
+        """True if a request should go out now (the caller sends it).
 
         `urgent`: a slot joined or switched and shows nothing until a keyframe;
         otherwise a subscriber reported a lost picture.
@@ -95,7 +94,6 @@ class KeyframeThrottle:
                 return False
             self._last_loss_request = now
         self._pending_since = now
-        self.sent += 1
         return True
 
     def keyframe_arrived(self) -> None:

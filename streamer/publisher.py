@@ -7,6 +7,7 @@ forwarder; aiortc never decodes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -33,7 +34,9 @@ class Publisher:
         await self.pc.close()
 
 
-def _make_source(publisher_id: str, kind: str, pc: RTCPeerConnection) -> Source:
+def _make_source(
+    publisher_id: str, kind: str, pc: RTCPeerConnection, on_error: Callable[[], None]
+) -> Source:
     transceiver = pc.addTransceiver(kind, direction="recvonly")
     transceiver.setCodecPreferences(codec_preferences(kind))
     tap: InboundTap | None = None
@@ -43,7 +46,7 @@ def _make_source(publisher_id: str, kind: str, pc: RTCPeerConnection) -> Source:
         return tap is not None and await tap.request_keyframe()
 
     forwarder = Forwarder(kind, request_upstream)
-    tap = InboundTap(transceiver.receiver, forwarder.handle)
+    tap = InboundTap(transceiver.receiver, forwarder.handle, on_error)
     return Source(
         id=source_id(publisher_id, kind),
         kind=kind,
@@ -54,12 +57,17 @@ def _make_source(publisher_id: str, kind: str, pc: RTCPeerConnection) -> Source:
 
 
 async def open_publisher(
-    publisher_id: str, offer_sdp: str, kinds: list[str], pc: RTCPeerConnection
+    publisher_id: str,
+    offer_sdp: str,
+    kinds: list[str],
+    pc: RTCPeerConnection,
+    on_error: Callable[[], None] = lambda: None,
 ) -> tuple[Publisher, RTCSessionDescription]:
-    """Answer a publisher's (already checked) offer; the peer connection is ours to close."""
+    """Answer a publisher's (already checked) offer; the peer connection is ours to close.
+    `on_error` is called for each received packet whose forwarding raised."""
     publisher = Publisher(id=publisher_id, pc=pc)
     for kind in kinds:
-        publisher.sources[kind] = _make_source(publisher_id, kind, pc)
+        publisher.sources[kind] = _make_source(publisher_id, kind, pc, on_error)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

@@ -94,6 +94,7 @@ from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
 from .source import Source
+from .stats import NodeErrors, OutputCounters
 from .subscriber import Subscriber, open_subscriber
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ class Sfu:
         self._loss_meters: dict[str, LossInterval] = {}
         self._links: NodeLinks | None = None
         self._closed = False
+        #: Failures on the media path of the whole node (for the metrics endpoint).
+        self.errors = NodeErrors()
 
     # -- publishers -------------------------------------------------------------
 
@@ -212,7 +215,9 @@ class Sfu:
         if publisher_id in self._publishers:
             await self.close_publisher(publisher_id)
         pc = self._peer_connection()
-        publisher, answer = await open_publisher(publisher_id, offer_sdp, kinds, pc)
+        publisher, answer = await open_publisher(
+            publisher_id, offer_sdp, kinds, pc, self.errors.forwarding_failed
+        )
         if self._closed:
             await publisher.close()
             raise SfuClosed("the SFU was closed while the publisher connected")
@@ -380,7 +385,9 @@ class Sfu:
             await self.close_subscriber(subscriber_id)
         pc = self._peer_connection(SUBSCRIBER_BUNDLE_POLICY)
         try:
-            subscriber, offer = await open_subscriber(subscriber_id, outputs, pc, streams)
+            subscriber, offer = await open_subscriber(
+                subscriber_id, outputs, pc, streams, self.errors.rtcp_failed
+            )
         except BaseException:
             await pc.close()
             raise
@@ -501,6 +508,22 @@ class Sfu:
             outputs[name] = Reception(losses[middle], 1000 * jitters[middle] / clock_rate)
             outputs[f"{name}:worst"] = Reception(losses[-1], 1000 * jitters[-1] / clock_rate)
         return {"sources": sources, "outputs": outputs}
+
+    @property
+    def publisher_count(self) -> int:
+        return len(self._publishers)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def output_counters(self) -> list[tuple[str, str, bool, OutputCounters]]:
+        """Per output: name, kind, whether a source feeds it, its counters. Costs one
+        step per output, whatever the number of subscribers (for the metrics endpoint)."""
+        return [
+            (name, output.kind, output.source is not None, output.counters)
+            for name, output in self._outputs.items()
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Counters per publisher, source, output and subscriber (JSON-serialisable)."""

@@ -10,6 +10,21 @@ from dataclasses import asdict, dataclass
 
 
 @dataclass(slots=True)
+class NodeErrors:
+    """Unexpected failures on the media path of the whole node, counted where they happen
+    (each is logged once per connection; the count says whether it keeps happening)."""
+
+    forwarding: int = 0  # received packets whose forwarding raised
+    rtcp: int = 0  # subscribers' RTCP packets whose handling raised
+
+    def forwarding_failed(self) -> None:
+        self.forwarding += 1
+
+    def rtcp_failed(self) -> None:
+        self.rtcp += 1
+
+
+@dataclass(slots=True)
 class SourceCounters:
     """What arrived from one publisher track."""
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from .aiortc_internals import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
     IdleTrack,
     NegotiatedSend,
     RtcpPsfbPacket,
@@ -34,11 +35,12 @@ from .aiortc_internals import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     SenderLink,
+    rtx_packet,
     set_stream_id,
     start_skipped_sender,
 )
 from .errors import UnknownSlot
-from .history import PacketHistory, rtx_packet
+from .history import PacketHistory
 from .negotiation import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
@@ -88,6 +90,7 @@ class Slot:
         self.vp8 = Vp8Munger()
         self.awaiting_keyframe = kind == "video"
         self._rtx_seq = random.randrange(0, 0x8000)
+        self._header_extensions = HeaderExtensionsMap()  # the negotiated ones, from `start`
 
     @property
     def receiving(self) -> bool:
@@ -96,6 +99,7 @@ class Slot:
     def start(self, negotiated: NegotiatedSend) -> None:
         """aiortc started the sender: learn what may be sent, then start feeding."""
         ids = negotiated.extension_ids
+        self._header_extensions = negotiated.header_extensions
         mid = (negotiated.mid or "").encode()
         mid_id = ids.get(MID_URI)
         head = b""
@@ -180,7 +184,13 @@ class Slot:
             if rtx_pt is None:
                 packet = header + payload
             else:
-                packet = rtx_packet(header, payload, rtx_pt, self._rtx_seq, self.link.rtx_ssrc)
+                packet = rtx_packet(
+                    header + payload,
+                    self._header_extensions,
+                    rtx_pt,
+                    self._rtx_seq,
+                    self.link.rtx_ssrc,
+                )
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
             if self.link.send_unaccounted(packet):
                 counters.retransmitted += 1
@@ -272,6 +282,7 @@ async def open_subscriber(
     outputs: dict[str, Output],
     pc: RTCPeerConnection,
     streams: Mapping[str, str] | None = None,
+    on_rtcp_error: Callable[[], None] = lambda: None,
 ) -> tuple[Subscriber, RTCSessionDescription]:
     """Create the slots and the server's offer (one sendonly section per slot).
 
@@ -288,7 +299,7 @@ async def open_subscriber(
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
-            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp)
+            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp, on_rtcp_error)
             slot.transceiver = transceiver
             subscriber.slots[name] = slot
             output.attach(slot)

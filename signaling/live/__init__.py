@@ -14,7 +14,6 @@ One `LiveEvent` per node and event (`event`). Its rooms:
 from signaling.live.clients import AttendeeChoice, Client
 from signaling.live.event import LiveEvent
 from signaling.live.outputs import (
-    FLOOR_OUTPUT,
     PROGRAM_VIDEO,
     channel_output,
     interpreter_publisher,
@@ -24,7 +23,6 @@ from signaling.live.outputs import (
 )
 
 __all__ = [
-    "FLOOR_OUTPUT",
     "PROGRAM_VIDEO",
     "AttendeeChoice",
     "Client",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from signaling import protocol as p
@@ -47,6 +47,35 @@ class Client:
     @property
     def role(self) -> Role:
         return self.claims.role
+
+
+class Audience:
+    """This node's clients counted by role, and its attendees with media by channel,
+    kept as they come, choose and go: reading them costs the same however many there
+    are (the metrics endpoint, the node's presence)."""
+
+    def __init__(self, channels: Iterable[str]) -> None:
+        self.roles: dict[Role, int] = dict.fromkeys(Role, 0)
+        self.listeners: dict[str, int] = dict.fromkeys(channels, 0)
+        self._counted: dict[int, str] = {}  # client number -> the channel he is counted in
+
+    def joined(self, client: Client) -> None:
+        self.roles[client.role] += 1
+
+    def left(self, client: Client) -> None:
+        self.roles[client.role] -= 1
+        self.stopped(client)
+
+    def listening(self, client: Client, channel: str) -> None:
+        """The client receives `channel` now (counted once, wherever he was before)."""
+        self.stopped(client)
+        self._counted[client.number] = channel
+        self.listeners[channel] += 1
+
+    def stopped(self, client: Client) -> None:
+        channel = self._counted.pop(client.number, None)
+        if channel is not None:
+            self.listeners[channel] -= 1
 
 
 def refuse(code: str, message: str) -> p.ProtocolError:

@@ -90,7 +90,7 @@ async def subscribe(live: LiveEvent, client: Client, message: p.Subscribe) -> No
         p.ServerOffer(
             sdp=offer,
             slots=[
-                p.Slot(
+                p.SlotView(
                     name=name,
                     kind=output_kind(output),
                     output=output,
@@ -110,6 +110,8 @@ async def answer(live: LiveEvent, client: Client, message: p.Answer) -> None:
     except StreamerError as exc:
         raise refuse("bad_sdp", f"the answer could not be used: {exc}") from None
     client.subscribed = True
+    if client.role is Role.ATTENDEE:
+        live.audience.listening(client, live.choice(client).channel)
     live.listeners_changed()
 
 

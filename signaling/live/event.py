@@ -29,7 +29,7 @@ from signaling.booth import BoothError, LiveBooth
 from signaling.booth_chat import BoothChat, ChatEntry, wire_messages
 from signaling.failover import STALLED_AFTER_S
 from signaling.live.bus import BusUnavailable, LiveBus, LocalBus
-from signaling.live.clients import AttendeeChoice, Client, refuse
+from signaling.live.clients import AttendeeChoice, Audience, Client, refuse
 from signaling.live.commands import COMMANDS
 from signaling.live.media_plan import MediaPlan
 from signaling.live.media_watch import MONITOR_INTERVAL_S, MediaWatch
@@ -114,6 +114,7 @@ class LiveEvent:
         self.publisher_grace_s = publisher_grace_s
         self.replica = LiveReplica(event, take_over_after)
         self.clients: set[Client] = set()
+        self.audience = Audience([p.ORIGINAL, *event.language_codes])
         #: The sources this node receives from its own publishers.
         self.sources: set[str] = set()
         self.choices: dict[str, AttendeeChoice] = {}
@@ -327,6 +328,7 @@ class LiveEvent:
                 channel=await self._default_channel(claims)
             )
         self.clients.add(client)
+        self.audience.joined(client)
         if claims.role is Role.INTERPRETER and claims.booth is not None:
             await self.publish(Change("connect", {"booth": claims.booth, "who": claims.subject}))
         client.send(
@@ -349,6 +351,7 @@ class LiveEvent:
         if client not in self.clients:
             return
         self.clients.discard(client)
+        self.audience.left(client)
         claims = client.claims
         if client.subscriber_id is not None:
             await self.close_subscriber(client)
@@ -371,6 +374,8 @@ class LiveEvent:
         common = self.views.common_state()
         for client in self.clients:
             if client.role is Role.ATTENDEE and client.claims.subject == subject:
+                if client.subscribed:
+                    self.audience.listening(client, self.choices[subject].channel)
                 client.send(self.views.state_for(client, common))
         self.listeners_changed()
 
@@ -429,6 +434,7 @@ class LiveEvent:
         if subscriber_id is not None:
             await self.quietly(self.sfu.close_subscriber(subscriber_id))
         if was_listening and client.role is Role.ATTENDEE:
+            self.audience.stopped(client)
             self.listeners_changed()
         if self._started:
             self.plan.refresh_feeds()  # pulls nobody here needs any more end

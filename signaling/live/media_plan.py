@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from signaling import protocol as p
 from signaling.live.clients import Client, refuse
 from signaling.live.outputs import (
-    FLOOR_OUTPUT,
     PROGRAM_VIDEO,
     channel_output,
     interpreter_publisher,
+    output_heard,
     preview_output,
     sign_output,
     source_of,
@@ -58,7 +58,7 @@ class MediaPlan:
     def declare_outputs(self) -> None:
         sfu, event = self.live.sfu, self.live.event
         sfu.declare_output(PROGRAM_VIDEO, "video")
-        sfu.declare_output(FLOOR_OUTPUT, "audio")
+        sfu.declare_output(FLOOR, "audio")
         for code in event.language_codes:
             sfu.declare_output(channel_output(code), "audio")
         for speaker in event.speakers:
@@ -121,7 +121,7 @@ class MediaPlan:
         floor_audio = source_of(speaker_pub, "audio") if speaker_pub else None
         wanted: dict[str, str | None] = {
             PROGRAM_VIDEO: source_of(speaker_pub, "video") if speaker_pub else None,
-            FLOOR_OUTPUT: floor_audio,
+            FLOOR: floor_audio,
         }
         for language, feed in self.routing.channels.items():
             if feed.kind is FeedKind.FLOOR:
@@ -207,7 +207,7 @@ class MediaPlan:
             assert self.routing is not None
             route = self.routing.booths.get(booth_id)
             chosen = route.listen if route is not None else FLOOR
-        return FLOOR_OUTPUT if chosen == FLOOR else channel_output(chosen)
+        return output_heard(chosen)
 
     def relay_check(self, booth_id: str, source: str) -> RelayCheck:
         """The relay rule for one booth's choice, from the current routing."""
@@ -235,10 +235,11 @@ class MediaPlan:
         event = self.live.event
         if role is Role.ATTENDEE:
             choice = self.live.choice(client)
-            channel = (
-                FLOOR_OUTPUT if choice.channel == p.ORIGINAL else channel_output(choice.channel)
-            )
-            slots = {"channel": channel, "original": FLOOR_OUTPUT, "video": PROGRAM_VIDEO}
+            slots = {
+                "channel": output_heard(choice.channel),
+                "original": FLOOR,
+                "video": PROGRAM_VIDEO,
+            }
             if self.sign_booths:
                 # One video slot for sign language, paused until the attendee picks a booth.
                 shown = choice.sign or min(self.sign_booths)
@@ -247,8 +248,7 @@ class MediaPlan:
         if role is Role.INTERPRETER:
             return {"video": PROGRAM_VIDEO, "listen": self.listen_output(client)}
         if role is Role.MODERATOR:
-            listen = FLOOR_OUTPUT if client.monitor == FLOOR else channel_output(client.monitor)
-            slots = {"video": PROGRAM_VIDEO, "listen": listen}
+            slots = {"video": PROGRAM_VIDEO, "listen": output_heard(client.monitor)}
             for speaker in event.speakers:
                 slots[preview_output(speaker.id)] = preview_output(speaker.id)
             for booth_id in sorted(self.sign_booths):

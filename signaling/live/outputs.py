@@ -3,7 +3,8 @@
 Every node derives the same names from the program, so an output or a source means the
 same thing on every node of an event.
 
-- ``program-video`` and ``floor``: the on-air speaker's video and audio;
+- ``program-video`` and ``floor`` (`FLOOR`: the output is named after what it carries):
+  the on-air speaker's video and audio;
 - ``channel:<code>``, one per event language: what the routing rule says;
 - ``preview:<speaker_id>``: each speaker's video, for the moderator's previews;
 - ``sign:<booth_id>``: the video of a sign-language booth's interpreter on air.
@@ -14,8 +15,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from signaling.protocol import ORIGINAL
+from signaling.routing_rule import FLOOR
+
 PROGRAM_VIDEO = "program-video"
-FLOOR_OUTPUT = "floor"
 
 #: The media stream (msid) that the program video and the audio heard with it share,
 #: so the browser keeps them in lip sync.
@@ -28,6 +31,17 @@ _HEARD_WITH_VIDEO = ("channel", "listen", "floor")
 
 def channel_output(language: str) -> str:
     return f"channel:{language}"
+
+
+def output_heard(choice: str) -> str:
+    """The output that carries what a listener chose: the floor (`FLOOR`; `ORIGINAL` is
+    the attendee's word for it on the wire) or a language's channel."""
+    return FLOOR if choice in (FLOOR, ORIGINAL) else channel_output(choice)
+
+
+def choice_heard(output: str) -> str:
+    """What an output carries, as staff name it: `FLOOR`, or the channel's language."""
+    return FLOOR if output == FLOOR else output.removeprefix("channel:")
 
 
 def preview_output(speaker_id: str) -> str:

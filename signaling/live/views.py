@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from signaling import protocol as p
 from signaling.booth import LiveBooth
 from signaling.live.clients import Client
-from signaling.live.outputs import FLOOR_OUTPUT, source_of, speaker_publisher
+from signaling.live.outputs import choice_heard, source_of, speaker_publisher
 from signaling.live.presence import total_listeners
 from signaling.routing_rule import FLOOR
 from signaling.tokens import Role
@@ -44,12 +44,7 @@ class Views:
 
     def local_listeners(self) -> dict[str, int]:
         """This node's attendees with media, per channel."""
-        live = self.live
-        counts = {p.ORIGINAL: 0, **dict.fromkeys(live.event.language_codes, 0)}
-        for client in live.clients:
-            if client.role is Role.ATTENDEE and client.subscribed:
-                counts[live.choice(client).channel] += 1
-        return counts
+        return dict(self.live.audience.listeners)
 
     def listener_counts(self) -> dict[str, int]:
         """The event's attendees with media, per channel, on every node."""
@@ -102,7 +97,7 @@ class Views:
         }
         now = live.clock()
         slow_down = [
-            p.SlowDownRequest(booth=booth_id, by=request.by, since=request.at, until=request.until)
+            p.SlowDownView(booth=booth_id, by=request.by, since=request.at, until=request.until)
             for booth_id, booth in live.booths.items()
             if (request := booth.slow_down_request(now)) is not None
         ]
@@ -182,7 +177,7 @@ class Views:
         elif claims.role is Role.INTERPRETER and claims.booth is not None:
             booth = live.booths[claims.booth]
             listen_output = plan.listen_output(client)
-            listen = FLOOR if listen_output == FLOOR_OUTPUT else listen_output.split(":", 1)[1]
+            listen = choice_heard(listen_output)
             you = p.InterpreterView(
                 booth=claims.booth,
                 listen=listen,

@@ -124,6 +124,11 @@ class Store(ABC):
         """The registration with this id, or None."""
 
     @abstractmethod
+    async def registration_count(self, event_id: str) -> int:
+        """How many registrations the event has, read from a count kept as they are made:
+        the cost does not grow with their number (the metrics endpoint asks often)."""
+
+    @abstractmethod
     async def registrations(self, event_id: str) -> list[Registration]:
         """Every registration for the event, oldest first."""
 

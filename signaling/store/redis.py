@@ -189,6 +189,12 @@ class RedisStore(Store):
             raise self._fail(exc) from exc
         return Registration.from_record(json.loads(raw)) if raw is not None else None
 
+    async def registration_count(self, event_id: str) -> int:
+        try:
+            return int(await self._client.llen(self._event_key(event_id, "registrations")))
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+
     async def registrations(self, event_id: str) -> list[Registration]:
         client = self._client
         try:

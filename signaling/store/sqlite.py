@@ -39,6 +39,16 @@ CREATE TABLE IF NOT EXISTS registrations (
     created_at TEXT NOT NULL,
     UNIQUE (event_id, email_key)
 );
+-- Kept by the trigger in the insert's own transaction: counting costs one row read.
+CREATE TABLE IF NOT EXISTS registration_counts (
+    event_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS registration_counted AFTER INSERT ON registrations
+BEGIN
+    INSERT INTO registration_counts (event_id, count) VALUES (NEW.event_id, 1)
+    ON CONFLICT (event_id) DO UPDATE SET count = count + 1;
+END;
 CREATE TABLE IF NOT EXISTS live_state (
     event_id TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -117,6 +127,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
             self._check_schema(conn)
+            self._count_earlier_registrations(conn)
             return conn
         except sqlite3.DatabaseError as exc:
             if conn is not None:
@@ -125,6 +136,24 @@ class SqliteStore(Store):
         except BaseException:
             if conn is not None:
                 conn.close()
+            raise
+
+    @staticmethod
+    def _count_earlier_registrations(conn: sqlite3.Connection) -> None:
+        # A file from before the counts were kept: count once, then the trigger keeps up.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT 1 FROM meta WHERE key = 'registrations_counted'")
+            if done.fetchone() is None:
+                conn.execute("DELETE FROM registration_counts")
+                conn.execute(
+                    "INSERT INTO registration_counts (event_id, count) "
+                    "SELECT event_id, COUNT(*) FROM registrations GROUP BY event_id"
+                )
+                conn.execute("INSERT INTO meta (key, value) VALUES ('registrations_counted', '1')")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
             raise
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
@@ -191,6 +220,15 @@ class SqliteStore(Store):
                 f"SELECT {_COLUMNS} FROM registrations WHERE id = ?", (reg_id,)
             ).fetchone()
             return _registration(row) if row else None
+
+        return await self._run(work)
+
+    async def registration_count(self, event_id: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count FROM registration_counts WHERE event_id = ?", (event_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
 
         return await self._run(work)
 

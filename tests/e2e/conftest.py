@@ -25,6 +25,8 @@ from tests.support.server import LOOPBACK_MEDIA, free_port
 from tests.support.tones import write_tone_wav
 
 SPEAKER_HZ = 1000.0
+#: A second speaker, of the other language: a switch of speaker is heard, not assumed.
+FRENCH_SPEAKER_HZ = 1250.0
 INTERPRETER_HZ = 440.0
 #: The second interpreter of the booth: another tone, so a handover is heard, not assumed.
 PARTNER_HZ = 660.0
@@ -105,6 +107,9 @@ async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
 def tone_wavs(tmp_path: Path) -> dict[str, Path]:
     return {
         "speaker": write_tone_wav(tmp_path / "speaker.wav", SPEAKER_HZ, WAV_SECONDS),
+        "french_speaker": write_tone_wav(
+            tmp_path / "french-speaker.wav", FRENCH_SPEAKER_HZ, WAV_SECONDS
+        ),
         "interpreter": write_tone_wav(tmp_path / "interpreter.wav", INTERPRETER_HZ, WAV_SECONDS),
         "partner": write_tone_wav(tmp_path / "partner.wav", PARTNER_HZ, WAV_SECONDS),
     }

@@ -1,8 +1,9 @@
 """A whole live event in headless Chromium, proven by what the attendee's page hears.
 
 One browser process per fake microphone (Chromium's fake capture file is per process):
-the two speakers share one (1000 Hz), each interpreter of the RU<>FR booth has his own
-(440 Hz and 660 Hz), and the moderator and the attendee share a browser without one.
+each speaker has his own (the Russian 1000 Hz, the French 1250 Hz), so is each interpreter
+of the RU<>FR booth (440 Hz and 660 Hz), and the moderator and the attendee share a
+browser without one.
 The steps build on each other, so they run as one scenario over the same browsers.
 """
 
@@ -14,7 +15,14 @@ import pytest
 from playwright.async_api import Page, expect
 
 from signaling.tokens import Role
-from tests.e2e.conftest import INTERPRETER_HZ, PARTNER_HZ, SPEAKER_HZ, LiveNode, Venue
+from tests.e2e.conftest import (
+    FRENCH_SPEAKER_HZ,
+    INTERPRETER_HZ,
+    PARTNER_HZ,
+    SPEAKER_HZ,
+    LiveNode,
+    Venue,
+)
 from tests.e2e.listening import (
     AUDIBLE_RMS,
     readings_during,
@@ -62,7 +70,8 @@ async def test_a_live_event_heard_by_an_attendee(
     live_node: LiveNode, venue: Venue, tone_wavs: dict
 ) -> None:
     node = live_node
-    speakers = await venue.browser(fake_audio_wav=tone_wavs["speaker"])
+    russian_speaker = await venue.browser(fake_audio_wav=tone_wavs["speaker"])
+    french_speaker = await venue.browser(fake_audio_wav=tone_wavs["french_speaker"])
     interpreter = await venue.browser(fake_audio_wav=tone_wavs["interpreter"])
     partner = await venue.browser(fake_audio_wav=tone_wavs["partner"])
     audience = await venue.browser(fake_media=True)
@@ -71,10 +80,10 @@ async def test_a_live_event_heard_by_an_attendee(
     ru_id, ru_name = RUSSIAN_SPEAKER
     fr_id, fr_name = FRENCH_SPEAKER
     ru_stage = await venue.open(
-        speakers, "ru-stage", node.link("stage", Role.SPEAKER, ru_id, speaker=ru_id)
+        russian_speaker, "ru-stage", node.link("stage", Role.SPEAKER, ru_id, speaker=ru_id)
     )
     fr_stage = await venue.open(
-        speakers, "fr-stage", node.link("stage", Role.SPEAKER, fr_id, speaker=fr_id)
+        french_speaker, "fr-stage", node.link("stage", Role.SPEAKER, fr_id, speaker=fr_id)
     )
     await join_stage(ru_stage)
     await join_stage(fr_stage)
@@ -145,7 +154,7 @@ async def test_a_live_event_heard_by_an_attendee(
 
     # A French speaker on air: the channels swap by themselves, the booth turns around.
     await go_live(studio, fr_name)
-    await wait_for_tone(watch, SPEAKER_HZ)
+    await wait_for_tone(watch, FRENCH_SPEAKER_HZ)
     await expect(anna.locator("#direction")).to_have_text("FR → RU")
     await choose(watch, "Русский")
     await wait_for_tone(watch, INTERPRETER_HZ)
@@ -180,12 +189,12 @@ async def test_a_live_event_heard_by_an_attendee(
     )
 
     # Anna, off air, hears the floor; she may relay from the Russian channel (Boris).
-    await wait_for_tone(anna, SPEAKER_HZ)
+    await wait_for_tone(anna, FRENCH_SPEAKER_HZ)
     listen_to = anna.get_by_role("combobox", name="Listen to")
     await listen_to.select_option(label="Русский")
     await wait_for_tone(anna, PARTNER_HZ)
     await listen_to.select_option(label="Floor")
-    await wait_for_tone(anna, SPEAKER_HZ)
+    await wait_for_tone(anna, FRENCH_SPEAKER_HZ)
 
     # The server restarts: every page reconnects, the attendee gets his channel back.
     welcomes = await watch.evaluate("window.dragomanDebug.welcomes")
@@ -201,7 +210,7 @@ async def test_a_live_event_heard_by_an_attendee(
     # Who was on air is restored from the store: the French speaker, Boris in the booth.
     await wait_for_tone(watch, PARTNER_HZ, within=30.0)
     await choose(watch, "Français")
-    await wait_for_tone(watch, SPEAKER_HZ)
+    await wait_for_tone(watch, FRENCH_SPEAKER_HZ)
 
     problems = {
         # While the server restarts, the browser reports the refused WebSocket attempts.

@@ -12,7 +12,6 @@ from signaling.program import (
     Event,
     UnknownBooth,
     UnknownLanguage,
-    UnknownSession,
     UnknownSpeaker,
     load_program,
     program_problems,
@@ -76,7 +75,6 @@ def test_seed_languages_booth_and_fallback(seed: Event) -> None:
     booth = seed.booth("ru-fr")
     assert booth.works_into == ["ru", "fr"]
     assert booth.bidirectional
-    assert seed.booths_into("fr") == [booth]
     assert seed.fallback == "floor"
     assert seed.registration_required is True
 
@@ -110,7 +108,6 @@ def test_seed_speaker_facts(seed: Event) -> None:
     assert samray.name == "André Samray"
     assert samray.language == "fr"
     assert "Lierneux" in samray.affiliation.get("fr")
-    assert seed.session_of("elena-naumova").id == "session-2"
 
 
 def test_localized_text_falls_back_to_english(seed: Event) -> None:
@@ -126,12 +123,8 @@ def test_unknown_ids_raise_typed_errors(seed: Event) -> None:
         seed.speaker("nobody")
     with pytest.raises(UnknownBooth):
         seed.booth("en-fr")
-    with pytest.raises(UnknownSession):
-        seed.session("session-9")
     with pytest.raises(UnknownLanguage):
         seed.language("de")
-    with pytest.raises(UnknownSpeaker):
-        seed.session_of("nobody")
     assert not isinstance(UnknownSpeaker("x"), KeyError)
 
 

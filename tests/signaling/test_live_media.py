@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import numpy as np
 import pytest
 
 from signaling.store import SqliteStore
@@ -26,6 +27,12 @@ from tests.signaling.media_peers import (
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 pytestmark = pytest.mark.timeout(90)
+
+#: After the cough is pressed, what was already in flight may still play for this long.
+COUGH_SETTLE_S = 0.5
+COUGH_LISTEN_S = 1.5
+#: A tone of these tests is about 11 600 RMS; silence (or nothing at all) far below.
+SILENCE_RMS = 300
 
 
 async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server):
@@ -61,7 +68,7 @@ async def test_attendee_hears_the_channel_he_chooses(connect, peers, live_server
     assert state["listeners"] == {"original": 0, "ru": 0, "fr": 1}
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{live_server.url}/metrics") as response:
-            assert 'dragoman_live_listeners{channel="fr"} 1' in await response.text()
+            assert 'dragoman_live_listeners{channel="fr"} 1.0' in await response.text()
 
     await attendee.send("select_channel", language="ru")
     await media.hears("channel", SPEAKER_HZ)
@@ -115,13 +122,29 @@ async def test_cough_silences_the_channel_and_the_interpreter_hears_the_floor(co
     listening = await Subscription.open(interpreter)
     peers.append(listening)
     await listening.hears("listen", SPEAKER_HZ)  # an interpreter listens to the floor
+    attendee = await connect(Role.ATTENDEE, subject="reg-cough")
+    await attendee.send("select_channel", language="fr")
+    media = await Subscription.open(attendee)
+    peers.append(media)
+    await media.hears("channel", INTERPRETER_HZ)
 
     await interpreter.send("cough", on=True)
     state = await moderator.state_where(lambda s: s["channels"]["fr"]["reason"] == "cough")
     assert state["channels"]["fr"]["kind"] == "silence"
     assert state["booths"][0]["coughing"] is True
+    # What the attendee hears: nothing, neither the interpreter nor the floor.
+    await asyncio.sleep(COUGH_SETTLE_S)
+    channel = media.audio["channel"]
+    channel.clear()
+    await asyncio.sleep(COUGH_LISTEN_S)
+    heard = channel.samples().astype(float)
+    loudness = float(np.sqrt(np.mean(heard**2))) if len(heard) else 0.0
+    assert loudness < SILENCE_RMS, f"the coughing channel carried sound (RMS {loudness:.0f})"
+    await listening.hears("listen", SPEAKER_HZ)  # the interpreter still hears the floor
+
     await interpreter.send("cough", on=False)
     await moderator.state_where(lambda s: s["channels"]["fr"]["kind"] == "interpreter")
+    await media.hears("channel", INTERPRETER_HZ)
 
 
 async def test_handover_moves_the_channel_to_the_partner(connect, peers):

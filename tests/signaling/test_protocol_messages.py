@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
 from signaling import protocol
 from signaling.protocol import (
@@ -144,7 +145,8 @@ def test_a_huge_or_odd_id_is_not_echoed():
 
 
 def test_server_messages_round_trip_through_their_union():
+    server_messages = TypeAdapter(protocol.ServerMessage)
     error = protocol.Error(code="forbidden", message="no", ref=2)
-    assert protocol.SERVER_ADAPTER.validate_json(protocol.encode(error)) == error
+    assert server_messages.validate_json(protocol.encode(error)) == error
     pong = protocol.Pong(ref="p")
-    assert protocol.SERVER_ADAPTER.validate_json(protocol.encode(pong)) == pong
+    assert server_messages.validate_json(protocol.encode(pong)) == pong

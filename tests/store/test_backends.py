@@ -50,6 +50,26 @@ async def test_sqlite_creates_its_directory_and_a_wal_database(tmp_path: Path) -
     assert version == "1"
 
 
+async def test_sqlite_counts_registrations_made_before_it_kept_a_count(tmp_path: Path) -> None:
+    path = tmp_path / "dragoman.sqlite3"
+    async with SqliteStore(path) as store:
+        for i in range(3):
+            await store.register(submission(f"p{i}@example.be"))
+    # As a file written by a release without the count: the table and trigger absent.
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER registration_counted")
+        conn.execute("DROP TABLE registration_counts")
+        conn.execute("DELETE FROM meta WHERE key = 'registrations_counted'")
+    conn.close()
+
+    async with SqliteStore(path) as store:
+        assert await store.registration_count("ev") == 3
+        await store.register(submission("p3@example.be"))
+        assert await store.registration_count("ev") == 4
+    async with SqliteStore(path) as store:
+        assert await store.registration_count("ev") == 4
+
+
 async def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "dragoman.sqlite3"
     garbage = b"this is not a database, it is a shopping list\n" * 100

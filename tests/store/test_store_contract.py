@@ -168,6 +168,25 @@ async def test_concurrent_registrations_of_different_addresses_are_all_kept(stor
     assert sorted(r.email for r in listed) == sorted(r.email for r, _ in results)
 
 
+async def test_the_registration_count_follows_registrations_per_event(
+    backend: Backend, clock: ManualClock
+) -> None:
+    async with backend.make(clock) as node_a, backend.make(clock) as node_b:
+        assert await node_a.registration_count(EVENT) == 0
+        await asyncio.gather(
+            *(
+                (node_a if i % 2 else node_b).register(submission(email=f"p{i % 7}@example.org"))
+                for i in range(20)
+            )
+        )
+        await node_b.register(submission(event_id=OTHER_EVENT))
+        # Seven addresses, whoever registered them twice: seven registrations, on both.
+        assert await node_a.registration_count(EVENT) == 7
+        assert await node_b.registration_count(EVENT) == 7
+        assert await node_a.registration_count(OTHER_EVENT) == 1
+        assert await node_a.registration_count("no-such-event") == 0
+
+
 # Live state
 
 

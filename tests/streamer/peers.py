@@ -17,7 +17,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from streamer import Sfu
-from streamer.aiortc_internals import observe_received_rtp, restrict_ice
+from streamer.aiortc_internals import restrict_ice
+from tests.support.aiortc_probes import observe_received_rtp
 from tests.support.tones import ToneRecorder
 
 #: Where test peers and test SFUs gather their host candidates (aioice alone skips it).

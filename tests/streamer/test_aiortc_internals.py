@@ -6,6 +6,8 @@ If an aiortc upgrade moves any of them, these fail first, naming what moved.
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import aiortc
 import pytest
@@ -23,13 +25,14 @@ from streamer.aiortc_internals import (
     check,
     check_restrict_ice,
     ntp_time,
-    observe_received_rtp,
     restrict_ice,
     start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
+from tests.support.aiortc_probes import observe_received_rtp
+from tests.support.server import dragoman, dragoman_env, free_port
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 
@@ -190,3 +193,20 @@ async def test_a_failing_start_stays_with_its_sender() -> None:
     finally:
         await offerer.close()
         await answerer.close()
+
+
+async def test_a_node_with_another_aiortc_release_is_refused_as_it_starts(tmp_path: Path) -> None:
+    # The process imports a `sitecustomize` first: there, aiortc says it is another release.
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        'import aiortc\naiortc.__version__ = "1.15.0"\n', encoding="utf-8"
+    )
+    env = dragoman_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])
+    result = await dragoman(
+        "serve", "--port", str(free_port()), "--data-dir", tmp_path / "data", env=env
+    )
+    assert result.status == 1, result
+    assert "aiortc 1.15.0 is installed; the streamer is pinned to 1.16.0" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Open http" not in result.stdout

@@ -21,9 +21,9 @@ from aiortc import RTCBundlePolicy, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
 from streamer import Sfu, SfuConfig
-from streamer.aiortc_internals import observe_received_rtp, send_rtcp
 from streamer.vp8_munger import parse_descriptor
 from tests.streamer.peers import LOOPBACK, FrameCounter, eventually, peer_connection
+from tests.support.aiortc_probes import observe_received_rtp, send_rtcp
 from tests.support.impaired_network import RELAY_HOST, Impairment, UdpRelay, strip_candidates
 from tests.support.ports import free_udp_range
 from tests.support.tones import PatternVideoTrack, ToneRecorder, ToneTrack

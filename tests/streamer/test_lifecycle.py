@@ -68,13 +68,14 @@ async def test_closing_everything_frees_tasks_and_threads() -> None:
         ),
         what="decoder threads to end",
     )
-    assert sfu.stats() == {
-        "publishers": {},
-        "sources": {},
-        "outputs": sfu.stats()["outputs"],
-        "subscribers": {},
-        "links": None,
-    }
+    stats = sfu.stats()
+    assert (stats["publishers"], stats["sources"], stats["subscribers"]) == ({}, {}, {})
+    # The output stays declared and pointed at its source (were it back, it would carry
+    # it), fed by nothing and held by no slot.
+    assert list(stats["outputs"]) == ["floor"]
+    floor = stats["outputs"]["floor"]
+    assert (floor["source"], floor["live"], floor["slots"]) == ("speaker/audio", False, 0)
+    assert floor["packets"] > 10  # it did carry the media before
 
 
 async def test_vanished_publisher_keeps_subscribers_connected(sfu: Sfu, peers: Peers) -> None:
@@ -138,6 +139,7 @@ async def test_publisher_that_crashes_is_removed_by_ice_consent(
     await eventually(
         lambda: "speaker" not in sfu.stats()["publishers"], within=30, what="the SFU to notice"
     )
-    assert sfu.stats()["outputs"]["floor"] | {"live": False} == sfu.stats()["outputs"]["floor"]
+    floor = sfu.stats()["outputs"]["floor"]
+    assert (floor["source"], floor["live"], floor["slots"]) == ("speaker/audio", False, 1)
     assert listener.pc.connectionState == "connected"
     await speaker.close()

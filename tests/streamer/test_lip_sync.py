@@ -18,9 +18,9 @@ import time
 from aiortc.rtp import RtcpSrPacket, RtpPacket
 
 from streamer import Sfu
-from streamer.aiortc_internals import observe_received_rtcp, observe_received_rtp
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import eventually
+from tests.support.aiortc_probes import observe_received_rtcp, observe_received_rtp
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 NTP_SECOND = 1 << 32

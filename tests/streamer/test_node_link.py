@@ -19,12 +19,12 @@ import pytest
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from streamer import LinkError, LinkLimitReached, LinkLimits, Sfu, SfuConfig, UnknownOutput
-from streamer.aiortc_internals import observe_sent_rtcp, send_rtcp
 from streamer.node_link import EDGE_TIMEOUT_S, LinkKey, NodeLinks
 from testbed.impaired_network import RELAY_HOST, Impairment, UdpRelay
 from testbed.ports import free_udp_range
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import LOOPBACK, eventually
+from tests.support.aiortc_probes import observe_sent_rtcp, send_rtcp
 from tests.support.tones import SAMPLE_RATE, PatternVideoTrack, ToneRecorder, ToneTrack
 
 SECRET = b"cluster secret for the tests, 32b"

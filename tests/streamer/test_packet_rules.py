@@ -8,7 +8,8 @@ import struct
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
-from streamer.history import PacketHistory, rtx_packet
+from streamer.aiortc_internals import rtx_packet
+from streamer.history import PacketHistory
 from streamer.keyframes import (
     KeyframeThrottle,
     is_h264_keyframe_start,
@@ -91,7 +92,8 @@ def test_history_and_rtx_round_trip() -> None:
     assert history.get(4242) == (header, payload)
     assert history.get(4242 + 512) is None  # same slot, another packet: not confused
     wrapped = RtpPacket.parse(
-        rtx_packet(header, payload, rtx_payload_type=97, rtx_seq=10, rtx_ssrc=6), extensions
+        rtx_packet(header + payload, extensions, payload_type=97, sequence_number=10, ssrc=6),
+        extensions,
     )
     assert (wrapped.payload_type, wrapped.sequence_number, wrapped.ssrc) == (97, 10, 6)
     assert wrapped.extensions.mid == "3"
@@ -148,7 +150,6 @@ def test_a_join_or_switch_gets_its_keyframe_at_once_unless_one_is_on_its_way() -
     assert throttle.due(10.7, urgent=True)  # the keyframe never came: ask again
     throttle.keyframe_arrived()
     assert throttle.due(10.75, urgent=True)
-    assert throttle.sent == 4
 
 
 def test_public_address_replaces_host_candidates_only() -> None:

@@ -26,13 +26,13 @@ from streamer.aiortc_internals import (
     SenderLink,
     SrtpProtector,
     check_srtp_protector,
-    observe_received_rtp,
 )
 from streamer.forwarder import Forwarder
 from streamer.source import Source
 from streamer.subscriber import Slot
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import SubscriberPeer, eventually
+from tests.support.aiortc_probes import observe_received_rtp
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 

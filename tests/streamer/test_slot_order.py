@@ -19,11 +19,11 @@ import pytest
 from aiortc import RTCBundlePolicy, RTCSessionDescription
 
 from streamer import Sfu
-from streamer.aiortc_internals import observe_received_rtp
 from streamer.output import Output
 from streamer.subscriber import open_subscriber
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, SubscriberPeer, eventually, peer_connection
+from tests.support.aiortc_probes import observe_received_rtp
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 OUTPUTS = {"video": "program-video", "channel": "channel-a", "original": "floor-b"}

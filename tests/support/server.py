@@ -173,7 +173,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @dataclass
 class ServeProcess:
-    """`dragoman serve` running as its own process."""
+    """`dragoman serve` (or `demo`) running as its own process."""
 
     data_dir: Path
     port: int
@@ -181,6 +181,9 @@ class ServeProcess:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     stdout_lines: list[str] = field(default_factory=list)
+    #: The command run: `serve`, or `demo` (which serves too, with simulated people).
+    subcommand: str = "serve"
+    startup_timeout_s: float = STARTUP_TIMEOUT_S
     stderr_path: Path | None = None
     _stderr: Any = None
 
@@ -194,7 +197,7 @@ class ServeProcess:
             sys.executable,
             "-m",
             "signaling.cli",
-            "serve",
+            self.subcommand,
             "--host",
             "127.0.0.1",
             "--port",
@@ -216,10 +219,10 @@ class ServeProcess:
             cwd=self.data_dir.parent,
         )
         try:
-            await asyncio.wait_for(self._wait_ready(), STARTUP_TIMEOUT_S)
+            await asyncio.wait_for(self._wait_ready(), self.startup_timeout_s)
         except (TimeoutError, RuntimeError) as exc:
             await self.stop()
-            pytest.fail(f"dragoman serve did not start: {exc}\n{self.output()}")
+            pytest.fail(f"dragoman {self.subcommand} did not start: {exc}\n{self.output()}")
 
     async def _wait_ready(self) -> None:
         assert self.process is not None and self.process.stdout is not None

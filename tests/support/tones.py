@@ -8,7 +8,6 @@ small `PatternVideoTrack` for video tests (a tiny frame keeps encoding cheap).
 from __future__ import annotations
 
 import asyncio
-import fractions
 import math
 import time
 import wave
@@ -18,6 +17,8 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 from av import AudioFrame, VideoFrame
+
+from signaling.demo.media import PacedTrack, audio_frame
 
 SAMPLE_RATE = 48000
 FRAME_SECONDS = 0.02
@@ -50,35 +51,22 @@ def dominant_frequency(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> f
     return float(np.fft.rfftfreq(len(signal), 1.0 / sample_rate)[int(np.argmax(spectrum))])
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """Live audio: a continuous sine tone, paced in real time, 20 ms frames."""
 
     kind = "audio"
 
     def __init__(self, frequency: float, amplitude: float = 0.5) -> None:
-        super().__init__()
+        super().__init__(SAMPLE_RATE / FRAME_SAMPLES)
         self.frequency = frequency
         #: May be changed while the track plays (0: the interpreter has gone silent).
         self.amplitude = amplitude
-        self._sample = 0
-        self._start: float | None = None
 
     async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            wait = self._start + self._sample / SAMPLE_RATE - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        data = sine(self.frequency, FRAME_SAMPLES, self._sample, self.amplitude)
-        frame = AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._sample
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._sample += FRAME_SAMPLES
-        return frame
+        index = await self.next_frame()
+        return audio_frame(
+            sine(self.frequency, FRAME_SAMPLES, index * FRAME_SAMPLES, self.amplitude), index
+        )
 
 
 class PatternVideoTrack(VideoStreamTrack):

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import aiohttp
 
+from signaling.registration import NewRegistration
 from signaling.store import SqliteStore
 from signaling.tokens import Role
 from tests.support.server import RunningServer, StartServer
@@ -88,11 +89,17 @@ async def test_metrics_are_in_prometheus_text_format(
     # The streamer's numbers, from the live service every node runs.
     assert families["dragoman_streamer_subscribers"] == "gauge"
     assert families["dragoman_streamer_output_packets_total"] == "counter"
-    assert 'dragoman_streamer_output_live{output="floor",kind="audio"} 0' in text
-    assert "dragoman_registrations_created_total 1\n" in text
-    assert "dragoman_registrations 1\n" in text
+    assert families["dragoman_streamer_forwarding_errors_total"] == "counter"
+    assert families["dragoman_streamer_rtcp_errors_total"] == "counter"
+    # The process's own, from the library.
+    assert families["process_cpu_seconds_total"] == "counter"
+    assert families["process_resident_memory_bytes"] == "gauge"
+    assert 'dragoman_live_clients{role="attendee"} 0.0' in text
+    assert 'dragoman_streamer_output_live{kind="audio",output="floor"} 0.0' in text
+    assert "dragoman_registrations_created_total 1.0\n" in text
+    assert "dragoman_registrations 1.0\n" in text
     assert (
-        'dragoman_http_requests_total{route="/api/registrations",method="POST",status="201"} 1'
+        'dragoman_http_requests_total{method="POST",route="/api/registrations",status="201"} 1.0'
         in text
     )
 
@@ -101,17 +108,53 @@ async def test_other_parts_of_the_node_can_publish_metrics(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     from signaling.app import METRICS_KEY
+    from signaling.metrics import Readings
 
     registry = server.app[METRICS_KEY]
-    registry.gauge_callback(
-        "dragoman_test_outputs",
-        "Outputs per kind.",
-        lambda: [({"kind": "audio"}, 3), ({"kind": "video"}, 1)],
+    registry.register(
+        Readings(
+            "dragoman_test_outputs",
+            "Outputs per kind.",
+            lambda: [({"kind": "audio"}, 3), ({"kind": "video"}, 1)],
+            labels=("kind",),
+        )
     )
     async with http.get(f"{server.url}/metrics") as response:
         text = await response.text()
-    assert 'dragoman_test_outputs{kind="audio"} 3' in text
+    assert 'dragoman_test_outputs{kind="audio"} 3.0' in text
     assert "# TYPE dragoman_test_outputs gauge" in text
+
+
+class CountingStore(SqliteStore):
+    """The SQLite store, counting how often the whole list of registrations is read."""
+
+    full_reads = 0
+
+    async def registrations(self, event_id: str) -> list:
+        CountingStore.full_reads += 1
+        return await super().registrations(event_id)
+
+
+async def test_metrics_never_read_the_whole_list_of_registrations(
+    start_server: StartServer, http: aiohttp.ClientSession, tmp_path
+) -> None:
+    async with CountingStore(tmp_path / "counted.sqlite3") as store:
+        server = await start_server(store=store)
+        for i in range(30):
+            await store.register(
+                NewRegistration.create(
+                    event_id=server.event.id,
+                    name=f"P{i}",
+                    email=f"p{i}@example.org",
+                    language="fr",
+                    languages=["ru", "fr"],
+                )
+            )
+        CountingStore.full_reads = 0
+        for _ in range(3):
+            async with http.get(f"{server.url}/metrics") as response:
+                assert "dragoman_registrations 30.0\n" in await response.text()
+        assert CountingStore.full_reads == 0
 
 
 async def test_pages_forbid_foreign_scripts_and_referrers(

@@ -10,10 +10,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from signaling.i18n import LOCALES_DIR, SUPPORTED_LANGUAGES, catalog, negotiate, translate
 from signaling.logs import JsonFormatter, TextFormatter, configure_logging, redact
-from signaling.metrics import MetricsError, MetricsRegistry
+from signaling.metrics import Readings, render
 from signaling.pages import STATIC_DIR
 
 TOKEN = "eyJ2IjoxLCJyIjoiYXR0ZW5kZWUifQ.c2lnbmF0dXJl"
@@ -72,23 +73,19 @@ def test_translate_fills_placeholders() -> None:
     assert translate("ru", "register.name") == "Имя"
 
 
-def test_metrics_render_escapes_label_values_and_rejects_bad_names() -> None:
-    registry = MetricsRegistry()
-    counter = registry.counter("demo_total", "A demo\ncounter.", labels=("route",))
-    counter.inc(route='/a"b\\c\n')
-    counter.inc(2, route="/x")
-    text = registry.render()
-    assert "# HELP demo_total A demo\\ncounter." in text
-    assert 'demo_total{route="/a\\"b\\\\c\\n"} 1' in text
-    assert 'demo_total{route="/x"} 2' in text
-    with pytest.raises(MetricsError):
-        registry.counter("demo_total", "again")
-    with pytest.raises(MetricsError):
-        registry.gauge("bad-name", "dash")
-    with pytest.raises(MetricsError):
-        counter.inc(route="/x", extra="y")
-    with pytest.raises(MetricsError):
-        counter.inc(-1, route="/x")
+def test_readings_escape_label_values_and_refuse_labels_they_were_not_given() -> None:
+    registry = CollectorRegistry()
+    values = [({"route": '/a"b\\c\n'}, 1), ({"route": "/x"}, 2)]
+    registry.register(Readings("demo", "A demo\nreading.", lambda: values, labels=("route",)))
+    text = render(registry).decode()
+    assert "# HELP demo A demo\\nreading." in text
+    assert 'demo{route="/a\\"b\\\\c\\n"} 1.0' in text
+    assert 'demo{route="/x"} 2.0' in text
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(Readings("demo", "again", lambda: 0))
+    values.append(({"route": "/y", "extra": "z"}, 3))
+    with pytest.raises(ValueError, match="takes labels"):
+        render(registry)
 
 
 @pytest.mark.parametrize(
