@@ -136,6 +136,7 @@ class LiveEvent:
         self._monitor_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._started = False
+        self._event_sources_seen: frozenset[str] = frozenset()
 
     @property
     def node(self) -> str:
@@ -226,7 +227,14 @@ class LiveEvent:
         self.changed()
 
     def _on_presence(self) -> None:
-        self.changed()
+        """Another node's facts changed: its publishers (everyone sees who publishes and
+        the routing follows) or only its listener counts (the staff's, once a second)."""
+        sources = frozenset(self.event_sources())
+        if sources != self._event_sources_seen:
+            self._event_sources_seen = sources
+            self.changed()
+        else:
+            self.listeners_changed()
 
     def event_sources(self) -> set[str]:
         """Every source of the event: this node's and those other nodes announce."""
@@ -253,13 +261,14 @@ class LiveEvent:
 
     def event_activity(self) -> dict[str, SourceActivity]:
         """How every source of the event arrives: here as measured, elsewhere as its node
-        last said (aged by the time since)."""
+        last said."""
         activity = dict(self.sfu.activity())
-        now = self.clock()
         for presence in self.bus.presences():
             if presence.node == self.node:
                 continue
-            for source, (packet_age, sound_age) in presence.activity_now(now).items():
+            # As announced (every second): aging them by the time since would make a
+            # voice that flows look stalled between two announcements.
+            for source, (packet_age, sound_age) in presence.activity.items():
                 kind = presence.sources.get(source)
                 if kind is not None and source not in activity:
                     activity[source] = SourceActivity(kind, packet_age, sound_age)

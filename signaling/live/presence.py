@@ -72,14 +72,6 @@ class NodePresence:
         moving = {"at": 0, "activity": {}}
         return self.to_dict() | moving == other.to_dict() | moving
 
-    def activity_now(self, now: float) -> dict[str, tuple[float, float | None]]:
-        """The ages it announced, grown by the time since it announced them."""
-        late = max(0.0, now - self.at)
-        return {
-            source: (packet_age + late, None if sound_age is None else sound_age + late)
-            for source, (packet_age, sound_age) in self.activity.items()
-        }
-
 
 def _age(value: object) -> float:
     # JSON has no infinity: a source that never sent is announced as null or a huge age.

@@ -261,3 +261,46 @@ async def test_a_redis_restart_loses_nothing_and_the_nodes_resync(
         assert await late.store.registration(registered.id) == registered
     finally:
         redis.stop()
+
+
+async def test_an_audience_on_another_node_is_not_sent_what_does_not_concern_it(
+    start_node, connect, peers
+):
+    """Listener counts of other nodes go to staff, at most once a second; a speaker whose
+    media flows on another node stays live for the audience (no state every second)."""
+    a, b = await _started(start_node, 2)
+    moderator = await connect(Role.MODERATOR, server=a)
+    speaker = await connect(
+        Role.SPEAKER, subject=RUSSIAN_SPEAKER, speaker=RUSSIAN_SPEAKER, server=a
+    )
+    peers.extend([moderator, speaker])
+    peers.append(await publish(speaker, ToneTrack(1000.0)))
+    await moderator.state_where(lambda s: RUSSIAN_SPEAKER in s["publishers"]["speakers"])
+    await moderator.send("start_session", session_id="plenary")
+    await moderator.send("put_on_air", speaker_id=RUSSIAN_SPEAKER)
+    watcher = await connect(Role.ATTENDEE, subject="reg-watcher", server=b)
+    peers.append(watcher)
+    peers.append(await Subscription.open(watcher))
+    await watcher.state_where(
+        lambda s: s["on_air"] is not None and s["on_air"]["media_live"], within=FOLLOW_S
+    )
+    await asyncio.sleep(2.5)  # whatever was on its way has arrived
+    while True:  # drain
+        try:
+            await watcher.receive(within=0.1)
+        except TimeoutError:
+            break
+    # Others come and listen on A; time passes over several heartbeats.
+    for n in range(3):
+        other = await connect(Role.ATTENDEE, subject=f"reg-a-{n}", server=a)
+        peers.append(other)
+        peers.append(await Subscription.open(other))
+    await moderator.state_where(lambda s: s["listeners"]["original"] == 4, within=FOLLOW_S)
+    received = []
+    deadline = asyncio.get_running_loop().time() + 3.0
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        try:
+            received.append(await watcher.receive(within=left))
+        except TimeoutError:
+            break
+    assert received == []
