@@ -19,6 +19,7 @@ for the whole machine), so the driver schedules joins and reads latencies across
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import multiprocessing as mp
@@ -165,6 +166,8 @@ class Page:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.frames = 0
+        #: Messages received, by type.
+        self.types: collections.Counter[str] = collections.Counter()
         self.welcome: dict[str, Any] = {}
         self._counter = 0
         self._drain: asyncio.Task[None] | None = None
@@ -180,6 +183,7 @@ class Page:
                 raise ConnectionError(f"socket {frame.type.name} while waiting for {type_}")
             self.frames += 1
             message = json.loads(frame.data)
+            self.types[message["type"]] += 1
             if message["type"] == "error":
                 raise RuntimeError(f"{message.get('code')}: {message.get('message')}")
             if message["type"] == type_ and (where is None or where(message)):
@@ -197,6 +201,7 @@ class Page:
             async for frame in self.ws:
                 if frame.type == aiohttp.WSMsgType.TEXT:
                     self.frames += 1
+                    self.types[json.loads(frame.data)["type"]] += 1
 
         self._drain = asyncio.ensure_future(drain())
 
@@ -296,16 +301,24 @@ class Attendee:
     error: str | None = None
     #: Seconds from opening the socket to the first RTP packet (to `ready` without media).
     join_s: float | None = None
+    #: Seconds from opening the socket to each step of the join.
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 async def join(session: aiohttp.ClientSession, url: str, attendee: Attendee) -> None:
     """What a page does: open, authenticate, pick the channel, audio only, subscribe, answer."""
-    attendee.opened_at = time.monotonic()
+    attendee.opened_at = opened = time.monotonic()
+
+    def mark(step: str) -> None:
+        attendee.steps[step] = time.monotonic() - opened
+
     try:
         async with asyncio.timeout(JOIN_TIMEOUT_S):
             page = attendee.page = await open_page(session, url, attendee.token)
+            mark("welcome")
             await page.send("select_channel", language=CHANNEL)
             await page.next("state", lambda s: s["you"]["channel"] == CHANNEL)
+            mark("channel")
             if not attendee.media:
                 attendee.join_s = time.monotonic() - attendee.opened_at
                 page.keep_reading()
@@ -314,10 +327,12 @@ async def join(session: aiohttp.ClientSession, url: str, attendee: Attendee) -> 
             await page.next("state", lambda s: s["you"]["audio_only"])
             await page.send("subscribe")
             offer = await page.next("offer")
+            mark("offer")
             listener = attendee.listener = LightListener()
             await listener.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
             await listener.pc.setLocalDescription(await listener.pc.createAnswer())
             await page.send("answer", purpose="subscribe", sdp=listener.pc.localDescription.sdp)
+            mark("answer")
             page.keep_reading()
             while listener.first_packet_at is None:  # noqa: ASYNC110 - no event to wait on
                 await asyncio.sleep(0.005)
@@ -350,6 +365,7 @@ async def _audience(conn: Connection, cfg: dict[str, Any]) -> None:
                             {
                                 "opened_at": a.opened_at,
                                 "join_s": a.join_s,
+                                "steps": a.steps,
                                 "error": a.error,
                                 "media": a.media,
                                 "node": a.page.welcome.get("node") if a.page else None,
@@ -379,7 +395,11 @@ async def _audience(conn: Connection, cfg: dict[str, Any]) -> None:
                     }
                 )
             elif msg["cmd"] == "frames":
-                conn.send({"frames": sum(a.page.frames for a in attendees if a.page)})
+                types: collections.Counter[str] = collections.Counter()
+                for a in attendees:
+                    if a.page:
+                        types.update(a.page.types)
+                conn.send({"frames": sum(types.values()), "types": dict(types)})
             elif msg["cmd"] == "stop":
                 for a in attendees:
                     with contextlib.suppress(Exception):
@@ -433,8 +453,12 @@ class Audience:
                 joins[i + k * n] = row
         return joins
 
-    async def frames(self) -> int:
-        return sum(r["frames"] for r in await self.ask_all([{"cmd": "frames"}] * len(self.conns)))
+    async def messages(self) -> collections.Counter[str]:
+        """Messages every attendee of every process received so far, by type."""
+        types: collections.Counter[str] = collections.Counter()
+        for reply in await self.ask_all([{"cmd": "frames"}] * len(self.conns)):
+            types.update(reply["types"])
+        return types
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):

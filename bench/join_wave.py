@@ -70,7 +70,7 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
             n = options.n
             media = [i < options.media for i in range(n)]
             tokens = [issue(Role.ATTENDEE, f"wave-{i}") for i in range(n)]
-            frames0 = await audience.frames()
+            before = await audience.messages()
             staff0 = sum(p.frames for p in staff.pages)
             start = time.monotonic() + 0.2
             at = [start + options.over * i / n for i in range(n)]
@@ -80,7 +80,9 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
             cpu = cpu_between(cpu0, server.cpu())
             # Late messages (listener counts to staff at most once a second) settle.
             await asyncio.sleep(1.5)
-            frames = await audience.frames() - frames0
+            types = await audience.messages()
+            types.subtract(before)
+            frames = sum(types.values())
             staff_frames = sum(p.frames for p in staff.pages) - staff0
         finally:
             await audience.stop()
@@ -110,9 +112,16 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
         "wall_s": wall,
         "server_cpu_s": cpu,
         "messages_to_attendees": frames,
+        "messages_by_type": dict(types.most_common()),
         "messages_to_staff": staff_frames,
         "placement": dict(sorted(nodes.items())),
     }
+    steps = {}
+    for step in ("welcome", "channel", "offer", "answer"):
+        values = [j["steps"][step] for j in ok if j["media"] and step in j["steps"]]
+        if values:
+            steps[step] = (percentile(values, 0.5), percentile(values, 0.95))
+    result["steps_s"] = steps
     if times:
         result.update(
             p50_s=percentile(times, 0.5),
@@ -143,6 +152,11 @@ def report(r: dict[str, Any]) -> None:
             f"p95 {r['p95_s'] * 1000:.0f} ms, max {r['max_s'] * 1000:.0f} ms "
             f"(target p95 < 2000 ms); p95 / baseline {r['p95_over_baseline']:.1f}x"
         )
+    if r["steps_s"]:
+        steps = ", ".join(
+            f"{step} {p50 * 1000:.0f}/{p95 * 1000:.0f}" for step, (p50, p95) in r["steps_s"].items()
+        )
+        print(f"    socket -> each step (ms, p50/p95): {steps}, first packet")
     if "ws_only_p50_s" in r:
         print(
             f"  WebSocket-only attendees: socket -> channel confirmed p50 "
@@ -159,6 +173,8 @@ def report(r: dict[str, Any]) -> None:
         f"({r['messages_to_attendees'] / max(1, r['n']):.1f} each), "
         f"{r['messages_to_staff']} to the 3 staff pages"
     )
+    kinds = ", ".join(f"{kind} {count}" for kind, count in r["messages_by_type"].items())
+    print(f"    to the attendees, by type: {kinds}")
     print(f"  placement: {', '.join(f'{k} {v}' for k, v in r['placement'].items())}")
 
 
