@@ -358,9 +358,11 @@ async def _audience(conn: Connection, cfg: dict[str, Any]) -> None:
                     await asyncio.sleep(max(0.0, moment - time.monotonic()))
                     await join(session, cfg["url"], attendee)
 
+                cpu0 = cpu_seconds()
                 await asyncio.gather(*(at(m, a) for m, a in zip(msg["at"], fresh, strict=True)))
                 conn.send(
                     {
+                        "cpu_s": cpu_seconds() - cpu0,
                         "joins": [
                             {
                                 "opened_at": a.opened_at,
@@ -371,7 +373,7 @@ async def _audience(conn: Connection, cfg: dict[str, Any]) -> None:
                                 "node": a.page.welcome.get("node") if a.page else None,
                             }
                             for a in fresh
-                        ]
+                        ],
                     }
                 )
             elif msg["cmd"] == "mark":
@@ -423,6 +425,8 @@ class Audience:
         context = mp.get_context("spawn")
         self.conns: list[Connection] = []
         self.processes: list[Any] = []
+        #: CPU-seconds the client processes spent in the last `join`.
+        self.join_cpu_s = 0.0
         for _ in range(processes):
             mine, theirs = context.Pipe()
             process = context.Process(
@@ -447,6 +451,7 @@ class Audience:
             for i in range(n)
         ]
         replies = await self.ask_all(msgs)
+        self.join_cpu_s = sum(reply["cpu_s"] for reply in replies)
         joins: list[dict] = [{}] * len(tokens)
         for i, reply in enumerate(replies):
             for k, row in enumerate(reply["joins"]):

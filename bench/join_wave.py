@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audience import Audience, Server, Staff, cpu_between, issue, log
+from bench.forwarding import machine_busy
 from signaling.tokens import Role
 
 
@@ -74,10 +76,13 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
             staff0 = sum(p.frames for p in staff.pages)
             start = time.monotonic() + 0.2
             at = [start + options.over * i / n for i in range(n)]
-            cpu0 = server.cpu()
+            cpu0, m0 = server.cpu(), machine_busy()
             joins = await audience.join(tokens, at, media)
             wall = time.monotonic() - start
             cpu = cpu_between(cpu0, server.cpu())
+            m1 = machine_busy()
+            busy = (os.cpu_count() or 1) * (1 - (m1[1] - m0[1]) / max(1, m1[0] - m0[0]))
+            clients_cpu = audience.join_cpu_s
             # Late messages (listener counts to staff at most once a second) settle.
             await asyncio.sleep(1.5)
             types = await audience.messages()
@@ -111,6 +116,8 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
         "baseline_median_s": lone_median,
         "wall_s": wall,
         "server_cpu_s": cpu,
+        "clients_cpu_s": clients_cpu,
+        "machine_busy": busy,
         "messages_to_attendees": frames,
         "messages_by_type": dict(types.most_common()),
         "messages_to_staff": staff_frames,
@@ -166,7 +173,9 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"  server CPU (supervisor + workers), first socket -> last first packet "
         f"({r['wall_s']:.1f} s): {r['server_cpu_s']:.1f} CPU-s, "
-        f"{r['server_cpu_s'] / max(1, r['n']) * 1000:.1f} ms per attendee"
+        f"{r['server_cpu_s'] / max(1, r['n']) * 1000:.1f} ms per attendee; "
+        f"clients {r['clients_cpu_s']:.1f} CPU-s; machine busy {r['machine_busy']:.2f} of "
+        f"{os.cpu_count()} cores"
     )
     print(
         f"  messages the server sent: {r['messages_to_attendees']} to the attendees "

@@ -103,6 +103,8 @@ async def one(workers: int, options: argparse.Namespace) -> dict[str, Any]:
         for node, count in sorted(placement.items())
         if node.startswith("worker-")
     ]
+    if not per_worker:  # one process: no supervisor, the node is the whole tree
+        per_worker = [(node, count, loaded) for node, count in placement.items()]
     cost = (loaded - idle) / n
     return {
         "workers": workers,
