@@ -15,10 +15,10 @@ the server's CPU-seconds (supervisor + workers, /proc) from the first socket to 
 first packet; the messages the server sent the attendees (WebSocket frames counted by all
 clients) and the staff; how many failed, and how the attendees were placed on workers.
 
-`--media M` gives a light peer to the first M attendees only; the others open their
-socket, authenticate and pick a channel, and stay on the WebSocket (their figure is then
-socket -> the `state` that confirms the channel). Use it when the machine cannot run N
-aiortc peers; the printed line says how many had media.
+`--media M` gives a light peer to M attendees only (spread evenly through the wave); the
+others open their socket, authenticate and pick a channel, and stay on the WebSocket
+(their figure is then socket -> the `state` that confirms the channel). Use it when the
+machine cannot run N aiortc peers; the printed line says how many had media.
 
 The machine (2 cores) runs the server, the staff's two aiortc publishers and every
 client: the clients' own aiortc work (ICE, DTLS handshake, SRTP) competes with the
@@ -70,7 +70,9 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
             log(f"baseline: {len(lone)} lone joins, median {statistics.median(lone):.3f} s")
 
             n = options.n
-            media = [i < options.media for i in range(n)]
+            # The attendees with media are spread evenly through the wave.
+            m = options.media
+            media = [(i * m) // n != ((i + 1) * m) // n for i in range(n)]
             tokens = [issue(Role.ATTENDEE, f"wave-{i}") for i in range(n)]
             before = await audience.messages()
             staff0 = sum(p.frames for p in staff.pages)
