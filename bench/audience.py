@@ -99,6 +99,7 @@ class Server:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    _drain: asyncio.Future[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -148,7 +149,8 @@ class Server:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
-        self._drain.cancel()
+        if self._drain is not None:
+            self._drain.cancel()
         self.process = None
 
 
@@ -189,7 +191,7 @@ class Page:
             if message["type"] == type_ and (where is None or where(message)):
                 return message
 
-    async def open(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+    async def authenticate(self, token: str) -> None:
         await self.send("auth", v=1, token=token)
         self.welcome = await self.next("welcome")
         await self.next("state")
@@ -213,7 +215,7 @@ class Page:
 
 async def open_page(session: aiohttp.ClientSession, url: str, token: str) -> Page:
     page = Page(await session.ws_connect(f"{url}/ws", heartbeat=None, max_msg_size=0))
-    await page.open(session, url, token)
+    await page.authenticate(token)
     return page
 
 
