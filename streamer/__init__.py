@@ -22,6 +22,7 @@ from .errors import (
     UnknownSubscriber,
 )
 from .negotiation import IceServer
+from .recorder import Recording
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "KindMismatch",
     "PortRangeExhausted",
     "Reception",
+    "Recording",
     "Sfu",
     "SfuClosed",
     "SfuConfig",

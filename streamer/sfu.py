@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -69,6 +70,7 @@ from .negotiation import (
 from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
+from .recorder import FailureCallback, Recording
 from .source import Source
 from .subscriber import Subscriber, open_subscriber
 
@@ -241,6 +243,38 @@ class Sfu:
     def outputs(self) -> dict[str, str | None]:
         """Declared outputs: name -> the source id they point at (or None)."""
         return {name: output.source_id for name, output in self._outputs.items()}
+
+    # -- recordings -------------------------------------------------------------
+
+    def record(
+        self,
+        path: str | Path,
+        audio: str,
+        video: str | None = None,
+        *,
+        metadata: dict[str, str] | None = None,
+        on_failure: FailureCallback | None = None,
+    ) -> Recording:
+        """Write what an audio output (and a video output, in the same file) carries
+        into a WebM file at `path`, from now until `close()` on the returned recording.
+
+        The outputs' packets are muxed as forwarded (no decoding); `on_failure` is
+        called if a write fails (a full disk), and the recording stops by itself.
+        """
+        self._check_open()
+        audio_output = self._output(audio)
+        if audio_output.kind != "audio":
+            raise KindMismatch(f"output {audio!r} carries video; a recording's sound is audio")
+        video_output = None
+        if video is not None:
+            video_output = self._output(video)
+            if video_output.kind != "video":
+                raise KindMismatch(
+                    f"output {video!r} carries audio; a recording's picture is video"
+                )
+        return Recording(
+            Path(path), audio_output, video_output, metadata=metadata, on_failure=on_failure
+        )
 
     # -- subscribers ------------------------------------------------------------
 
