@@ -34,6 +34,7 @@ from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
 from signaling.secret import load_or_create_secret
 from signaling.security_headers import install_security_headers
+from signaling.session_media import install_session_media
 from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
@@ -107,9 +108,11 @@ def install_streamer_metrics(app: web.Application) -> None:
 
 
 #: Extensions every node runs unless told otherwise: the live event service with its
-#: streamer and WebSocket, the consoles' pages, and the streamer's metrics.
+#: streamer and WebSocket, the session's recordings, the consoles' pages, and the
+#: streamer's metrics.
 DEFAULT_EXTENSIONS: tuple[Extension, ...] = (
     install_live,
+    install_session_media,
     install_console_pages,
     install_streamer_metrics,
 )

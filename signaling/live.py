@@ -249,6 +249,12 @@ class LiveEvent:
         self._health_read_at = 0.0
         self._started = False
         self.chat = BoothChat(event.id, (b.id for b in event.booths), store)
+        # --- session media hooks (recordings, HLS: signaling/session_media.py) ---
+        #: Told the session in progress (None: none) after every routing pass.
+        self.session_hooks: list[Callable[[str | None], None]] = []
+        #: Extra alarms (a recording that stopped), asked at every look at the media.
+        self.alarm_sources: list[Callable[[float], list[Alarm]]] = []
+        # --- end of session media hooks ---
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -856,6 +862,8 @@ class LiveEvent:
                     # Its peer connection failed and the streamer dropped it; the page
                     # subscribes again. Nobody else's routing may suffer for it.
                     log.warning("could not re-point an interpreter's listening", exc_info=True)
+        for hook in self.session_hooks:  # session media hook: recordings, HLS
+            hook(self.state.session_id)
 
     def _feed_of(self, booth_id: str, interpreter: str) -> str:
         """The source an interpreter feeds his booth's output with: his microphone, or
@@ -1077,6 +1085,8 @@ class LiveEvent:
             publisher_of=lambda source: source.rsplit("/", 1)[0],
             thresholds=self.thresholds,
         )
+        for source in self.alarm_sources:  # session media hook: a recording that stopped
+            alarms.extend(source(now))
         alarms = self._with_start_times(alarms, now)
         media_live = speaker_audio is None or is_live(
             activity.get(speaker_audio), self.stalled_after

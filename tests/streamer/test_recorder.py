@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from streamer.errors import KindMismatch, UnknownOutput
 from streamer.recorder import opus_samples
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import eventually
-from tests.support.recordings import decode_audio, video_frames
+from tests.support.recordings import decode_audio, small_filesystem, video_frames
 from tests.support.tones import PatternVideoTrack, ToneTrack, dominant_frequency
 
 HIGH = 1000.0
@@ -105,18 +105,9 @@ async def test_a_file_being_written_is_readable_up_to_its_last_second(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 24 KiB file system (tmpfs): a few seconds of Opus fill it."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mount_point)],
-        capture_output=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_filesystem(tmp_path / "small") as mount_point:
+        yield mount_point
 
 
 async def test_a_full_disk_stops_the_recording_and_never_the_listeners(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from tests.support.tones import SAMPLE_RATE, dominant_frequency
 
@@ -47,3 +51,20 @@ def decode_audio(path: Path) -> DecodedAudio:
 def video_frames(path: Path) -> list[av.VideoFrame]:
     with av.open(str(path)) as container:
         return [frame for frame in container.decode(video=0)]
+
+
+@contextlib.contextmanager
+def small_filesystem(mount_point: Path, size: str = "24k") -> Iterator[Path]:
+    """A real file system of `size` (tmpfs) at `mount_point`: a few seconds of Opus fill
+    it and the kernel answers "No space left on device". Needs the right to mount."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
