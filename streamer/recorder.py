@@ -23,16 +23,23 @@ that fails (a full disk) stops this recording, says why in `problem`, and calls
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
-from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+from .frames import (
+    OPUS_FRAME_SAMPLES,
+    OPUS_RATE,
+    VIDEO_RATE,
+    TapClock,
+    Vp8Frames,
+    opus_samples,
+    vp8_keyframe_size,
+)
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -41,14 +48,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OPUS_RATE = 48000
-VIDEO_RATE = 90000
 #: A 20 ms Opus frame that decodes to silence (CELT, fullband, mono, no data).
 OPUS_SILENCE = b"\xf8\xff\xfe"
-OPUS_SILENCE_SAMPLES = 960
-#: Within one stream, a packet whose RTP time strays this far from its arrival time
-#: means the sender's clock jumped: the stream is re-anchored on arrival time.
-RESYNC_S = 2.0
+OPUS_SILENCE_SAMPLES = OPUS_FRAME_SAMPLES
 #: How long a recording with video waits for the first keyframe (keeping the audio)
 #: before it writes its header with a default picture size.
 FIRST_KEYFRAME_WAIT_S = 3.0
@@ -59,86 +61,6 @@ MAX_PENDING_AUDIO = 400
 WEBM_OPTIONS = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
 
 FailureCallback = Callable[["Recording", str], None]
-
-
-def opus_samples(payload: bytes) -> int:
-    """Samples at 48 kHz in one Opus packet (RFC 6716, section 3.1), 960 if unreadable."""
-    if not payload:
-        return OPUS_SILENCE_SAMPLES
-    toc = payload[0]
-    config = toc >> 3
-    if config < 12:  # SILK: 10, 20, 40, 60 ms
-        frame = (480, 960, 1920, 2880)[config & 3]
-    elif config < 16:  # hybrid: 10, 20 ms
-        frame = (480, 960)[config & 1]
-    else:  # CELT: 2.5, 5, 10, 20 ms
-        frame = (120, 240, 480, 960)[config & 3]
-    code = toc & 3
-    if code == 0:
-        count = 1
-    elif code in (1, 2):
-        count = 2
-    else:
-        count = payload[1] & 0x3F if len(payload) > 1 else 1
-    return frame * max(count, 1)
-
-
-def vp8_keyframe_size(frame: bytes) -> tuple[int, int] | None:
-    """Width and height of a VP8 keyframe (RFC 6386, 9.1); None for an inter frame."""
-    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    width, height = struct.unpack_from("<HH", frame, 6)
-    return width & 0x3FFF, height & 0x3FFF
-
-
-def _signed32(delta: int) -> int:
-    delta &= 0xFFFFFFFF
-    return delta - (1 << 32) if delta >= 1 << 31 else delta
-
-
-@dataclass
-class _Clock:
-    """Maps one track's packets to its timeline: RTP time within a stream, arrival
-    time across streams."""
-
-    rate: int
-    origin: float
-    stream: object = None
-    anchor_ts: int = 0
-    anchor_pts: int = 0
-
-    def at(self, wall: float) -> int:
-        return round((wall - self.origin) * self.rate)
-
-    def pts(self, stream: object, ts: int, wall: float, not_before: int) -> int:
-        arrival = self.at(wall)
-        if stream is self.stream:
-            pts = self.anchor_pts + _signed32(ts - self.anchor_ts)
-            if abs(pts - arrival) <= RESYNC_S * self.rate:
-                return pts
-        self.stream = stream
-        self.anchor_ts = ts
-        self.anchor_pts = max(arrival, not_before)
-        return self.anchor_pts
-
-
-@dataclass
-class _Frame:
-    """The packets of one video frame (one RTP timestamp) while it arrives."""
-
-    ts: int
-    parts: dict[int, bytes] = field(default_factory=dict)
-    first: int | None = None
-    last: int | None = None
-
-    def complete(self) -> bytes | None:
-        if self.first is None or self.last is None:
-            return None
-        if len(self.parts) != self.last - self.first + 1:
-            return None
-        if any(seq not in self.parts for seq in range(self.first, self.last + 1)):
-            return None
-        return b"".join(self.parts[seq] for seq in range(self.first, self.last + 1))
 
 
 class _AudioTap:
@@ -202,12 +124,11 @@ class Recording:
         self._origin = clock()
         self._audio_output = audio
         self._video_output = video
-        self._audio_clock = _Clock(OPUS_RATE, self._origin)
-        self._video_clock = _Clock(VIDEO_RATE, self._origin)
+        self._audio_clock = TapClock(OPUS_RATE, self._origin)
+        self._video_clock = TapClock(VIDEO_RATE, self._origin)
         self._audio_next = 0  # end of what the audio track holds, in samples
         self._video_last = -1  # pts of the last frame written
-        self._frame: _Frame | None = None
-        self._need_keyframe = True
+        self._frames = Vp8Frames()
         self._video_codec_refused: str | None = None
         self._pending_audio: list[tuple[int, int, bytes]] = []
         self._container: av.container.OutputContainer | None = None
@@ -265,37 +186,18 @@ class Recording:
                     codec.name,
                 )
             return False
-        if stream is not self._video_clock.stream:
-            self._need_keyframe = True  # a switch: the new source's frames need their start
-        try:
-            descriptor, data = VpxPayloadDescriptor.parse(payload)
-        except ValueError:
-            return self._need_keyframe
-        frame = self._frame
-        if frame is None or frame.ts != ts:
-            if frame is not None and frame.complete() is None:
-                self._need_keyframe = True  # a frame was lost: wait for the next keyframe
-            frame = self._frame = _Frame(ts)
-        frame.parts[seq] = data
-        if descriptor.partition_start and descriptor.partition_id == 0:
-            frame.first = seq
-        if marker:
-            frame.last = seq
-        whole = frame.complete()
+        frames = self._frames
+        whole = frames.push(stream, seq, ts, marker, payload)
         if whole is None:
-            return self._need_keyframe
-        self._frame = None
+            return frames.need_keyframe
         size = vp8_keyframe_size(whole)
-        if self._need_keyframe and size is None:
-            return True
         pts = self._video_clock.pts(stream, ts, wall, self._video_last + 1)
         if pts <= self._video_last:
-            return self._need_keyframe
+            return False
         if self._container is None:
             self._open(size or DEFAULT_SIZE)
         if self.closed:
             return False
-        self._need_keyframe = False
         self._mux(self._video_stream, whole, pts, None, VIDEO_RATE, keyframe=size is not None)
         self._video_last = pts
         return False

@@ -20,7 +20,7 @@ import pytest
 
 from streamer import Sfu
 from streamer.errors import KindMismatch, UnknownOutput
-from streamer.recorder import opus_samples
+from streamer.frames import opus_samples
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import eventually
 from tests.support.recordings import decode_audio, small_filesystem, video_frames
