@@ -27,6 +27,7 @@ from signaling.appkeys import (
     STORE_KEY,
 )
 from signaling.console_pages import install_console_pages
+from signaling.hls_delivery import install_hls
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
 from signaling.metrics import Counter, MetricsRegistry
@@ -108,11 +109,12 @@ def install_streamer_metrics(app: web.Application) -> None:
 
 
 #: Extensions every node runs unless told otherwise: the live event service with its
-#: streamer and WebSocket, the session's recordings, the consoles' pages, and the
-#: streamer's metrics.
+#: streamer and WebSocket, the session's recordings and HLS, the consoles' pages, and
+#: the streamer's metrics.
 DEFAULT_EXTENSIONS: tuple[Extension, ...] = (
     install_live,
     install_session_media,
+    install_hls,
     install_console_pages,
     install_streamer_metrics,
 )

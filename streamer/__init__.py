@@ -21,11 +21,13 @@ from .errors import (
     UnknownSource,
     UnknownSubscriber,
 )
+from .hls import HlsPackager
 from .negotiation import IceServer
 from .recorder import Recording
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
+    "HlsPackager",
     "IceServer",
     "InvalidNetworkSetting",
     "InvalidSdp",

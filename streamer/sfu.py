@@ -59,6 +59,7 @@ from .errors import (
     UnknownSource,
     UnknownSubscriber,
 )
+from .hls import HlsPackager, Rendition
 from .negotiation import (
     IceServer,
     bundle_tag_candidates,
@@ -275,6 +276,32 @@ class Sfu:
         return Recording(
             Path(path), audio_output, video_output, metadata=metadata, on_failure=on_failure
         )
+
+    def package_hls(
+        self,
+        directory: str | Path,
+        video: tuple[str, str] | None,
+        audio: Sequence[tuple[str, str]],
+        *,
+        segment_s: float = 2.0,
+    ) -> HlsPackager:
+        """Package outputs as HLS media playlists in `directory`, encoded once each:
+        `video` is (playlist name, video output), `audio` (playlist name, audio output)
+        pairs. Runs until `close()` on the returned packager."""
+        self._check_open()
+        renditions = []
+        for name, output_name in audio:
+            output = self._output(output_name)
+            if output.kind != "audio":
+                raise KindMismatch(f"output {output_name!r} carries video, not audio")
+            renditions.append(Rendition(_check_name(name, "playlist name"), output))
+        picture = None
+        if video is not None:
+            output = self._output(video[1])
+            if output.kind != "video":
+                raise KindMismatch(f"output {video[1]!r} carries audio, not video")
+            picture = Rendition(_check_name(video[0], "playlist name"), output)
+        return HlsPackager(Path(directory), picture, renditions, segment_s=segment_s)
 
     # -- subscribers ------------------------------------------------------------
 
