@@ -7,6 +7,7 @@ import { answerServerOffer, MediaKeeper, rtcConfiguration, slotOfTransceiver } f
 import { analyse, Mixer, peakLevel, recentFrequency } from "./sound.js";
 import { channelView, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
+import { hlsFallback } from "./hls_fallback.js";
 
 const ORIGINAL = "original";
 
@@ -31,6 +32,7 @@ const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
 // After a network outage: a new subscription (the WebSocket may have stayed up all along).
 const media = new MediaKeeper({
   renew: () => {
+    if (hls.active) return; // HLS fallback: WebRTC is not tried again
     closePeer(); // an answer still on its way would otherwise be taken for the new offer's
     connection.send({ type: "subscribe" });
   },
@@ -48,6 +50,14 @@ const signChoice = document.getElementById("sign-choice");
 const playButton = document.getElementById("play");
 const volume = document.getElementById("original-volume");
 const audioOnly = document.getElementById("audio-only");
+// HLS fallback (hls_fallback.js): when WebRTC cannot connect, or DRAGOMAN_DELIVERY=hls.
+const hls = hlsFallback({
+  video,
+  onChange: () => {
+    if (hls.active) closePeer();
+    render();
+  },
+});
 
 function onWelcome(welcome, again) {
   debug.welcomes += 1;
@@ -62,7 +72,7 @@ function onWelcome(welcome, again) {
     connection.send({ type: "set_audio_only", on: view.audioOnly });
   }
   closePeer();
-  connection.send({ type: "subscribe" });
+  if (!hls.active) connection.send({ type: "subscribe" }); // HLS fallback hook
   render();
 }
 
@@ -81,12 +91,14 @@ function role(slot, track) {
 }
 
 async function onOffer(message) {
+  if (hls.active) return; // HLS fallback hook
   closePeer();
   debug.offers += 1;
   mark("offer");
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
   media.watch(peer);
+  hls.watchPeer(peer); // HLS fallback hook
   peer.addEventListener("track", (event) => {
     const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
     received.set(name, event.track);
@@ -136,6 +148,7 @@ async function play() {
   await mixer.resume();
   for (const [name, track] of received) if (track.kind === "audio") mixer.attach(name, track, volumeOf(name));
   video.play().catch(() => {});
+  if (hls.active) hls.play(); // HLS fallback hook
   playButton.hidden = true;
 }
 
@@ -144,6 +157,7 @@ function chooseChannel(code) {
   view.channel = code;
   view.pendingChannel = code;
   connection?.send({ type: "select_channel", language: code });
+  hls.select(code); // HLS fallback hook
   if (mixer) mixer.setVolume("floor", volumeOf("floor"));
   render();
 }
@@ -187,6 +201,7 @@ function render() {
   renderMediaLost();
   renderSignChoice(event);
   renderChannelCarries(event);
+  renderDelivery(); // HLS fallback hook
   if (view.program) renderProgram(document.getElementById("program"), view.program, view.state?.session ?? null);
 }
 
@@ -278,6 +293,17 @@ function renderChannelCarries(event) {
   else target.textContent = t("watch.carries_silence");
 }
 
+/** Over HLS: say so (a few seconds behind the room), and no original under a channel. */
+function renderDelivery() {
+  const notice = document.getElementById("delivery-notice");
+  notice.hidden = !hls.active;
+  if (!hls.active) return;
+  const key = hls.status === "not_live" ? "watch.hls_not_live" : `watch.hls_${hls.reason}`;
+  notice.textContent = t(key);
+  volume.disabled = true;
+  if (view.channel) hls.select(view.channel);
+}
+
 playButton.addEventListener("click", play);
 volume.addEventListener("input", () => setOriginalVolume(Number(volume.value)));
 audioOnly.addEventListener("change", () => setAudioOnly(audioOnly.checked));
@@ -287,6 +313,7 @@ signChoice.addEventListener("change", () => connection?.send({ type: "select_sig
 window.dragomanDebug = {
   /** {frequency, rms, peakDb} of what arrives on "channel" or "floor", or null. */
   analyse(name = "channel") {
+    if (hls.active) return name === "channel" ? hls.analyse(analyse) : null; // HLS fallback hook
     const analyser = mixer?.analyser(name);
     return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
   },
@@ -325,6 +352,10 @@ window.dragomanDebug = {
   get channel() {
     return view.channel;
   },
+  /** "webrtc", or "hls" with the audio rendition playing (HLS fallback). */
+  get delivery() {
+    return hls.active ? { kind: "hls", status: hls.status, rendition: hls.rendition, renditions: hls.renditions } : { kind: "webrtc" };
+  },
   get peerState() {
     return pc?.connectionState ?? "none";
   },
@@ -349,6 +380,7 @@ window.dragomanDebug = {
 };
 
 connection = startConsole({ onWelcome, onMessage });
+hls.configure().then((everyone) => everyone && hls.start("chosen", view.channel)); // HLS fallback hook
 loadProgram().then((program) => {
   view.program = program;
   render();
