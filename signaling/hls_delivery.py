@@ -125,6 +125,8 @@ class HlsDelivery:
             # The segments are files another thread writes: looked at, not awaited.
             while not packager.ready() and self.clock() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+        # The wait for the first segments is no time without viewers.
+        self.last_request = self.clock()
         return run, packager
 
     def _start(self, session: str) -> None:
@@ -149,7 +151,8 @@ class HlsDelivery:
         """Stop packaging when nobody has asked for it lately (the owner cancels this)."""
         while True:
             await asyncio.sleep(min(5.0, self.idle_s / 2))
-            if self.packager is not None and self.clock() - self.last_request > self.idle_s:
+            idle = self.clock() - self.last_request > self.idle_s
+            if self.packager is not None and idle and not self._starting.locked():
                 self._stop()
 
     async def close(self) -> None:

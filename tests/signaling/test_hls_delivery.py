@@ -5,14 +5,16 @@ the tone of each channel (Russian floor 1000 Hz, French interpretation 440 Hz)."
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
-from signaling.hls_delivery import install_hls
+from signaling.hls_delivery import HLS_KEY, install_hls
 from signaling.tokens import Role
 from signaling.websocket import install_live
 from tests.signaling.conftest import Connect, token
@@ -139,3 +141,14 @@ async def test_public_hls_asks_for_nothing_and_lets_caches_keep_segments(
     status, _, body = await fetch(http, f"{server.url}/api/delivery")
     assert status == 200
     assert b'"delivery": "webrtc"' in body
+
+    # Nobody asks any more: packaging stops (and starts again with the next request).
+    delivery = server.app[HLS_KEY]
+    delivery.idle_s = 1.0
+    deadline = time.monotonic() + 15
+    # The packager is the delivery's own state, not an event: looked at.
+    while delivery.packager is not None and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    assert delivery.packager is None, "packaging went on without viewers"
+    status, _, _ = await fetch(http, f"{server.url}/hls/index.m3u8")
+    assert status == 200 and delivery.packager is not None
