@@ -14,6 +14,10 @@ the very same clients measure both, each server alone in its process:
 - ``POST /point-slot {id, slot, output}`` (Dragoman only)
 - ``GET /stats``
 
+Session media, Dragoman only (bench/session_media.py): ``POST /record {dir, files: [{name,
+audio, video}]}`` records outputs into WebM files, ``POST /hls {dir, video, audio: [...]}``
+packages outputs as HLS, ``POST /session-media/stop`` ends both.
+
 Measurement endpoints, Dragoman only (see bench/latency_probe.py):
 ``POST /probe/added {seconds}``, ``POST /probe/switch {...}``, ``POST /probe/profile
 {seconds, top}`` (cProfile of this process, top functions by own time).
@@ -181,6 +185,7 @@ class BenchServer:
         self.outputs: dict[str, str | None] = {}
         self.slots: dict[str, dict[str, str]] = {}
         self.clock: PacketClock | None = None
+        self.session_media: list[Any] = []  # recordings and HLS packagers, closed on stop
         if probes:
             from streamer.aiortc_internals import SenderLink
 
@@ -198,6 +203,9 @@ class BenchServer:
             "/probe/added": self.probe_added,
             "/probe/switch": self.probe_switch,
             "/probe/profile": self.probe_profile,
+            "/record": self.record,
+            "/hls": self.hls,
+            "/session-media/stop": self.stop_session_media,
         }
         for path, handler in routes.items():
             app.router.add_post(path, self._json(handler))
@@ -250,6 +258,42 @@ class BenchServer:
         self.backend.point_slot(body["id"], body["slot"], body["output"])
         self.slots[body["id"]][body["slot"]] = body["output"]
         return {}
+
+    def _sfu(self) -> Any:
+        sfu = getattr(self.backend, "sfu", None)
+        if sfu is None:
+            raise BenchError("recordings and HLS are only available with --sfu dragoman")
+        return sfu
+
+    async def record(self, body: dict[str, Any]) -> dict[str, Any]:
+        from pathlib import Path
+
+        sfu = self._sfu()
+        for spec in body["files"]:
+            path = Path(body["dir"]) / f"{spec['name']}.webm"
+            self.session_media.append(sfu.record(path, spec["audio"], spec.get("video")))
+        return {}
+
+    async def hls(self, body: dict[str, Any]) -> dict[str, Any]:
+        video = body.get("video")
+        packager = self._sfu().package_hls(
+            body["dir"],
+            ("program", video) if video else None,
+            [(name, name) for name in body["audio"]],
+        )
+        self.session_media.append(packager)
+        for _ in range(200):
+            if packager.ready():
+                break
+            await asyncio.sleep(0.1)
+        return {"ready": packager.ready(), "problem": packager.problem}
+
+    async def stop_session_media(self, body: dict[str, Any]) -> dict[str, Any]:
+        items, self.session_media = self.session_media, []
+        cpu = [round(item.cpu_s, 2) for item in items if hasattr(item, "cpu_s")]
+        for item in items:
+            item.close()
+        return {"hls_worker_cpu_s": cpu}
 
     def _probe_clock(self) -> PacketClock:
         if self.clock is None:

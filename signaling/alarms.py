@@ -9,6 +9,8 @@ A pure function of the routing, the sources' activity and their reception health
   returns or the floor falls silent (a pause in the speech is no interpreter's fault).
 - ``poor_reception``: a publisher's stream arrives with more loss or jitter than a
   listener can bear; ``poor_delivery``: a channel's listeners report such loss.
+- ``recording_stopped``: a channel's recording failed (a full disk); raised by
+  `signaling.recordings`, not here.
 
 Alarms are recomputed on every look and are shown while their condition holds.
 """
@@ -35,7 +37,9 @@ LOSS_WARNING = 0.05
 #: stretch audibly (and a loaded node's own arrival stamps add a few ms of their own).
 JITTER_WARNING_MS = 50.0
 
-AlarmKind = Literal["speaker_media_lost", "dead_air", "poor_reception", "poor_delivery"]
+AlarmKind = Literal[
+    "speaker_media_lost", "dead_air", "poor_reception", "poor_delivery", "recording_stopped"
+]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from signaling.appkeys import (
 )
 from signaling.console_pages import install_console_pages
 from signaling.event_page import install_event_page
+from signaling.hls_delivery import install_hls
 from signaling.http_api import Handler
 from signaling.logs import AccessLogger
 from signaling.mail import Mailer
@@ -38,6 +39,7 @@ from signaling.program import Event, load_program
 from signaling.registration import RegistrationLimits
 from signaling.secret import load_or_create_secret
 from signaling.security_headers import install_security_headers
+from signaling.session_media import install_session_media
 from signaling.settings import Settings
 from signaling.store import Store, open_store
 from signaling.tokens import TokenSigner
@@ -139,9 +141,12 @@ def install_streamer_metrics(app: web.Application) -> None:
 
 
 #: Extensions every node runs unless told otherwise: the live event service with its
-#: streamer and WebSocket, the consoles' pages, and the streamer's metrics.
+#: streamer and WebSocket, the session's recordings and HLS, the consoles' pages, and
+#: the streamer's metrics.
 DEFAULT_EXTENSIONS: tuple[Extension, ...] = (
     install_live,
+    install_session_media,
+    install_hls,
     install_console_pages,
     install_streamer_metrics,
 )

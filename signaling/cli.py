@@ -1,4 +1,5 @@
-"""The `dragoman` command: serve an event, check a program, invite staff, list registrations.
+"""The `dragoman` command: serve an event, check a program, invite staff, list registrations
+and recordings.
 
 Every command reads the same settings (`DRAGOMAN_*` environment variables, the
 flags overriding them) and the same data directory, so links printed by
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import json
 import logging
 import secrets
 import shlex
@@ -31,6 +33,7 @@ from signaling.letters import registration_letter, staff_letter, ui_language
 from signaling.logs import configure_logging
 from signaling.mail import Mailer, MailError
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
+from signaling.recordings import RecordingError, list_recordings
 from signaling.registration import Registration, normalise_email
 from signaling.secret import SecretError, load_or_create_secret
 from signaling.settings import Settings, SettingsError, default_event_file, load_settings
@@ -639,6 +642,29 @@ def _print_table(
         print(f"{line}  {link(row)}" if link else line)
 
 
+# --- recordings ------------------------------------------------------------------------------
+
+
+def _recordings(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        found = list_recordings(settings.data_dir, args.session)
+    except RecordingError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps([info.as_dict() for info in found], indent=2))
+        return EXIT_OK
+    if not found:
+        print(f"No recordings in {settings.data_dir}")
+        return EXIT_OK
+    for info in found:
+        print(
+            f"{info.session}  part {info.part}  {info.channel:<8}  {info.started_at or '?'}  "
+            f"{info.duration_s:8.1f} s  {info.bytes:>12} B  {info.path}"
+        )
+    return EXIT_OK
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 
@@ -747,6 +773,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(registrations)
     registrations.set_defaults(run=_registrations)
+
+    recordings = commands.add_parser(
+        "recordings",
+        help="list the sessions' recordings",
+        description=(
+            "List the recorded files (the program, the original and every language "
+            "channel of each session) under the data directory."
+        ),
+    )
+    recordings.add_argument("--session", metavar="ID", help="only this session's recordings")
+    recordings.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of {session, channel, part, path, started_at, duration_s, bytes}",
+    )
+    _add_settings_flags(recordings, event=False)
+    recordings.set_defaults(run=_recordings)
     return parser
 
 

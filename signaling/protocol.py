@@ -496,10 +496,13 @@ class Alarm(WireMessage):
     ``speaker_media_lost``: the speaker on air sends nothing. ``dead_air``: an interpreted
     channel has been near-silent while the floor speaks. ``poor_reception``: a publisher's
     stream arrives with heavy loss or jitter. ``poor_delivery``: a channel's listeners
-    report heavy loss or jitter.
+    report heavy loss or jitter. ``recording_stopped``: the recording of ``channel``
+    (``program``, ``original`` or a language) failed, a full disk most likely.
     """
 
-    kind: Literal["speaker_media_lost", "dead_air", "poor_reception", "poor_delivery"]
+    kind: Literal[
+        "speaker_media_lost", "dead_air", "poor_reception", "poor_delivery", "recording_stopped"
+    ]
     since: float | None = None
     speaker: str | None = None
     channel: str | None = None

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     #: Reverse proxies (addresses or networks) whose ``X-Forwarded-For`` names the client.
     #: In the environment: comma-separated. Default none: the header is ignored.
     trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = []
+    #: HLS (``/hls/index.m3u8``) without tokens, so that an HTTP cache or CDN in front of
+    #: the node can serve it to any audience. Default: the attendee's token is required.
+    hls_public: bool = False
+    #: How ``/watch`` receives the event: ``webrtc`` (falling back to HLS by itself when
+    #: WebRTC cannot connect) or ``hls`` for everyone.
+    delivery: Literal["webrtc", "hls"] = "webrtc"
 
     @field_validator("ice_servers", mode="before")
     @classmethod

@@ -23,11 +23,14 @@ from .errors import (
     UnknownSource,
     UnknownSubscriber,
 )
+from .hls import HlsPackager
 from .negotiation import IceServer
 from .node_link import LinkLimits, remote_source_id
+from .recorder import Recording
 from .sfu import Sfu, SfuConfig
 
 __all__ = [
+    "HlsPackager",
     "IceServer",
     "InvalidNetworkSetting",
     "InvalidSdp",
@@ -37,6 +40,7 @@ __all__ = [
     "LinkLimits",
     "PortRangeExhausted",
     "Reception",
+    "Recording",
     "Sfu",
     "SfuClosed",
     "SfuConfig",

@@ -180,6 +180,8 @@ class Forwarder:
             output_counters = output.counters
             output_counters.packets += 1
             output_counters.bytes += size
+            if output.taps and self._tap(output, stream, codec, seq, ts, marker, payload, wall):
+                want_keyframe = True
             for slot in output.sinks:
                 try:
                     pt = slot.payload_types.get(mime)
@@ -221,6 +223,27 @@ class Forwarder:
                         logger.exception("forwarding to slot %r failed", slot.name)
 
         return want_keyframe or (resumed and self.kind == "video")
+
+    def _tap(
+        self,
+        output: Output,
+        stream: object,
+        codec: RTCRtpCodecParameters,
+        seq: int,
+        ts: int,
+        marker: int,
+        payload: bytes,
+        wall: float,
+    ) -> bool:
+        """Hand the packet to the output's taps; True if one of them waits for a keyframe."""
+        wants = False
+        for tap in output.taps:
+            try:
+                wants = tap.on_packet(stream, codec, seq, ts, bool(marker), payload, wall) or wants
+            except Exception:
+                # A recording's trouble must never reach the live event.
+                logger.exception("a tap of output %r failed", output.name)
+        return wants
 
     def _send(
         self,

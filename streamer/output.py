@@ -9,13 +9,35 @@ carries it again as soon as the publisher comes back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .stats import OutputCounters
 
 if TYPE_CHECKING:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
     from .source import Source
     from .subscriber import Slot
+
+
+class OutputTap(Protocol):
+    """Something that sees every packet an output carries, as its subscribers get it
+    (a recording, an HLS packager). Called in the forwarding loop: it must be quick."""
+
+    def on_packet(
+        self,
+        stream: object,
+        codec: RTCRtpCodecParameters,
+        seq: int,
+        timestamp: int,
+        marker: bool,
+        payload: bytes,
+        wall: float,
+    ) -> bool:
+        """One packet (`stream`: identity of the incoming RTP stream, new on every
+        switch; `seq`: extended sequence number; `wall`: monotonic arrival time).
+        Returns True when the tap needs a keyframe to go on (video)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -30,6 +52,8 @@ class Output:
     # Slots that get packets right now (negotiated and not paused): the hot loop's list.
     sinks: tuple[Slot, ...] = ()
     counters: OutputCounters = field(default_factory=OutputCounters)
+    # Recordings and packagers listening to this output, whatever its source.
+    taps: tuple[OutputTap, ...] = ()
 
     def bind(self, source: Source | None) -> None:
         """Carry `source` (a live source, or None for nothing) from the next packet on."""
@@ -51,6 +75,13 @@ class Output:
     def detach(self, slot: Slot) -> None:
         self.slots.discard(slot)
         self.refresh()
+
+    def add_tap(self, tap: OutputTap) -> None:
+        if tap not in self.taps:
+            self.taps = (*self.taps, tap)
+
+    def remove_tap(self, tap: OutputTap) -> None:
+        self.taps = tuple(t for t in self.taps if t is not tap)
 
     def refresh(self) -> None:
         self.sinks = tuple(slot for slot in self.slots if slot.receiving)

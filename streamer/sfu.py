@@ -56,6 +56,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -74,6 +75,7 @@ from .errors import (
     UnknownSource,
     UnknownSubscriber,
 )
+from .hls import HlsPackager, Rendition
 from .negotiation import (
     IceServer,
     bundle_tag_candidates,
@@ -93,6 +95,7 @@ from .node_link import (
 from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
+from .recorder import FailureCallback, Recording
 from .source import Source
 from .stats import NodeErrors, OutputCounters
 from .subscriber import Subscriber, open_subscriber
@@ -352,6 +355,64 @@ class Sfu:
     def pulls(self) -> dict[str, Address]:
         """Pulled outputs: name -> the origin's link address."""
         return self._links.pulls() if self._links is not None else {}
+
+    # -- recordings -------------------------------------------------------------
+
+    def record(
+        self,
+        path: str | Path,
+        audio: str,
+        video: str | None = None,
+        *,
+        metadata: dict[str, str] | None = None,
+        on_failure: FailureCallback | None = None,
+    ) -> Recording:
+        """Write what an audio output (and a video output, in the same file) carries
+        into a WebM file at `path`, from now until `close()` on the returned recording.
+
+        The outputs' packets are muxed as forwarded (no decoding); `on_failure` is
+        called if a write fails (a full disk), and the recording stops by itself.
+        """
+        self._check_open()
+        audio_output = self._output(audio)
+        if audio_output.kind != "audio":
+            raise KindMismatch(f"output {audio!r} carries video; a recording's sound is audio")
+        video_output = None
+        if video is not None:
+            video_output = self._output(video)
+            if video_output.kind != "video":
+                raise KindMismatch(
+                    f"output {video!r} carries audio; a recording's picture is video"
+                )
+        return Recording(
+            Path(path), audio_output, video_output, metadata=metadata, on_failure=on_failure
+        )
+
+    def package_hls(
+        self,
+        directory: str | Path,
+        video: tuple[str, str] | None,
+        audio: Sequence[tuple[str, str]],
+        *,
+        segment_s: float = 2.0,
+    ) -> HlsPackager:
+        """Package outputs as HLS media playlists in `directory`, encoded once each:
+        `video` is (playlist name, video output), `audio` (playlist name, audio output)
+        pairs. Runs until `close()` on the returned packager."""
+        self._check_open()
+        renditions = []
+        for name, output_name in audio:
+            output = self._output(output_name)
+            if output.kind != "audio":
+                raise KindMismatch(f"output {output_name!r} carries video, not audio")
+            renditions.append(Rendition(_check_name(name, "playlist name"), output))
+        picture = None
+        if video is not None:
+            output = self._output(video[1])
+            if output.kind != "video":
+                raise KindMismatch(f"output {video[1]!r} carries audio, not video")
+            picture = Rendition(_check_name(video[0], "playlist name"), output)
+        return HlsPackager(Path(directory), picture, renditions, segment_s=segment_s)
 
     # -- subscribers ------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from signaling import protocol as p
-from signaling.alarms import Thresholds
+from signaling.alarms import Alarm, Thresholds
 from signaling.booth import BoothError, LiveBooth
 from signaling.booth_chat import BoothChat, ChatEntry, wire_messages
 from signaling.failover import STALLED_AFTER_S
@@ -137,6 +137,11 @@ class LiveEvent:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._started = False
         self._event_sources_seen: frozenset[str] = frozenset()
+        # Session media (recordings, HLS: signaling/session_media.py, hls_delivery.py).
+        #: Told the session in progress (None: none) after every routing pass.
+        self.session_hooks: list[Callable[[str | None], None]] = []
+        #: More alarms (a recording that stopped), asked at every look at the media.
+        self.alarm_sources: list[Callable[[float], list[Alarm]]] = []
 
     @property
     def node(self) -> str:

@@ -148,6 +148,8 @@ class MediaPlan:
                     # Its peer connection failed and the streamer dropped it; the page
                     # subscribes again. Nobody else's routing may suffer for it.
                     log.warning("could not re-point an interpreter's listening", exc_info=True)
+        for hook in live.session_hooks:  # recordings, HLS
+            hook(live.replica.state.session_id)
 
     def refresh_feeds(self) -> None:
         """Who listens here changed: pull what is now needed, stop what is not."""

@@ -181,6 +181,8 @@ class MediaWatch:
             publisher_of=publisher_of,
             thresholds=self.thresholds,
         )
+        for source in live.alarm_sources:  # a recording that stopped
+            alarms.extend(source(now))
         alarms = self._with_start_times(alarms, now)
         media_live = speaker_audio is None or is_live(
             activity.get(speaker_audio), self.stalled_after

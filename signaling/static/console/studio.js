@@ -5,6 +5,7 @@
 // each booth (studio-chat.js). Nobody left in silence: an on-air light, alarms for a
 // speaker whose media is lost, dead air and poor reception, the booths' failovers,
 // and the moderator listens to the floor or to any channel as attendees hear it.
+// The sessions' recordings are listed for download (studio-recordings.js).
 
 import { element, formatClock, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
@@ -21,6 +22,7 @@ import {
 } from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
 import { studioChat } from "./studio-chat.js";
+import { studioRecordings } from "./studio-recordings.js";
 
 const view = { welcome: null, summary: null, program: null, state: null, clockOffset: 0 };
 let connection = null;
@@ -42,6 +44,7 @@ const listenLevel = document.getElementById("listen-level");
 let mixer = null;
 let listenTrack = null;
 const chat = studioChat(() => connection);
+const recordings = studioRecordings();
 
 function onWelcome(welcome) {
   view.welcome = welcome;
@@ -151,6 +154,7 @@ function render() {
 
   renderChannels(event, state);
   renderBooths(event, state);
+  recordings.update(event, state);
   if (!view.program) return;
   const program = document.getElementById("program");
   renderProgram(program, view.program, state?.session ?? null, (item) => speakerControls(item, onAirId));
@@ -249,9 +253,18 @@ function alarmWords(event, alarm) {
       });
     case "poor_delivery":
       return t("studio.alarm_poor_delivery", { language, loss: percent(alarm.loss), jitter: Math.round(alarm.jitter_ms ?? 0) });
+    case "recording_stopped":
+      return t("studio.alarm_recording_stopped", { channel: recordedChannelName(event, alarm.channel) });
     default:
       return alarm.kind;
   }
+}
+
+/** A recorded channel: the program (video and floor), the original (floor) or a language. */
+function recordedChannelName(event, channel) {
+  if (channel === "program") return t("studio.recording_program");
+  if (channel === "original") return t("studio.recording_original");
+  return languageName(event, channel);
 }
 
 /** "speaker:<id>" and "interpreter:<booth>:<who>" publishers, as people's names. */

@@ -10,6 +10,7 @@ import { analyse, Mixer, peakLevel, recentFrequency } from "./sound.js";
 import { channelView, clockOffsetMs, onAirSpeakerId } from "./live.js";
 import { languageName, renderProgram, speakerById } from "./program.js";
 import { ORIGINAL, Player } from "./player.js";
+import { hlsFallback } from "./hls_fallback.js";
 
 const view = {
   welcome: null,
@@ -37,6 +38,7 @@ const debug = { firstAudioAt: null, offers: 0, welcomes: 0, marks: {} };
 // After a network outage: a new subscription (the WebSocket may have stayed up all along).
 const media = new MediaKeeper({
   renew: () => {
+    if (hls.active) return; // HLS fallback: WebRTC is not tried again
     closePeer(); // an answer still on its way would otherwise be taken for the new offer's
     connection.send({ type: "subscribe" });
   },
@@ -55,6 +57,14 @@ const player = new Player({
   },
 });
 const video = player.video;
+// HLS fallback (hls_fallback.js): when WebRTC cannot connect, or DRAGOMAN_DELIVERY=hls.
+const hls = hlsFallback({
+  video,
+  onChange: () => {
+    if (hls.active) closePeer();
+    render();
+  },
+});
 
 /**
  * For another media source (e.g. an HLS fallback, in its own module): the same player
@@ -83,7 +93,7 @@ function onWelcome(welcome, again) {
     connection.send({ type: "set_audio_only", on: view.audioOnly });
   }
   closePeer();
-  connection.send({ type: "subscribe" });
+  if (!hls.active) connection.send({ type: "subscribe" }); // HLS fallback hook
   render();
 }
 
@@ -102,12 +112,14 @@ function role(slot, track) {
 }
 
 async function onOffer(message) {
+  if (hls.active) return; // HLS fallback hook
   closePeer();
   debug.offers += 1;
   mark("offer");
   const peer = new RTCPeerConnection(rtcConfiguration(view.welcome));
   pc = peer;
   media.watch(peer);
+  hls.watchPeer(peer); // HLS fallback hook
   peer.addEventListener("track", (event) => {
     const name = role(slotOfTransceiver(message.slots, event.transceiver), event.track);
     received.set(name, event.track);
@@ -158,6 +170,7 @@ async function play() {
   await mixer.resume();
   for (const [name, track] of received) if (track.kind === "audio") mixer.attach(name, track, volumeOf(name));
   video.play().catch(() => {});
+  if (hls.active) hls.play(); // HLS fallback hook
 }
 
 function chooseChannel(code) {
@@ -165,6 +178,7 @@ function chooseChannel(code) {
   view.channel = code;
   view.pendingChannel = code;
   connection?.send({ type: "select_channel", language: code });
+  hls.select(code); // HLS fallback hook
   if (mixer) mixer.setVolume("floor", volumeOf("floor"));
   render();
 }
@@ -211,6 +225,7 @@ function render() {
   renderNowSpeaking(event);
   renderSignChoice(event);
   renderChannelCarries(event);
+  renderDelivery(); // HLS fallback hook
   if (view.program) {
     renderProgram(
       document.getElementById("program"),
@@ -297,10 +312,25 @@ function renderChannelCarries(event) {
   else target.textContent = t("watch.carries_silence");
 }
 
+/** Over HLS: say so (a few seconds behind the room), and no original under a channel. */
+function renderDelivery() {
+  const notice = document.getElementById("delivery-notice");
+  notice.hidden = !hls.active;
+  if (!hls.active) return;
+  const key = hls.status === "not_live" ? "watch.hls_not_live" : `watch.hls_${hls.reason}`;
+  notice.textContent = t(key);
+  // One rendition plays at a time: nothing to put under it.
+  player.originalUnder.checked = false;
+  player.originalUnder.disabled = true;
+  player.showOriginalVolume();
+  if (view.channel) hls.select(view.channel);
+}
+
 // What the page really receives, for the end-to-end tests and bench/join.py.
 window.dragomanDebug = {
   /** {frequency, rms, peakDb} of what arrives on "channel" or "floor", or null. */
   analyse(name = "channel") {
+    if (hls.active) return name === "channel" ? hls.analyse(analyse) : null; // HLS fallback hook
     const analyser = mixer?.analyser(name);
     return analyser ? analyse(analyser, mixer.context.sampleRate) : null;
   },
@@ -339,6 +369,10 @@ window.dragomanDebug = {
   get channel() {
     return view.channel;
   },
+  /** "webrtc", or "hls" with the audio rendition playing (HLS fallback). */
+  get delivery() {
+    return hls.active ? { kind: "hls", status: hls.status, rendition: hls.rendition, renditions: hls.renditions } : { kind: "webrtc" };
+  },
   get peerState() {
     return pc?.connectionState ?? "none";
   },
@@ -363,6 +397,7 @@ window.dragomanDebug = {
 };
 
 connection = startConsole({ onWelcome, onMessage });
+hls.configure().then((everyone) => everyone && hls.start("chosen", view.channel)); // HLS fallback hook
 loadProgram().then((program) => {
   view.program = program;
   render();

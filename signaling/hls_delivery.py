@@ -1,0 +1,338 @@
+"""HLS delivery: the session's outputs for audiences of any size, behind any HTTP cache.
+
+While a session is in progress the node publishes an HLS presentation:
+
+- ``GET /hls/index.m3u8``: the master playlist. The program video is the variant; each
+  event language is an ``EXT-X-MEDIA:TYPE=AUDIO`` rendition (``LANGUAGE="fr"``,
+  ``NAME="Français"``), and so is the original (the floor), the ``DEFAULT`` one: what
+  the room hears. Every rendition is ``AUTOSELECT`` (a player may pick its user's
+  language).
+- ``GET /hls/<run>/<file>``: media playlists, init segments and fMP4 segments of one
+  packaging run (a run per session start: names never come back with other content,
+  so segments are immutable).
+
+Packaging (streamer/hls.py: AAC once per audio output, H.264 once for the video)
+starts with the first request of a session and stops when nobody has asked for
+`IDLE_S` seconds or the session ends: a node whose audience all uses WebRTC spends
+nothing on it.
+
+Access: the attendee's token (``?token=``, any valid link) is required and carried into
+every URI of the playlists, unless ``DRAGOMAN_HLS_PUBLIC`` is set: then nothing is
+asked and the cache headers let a CDN keep segments for good and playlists for a
+second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import web
+
+from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY
+from signaling.live import PROGRAM_VIDEO, channel_output
+from signaling.program import Event
+from signaling.routing_rule import FLOOR
+from signaling.tokens import TokenError
+from signaling.websocket import LIVE_KEY, SFU_KEY
+from streamer import HlsPackager, Sfu
+
+log = logging.getLogger(__name__)
+
+HLS_DIR = "hls"
+SEGMENT_S = 2.0
+#: Packaging stops after this long without a request.
+IDLE_S = 60.0
+#: How long the first request of a run waits for the first segments.
+READY_WITHIN_S = 8.0
+PROGRAM = "program"
+ORIGINAL = "original"
+ORIGINAL_NAME = "Original"
+AAC_CODEC = "mp4a.40.2"
+AAC_BANDWIDTH = 70_000
+VIDEO_BANDWIDTH = 900_000
+
+_RUN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_FILE = re.compile(r"^(?P<name>[A-Za-z0-9-]+)(?P<kind>\.m3u8|_init\.mp4|_\d{5,}\.m4s)$")
+_CONTENT_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    "_init.mp4": "video/mp4",
+    ".m4s": "video/iso.segment",
+}
+
+
+class NotLive(Exception):
+    """No session is in progress: there is nothing to watch."""
+
+
+class HlsDelivery:
+    """The HLS presentation of the session in progress, packaged while it is watched."""
+
+    def __init__(
+        self,
+        sfu: Sfu,
+        event: Event,
+        data_dir: Path,
+        *,
+        segment_s: float = SEGMENT_S,
+        idle_s: float = IDLE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sfu = sfu
+        self.event = event
+        self.root = Path(data_dir) / HLS_DIR
+        self.segment_s = segment_s
+        self.idle_s = idle_s
+        self.clock = clock
+        self.session: str | None = None
+        self.run: str | None = None
+        self.packager: HlsPackager | None = None
+        self.last_request = 0.0
+        self._starting: asyncio.Lock = asyncio.Lock()
+        self._runs = 0
+
+    # -- the session -----------------------------------------------------------------
+
+    def follow(self, session_id: str | None) -> None:
+        """The session in progress is `session_id` (None: none)."""
+        if session_id != self.session:
+            self.session = session_id
+            self._stop()
+
+    def _stop(self) -> None:
+        packager, self.packager = self.packager, None
+        if packager is not None:
+            packager.close()  # the worker finishes the playlists by itself
+            log.info("HLS packaging stopped", extra={"run": self.run})
+
+    async def presentation(self) -> tuple[str, HlsPackager]:
+        """The run being packaged now, started if need be; NotLive without a session."""
+        self.last_request = self.clock()
+        if self.session is None:
+            raise NotLive("nothing is live now: the stream starts with the next session")
+        async with self._starting:
+            if self.packager is None or self.packager.problem is not None:
+                self._start(self.session)
+            assert self.packager is not None and self.run is not None
+            packager, run = self.packager, self.run
+            deadline = self.clock() + READY_WITHIN_S
+            # The segments are files another thread writes: looked at, not awaited.
+            while not packager.ready() and self.clock() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        # The wait for the first segments is no time without viewers.
+        self.last_request = self.clock()
+        return run, packager
+
+    def _start(self, session: str) -> None:
+        self._stop()
+        self._runs += 1
+        run = f"{session}-{int(time.time())}-{self._runs}"
+        directory = self.root / run
+        languages = self.event.language_codes
+        self.packager = self.sfu.package_hls(
+            directory,
+            (PROGRAM, PROGRAM_VIDEO),
+            [(ORIGINAL, FLOOR), *((code, channel_output(code)) for code in languages)],
+            segment_s=self.segment_s,
+        )
+        self.run = run
+        log.info("HLS packaging started", extra={"run": run})
+        for old in self.root.iterdir():
+            if old.is_dir() and old.name != run:
+                shutil.rmtree(old, ignore_errors=True)
+
+    async def watch_idle(self) -> None:
+        """Stop packaging when nobody has asked for it lately (the owner cancels this)."""
+        while True:
+            await asyncio.sleep(min(5.0, self.idle_s / 2))
+            idle = self.clock() - self.last_request > self.idle_s
+            if self.packager is not None and idle and not self._starting.locked():
+                self._stop()
+
+    async def close(self) -> None:
+        """Stop packaging and wait for the playlists to be finished."""
+        packager = self.packager
+        self._stop()
+        if packager is not None:
+            await asyncio.to_thread(packager.join, 10)
+
+    # -- playlists ---------------------------------------------------------------------
+
+    def master(self, run: str, packager: HlsPackager, token: str | None) -> str:
+        """The master playlist of `run`, every URI carrying `token` when given."""
+        query = f"?token={quote(token, safe='')}" if token else ""
+        lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+        renditions = [(ORIGINAL, None, ORIGINAL_NAME, True)] + [
+            (language.code, language.code, language.name, False)
+            for language in self.event.languages
+        ]
+        for name, language, label, default in renditions:
+            attributes = [
+                "TYPE=AUDIO",
+                'GROUP-ID="audio"',
+                *([f'LANGUAGE="{language}"'] if language else []),
+                f'NAME="{_quoted(label)}"',
+                f"DEFAULT={'YES' if default else 'NO'}",
+                "AUTOSELECT=YES",
+                'CHANNELS="1"',
+                f'URI="{run}/{name}.m3u8{query}"',
+            ]
+            lines.append("#EXT-X-MEDIA:" + ",".join(attributes))
+        video_codec = packager.video_codec or "avc1.42c01f"
+        size = packager.size
+        stream = [
+            f"BANDWIDTH={VIDEO_BANDWIDTH + AAC_BANDWIDTH}",
+            f'CODECS="{video_codec},{AAC_CODEC}"',
+            *([f"RESOLUTION={size[0]}x{size[1]}"] if size else []),
+            'AUDIO="audio"',
+        ]
+        lines.append("#EXT-X-STREAM-INF:" + ",".join(stream))
+        lines.append(f"{run}/{PROGRAM}.m3u8{query}")
+        return "\n".join(lines) + "\n"
+
+
+HLS_KEY = web.AppKey("hls_delivery", HlsDelivery)
+
+
+def _quoted(text: str) -> str:
+    # A quoted-string in a playlist may hold neither a double quote nor a line break.
+    return text.replace('"', "'").replace("\n", " ").replace("\r", " ")
+
+
+def with_token(playlist: str, token: str) -> str:
+    """A media playlist whose segment and init URIs carry the viewer's token."""
+    query = f"?token={quote(token, safe='')}"
+    out = []
+    for line in playlist.splitlines():
+        if line and not line.startswith("#"):
+            line += query
+        elif line.startswith("#EXT-X-MAP:"):
+            line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m[1]}{query}"', line)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+
+def _cache_control(public: bool, playlist: bool) -> str:
+    if playlist:
+        # Half a segment: a cache absorbs the polling of every viewer, nobody lags.
+        return "public, max-age=1" if public else "private, no-cache"
+    return "public, max-age=31536000, immutable" if public else "private, max-age=3600, immutable"
+
+
+def _token(request: web.Request) -> str | None:
+    """The viewer's token, checked (None when HLS is public); 401/403 otherwise."""
+    if request.app[SETTINGS_KEY].hls_public:
+        return None
+    token = request.query.get("token")
+    if not token:
+        raise web.HTTPUnauthorized(
+            text="this stream needs your personal link's token (?token=...)",
+            headers={"Cache-Control": "no-store"},
+        )
+    try:
+        request.app[SIGNER_KEY].verify(token)
+    except TokenError as exc:
+        raise web.HTTPForbidden(text=str(exc), headers={"Cache-Control": "no-store"}) from None
+    return token
+
+
+def _not_found(text: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=text, headers={"Cache-Control": "no-store"})
+
+
+async def get_master(request: web.Request) -> web.Response:
+    token = _token(request)
+    delivery = request.app[HLS_KEY]
+    try:
+        run, packager = await delivery.presentation()
+    except NotLive as exc:
+        raise _not_found(str(exc)) from None
+    public = request.app[SETTINGS_KEY].hls_public
+    return web.Response(
+        text=delivery.master(run, packager, token),
+        content_type="application/vnd.apple.mpegurl",
+        headers={
+            "Cache-Control": _cache_control(public, playlist=True),
+            **({"Access-Control-Allow-Origin": "*"} if public else {}),
+        },
+    )
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    token = _token(request)
+    delivery = request.app[HLS_KEY]
+    run = request.match_info["run"]
+    name = request.match_info["file"]
+    match = _FILE.match(name)
+    if not _RUN.match(run) or match is None:
+        raise _not_found(f"no HLS file {run}/{name}")
+    path = delivery.root / run / name
+    playlist = match["kind"] == ".m3u8"
+    if playlist and run == delivery.run:
+        delivery.last_request = delivery.clock()
+    public = request.app[SETTINGS_KEY].hls_public
+    headers = {
+        "Cache-Control": _cache_control(public, playlist=playlist),
+        **({"Access-Control-Allow-Origin": "*"} if public else {}),
+    }
+    kind = next(suffix for suffix in _CONTENT_TYPES if match["kind"].endswith(suffix))
+    if playlist:
+        try:
+            text = await asyncio.to_thread(path.read_text, "utf-8")
+        except OSError:
+            raise _not_found(f"no HLS playlist {run}/{name}") from None
+        return web.Response(
+            text=with_token(text, token) if token else text,
+            content_type=_CONTENT_TYPES[kind],
+            headers=headers,
+        )
+    if not path.is_file():
+        raise _not_found(f"no HLS segment {run}/{name} (it may have left the playlist)")
+    return web.FileResponse(path, headers={**headers, "Content-Type": _CONTENT_TYPES[kind]})
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    """How /watch should receive the event (``DRAGOMAN_DELIVERY``) and where HLS is."""
+    settings = request.app[SETTINGS_KEY]
+    return web.json_response(
+        {"delivery": settings.delivery, "hls": "/hls/index.m3u8", "hls_public": settings.hls_public}
+    )
+
+
+def install_hls(app: web.Application) -> None:
+    """The HLS routes and the delivery following the session (after `install_live`)."""
+    if LIVE_KEY not in app:
+        return
+    settings = app[SETTINGS_KEY]
+    delivery = HlsDelivery(app[SFU_KEY], app[EVENT_KEY], settings.data_dir)
+    app[HLS_KEY] = delivery
+    app[LIVE_KEY].session_hooks.append(delivery.follow)
+    app.cleanup_ctx.append(_hls_context)
+    app.router.add_get("/hls/index.m3u8", get_master, name="hls-master")
+    app.router.add_get("/hls/{run}/{file}", get_file, name="hls-file")
+    app.router.add_get("/api/delivery", get_delivery, name="api-delivery")
+
+
+async def _hls_context(app: web.Application) -> AsyncIterator[None]:
+    delivery = app[HLS_KEY]
+    # What an earlier run of the node left is of no use to anyone.
+    await asyncio.to_thread(shutil.rmtree, delivery.root, True)
+    delivery.root.mkdir(parents=True, exist_ok=True)
+    idle = asyncio.get_running_loop().create_task(delivery.watch_idle())
+    try:
+        yield
+    finally:
+        idle.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await idle
+        await delivery.close()
