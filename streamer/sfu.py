@@ -93,6 +93,7 @@ from .node_link import (
 from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
+from .sender_reports import SenderReports
 from .source import Source
 from .subscriber import Subscriber, open_subscriber
 
@@ -200,6 +201,8 @@ class Sfu:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loss_meters: dict[str, LossInterval] = {}
         self._links: NodeLinks | None = None
+        # The RTCP sender reports of every subscriber slot, from one timer.
+        self._reports = SenderReports()
         self._closed = False
 
     # -- publishers -------------------------------------------------------------
@@ -369,7 +372,9 @@ class Sfu:
             await self.close_subscriber(subscriber_id)
         pc = self._peer_connection(SUBSCRIBER_BUNDLE_POLICY)
         try:
-            subscriber, offer = await open_subscriber(subscriber_id, outputs, pc, streams)
+            subscriber, offer = await open_subscriber(
+                subscriber_id, outputs, pc, streams, reports=self._reports
+            )
         except BaseException:
             await pc.close()
             raise
@@ -435,6 +440,7 @@ class Sfu:
             await self._remove_subscriber(subscriber)
         for publisher in list(self._publishers.values()):
             await self._remove_publisher(publisher)
+        self._reports.close()
         # Tasks cleaning up after vanished peers are short; cancelling one would
         # cancel aiortc's shared "closed" future under its own close() call.
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
@@ -535,6 +541,13 @@ class Sfu:
                 for sid, sub in self._subscribers.items()
             },
             "links": self._links.stats() if self._links is not None else None,
+            "sender_reports": {
+                "senders": len(self._reports),
+                "sent": self._reports.sent,
+                "refused": self._reports.refused,
+                "errors": self._reports.errors,
+                "wakeups": self._reports.wakeups,
+            },
         }
 
     # -- internals --------------------------------------------------------------

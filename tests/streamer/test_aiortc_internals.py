@@ -28,6 +28,7 @@ from streamer.aiortc_internals import (
     start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
+from streamer.sender_reports import SenderReports
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
 from tests.support.tones import PatternVideoTrack, ToneTrack
@@ -48,7 +49,7 @@ async def test_missing_private_name_is_reported_by_name() -> None:
     with pytest.raises(AiortcIncompatible, match="_RTCRtpReceiver__codecs"):
         InboundTap(NotAReceiver(), ignore)  # type: ignore[arg-type]
     with pytest.raises(AiortcIncompatible, match="'_ssrc'"):
-        SenderLink(NotAReceiver(), lambda negotiated: None, ignore)  # type: ignore[arg-type]
+        SenderLink(NotAReceiver(), lambda negotiated: None, ignore, SenderReports())  # type: ignore[arg-type]
     with pytest.raises(AiortcIncompatible, match="_RTCPeerConnection__iceTransports"):
         restrict_ice(NotAReceiver(), ["127.0.0.1"])  # type: ignore[arg-type]
 
@@ -177,8 +178,9 @@ async def test_a_failing_start_stays_with_its_sender() -> None:
         for kind in ("audio", "audio"):
             offerer.addTransceiver(IdleTrack(kind), direction="sendonly")
         first, second = offerer.getTransceivers()
-        failing = SenderLink(first.sender, broken, ignore_rtcp)
-        working = SenderLink(second.sender, lambda n: started.append(n.mid), ignore_rtcp)
+        reports = SenderReports()
+        failing = SenderLink(first.sender, broken, ignore_rtcp, reports)
+        working = SenderLink(second.sender, lambda n: started.append(n.mid), ignore_rtcp, reports)
         await offerer.setLocalDescription(await offerer.createOffer())
         await answerer.setRemoteDescription(offerer.localDescription)
         await answerer.setLocalDescription(await answerer.createAnswer())
@@ -190,3 +192,4 @@ async def test_a_failing_start_stays_with_its_sender() -> None:
     finally:
         await offerer.close()
         await answerer.close()
+        reports.close()
