@@ -6,7 +6,7 @@ queue, no task, no decoding. Per packet, the work that is the same for every
 subscriber (clock readings, keyframe test, header-extension values) is done
 once; per subscriber slot, only what must differ: a 16-byte header (its SSRC,
 payload type, rebased sequence number and timestamp), a byte splice, SRTP
-and `sendto`.
+and the socket's send.
 
 Before any of that, the source's `SequenceWindow` drops a packet already
 forwarded (a network duplicate, or a retransmission of a packet that arrived
