@@ -14,8 +14,10 @@ release is refused before the first attendee connects:
 - `SenderLink` wraps one `RTCRtpSender`: it learns the negotiated parameters
   when aiortc starts the sender, SRTP-protects ready-made RTP with the sender's
   DTLS transport's keys and hands it to the selected ICE pair's UDP socket
-  itself (aiortc's path is two coroutines and a copy per packet), keeps the
-  sender's RTCP sender-report counters true, and routes the subscriber's RTCP
+  itself (aiortc's path is two coroutines and a copy per packet), sends the
+  sender's RTCP sender reports when the node's shared scheduler asks
+  (streamer/sender_reports.py; aiortc's per-sender report task is replaced by a
+  bare future, so no task per sender wakes up), and routes the subscriber's RTCP
   (NACK, PLI, FIR, receiver reports) to the streamer.
 - `SrtpProtector` protects through pylibsrtp's C binding with a buffer and a
   length cell allocated once (pylibsrtp 1.0.0's `Session.protect` allocates
@@ -45,6 +47,8 @@ import inspect
 import ipaddress
 import logging
 import socket
+import struct
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -75,15 +79,19 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
+    RTCP_BYE,
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    RTCP_SR,
     AnyRtcpPacket,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
@@ -95,6 +103,7 @@ from pylibsrtp import Session
 
 from .errors import StreamerError
 from .port_range import PortAllocator, bind_udp
+from .sender_reports import SenderReports
 
 AIORTC_VERSION = "1.16.0"
 # aiortc accepts any pylibsrtp >= 0.10; `SrtpProtector` reads 1.0.0's session internals.
@@ -118,6 +127,10 @@ _CONNECTED = State.CONNECTED
 _fallbacks: set[str] = set()
 
 logger = logging.getLogger(__name__)
+
+# An RTCP sender report without report blocks (RFC 3550 6.4.1), and a BYE for one SSRC.
+_SR = struct.Struct("!BBHIIIIII")
+_BYE = struct.Struct("!BBHI")
 
 # Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
 _NTP_EPOCH_OFFSET = 2208988800
@@ -394,6 +407,7 @@ class SenderLink:
         sender: RTCRtpSender,
         on_started: Callable[[NegotiatedSend], None],
         on_rtcp: RtcpHandler,
+        reports: SenderReports,
         on_rtcp_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._sender = sender
@@ -402,22 +416,39 @@ class SenderLink:
         for name in (
             "_RTCRtpSender__packet_count",
             "_RTCRtpSender__octet_count",
-            "_RTCRtpSender__ntp_timestamp",
-            "_RTCRtpSender__rtp_timestamp",
+            "_RTCRtpSender__lsr",
+            "_RTCRtpSender__lsr_time",
+            "_RTCRtpSender__rtcp_started",
+            "_RTCRtpSender__rtcp_exited",
+            "_run_rtcp",
             "_handle_rtcp_packet",
         ):
             _require(sender, name)
         self._dtls: RTCDtlsTransport | None = None
         self._protect: Callable[[bytes], bytes] | None = None
+        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        # What the next sender report says: the NTP time and RTP timestamp of the last
+        # packet sent (one instant on both clocks, for the subscriber's lip sync), and
+        # the counts (RFC 3550 6.4.1). aiortc's own report loop is replaced (see
+        # streamer/sender_reports.py), so these live here, not in the sender.
+        self.packet_count = 0
+        self.octet_count = 0
+        self.ntp_timestamp = 0
+        self.rtp_timestamp = 0
+        self.reports_sent = 0
+        self._reports = reports
+        # The SDES CNAME chunk that follows every sender report (known once started).
+        self._sdes = b""
         # aioice's selected pairs by component (filled and cleared in place by aioice).
         self._nominated: dict[int, CandidatePair] = {}
-        # The pair `_sendto` and `_remote_addr` were taken from. aioice replaces the
-        # selected pair when a later check nominates another one: compared by identity
-        # on every packet, which is cheaper than reading the pair's fields.
+        # The pair `_send` was taken from. aioice replaces the selected pair when a
+        # later check nominates another one: compared by identity on every packet,
+        # which is cheaper than reading the pair's fields.
         self._pair: CandidatePair | None = None
-        # The selected pair's UDP socket's own sendto (None: let aioice send, as for TURN).
-        self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
-        self._remote_addr: tuple[str, int] | None = None
+        # Sends one datagram to the selected pair's remote address: the `send` of the
+        # pair's UDP socket, connected to that address (None: let aioice send, as for
+        # TURN). See `_select`.
+        self._send: Callable[[bytes], object] | None = None
         self._on_started = on_started
         self._on_rtcp = on_rtcp
         # True once aiortc (or `start_skipped_sender`) has started the sender.
@@ -435,6 +466,12 @@ class SenderLink:
         # Instance attributes shadow the methods aiortc calls.
         sender.send = self._send_parameters  # type: ignore[method-assign]
         sender._handle_rtcp_packet = self._handle_rtcp  # type: ignore[method-assign]
+        # aiortc's send() runs `ensure_future(self._run_rtcp())`, a task per sender that
+        # wakes every second; stop() cancels it and waits for it to say it exited. This
+        # returns a bare future instead (ensure_future passes a future through): no task,
+        # no wake-up; the shared scheduler sends the reports, and cancelling the future
+        # sends the BYE and says "exited" as aiortc's loop would.
+        sender._run_rtcp = self._rtcp_placeholder  # type: ignore[method-assign]
 
     async def _send_parameters(self, parameters: RTCRtpSendParameters) -> None:
         await self._original_send(parameters)
@@ -461,8 +498,14 @@ class SenderLink:
                 _fallbacks.add(str(exc))
                 logger.warning("%s; protecting through pylibsrtp's Session instead", exc)
             self._protect = session.protect
+        self._protect_rtcp = session.protect_rtcp
         self._nominated = dtls.transport._connection._nominated  # type: ignore[attr-defined]
         self._dtls = dtls
+        cname = parameters.rtcp.cname
+        if cname:
+            self._sdes = bytes(
+                RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode())])])
+            )
         codecs = parameters.codecs
         payload_types: dict[str, int] = {}
         rtx: dict[int, int] = {}
@@ -495,6 +538,78 @@ class SenderLink:
                 header_extensions=header_extensions,
             )
         )
+        if not self.closed:
+            self._reports.add(self)
+
+    def _rtcp_placeholder(self) -> asyncio.Future[None]:
+        """What aiortc's send() takes for its RTCP task (see __init__)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+        future.add_done_callback(self._rtcp_stopped)
+        return future
+
+    def _rtcp_stopped(self, future: asyncio.Future[None]) -> None:
+        """aiortc stopped the sender: no more reports; a BYE, as aiortc's loop sends."""
+        self._reports.remove(self)
+        try:
+            self._transmit_rtcp(_BYE.pack(0x81, RTCP_BYE, 1, self.ssrc))
+        finally:
+            self._sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+
+    def send_report(self) -> bool:
+        """Send one RTCP sender report (SR + SDES CNAME, as aiortc's own); True if it left.
+
+        Called by the shared scheduler (streamer/sender_reports.py).
+        """
+        if self.closed:
+            return False
+        ntp = self.ntp_timestamp
+        report = (
+            _SR.pack(
+                0x80,
+                RTCP_SR,
+                6,
+                self.ssrc,
+                ntp >> 32,
+                ntp & 0xFFFFFFFF,
+                self.rtp_timestamp,
+                self.packet_count & 0xFFFFFFFF,
+                self.octet_count & 0xFFFFFFFF,
+            )
+            + self._sdes
+        )
+        if not self._transmit_rtcp(report):
+            return False
+        self.reports_sent += 1
+        sender = self._sender
+        # aiortc's receiver-report handling estimates the round trip from the last
+        # report's middle NTP bits and when it left; its getStats reads the counts.
+        sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        sender._RTCRtpSender__lsr_time = time.time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = self.packet_count  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = self.octet_count  # type: ignore[attr-defined]
+        return True
+
+    def _transmit_rtcp(self, data: bytes) -> bool:
+        dtls = self._dtls
+        protect = self._protect_rtcp
+        if dtls is None or protect is None or dtls._state is not _CONNECTED:  # type: ignore[attr-defined]
+            return False
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            self._select(pair)
+        send = self._send
+        if send is not None:
+            try:
+                send(protect(data))
+            except (OSError, ValueError, SrtpError):
+                self.dropped += 1
+                return False
+            return True
+        if pair is None:
+            return False
+        self._send_later(dtls, data)
+        return True
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
         try:
@@ -513,15 +628,32 @@ class SenderLink:
     def send(self, data: bytes, rtp_timestamp: int, ntp: int, octets: int) -> bool:
         """Protect and send one RTP packet; True if it left.
 
-        Counts it into the sender's RTCP sender report, which aiortc emits itself.
+        Counts it into the sender's RTCP sender report (`send_report`). The hot path
+        of every copy of every packet: `_transmit` written out, one call less.
         """
-        if not self._transmit(data):
+        dtls = self._dtls
+        if dtls is None or self.closed or dtls._state is not _CONNECTED:  # type: ignore[attr-defined]
             return False
-        sender = self._sender
-        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            self._select(pair)
+        send = self._send
+        if send is None:
+            if not self._send_through_aioice(dtls, pair, data):
+                return False
+        else:
+            try:
+                # A non-blocking UDP socket: a full send buffer raises instead of
+                # waiting. asyncio would queue the datagram; a late copy of live
+                # media is worth nothing, so it is dropped (the subscriber may NACK).
+                send(self._protect(data))  # type: ignore[misc]
+            except OSError:
+                self.dropped += 1
+                return False
+        self.packet_count += 1
+        self.octet_count += octets
+        self.ntp_timestamp = ntp
+        self.rtp_timestamp = rtp_timestamp
         return True
 
     def send_unaccounted(self, data: bytes) -> bool:
@@ -535,17 +667,19 @@ class SenderLink:
         pair = self._nominated.get(1)
         if pair is not self._pair:
             self._select(pair)
-        sendto = self._sendto
-        if sendto is not None:
-            try:
-                # A non-blocking UDP socket: a full send buffer raises instead of
-                # waiting. asyncio would queue the datagram; a late copy of live
-                # media is worth nothing, so it is dropped (the subscriber may NACK).
-                sendto(self._protect(data), self._remote_addr)  # type: ignore[misc]
-            except OSError:
-                self.dropped += 1
-                return False
-            return True
+        send = self._send
+        if send is None:
+            return self._send_through_aioice(dtls, pair, data)
+        try:
+            send(self._protect(data))  # type: ignore[misc]
+        except OSError:
+            self.dropped += 1
+            return False
+        return True
+
+    def _send_through_aioice(
+        self, dtls: RTCDtlsTransport, pair: CandidatePair | None, data: bytes
+    ) -> bool:
         if pair is None:
             return False
         # TURN and TCP candidates wrap the data: let aioice do it.
@@ -553,18 +687,36 @@ class SenderLink:
         return True
 
     def _select(self, pair: CandidatePair | None) -> None:
-        """Take the socket and remote address of a newly selected ICE pair."""
+        """Take the socket and remote address of a newly selected ICE pair.
+
+        The socket is connected to the pair's remote address: its `send` then skips
+        parsing the address in Python and the kernel's route lookup on every packet
+        (with a few hundred copies of each packet, about a tenth of the send's cost).
+        It also makes the kernel drop datagrams from any other address on that
+        socket: once aioice has selected a pair, nothing else is used on it (aioice
+        never nominates again; checks of other pairs then fail, which changes nothing).
+        """
         self._pair = pair
-        self._sendto = None
-        self._remote_addr = None
+        self._send = None
         if pair is None or type(pair.protocol) is not StunProtocol:
             return
         transport = pair.protocol.transport
+        remote = pair.remote_addr
         sock = getattr(transport, "_sock", None)
-        # asyncio's selector transport keeps its socket in `_sock`; another event loop's
-        # transport may not: then its sendto (one Python call more) is used.
-        self._sendto = sock.sendto if isinstance(sock, socket.socket) else transport.sendto
-        self._remote_addr = pair.remote_addr
+        if isinstance(sock, socket.socket):
+            try:
+                sock.connect(remote)
+            except OSError as exc:
+                logger.info("sending unconnected to %s: %s", remote, exc)
+            else:
+                self._send = sock.send
+                return
+            send_to = sock.sendto
+        else:
+            # asyncio's selector transport keeps its socket in `_sock`; another event
+            # loop's transport may not: then its sendto (one Python call more) is used.
+            send_to = transport.sendto
+        self._send = lambda data: send_to(data, remote)
 
     def _send_later(self, dtls: RTCDtlsTransport, data: bytes) -> None:
         task = asyncio.ensure_future(_send_via_aioice(dtls, data))
@@ -573,6 +725,7 @@ class SenderLink:
 
     def close(self) -> None:
         self.closed = True
+        self._reports.remove(self)
         for task in self._pending:
             task.cancel()
 
@@ -850,7 +1003,18 @@ async def check() -> None:
 
         tap = InboundTap(receiver_transceiver.receiver, ignore_packet)
         tap.close()
-        SenderLink(sender_transceiver.sender, lambda negotiated: None, ignore_rtcp).close()
+        reports = SenderReports()
+        SenderLink(sender_transceiver.sender, lambda negotiated: None, ignore_rtcp, reports).close()
+        reports.close()
+        if "ensure_future(self._run_rtcp())" not in _source_of(RTCRtpSender.send):
+            raise AiortcIncompatible(
+                "aiortc: RTCRtpSender.send no longer starts its RTCP loop with "
+                "ensure_future(self._run_rtcp()); SenderLink could not replace it"
+            )
+        if "__rtcp_exited.wait()" not in _source_of(RTCRtpSender.stop):
+            raise AiortcIncompatible(
+                "aiortc: RTCRtpSender.stop no longer waits for its RTCP loop's exit event"
+            )
         set_stream_id(sender_transceiver.sender, "check")
         offer = await pc.createOffer()
         if "a=msid:check " not in offer.sdp:

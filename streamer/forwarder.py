@@ -7,7 +7,7 @@ before the next one is read: no queue, no task, no decoding. Per packet, the
 work that is the same for every subscriber (clock readings, keyframe test,
 header-extension values) is done once; per subscriber slot, only what must
 differ: a 16-byte header (its SSRC, payload type, rebased sequence number and
-timestamp), a byte splice, SRTP and `sendto`.
+timestamp), a byte splice, SRTP and the socket's send.
 
 Before any of that, the source's `SequenceWindow` drops a packet already
 forwarded (a network duplicate, or a retransmission of a packet that arrived
@@ -198,19 +198,21 @@ class Forwarder:
                         tail_header = slot.tail_header
                         # Without a value, the rewriter zero-pads: padding keeps the layout.
                         tail = tail_header + value if tail_header and value else b""
-                    self._send(
-                        slot,
-                        stream,
-                        marker | pt,
-                        seq,
-                        ts,
-                        wall,
-                        clock_rate,
-                        tail,
-                        payload,
-                        vp8,
-                        ntp,
-                    )
+                    # `_send` written out: this runs for every copy of every packet.
+                    rewriter = slot.rewriter
+                    header = rewriter.rewrite(stream, marker | pt, seq, ts, wall, clock_rate, tail)
+                    if header is None:
+                        slot.counters.before_anchor += 1
+                    else:
+                        sent = payload if vp8 is None else slot.vp8.munge(vp8, payload)
+                        data = header + sent
+                        if slot.link.send(data, rewriter.ts, ntp, size):
+                            slot_counters = slot.counters
+                            slot_counters.packets += 1
+                            slot_counters.bytes += len(data)
+                            history = slot.history
+                            if history is not None:
+                                history.store(header[2] << 8 | header[3], header, sent)
                     if starting:
                         self._send_overtaken(
                             slot, stream, pt, seq, ts, wall, clock_rate, tail, ntp, vp8 is not None
@@ -259,7 +261,10 @@ class Forwarder:
         vp8: Vp8Descriptor | None,
         ntp: int,
     ) -> None:
-        """One packet to one slot: its header, its picture ids, SRTP, the socket, history."""
+        """One packet to one slot: its header, its picture ids, SRTP, the socket, history.
+
+        (`forward` has this written out for its own loop: keep both alike.)
+        """
         rewriter = slot.rewriter
         header = rewriter.rewrite(stream, marker_pt, seq, ts, wall, clock_rate, tail)
         if header is None:

@@ -96,6 +96,7 @@ from .output import Output
 from .port_range import PortAllocator, PortRange, check_address
 from .publisher import Publisher, open_publisher
 from .recorder import FailureCallback, Recording
+from .sender_reports import SenderReports
 from .source import Source
 from .stats import NodeErrors, OutputCounters
 from .subscriber import Subscriber, open_subscriber
@@ -204,6 +205,8 @@ class Sfu:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loss_meters: dict[str, LossInterval] = {}
         self._links: NodeLinks | None = None
+        # The RTCP sender reports of every subscriber slot, from one timer.
+        self._reports = SenderReports()
         self._closed = False
         #: Failures on the media path of the whole node (for the metrics endpoint).
         self.errors = NodeErrors()
@@ -447,7 +450,12 @@ class Sfu:
         pc = self._peer_connection(SUBSCRIBER_BUNDLE_POLICY)
         try:
             subscriber, offer = await open_subscriber(
-                subscriber_id, outputs, pc, streams, self.errors.rtcp_failed
+                subscriber_id,
+                outputs,
+                pc,
+                streams,
+                reports=self._reports,
+                on_rtcp_error=self.errors.rtcp_failed,
             )
         except BaseException:
             await pc.close()
@@ -514,6 +522,7 @@ class Sfu:
             await self._remove_subscriber(subscriber)
         for publisher in list(self._publishers.values()):
             await self._remove_publisher(publisher)
+        self._reports.close()
         # Tasks cleaning up after vanished peers are short; cancelling one would
         # cancel aiortc's shared "closed" future under its own close() call.
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
@@ -630,6 +639,13 @@ class Sfu:
                 for sid, sub in self._subscribers.items()
             },
             "links": self._links.stats() if self._links is not None else None,
+            "sender_reports": {
+                "senders": len(self._reports),
+                "sent": self._reports.sent,
+                "refused": self._reports.refused,
+                "errors": self._reports.errors,
+                "wakeups": self._reports.wakeups,
+            },
         }
 
     # -- internals --------------------------------------------------------------

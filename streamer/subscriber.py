@@ -48,6 +48,7 @@ from .negotiation import (
     codec_preferences,
 )
 from .rtp_rewriter import RtpRewriter
+from .sender_reports import SenderReports
 from .stats import SlotCounters
 from .vp8_munger import Vp8Munger
 
@@ -282,13 +283,16 @@ async def open_subscriber(
     outputs: dict[str, Output],
     pc: RTCPeerConnection,
     streams: Mapping[str, str] | None = None,
+    *,
+    reports: SenderReports,
     on_rtcp_error: Callable[[], None] = lambda: None,
 ) -> tuple[Subscriber, RTCSessionDescription]:
     """Create the slots and the server's offer (one sendonly section per slot).
 
     `streams` (slot name -> stream name) puts slots in one media stream (msid),
     which the subscriber keeps in sync: a speaker's video and voice, for lip sync.
-    Every other slot is a stream of its own.
+    Every other slot is a stream of its own. `reports` sends every slot's RTCP
+    sender reports (one scheduler for the node).
     """
     subscriber = Subscriber(id=subscriber_id, pc=pc)
     try:
@@ -299,7 +303,9 @@ async def open_subscriber(
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
-            slot.link = SenderLink(transceiver.sender, slot.start, slot.handle_rtcp, on_rtcp_error)
+            slot.link = SenderLink(
+                transceiver.sender, slot.start, slot.handle_rtcp, reports, on_rtcp_error
+            )
             slot.transceiver = transceiver
             subscriber.slots[name] = slot
             output.attach(slot)

@@ -29,6 +29,7 @@ from streamer.aiortc_internals import (
     start_skipped_sender,
 )
 from streamer.negotiation import rtc_configuration
+from streamer.sender_reports import SenderReports
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
 from tests.support.aiortc_probes import observe_received_rtp
@@ -51,7 +52,7 @@ async def test_missing_private_name_is_reported_by_name() -> None:
     with pytest.raises(AiortcIncompatible, match="_RTCRtpReceiver__codecs"):
         InboundTap(NotAReceiver(), ignore)  # type: ignore[arg-type]
     with pytest.raises(AiortcIncompatible, match="'_ssrc'"):
-        SenderLink(NotAReceiver(), lambda negotiated: None, ignore)  # type: ignore[arg-type]
+        SenderLink(NotAReceiver(), lambda negotiated: None, ignore, SenderReports())  # type: ignore[arg-type]
     with pytest.raises(AiortcIncompatible, match="_RTCPeerConnection__iceTransports"):
         restrict_ice(NotAReceiver(), ["127.0.0.1"])  # type: ignore[arg-type]
 
@@ -180,8 +181,9 @@ async def test_a_failing_start_stays_with_its_sender() -> None:
         for kind in ("audio", "audio"):
             offerer.addTransceiver(IdleTrack(kind), direction="sendonly")
         first, second = offerer.getTransceivers()
-        failing = SenderLink(first.sender, broken, ignore_rtcp)
-        working = SenderLink(second.sender, lambda n: started.append(n.mid), ignore_rtcp)
+        reports = SenderReports()
+        failing = SenderLink(first.sender, broken, ignore_rtcp, reports)
+        working = SenderLink(second.sender, lambda n: started.append(n.mid), ignore_rtcp, reports)
         await offerer.setLocalDescription(await offerer.createOffer())
         await answerer.setRemoteDescription(offerer.localDescription)
         await answerer.setLocalDescription(await answerer.createAnswer())
@@ -193,6 +195,7 @@ async def test_a_failing_start_stays_with_its_sender() -> None:
     finally:
         await offerer.close()
         await answerer.close()
+        reports.close()
 
 
 async def test_a_node_with_another_aiortc_release_is_refused_as_it_starts(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ async def test_closing_everything_frees_tasks_and_threads() -> None:
     floor = stats["outputs"]["floor"]
     assert (floor["source"], floor["live"], floor["slots"]) == ("speaker/audio", False, 0)
     assert floor["packets"] > 10  # it did carry the media before
+    # No subscriber slot is left on the node's sender-report timer.
+    assert stats["sender_reports"]["senders"] == 0
 
 
 async def test_vanished_publisher_keeps_subscribers_connected(sfu: Sfu, peers: Peers) -> None:

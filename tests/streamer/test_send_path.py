@@ -146,8 +146,11 @@ async def test_a_newly_selected_ice_pair_gets_the_next_packets(sfu: Sfu, peers: 
     nominated = link._dtls.transport._connection._nominated  # type: ignore[union-attr]
     first = nominated[1]
     assert isinstance(first.protocol, StunProtocol)
-    # The fast path is the socket's own sendto, not asyncio's wrapper around it.
-    assert getattr(link._sendto, "__self__", None) is first.protocol.transport._sock
+    # The fast path is the socket's own send, not asyncio's wrapper around sendto: the
+    # socket is connected to the selected pair's remote address.
+    sock = first.protocol.transport._sock
+    assert getattr(link._send, "__self__", None) is sock
+    assert sock.getpeername()[:2] == first.remote_addr
 
     # Another address, as if aioice had nominated a second pair (it replaces the entry).
     elsewhere: list[bytes] = []
@@ -166,11 +169,15 @@ async def test_a_newly_selected_ice_pair_gets_the_next_packets(sfu: Sfu, peers: 
         # SRTP: the payload is encrypted on the wire.
         assert all(b"moved" not in datagram for datagram in elsewhere)
 
+        assert sock.getpeername()[:2] == (host, port)
+
         nominated[1] = first
         await feed(forwarder, 11, [b"back"] * 5)
         await eventually(lambda: len(received) == 10, what="packets on the first pair again")
         assert received[5:] == [b"back"] * 5
         assert len(elsewhere) == 5
+        # Connected back to the subscriber (whose datagrams the kernel passes again).
+        assert sock.getpeername()[:2] == first.remote_addr
     finally:
         transport.close()
 
@@ -226,7 +233,7 @@ async def test_a_relayed_pair_stays_on_aioices_path(sfu: Sfu, peers: Peers) -> N
     try:
         await feed(forwarder, 1, [b"relayed"] * 5)
         await eventually(lambda: len(received) == 5, what="packets through aioice")
-        assert link._sendto is None
+        assert link._send is None
         assert len(sent) == 5
         assert received == [b"relayed"] * 5
     finally:

@@ -20,6 +20,7 @@ from aiortc import RTCBundlePolicy, RTCSessionDescription
 
 from streamer import Sfu
 from streamer.output import Output
+from streamer.sender_reports import SenderReports
 from streamer.subscriber import open_subscriber
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, SubscriberPeer, eventually, peer_connection
@@ -157,7 +158,8 @@ async def test_a_sender_aiortc_left_unstarted_is_started(caplog: pytest.LogCaptu
         "original": Output("floor-b", "audio"),
     }
     pc = peer_connection(RTCBundlePolicy.BALANCED)
-    subscriber, offer = await open_subscriber("attendee", outputs, pc)
+    reports = SenderReports()
+    subscriber, offer = await open_subscriber("attendee", outputs, pc, reports=reports)
     answerer = peer_connection(MAX_BUNDLE)
     try:
         await answerer.setRemoteDescription(offer)
@@ -172,6 +174,7 @@ async def test_a_sender_aiortc_left_unstarted_is_started(caplog: pytest.LogCaptu
     finally:
         await subscriber.close()
         await answerer.close()
+        reports.close()
 
 
 async def test_candidates_listed_on_the_first_section_only_are_used(sfu: Sfu, peers: Peers) -> None:
