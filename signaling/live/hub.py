@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 LOG_LENGTH = 10_000
 #: How long one blocking read waits for changes before answering "nothing".
 READ_BLOCK_S = 0.25
+#: How long a worker waits for the hub's answer before taking it for gone.
+REQUEST_TIMEOUT_S = 5.0
 #: The largest line either side accepts (a snapshot of a large event fits many times).
 MAX_LINE = 8 * 1024 * 1024
 
@@ -58,10 +60,12 @@ class LiveHub:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        # The workers' links first: waiting for the server to close would wait for them.
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
         self._server = None
 
     def presences(self) -> dict[str, dict[str, Any]]:
@@ -233,7 +237,11 @@ class HubBus(SharedBus):
         try:
             writer.write(json.dumps({"n": number, "op": op, **fields}).encode() + b"\n")
             await writer.drain()
-            return await future
+            try:
+                return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+            except TimeoutError:
+                # A hub that does not answer is one that is gone, whatever its socket says.
+                raise ConnectionError(f"the hub did not answer {op} in time") from None
         finally:
             self._replies.pop(number, None)
 

@@ -156,8 +156,8 @@ class SharedBus(ABC):
             if not future.done():
                 future.set_exception(BusUnavailable("this node is stopping"))
         self._waiting.clear()
-        with contextlib.suppress(*self.unreachable):
-            await self._forget_presence(self.node)
+        with contextlib.suppress(*self.unreachable, TimeoutError):
+            await asyncio.wait_for(self._forget_presence(self.node), RETRY_S * 4)
         await self._close()
 
     # --- changes ----------------------------------------------------------------------
@@ -167,8 +167,11 @@ class SharedBus(ABC):
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting[ref] = future
         try:
-            await self._append({"change": change.to_json(), "ref": ref})
-            return await asyncio.wait_for(asyncio.shield(future), self.publish_timeout)
+            # The append counts too: a log that takes the change and never answers is
+            # as gone as one that refuses it.
+            async with asyncio.timeout(self.publish_timeout):
+                await self._append({"change": change.to_json(), "ref": ref})
+                return await asyncio.shield(future)
         except (*self.unreachable, TimeoutError) as exc:
             raise BusUnavailable(
                 f"the event's other nodes could not be reached ({type(exc).__name__})"
