@@ -26,6 +26,7 @@ from testbed.impaired_network import RELAY_HOST, UdpRelay, page_behind_nat
 from tests.e2e.conftest import LiveNode
 from tests.e2e.listening import wait_for_tone
 from tests.e2e.test_studio_recordings import screenshots_dir
+from tests.e2e.watching import choose
 from tests.signaling.conftest import WsClient
 from tests.signaling.media_peers import (
     INTERPRETER_HZ,
@@ -104,14 +105,6 @@ async def on_air() -> AsyncIterator[OnAir]:
 def behind(watch: Page) -> Locator:
     """The notice that the page plays HLS, behind the room."""
     return watch.get_by_role("status").filter(has_text="few seconds behind")
-
-
-async def choose(watch: Page, language: str) -> None:
-    await (
-        watch.get_by_role("radiogroup", name="Language")
-        .get_by_role("radio", name=language, exact=True)
-        .check()
-    )
 
 
 async def switches_renditions_by_ear(watch: Page) -> None:

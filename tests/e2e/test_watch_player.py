@@ -99,6 +99,14 @@ async def studio(node: LiveNode, *commands: dict) -> None:
         await ws.send_json({"type": "auth", "v": 1, "token": token})
         while (await ws.receive_json())["type"] != "welcome":
             pass
+        # As the studio's Go live button does: a speaker is put on air once his media
+        # has reached the node (his page may say it joined a moment before).
+        wanted = {c["speaker_id"] for c in commands if c["type"] == "put_on_air"}
+        publishing: set[str] = set()
+        while not wanted <= publishing:
+            message = await ws.receive_json(timeout=MEDIA_TIMEOUT_MS / 1000)
+            if message["type"] == "state":
+                publishing = set(message["publishers"]["speakers"])
         for number, command in enumerate(commands):
             await ws.send_json({**command, "id": number})
         # Each command is answered by a state (or refused by an error naming it).
