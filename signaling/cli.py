@@ -187,10 +187,7 @@ async def _supervise(settings: Settings, event: Event) -> int:
             ) from None
         except TimeoutError:
             raise CommandError("the workers did not start; their messages above say why") from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = _stop_on_signals()
         print(f"{settings.workers} workers, one event.", flush=True)
         _print_welcome(settings, event)
         await stop.wait()
@@ -220,12 +217,11 @@ def _serve_as_worker(
     return asyncio.run(_run_worker(app, args.handoff, args.worker_index, ssl_context))
 
 
-async def _run_worker(
-    app: web.Application, handoff_path: Path, index: int, ssl_context: ssl.SSLContext | None
-) -> int:
+async def _started_runner(app: web.Application) -> web.AppRunner:
+    """The application set up (store open, live service started), or a `CommandError`
+    that says why not; the same for a node alone and for a worker."""
     from signaling.app import make_runner
-    from signaling.websocket import LIVE_KEY
-    from signaling.workers import LOAD_EVERY_S, Handoff
+    from streamer.aiortc_internals import AiortcIncompatible
 
     runner = make_runner(app)
     try:
@@ -233,10 +229,30 @@ async def _run_worker(
     except StoreError as exc:
         await runner.cleanup()
         raise CommandError(f"cannot open the store: {exc}") from None
-    loop = asyncio.get_running_loop()
+    except AiortcIncompatible as exc:
+        await runner.cleanup()
+        raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
+    return runner
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Set when the process is asked to stop (Ctrl+C, SIGTERM)."""
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _run_worker(
+    app: web.Application, handoff_path: Path, index: int, ssl_context: ssl.SSLContext | None
+) -> int:
+    from signaling.websocket import LIVE_KEY
+    from signaling.workers import LOAD_EVERY_S, Handoff
+
+    runner = await _started_runner(app)
+    loop = asyncio.get_running_loop()
+    stop = _stop_on_signals()
     handoff = Handoff(handoff_path, index)
     connections: set[asyncio.Task[object]] = set()
     live = app[LIVE_KEY]
@@ -270,18 +286,7 @@ async def _run_worker(
 async def _run_server(
     app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
 ) -> int:
-    from signaling.app import make_runner
-    from streamer.aiortc_internals import AiortcIncompatible
-
-    runner = make_runner(app)
-    try:
-        await runner.setup()
-    except StoreError as exc:
-        await runner.cleanup()
-        raise CommandError(f"cannot open the store: {exc}") from None
-    except AiortcIncompatible as exc:
-        await runner.cleanup()
-        raise CommandError(f"the installed WebRTC libraries cannot be used: {exc}") from None
+    runner = await _started_runner(app)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         try:
@@ -291,10 +296,7 @@ async def _run_server(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
                 "choose another port with --port"
             ) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = _stop_on_signals()
         _print_welcome(settings, event)
         await stop.wait()
         print("Stopping.", flush=True)
