@@ -92,12 +92,14 @@ async def _node(directory: Path, name: str, **options: Any) -> tuple[web.AppRunn
     return runner, f"http://127.0.0.1:{port}", app[SIGNER_KEY]
 
 
-async def _connect(http: aiohttp.ClientSession, base: str, signer: Any, subject: str) -> Client:
+async def _connect(
+    http: aiohttp.ClientSession, base: str, signer: Any, role: Role, subject: str, **scope: str
+) -> tuple[Client, str]:
+    """An authenticated client of the live protocol, and the node it landed on."""
     client = Client(await http.ws_connect(f"{base}/ws"))
-    token = signer.issue(Role.MODERATOR, subject=subject, ttl=timedelta(hours=1))
+    token = signer.issue(role, subject=subject, ttl=timedelta(hours=1), **scope)
     await client.send("auth", v=1, token=token)
-    await client.next("welcome")
-    return client
+    return client, (await client.next("welcome"))["node"]
 
 
 async def _seen(client: Client, session: str | None, started: float) -> float:
@@ -123,9 +125,9 @@ async def measure(kind: str, changes: int, directory: Path) -> dict[str, Any]:
         (_, base_a, signer), (_, base_b, _) = nodes
         local, remote = [], []
         async with aiohttp.ClientSession() as http:
-            moderator = await _connect(http, base_a, signer, "mod")
-            same = await _connect(http, base_a, signer, "same-node")
-            other = await _connect(http, base_b, signer, "other-node")
+            moderator, _ = await _connect(http, base_a, signer, Role.MODERATOR, "mod")
+            same, _ = await _connect(http, base_a, signer, Role.MODERATOR, "same-node")
+            other, _ = await _connect(http, base_b, signer, Role.MODERATOR, "other-node")
             await asyncio.sleep(0.5)
             for n in range(changes):
                 session = "plenary" if n % 2 == 0 else None
@@ -172,10 +174,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 async def _listener(http: aiohttp.ClientSession, base: str, signer: Any) -> tuple[Any, Client, str]:
     """An attendee on the French channel, until his first audio frame."""
-    client = Client(await http.ws_connect(f"{base}/ws"))
-    token = signer.issue(Role.ATTENDEE, subject="reg-recovery", ttl=timedelta(hours=1))
-    await client.send("auth", v=1, token=token)
-    node = (await client.next("welcome"))["node"]
+    client, node = await _connect(http, base, signer, Role.ATTENDEE, "reg-recovery")
     await client.send("select_channel", language="fr")
     await client.send("subscribe")
     offer = await client.next("offer")
@@ -213,11 +212,8 @@ async def recovery(rounds: int, directory: Path) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
 
             async def publisher(role: Role, subject: str, hz: float, **scope: str) -> str:
-                client = Client(await http.ws_connect(f"{base}/ws"))
+                client, node = await _connect(http, base, signer, role, subject, **scope)
                 clients.append(client)
-                token = signer.issue(role, subject=subject, ttl=timedelta(hours=1), **scope)
-                await client.send("auth", v=1, token=token)
-                node = (await client.next("welcome"))["node"]
                 pc = new_peer()
                 pc.addTransceiver(ToneTrack(hz), direction="sendonly")
                 await pc.setLocalDescription(await pc.createOffer())
@@ -236,11 +232,8 @@ async def recovery(rounds: int, directory: Path) -> dict[str, Any]:
                 await publisher(Role.SPEAKER, speaker_id, 1000.0, speaker=speaker_id),
                 await publisher(Role.INTERPRETER, "anna", 440.0, booth="ru-fr"),
             }
-            moderator = Client(await http.ws_connect(f"{base}/ws"))
+            moderator, _ = await _connect(http, base, signer, Role.MODERATOR, "mod")
             clients.append(moderator)
-            token = signer.issue(Role.MODERATOR, subject="mod", ttl=timedelta(hours=1))
-            await moderator.send("auth", v=1, token=token)
-            await moderator.next("welcome")
             await asyncio.sleep(1.0)  # the workers hear of each other's publishers
             await moderator.send("start_session", session_id="plenary")
             await moderator.send("put_on_air", speaker_id=speaker_id)
