@@ -8,6 +8,7 @@ show the message next to the field it concerns. Documented in docs/http-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from signaling import appkeys
+from signaling import appkeys, untrusted_json
 from signaling.calendar_entry import event_ics
 from signaling.client_address import client_address
 from signaling.i18n import language_of, translate
@@ -31,11 +32,13 @@ from signaling.registration import (
     Registration,
     RegistrationError,
     RegistrationRateLimited,
+    count_client_attempt,
     email_key,
     normalise_email,
     register_attendee,
 )
 from signaling.tokens import Role, TokenError
+from signaling.untrusted_json import printable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class ApiError(web.HTTPException):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.status_code = status
+        # `printable`: a refusal that quotes what it refuses must still encode as UTF-8.
+        message = printable(message, 500)
         super().__init__(
             text=json.dumps(
                 {"error": {"code": code, "message": message, "field": field}}, ensure_ascii=False
@@ -85,16 +90,42 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 async def read_json_object(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """The request body as a JSON object, or an `ApiError` saying what is wrong with it."""
+    """The request body as a JSON object, or an `ApiError` saying what is wrong with it.
+
+    The body must arrive within the node's body read timeout; it is parsed as untrusted
+    JSON (`signaling.untrusted_json`: no deep nesting, no huge numbers, no lone
+    surrogates), so no body can make the answer a 500."""
     if request.content_type != "application/json":
         raise ApiError(
             415,
             "unsupported_media_type",
             f"send the body as JSON with 'Content-Type: application/json' "
-            f"(got {request.content_type or 'no content type'!r})",
+            f"(got {printable(request.content_type or 'no content type', 60)!r})",
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise ApiError(413, "body_too_large", f"the request body must not exceed {max_bytes} bytes")
+    timeout_s = request.app[appkeys.SETTINGS_KEY].http_body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            body = await _read_body(request, max_bytes)
+    except TimeoutError:
+        # The rest of the body may never come: the connection is not kept for it.
+        raise ApiError(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within {timeout_s:g} seconds",
+            headers={"Connection": "close"},
+        ) from None
+    try:
+        data = untrusted_json.loads(body)
+    except untrusted_json.UntrustedJson as exc:
+        raise ApiError(400, "invalid_json", f"the request body is refused: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return data
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     # Read at most one byte past the limit: a chunked body announces no length.
     chunks: list[bytes] = []
     size = 0
@@ -105,21 +136,7 @@ async def read_json_object(request: web.Request, max_bytes: int = MAX_BODY_BYTES
             raise ApiError(
                 413, "body_too_large", f"the request body must not exceed {max_bytes} bytes"
             )
-    body = b"".join(chunks)
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400,
-            "invalid_json",
-            f"the request body is not valid JSON: {exc.msg} (line {exc.lineno}, "
-            f"column {exc.colno})",
-        ) from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    return data
+    return b"".join(chunks)
 
 
 def _reject_unknown_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -128,9 +145,9 @@ def _reject_unknown_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> No
             raise ApiError(
                 422,
                 "unknown_field",
-                f"{str(key)[:40]!r} is not a field of this request "
+                f"{printable(str(key), 40)!r} is not a field of this request "
                 f"(expected: {', '.join(allowed)})",
-                field=str(key)[:40],
+                field=printable(str(key), 40),
             )
 
 
@@ -245,6 +262,12 @@ async def post_registration(request: web.Request) -> web.Response:
     app = request.app
     event = app[appkeys.EVENT_KEY]
     limits = app[appkeys.REGISTRATION_LIMITS_KEY]
+    client = client_address(request)
+    # Counted before the body is even read: a flood of unreadable bodies is limited too.
+    try:
+        await count_client_attempt(app[appkeys.STORE_KEY], client, limits)
+    except RegistrationRateLimited as exc:
+        raise _too_many(exc.message, exc.retry_after_s) from None
     data = await read_json_object(request)
     _reject_unknown_fields(data, (*REGISTRATION_FIELDS, "timezone"))
     try:
@@ -256,7 +279,7 @@ async def post_registration(request: web.Request) -> web.Response:
             name=_given(data, "name"),
             email=_given(data, "email"),
             language=_given(data, "language"),
-            client=client_address(request),
+            client=None,  # counted above
             limits=limits,
         )
     except RegistrationRateLimited as exc:

@@ -304,25 +304,9 @@ def _minutes(seconds: float) -> str:
     return f"at most {whole} minute{'s' if whole > 1 else ''}"
 
 
-async def register_attendee(
-    store: Store,
-    *,
-    event_id: str,
-    languages: Collection[str],
-    name: Any,
-    email: Any,
-    language: Any,
-    client: str,
-    limits: RegistrationLimits | None = None,
-) -> tuple[Registration, bool]:
-    """Validate a submission, apply the rate limits, and register (idempotently).
-
-    `client` identifies where the request came from (the remote address). Returns the
-    registration and whether it was created now. Raises `RegistrationError` for bad input and
-    `RegistrationRateLimited` when a client or an address tries too often.
-    """
-    limits = limits or RegistrationLimits()
-    # The client limit is checked before validation so that a flood of garbage is limited too.
+async def count_client_attempt(store: Store, client: str, limits: RegistrationLimits) -> None:
+    """Count one registration attempt from `client`, whatever becomes of it; raises
+    `RegistrationRateLimited` when it is one too many."""
     if not await store.hit_rate_limit(
         f"register:client:{client}", limits.per_client, limits.window_s
     ):
@@ -332,6 +316,31 @@ async def register_attendee(
             f"{_minutes(limits.window_s)}",
             limits.window_s,
         )
+
+
+async def register_attendee(
+    store: Store,
+    *,
+    event_id: str,
+    languages: Collection[str],
+    name: Any,
+    email: Any,
+    language: Any,
+    client: str | None,
+    limits: RegistrationLimits | None = None,
+) -> tuple[Registration, bool]:
+    """Validate a submission, apply the rate limits, and register (idempotently).
+
+    `client` identifies where the request came from (the remote address); None when the
+    caller counted the attempt already (`count_client_attempt`, as the HTTP API does
+    before it reads the body). Returns the registration and whether it was created now.
+    Raises `RegistrationError` for bad input and `RegistrationRateLimited` when a client
+    or an address tries too often.
+    """
+    limits = limits or RegistrationLimits()
+    # The client limit is checked before validation so that a flood of garbage is limited too.
+    if client is not None:
+        await count_client_attempt(store, client, limits)
     new = NewRegistration.create(
         event_id=event_id, name=name, email=email, language=language, languages=languages
     )

@@ -153,6 +153,20 @@ class Settings(BaseSettings):
     #: How ``/watch`` receives the event: ``webrtc`` (falling back to HLS by itself when
     #: WebRTC cannot connect) or ``hls`` for everyone.
     delivery: Literal["webrtc", "hls"] = "webrtc"
+    # --- HTTP connections (signaling/http_connections.py, docs/operations.md) ---
+    #: Seconds an idle HTTP connection is kept open between requests (aiohttp's run_app
+    #: default).
+    http_keepalive_s: float = Field(default=75.0, gt=0, le=3600)
+    #: Seconds a client has to send a request's complete headers, from the connection's
+    #: opening or the request's first byte (nginx's client_header_timeout); then closed.
+    http_header_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds a client has to send a request body the node reads (nginx's
+    #: client_body_timeout); then 408 and the connection is closed.
+    http_body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Concurrent connections from one client address (an IPv6 client: its /64); the
+    #: next is answered 503 and closed. Behind trusted proxies, the concurrent requests
+    #: (WebSockets included) of one forwarded address.
+    http_connections_per_address: int = Field(default=256, ge=1)
 
     @field_validator("ice_servers", mode="before")
     @classmethod
