@@ -32,6 +32,11 @@ from signaling.console_pages import install_console_pages
 from signaling.event_page import install_event_page
 from signaling.hls_delivery import install_hls
 from signaling.http_api import Handler
+from signaling.http_connections import (
+    NodeRunner,
+    forwarded_requests_cap,
+    install_connection_limits,
+)
 from signaling.logs import AccessLogger
 from signaling.mail import Mailer
 from signaling.metrics import Readings, Sample, node_registry
@@ -173,8 +178,11 @@ def create_app(
     """
     if event is None:
         event = load_program(settings.event_file)
-    app = web.Application(middlewares=[_count_requests, http_api.api_errors])
+    app = web.Application(
+        middlewares=[_count_requests, http_api.api_errors, forwarded_requests_cap]
+    )
     install_security_headers(app, settings)
+    install_connection_limits(app)
     app[SETTINGS_KEY] = settings
     app[EVENT_KEY] = event
     app[_OWNS_STORE_KEY] = store is None
@@ -219,8 +227,9 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_runner(app: web.Application) -> web.AppRunner:
-    """A runner whose access log never shows a token (see `signaling.logs`)."""
-    return web.AppRunner(app, access_log_class=AccessLogger)
+    """A runner whose access log never shows a token (see `signaling.logs`), with the
+    node's keep-alive, header deadline and per-address cap (`signaling.http_connections`)."""
+    return NodeRunner(app, access_log_class=AccessLogger)
 
 
 def _route_label(request: web.Request) -> str:

@@ -461,13 +461,18 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-        allow = exc.headers.get("Allow")
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+            503: "too_many_connections",  # signaling.http_connections
+        }
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
         raise ApiError(
             exc.status,
             codes.get(exc.status, "http_error"),
-            exc.reason,
-            headers={"Allow": allow} if allow else None,
+            exc.text if exc.status == 503 and exc.text else exc.reason,
+            headers=kept or None,
         ) from None
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
