@@ -74,9 +74,10 @@ def client_address(request: web.BaseRequest) -> str:
     """The client address of `request` (see the module's docstring)."""
     try:
         proxies = request.app[SETTINGS_KEY].trusted_proxies  # type: ignore[attr-defined]
-    except (AttributeError, KeyError):
+    except (AttributeError, KeyError, AssertionError):
         # A request aiohttp refuses before routing it (a malformed request line) has no
-        # application, hence no trusted proxies: its peer is all there is.
+        # application (aiohttp asserts there is one), hence no trusted proxies: its peer
+        # is all there is.
         proxies = []
     if not proxies:
         return request.remote or UNKNOWN

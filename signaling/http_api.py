@@ -83,9 +83,13 @@ class ApiError(web.HTTPException):
         self.field = field
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200, *, token: bool = False) -> web.Response:
+    """`data` as JSON; `token`: the body carries a personal link, never to be stored."""
     return web.json_response(
-        data, status=status, dumps=lambda value: json.dumps(value, ensure_ascii=False)
+        data,
+        status=status,
+        dumps=lambda value: json.dumps(value, ensure_ascii=False),
+        headers={"Cache-Control": "no-store"} if token else None,
     )
 
 
@@ -296,7 +300,7 @@ async def post_registration(request: web.Request) -> web.Response:
     if appkeys.MAILER_KEY not in app:
         body = registration_body(request, registration, created=created)
         body["mailed"] = False
-        return json_response(body, status=201 if created else 200)
+        return json_response(body, status=201 if created else 200, token=True)
     if not created:
         # Whoever typed the address may not own it: the link goes to the address only,
         # and the answer says nothing of the registration (its name, its language).
@@ -322,7 +326,7 @@ async def post_registration(request: web.Request) -> web.Response:
         # The person has the link on the page: the registration stands.
         log.warning("%s", exc)
         body["mailed"] = False
-    return json_response(body, status=201)
+    return json_response(body, status=201, token=True)
 
 
 async def post_registration_lookup(request: web.Request) -> web.Response:
@@ -376,7 +380,7 @@ async def post_registration_lookup(request: web.Request) -> web.Response:
         raise ApiError(
             404, "not_registered", "no registration was found for this address", field="email"
         )
-    return json_response(registration_body(request, registration, created=False))
+    return json_response(registration_body(request, registration, created=False), token=True)
 
 
 async def get_calendar(request: web.Request) -> web.Response:

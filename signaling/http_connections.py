@@ -37,13 +37,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from signaling import appkeys
 from signaling.client_address import IPNetwork, client_address
 from signaling.http_api import Handler
 from signaling.security_headers import security_headers
 from signaling.settings import Settings
+from signaling.untrusted_json import printable
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,9 @@ class ConnectionGuard:
         self._proxies = list(settings.trusted_proxies)
         self._open: Counter[str] = Counter()
         self.refused = 0
+        self.headers = security_headers(settings)
         headers = {
-            **security_headers(settings),
+            **self.headers,
             "Content-Type": "text/plain; charset=utf-8",
             "Connection": "close",
             "Retry-After": str(RETRY_AFTER_S),
@@ -175,6 +179,34 @@ class GuardedRequestHandler(RequestHandler):
             self._stop_header_timer()  # headers complete
         elif data and self._header_timer is None and self._between_requests():
             self._await_headers()  # the first bytes of the next request
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse or serve, with the security
+        headers (no application sees these requests) and, when the client sent something
+        malformed, one log line instead of a traceback."""
+        if status >= 500 or not isinstance(exc, HttpProcessingError):
+            response = super().handle_error(request, status, exc, message)
+        else:
+            said = printable(" ".join(str(exc.message).split()), 120)
+            log.warning(
+                "refused a malformed request from %s: %s",
+                request.remote,
+                said,
+                extra={"status": status},
+            )
+            if request.writer.output_size > 0:
+                raise ConnectionError("the response had begun; the connection is dropped")
+            response = web.Response(status=status, text=f"{status} {said}\n")
+            response.force_close()
+        for name, value in self._guard.headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     def _between_requests(self) -> bool:
         return self._current_request is None and not self._upgraded

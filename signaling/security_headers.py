@@ -11,6 +11,8 @@ forget it:
 - ``Referrer-Policy: no-referrer``: personal links carry their token in the
   query string, and a referrer would hand it to whatever site a page links to;
 - ``X-Content-Type-Options: nosniff``;
+- ``Cache-Control: no-store`` on the answer to any URL carrying a ``token``
+  (the routes that return a token in their body say so themselves);
 - ``Strict-Transport-Security`` when the node is reached over HTTPS (it serves
   TLS itself, or its public URL is https behind a proxy).
 """
@@ -73,8 +75,17 @@ def _apply(headers: Mapping[str, str], response: web.StreamResponse) -> None:
         response.headers.setdefault(name, value)
 
 
+def carries_token(request: web.BaseRequest) -> bool:
+    """Whether `request` holds a link's token in its URL (a console, HLS, a recording)."""
+    return "token" in request.query
+
+
 async def _on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     _apply(request.app[_HEADERS_KEY], response)
+    if carries_token(request):
+        # Whatever the route said: a response to a URL with a token is never stored, so
+        # neither a shared cache nor the browser's disk keeps the link or what it opened.
+        response.headers["Cache-Control"] = "no-store"
 
 
 def install_security_headers(app: web.Application, settings: Settings) -> None:
