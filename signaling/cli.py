@@ -27,6 +27,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from signaling.data_files import private_directory, private_file
 from signaling.http_api import attendee_ttl
 from signaling.i18n import SUPPORTED_LANGUAGES
 from signaling.letters import registration_letter, staff_letter, ui_language
@@ -529,6 +530,8 @@ def _registrations(args: argparse.Namespace) -> int:
     else:
         path = Path(args.csv)
         try:
+            if not path.exists():
+                private_file(path)  # names and email addresses: the organizer's eyes only
             with path.open("w", encoding="utf-8", newline="") as out:
                 _write_csv(rows, out, link)
         except OSError as exc:
@@ -575,7 +578,8 @@ async def _mail_each(
 ) -> int:
     sent = 0
     try:
-        journal.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(journal.parent)
+        private_file(journal)
         out = journal.open("a", encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot write {journal}: {exc.strerror}") from None
@@ -625,8 +629,16 @@ def _write_csv(
     writer = csv.writer(out)
     writer.writerow([*CSV_COLUMNS, *(["link"] if link else [])])
     for row in rows:
-        cells = [row.id, row.name, row.email, row.language, row.created_at.isoformat()]
-        writer.writerow([_spreadsheet_safe(cell) for cell in cells] + ([link(row)] if link else []))
+        # Only what a stranger typed is neutralised: an id or a date the node wrote is kept
+        # exactly (an id may start with "-").
+        cells = [
+            row.id,
+            _spreadsheet_safe(row.name),
+            _spreadsheet_safe(row.email),
+            row.language,
+            row.created_at.isoformat(),
+        ]
+        writer.writerow(cells + ([link(row)] if link else []))
 
 
 def _print_table(

@@ -8,6 +8,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from signaling.data_files import private_directory
 from signaling.settings import Settings
 
 SECRET_FILE = "secret.key"
@@ -36,7 +37,7 @@ def load_or_create_secret(settings: Settings) -> bytes:
 
 
 def _create(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     # Written under a temporary name and linked into place: a node starting at the same
     # moment never reads a half-written key, and the first writer wins.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

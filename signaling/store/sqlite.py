@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from signaling.booth_chat import ChatEntry
+from signaling.data_files import private_directory, private_file, restrict
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
 from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
@@ -112,11 +113,19 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(self.path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create the data directory {self.path.parent}: {exc}") from exc
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a directory, not a SQLite database file")
+        try:
+            # Names and email addresses: the file is the node user's only. SQLite gives
+            # the -wal and -shm files it creates the database file's mode.
+            private_file(self.path)
+            for companion in ("-wal", "-shm"):
+                restrict(self.path.with_name(self.path.name + companion))
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc}") from exc
         conn: sqlite3.Connection | None = None
         try:
             # Autocommit mode: transactions are opened explicitly where several statements
