@@ -13,6 +13,10 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -82,12 +86,142 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+_OTHER_KINDS = ("other kinds",)
+
+
+@dataclass
+class _Window:
+    started: float
+    passed: int = 0
+    suppressed: int = 0
+    level: int = logging.WARNING
+    logger: str = ""
+    template: str = ""
+
+
+class RepeatLimit(logging.Filter):
+    """Lets the first `burst` records of a kind through per `interval_s`, then counts the
+    rest and says so in one line ("532 similar messages suppressed in the last 10 s: …").
+
+    A kind is a logger, a level and a message template (its text before the arguments
+    are put in, so "refused a malformed request from %s" is one kind whatever the
+    address), and for the access log the status. What a client can make the node write
+    as often as it likes is limited: every warning and error (a refused request, a
+    failed command, a traceback), and access log lines of refused requests (status 400
+    and above). Access log lines of served requests are all kept.
+
+    The count of a window is reported when a later record arrives after the window
+    ended (any record: a node logs its requests), so no task or timer is needed.
+    """
+
+    def __init__(
+        self,
+        emit: Callable[[logging.LogRecord], object],
+        *,
+        burst: int = 10,
+        interval_s: float = 10.0,
+        max_kinds: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._emit = emit
+        self.burst = burst
+        self.interval_s = interval_s
+        self._max_kinds = max_kinds
+        self._clock = clock
+        self._windows: dict[tuple[object, ...], _Window] = {}
+        self._next_sweep = 0.0
+        # Records come from the event loop and from the store's worker thread.
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _kind(record: logging.LogRecord) -> tuple[object, ...] | None:
+        template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        if record.levelno >= logging.WARNING:
+            return (record.name, record.levelno, template)
+        status = getattr(record, "status", None)
+        if record.name == "aiohttp.access" and isinstance(status, int) and status >= 400:
+            return (record.name, record.levelno, template, status)
+        return None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_repeat_summary", False):
+            return True
+        kind = self._kind(record)
+        now = self._clock()
+        summaries: list[logging.LogRecord] = []
+        with self._lock:
+            if now >= self._next_sweep:
+                self._next_sweep = now + 1.0
+                summaries = self._sweep(now)
+            allowed = kind is None or self._count(kind, record, now, summaries)
+        for summary in summaries:
+            self._emit(summary)
+        return allowed
+
+    def _count(
+        self,
+        kind: tuple[object, ...],
+        record: logging.LogRecord,
+        now: float,
+        summaries: list[logging.LogRecord],
+    ) -> bool:
+        template = redact(str(record.msg))[:200]
+        if kind not in self._windows and len(self._windows) >= self._max_kinds:
+            # Bounded memory whatever the variety of messages: the rest share one count.
+            kind = _OTHER_KINDS
+            template = "messages of other kinds"
+        window = self._windows.get(kind)
+        if window is None or now - window.started >= self.interval_s:
+            if window is not None and window.suppressed:
+                summaries.append(self._summary(window))
+            window = _Window(
+                started=now,
+                level=record.levelno,
+                logger=record.name,
+                template=template,
+            )
+            self._windows[kind] = window
+        return self._pass(window)
+
+    def _pass(self, window: _Window) -> bool:
+        if window.passed < self.burst:
+            window.passed += 1
+            return True
+        window.suppressed += 1
+        return False
+
+    def _sweep(self, now: float) -> list[logging.LogRecord]:
+        summaries = []
+        for kind, window in list(self._windows.items()):
+            if now - window.started >= self.interval_s:
+                if window.suppressed:
+                    summaries.append(self._summary(window))
+                del self._windows[kind]
+        return summaries
+
+    def _summary(self, window: _Window) -> logging.LogRecord:
+        record = logging.LogRecord(
+            window.logger,
+            max(window.level, logging.WARNING),
+            __file__,
+            0,
+            "%d similar messages suppressed in the last %g s: %s",
+            (window.suppressed, self.interval_s, window.template),
+            None,
+        )
+        record._repeat_summary = True
+        record.suppressed = window.suppressed
+        return record
+
+
 def configure_logging(
     log_format: str = "auto", level: int | str = logging.INFO, stream: TextIO | None = None
 ) -> None:
     """Install the node's single log handler on the root logger.
 
-    `log_format` is "json", "text" or "auto" (JSON unless `stream` is a terminal).
+    `log_format` is "json", "text" or "auto" (JSON unless `stream` is a terminal). What
+    clients can trigger at will is limited by `RepeatLimit`.
     """
     stream = stream if stream is not None else sys.stderr
     fmt = (log_format or "auto").lower()
@@ -97,6 +231,7 @@ def configure_logging(
         fmt = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RepeatLimit(handler.handle))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
