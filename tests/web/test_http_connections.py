@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import socket
 import time
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from signaling.http_connections import address_key
-from tests.support.server import RunningServer, StartServer
+from tests.support.server import RunningServer, StartServeProcess, StartServer, dragoman_env
 
 #: How long a test waits for the node to close a connection it should close.
 PATIENCE_S = 20.0
@@ -200,3 +202,35 @@ def test_an_ipv6_client_is_counted_by_its_64() -> None:
 def test_loopback_has_a_second_source_address_for_these_tests() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.2", 0))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_dragoman_serve_applies_the_settings_alone_and_with_workers(
+    serve_process: StartServeProcess, tmp_path: Path, workers: str
+) -> None:
+    env = dragoman_env(
+        DRAGOMAN_HTTP_HEADER_TIMEOUT_S="1",
+        DRAGOMAN_HTTP_CONNECTIONS_PER_ADDRESS="2",
+        DRAGOMAN_SECRET="connections-secret-" + "x" * 24,
+    )
+    node = await serve_process(tmp_path / "data", "--workers", workers, env=env)
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: node\r\n")
+        await writer.drain()
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), PATIENCE_S) == b""
+        assert time.monotonic() - started < 15
+    finally:
+        writer.close()
+    if workers == "1":
+        # With workers each counts its own connections: the cap is checked on one node.
+        held = [await asyncio.open_connection("127.0.0.1", node.port) for _ in range(2)]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+            _, refusal = await closed_after(reader)
+            writer.close()
+            assert refusal.startswith(b"HTTP/1.1 503")
+        finally:
+            for _, held_writer in held:
+                held_writer.close()
