@@ -37,6 +37,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY
+from signaling.data_files import private_directory
 from signaling.live import PROGRAM_VIDEO, channel_output
 from signaling.program import Event
 from signaling.routing_rule import FLOOR
@@ -223,10 +224,13 @@ def with_token(playlist: str, token: str) -> str:
 
 
 def _cache_control(public: bool, playlist: bool) -> str:
+    if not public:
+        # The URL carries the viewer's token: nothing of it is stored, not even privately.
+        return "no-store"
     if playlist:
         # Half a segment: a cache absorbs the polling of every viewer, nobody lags.
-        return "public, max-age=1" if public else "private, no-cache"
-    return "public, max-age=31536000, immutable" if public else "private, max-age=3600, immutable"
+        return "public, max-age=1"
+    return "public, max-age=31536000, immutable"
 
 
 def _token(request: web.Request) -> str | None:
@@ -327,6 +331,7 @@ async def _hls_context(app: web.Application) -> AsyncIterator[None]:
     delivery = app[HLS_KEY]
     # What an earlier run of the node left is of no use to anyone.
     await asyncio.to_thread(shutil.rmtree, delivery.root, True)
+    private_directory(delivery.root.parent)  # the data directory, if this made it first
     delivery.root.mkdir(parents=True, exist_ok=True)
     idle = asyncio.get_running_loop().create_task(delivery.watch_idle())
     try:

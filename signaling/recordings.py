@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import av
 
 from signaling.alarms import Alarm
+from signaling.data_files import private_directory
 from signaling.program import Event
 from streamer import Recording
 
@@ -135,6 +136,7 @@ class SessionRecordings:
     def _start(self, session_id: str) -> None:
         directory = self.root / session_id
         try:
+            private_directory(self.root.parent)  # the data directory, if this made it first
             directory.mkdir(parents=True, exist_ok=True)
             part = next_part(directory)
         except OSError as exc:
