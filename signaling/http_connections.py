@@ -119,6 +119,8 @@ class ConnectionGuard:
             return True, None
         if self._open[key] >= self.limit:
             self.refused += 1
+            # One line per refusal, limited like every warning (signaling.logs.RepeatLimit).
+            log.warning("refused a connection from %s: it holds %d already", key, self.limit)
             return False, None
         self._open[key] += 1
         return True, key
