@@ -34,8 +34,10 @@ MAX_DEPTH = 32
 #: Characters of one number literal: an int64 has 19 digits, a double's repr ~24.
 MAX_NUMBER_CHARS = 40
 
-# A JSON string literal, unrolled so that the regex engine never backtracks.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string literal, unrolled so that the regex engine never backtracks; one left
+# open runs to the end of the text, so that a failed match is never retried from each
+# escaped quote inside it (which would take time quadratic in the length).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # A \uD800-\uDFFF escape: only then can the result hold a lone surrogate.

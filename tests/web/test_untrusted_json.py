@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -77,3 +78,24 @@ def test_printable_makes_any_string_encodable_and_short() -> None:
     assert printable("\ud800id").encode("utf-8") == b"\\ud800id"
     assert printable("x" * 100, 10) == "x" * 10 + "…"
     assert printable(12) == "12"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"' + '\\"' * 32_000,  # one string left open, full of escaped quotes
+        '"' + '\\"' * 32_000 + "\\",
+        '["' + 'a\\"' * 20_000,
+        '"\\' * 30_000,
+        '"' * 60_000,
+        "[" * 30_000 + '"' + "]" * 30_000,
+        '{"a":' * 10_000,
+    ],
+)
+def test_hostile_text_costs_time_linear_in_its_length(text: str) -> None:
+    # 64 KB (the largest WebSocket message) in well under a second even on a loaded
+    # machine; a scan that retried at each quote took ~40 s on the first of these.
+    started = time.perf_counter()
+    with pytest.raises(UntrustedJson):
+        loads(text)
+    assert time.perf_counter() - started < 2.0
