@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from signaling import untrusted_json
 from signaling.untrusted_json import (
     MAX_DEPTH,
     UntrustedJson,
@@ -99,3 +103,14 @@ def test_hostile_text_costs_time_linear_in_its_length(text: str) -> None:
     with pytest.raises(UntrustedJson):
         loads(text)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_module_stands_alone_so_every_parse_path_can_use_it() -> None:
+    source = Path(untrusted_json.__file__).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
