@@ -22,9 +22,11 @@ requests, WebSockets included (`forwarded_requests_cap`). The proxy should
 limit connections per client itself (nginx's ``limit_conn``).
 
 aiohttp offers no hook for the per-connection part: `GuardedRequestHandler`
-extends its `RequestHandler` and reads three of its private attributes
-(``_request_count``, ``_current_request``, ``_upgraded``); all of that stays in
-this module, and tests/web/test_http_connections.py fails if aiohttp changes them.
+extends its `RequestHandler` and reads some of its private attributes
+(``_request_count``, ``_current_request``, ``_upgraded``, ``_loop``, ``_manager``),
+and `NodeRunner` rebuilds its `Server` from the private ``_kwargs`` and ``_loop``.
+All of that stays in this module, and tests/web/test_http_connections.py fails if
+aiohttp changes them.
 """
 
 from __future__ import annotations
@@ -107,9 +109,6 @@ class ConnectionGuard:
         self.refusal = (
             f"HTTP/1.1 503 Service Unavailable\r\n{head}Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
-
-    def open_connections(self, key: str) -> int:
-        return self._open[key]
 
     def admit(self, peer: str | None) -> tuple[bool, str | None]:
         """Whether a connection from `peer` may be served, and the key it is counted
