@@ -153,15 +153,6 @@ async def _authenticate(
             CLOSE_UNAUTHENTICATED,
         )
         return None
-    if message.v != p.PROTOCOL_VERSION:
-        await _refuse_and_close(
-            ws,
-            "unsupported_version",
-            f"this server speaks protocol version {p.PROTOCOL_VERSION}, not {message.v}: "
-            "reload the page",
-            CLOSE_UNAUTHENTICATED,
-        )
-        return None
     try:
         claims = app[SIGNER_KEY].verify(message.token)
     except TokenError as exc:
