@@ -118,9 +118,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_cap(
     )
 
     async def from_(address: str) -> WsClient:
-        ws = await ws_session.ws_connect(
-            f"{server.url}/ws", headers={"X-Forwarded-For": address}
-        )
+        ws = await ws_session.ws_connect(f"{server.url}/ws", headers={"X-Forwarded-For": address})
         client = WsClient(ws)
         await authenticate(client, server, Role.ATTENDEE, f"at-{address}-{id(ws)}")
         return client
