@@ -391,6 +391,7 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
         link_host=_link_host(settings) if shared else None,
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
+        answer_timeout_s=settings.subscribe_answer_timeout_s,
     )
     app[_SOCKETS_KEY] = set()
     app[CAPS_KEY] = ConnectionCaps(
