@@ -50,6 +50,9 @@ AUTH_TIMEOUT_S = 5.0
 MAX_FRAME_BYTES = 1024 * 1024
 #: Messages waiting for a client that does not read; states are coalesced and not counted.
 MAX_PENDING_MESSAGES = 256
+#: States to one client are this far apart at least (the newest one is sent when the time
+#: comes): whatever anyone else does, a client receives at most ten states a second.
+STATE_INTERVAL_S = 0.1
 HEARTBEAT_S = 20.0
 
 #: Close codes (4000-4999 are the application's own).
@@ -71,8 +74,11 @@ CAPS_KEY = web.AppKey("connection_caps", ConnectionCaps)
 class Outbox:
     """What is waiting to be written to one WebSocket, and the task writing it.
 
-    States replace each other (only the newest matters to a client); other messages
-    keep their order. A client that lets `MAX_PENDING_MESSAGES` pile up is closed.
+    States replace each other (only the newest matters to a client), and follow each
+    other `STATE_INTERVAL_S` apart at least: however fast the event changes, or one client
+    makes it change, a client gets a bounded number of states. Other messages keep their
+    order and are not held back. A client that lets `MAX_PENDING_MESSAGES` pile up is
+    closed.
     """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
@@ -83,6 +89,7 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing: asyncio.Task[bool] | None = None
+        self._state_sent_at = -STATE_INTERVAL_S
         self._task = asyncio.get_running_loop().create_task(self._write())
 
     def send(self, message: p.WireMessage) -> None:
@@ -111,8 +118,17 @@ class Outbox:
                 if self._queue:
                     text = self._queue.popleft()
                 else:
+                    loop = asyncio.get_running_loop()
+                    wait = self._state_sent_at + STATE_INTERVAL_S - loop.time()
+                    if wait > 0:
+                        # Newer states replace this one meanwhile; other messages go first.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        self._wake.clear()
+                        continue
                     text, self._state = self._state, None
                     assert text is not None
+                    self._state_sent_at = loop.time()
                 if self.ws.closed:
                     return
                 try:
