@@ -51,8 +51,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 #: Messages waiting for a client that does not read; states are coalesced and not counted.
 MAX_PENDING_MESSAGES = 256
 #: States to one client are this far apart at least (the newest one is sent when the time
-#: comes): whatever anyone else does, a client receives at most ten states a second.
-STATE_INTERVAL_S = 0.1
+#: comes): whatever anyone else does, a client receives at most twenty states a second.
+STATE_INTERVAL_S = 0.05
 HEARTBEAT_S = 20.0
 
 #: Close codes (4000-4999 are the application's own).
@@ -84,7 +84,8 @@ class Outbox:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self._queue: deque[str] = deque()
-        self._state: str | None = None
+        # Kept as the model: only the state actually written is encoded.
+        self._state: p.State | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -95,10 +96,10 @@ class Outbox:
     def send(self, message: p.WireMessage) -> None:
         if self._task.done():
             return
-        text = p.encode(message)
         if isinstance(message, p.State):
-            self._state = text
+            self._state = message
         else:
+            text = p.encode(message)
             if len(self._queue) >= MAX_PENDING_MESSAGES:
                 self._task.cancel()
                 self._closing = asyncio.get_running_loop().create_task(
@@ -126,8 +127,9 @@ class Outbox:
                             await asyncio.wait_for(self._wake.wait(), wait)
                         self._wake.clear()
                         continue
-                    text, self._state = self._state, None
-                    assert text is not None
+                    state, self._state = self._state, None
+                    assert state is not None
+                    text = p.encode(state)
                     self._state_sent_at = loop.time()
                 if self.ws.closed:
                     return
