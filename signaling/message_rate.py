@@ -93,14 +93,23 @@ class MessageRate:
             self.refused += 1
         return verdict
 
-    def refusal(self, message_type: str | None) -> str:
-        """The sentence for the frame `take` just refused."""
+    def limit(self, message_type: str | None) -> str:
+        """The allowance the last refused frame exceeded, in words."""
         allowance = self.exceeded
-        wait = max((1 - allowance.tokens) / allowance.per_s, 0.0)
         if allowance is self.media:
-            what = f"{message_type} opens a media connection: at most {allowance.burst:.0f}"
-            pace = f"then one every {1 / allowance.per_s:.0f} s"
-        else:
-            what = f"too many messages: at most {allowance.burst:.0f} at once"
-            pace = f"then {allowance.per_s:g} per second"
-        return f"{what}, {pace}; this one was not carried out, send it again in {wait:.1f} s"
+            return (
+                f"{message_type} opens a media connection: at most {allowance.burst:.0f}, "
+                f"then one every {1 / allowance.per_s:.0f} s"
+            )
+        return (
+            f"too many messages: at most {allowance.burst:.0f} at once, "
+            f"then {allowance.per_s:g} per second"
+        )
+
+    def refusal(self, message_type: str | None) -> str:
+        """The sentence for the frame `take` just refused (the connection goes on)."""
+        wait = max((1 - self.exceeded.tokens) / self.exceeded.per_s, 0.0)
+        return (
+            f"{self.limit(message_type)}; this one was not carried out, send it again in "
+            f"{wait:.1f} s"
+        )

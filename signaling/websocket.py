@@ -210,8 +210,8 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: Me
         sentence = rate.refusal(type_)
         if verdict is Verdict.CLOSE:
             sentence = (
-                f"{rate.refused} messages were sent past the limit: the connection is closed "
-                f"({sentence.split(';')[0]})"
+                f"{rate.refused} messages were sent past the limit ({rate.limit(type_)}): "
+                "the connection is closed"
             )
         ref = message.id if message is not None else refusal.ref if refusal else None
         client.send(p.Error(code="rate_limited", message=sentence, ref=ref))
