@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 #: Messages that open a peer connection in the streamer.
 MEDIA_TYPES = frozenset({"offer", "subscribe"})
-#: A page publishes or subscribes once, and again after a reload or a network change: ten
-#: at once and one every two seconds after that is more than any page needs.
+#: A page publishes or subscribes once, and again after a reload or a network change; while
+#: its media network is lost it tries anew every 1.5 to 3 s, for its publication and its
+#: subscription both: ten at once and one a second after that is more than any page needs.
 MEDIA_BURST = 10
-MEDIA_PER_S = 0.5
+MEDIA_PER_S = 1.0
 
 
 class Verdict(enum.Enum):
@@ -99,7 +100,7 @@ class MessageRate:
         if allowance is self.media:
             return (
                 f"{message_type} opens a media connection: at most {allowance.burst:.0f}, "
-                f"then one every {1 / allowance.per_s:.0f} s"
+                f"then {allowance.per_s:g} per second"
             )
         return (
             f"too many messages: at most {allowance.burst:.0f} at once, "

@@ -46,5 +46,5 @@ def test_media_messages_have_an_allowance_of_their_own() -> None:
     assert rate.take("offer") is Verdict.REFUSE
     assert "offer opens a media connection" in rate.refusal("offer")
     assert rate.take("ping") is Verdict.ACCEPT  # other messages go on
-    clock.now += 4.0  # one every 2 s: the refused one's debt, then one more
+    clock.now += 2.0  # one a second: the refused one's debt, then one more
     assert rate.take("subscribe") is Verdict.ACCEPT
