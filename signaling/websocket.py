@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -64,6 +65,10 @@ CLOSE_TOO_SLOW = 4429
 CLOSE_TOO_MANY_CONNECTIONS = 4409
 #: The client went on sending far past its message rate.
 CLOSE_RATE_LIMITED = 4420
+
+#: A command that fails logs its traceback at most this often per message type: a client
+#: repeating the message that fails must not fill the disk with copies of it.
+FAILURE_LOG_EVERY_S = 60.0
 
 LIVE_KEY = web.AppKey("live", LiveEvent)
 SFU_KEY = web.AppKey("sfu", Sfu)
@@ -148,6 +153,31 @@ class Outbox:
             await self._task
         if self._closing is not None:
             await asyncio.gather(self._closing, return_exceptions=True)
+
+
+class FailureLog:
+    """Tracebacks of failed commands, one per message type per `FAILURE_LOG_EVERY_S`; the
+    failures in between are counted and the next traceback says how many."""
+
+    def __init__(self) -> None:
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def failed(self, message_type: str) -> None:
+        """Call from the ``except`` block of the failure."""
+        now = time.monotonic()
+        logged_at = self._logged_at.get(message_type)
+        if logged_at is not None and now - logged_at < FAILURE_LOG_EVERY_S:
+            self._unlogged[message_type] = self._unlogged.get(message_type, 0) + 1
+            return
+        self._logged_at[message_type] = now
+        log.exception(
+            "command failed",
+            extra={"type": message_type, "unlogged": self._unlogged.pop(message_type, 0)},
+        )
+
+
+_failures = FailureLog()
 
 
 async def _refuse_and_close(ws: web.WebSocketResponse, code: str, message: str, close: int) -> None:
@@ -243,7 +273,7 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: Me
     except p.ProtocolError as exc:
         client.send(p.Error(code=exc.code, message=exc.message, ref=message.id))
     except Exception:
-        log.exception("command failed", extra={"type": message.type})
+        _failures.failed(message.type)
         client.send(
             p.Error(
                 code="internal",

@@ -111,3 +111,25 @@ async def test_lax_values_are_refused_by_name(connect):
         error = await client.error(ref)
         assert error["code"] == "invalid"
         assert "on:" in error["message"]
+
+
+async def test_a_command_failing_again_and_again_logs_one_traceback(
+    connect, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """A client repeating the message that makes the server fail gets ``internal`` each
+    time; the log gets one traceback a minute, not one per message."""
+    from signaling.live import commands
+
+    async def broken(live, client, message):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(commands.COMMANDS, "select_channel", broken)
+    monkeypatch.setattr(websocket, "_failures", websocket.FailureLog())
+    caplog.set_level(logging.INFO)
+    client = await connect(Role.ATTENDEE, subject="unlucky")
+    for _ in range(30):
+        ref = await client.send("select_channel", language="fr")
+        assert (await client.error(ref))["code"] == "internal"
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1
+    await client.alive()
