@@ -58,9 +58,3 @@ class ConnectionCaps:
         self._links[link] -= 1
         if self._links[link] <= 0:
             del self._links[link]
-
-    def connections_from(self, address: str) -> int:
-        return self._addresses[address]
-
-    def connections_of(self, claims: Claims) -> int:
-        return self._links[link_of(claims)]
