@@ -110,6 +110,8 @@ class Server:
         env.update(
             DRAGOMAN_SECRET=SECRET,
             DRAGOMAN_RTC_ADDRESSES="127.0.0.1",
+            # The whole audience comes from loopback: one address, thousands of listeners.
+            DRAGOMAN_WS_CONNECTIONS_PER_ADDRESS="1000000",
             PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -20,10 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictInt,
     TypeAdapter,
     ValidationError,
     model_serializer,
 )
+from pydantic_core import PydanticSerializationError
 
 from signaling.tokens import Role
 
@@ -34,6 +36,14 @@ PROTOCOL_VERSION = 1
 MAX_SDP_MESSAGE_BYTES = 64 * 1024
 #: Every other message is a handful of fields.
 MAX_MESSAGE_BYTES = 4 * 1024
+
+#: Client messages are flat objects; nothing honest nests deeper than this. Deeper JSON is
+#: refused before it is looked at (a few thousand brackets would exhaust the parser's
+#: recursion otherwise).
+MAX_NESTING = 8
+#: Numbers on the wire are ids and the protocol version: anything longer is not honest,
+#: and converting thousands of digits costs quadratic time.
+MAX_NUMBER_CHARS = 20
 
 #: The longest chat message, in characters: a note to a partner, not a document.
 CHAT_MAX_CHARS = 500
@@ -54,6 +64,9 @@ class WireMessage(BaseModel):
 
 
 class _ClientMessage(WireMessage):
+    # Strict: ``true`` is not 1 and ``"1"`` is not a number; pages send JSON's own types.
+    model_config = ConfigDict(strict=True)
+
     id: Ref | None = None
 
 
@@ -67,7 +80,8 @@ class _InterpreterMessage(_ClientMessage):
 
 class Auth(_ClientMessage):
     type: Literal["auth"]
-    v: int
+    #: Exactly the integer `PROTOCOL_VERSION` (``true``, ``1.0`` and ``"1"`` are refused).
+    v: StrictInt
     token: Annotated[str, Field(min_length=1, max_length=2048)]
 
 
@@ -298,9 +312,73 @@ def _ref_of(data: dict[str, Any]) -> str | int | None:
     ref = data.get("id")
     if isinstance(ref, bool):
         return None
-    if isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 64):
+    if isinstance(ref, int) and len(str(ref)) <= MAX_NUMBER_CHARS:
+        return ref
+    if isinstance(ref, str) and len(ref) <= 64 and _is_text(ref):
         return ref
     return None
+
+
+def _is_text(value: str) -> bool:
+    """False for a string holding a lone surrogate (``"\\ud800"`` in JSON): it is no
+    Unicode text, cannot be written as UTF-8, and would break the reply that echoes it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _Unacceptable(ValueError):
+    """JSON that parses, or would, but that no honest client sends (the sentence says why)."""
+
+
+def _refuse_long_number(text: str) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Unacceptable(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _refuse_long_float(text: str) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Unacceptable(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return float(text)
+
+
+def _refuse_constant(text: str) -> Any:
+    raise _Unacceptable(f"{text} is not a JSON number")
+
+
+def _load_json(raw: str) -> Any:
+    """The JSON value of a frame; `ValueError` for what is not JSON, `_Unacceptable` for
+    JSON that is not plain, shallow and encodable."""
+    try:
+        data = json.loads(
+            raw,
+            parse_int=_refuse_long_number,
+            parse_float=_refuse_long_float,
+            parse_constant=_refuse_constant,
+        )
+    except RecursionError:
+        raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels") from None
+    # Iteratively, so that checking a deep value cannot itself run out of stack.
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            if depth > MAX_NESTING:
+                raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels")
+            for key, item in value.items():
+                if not _is_text(key):
+                    raise _Unacceptable("a key holds a lone surrogate (\\ud800-\\udfff), not text")
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_NESTING:
+                raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels")
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and not _is_text(value):
+            raise _Unacceptable("a string holds a lone surrogate (\\ud800-\\udfff), not text")
+    return data
 
 
 def _describe_validation(type_: str, exc: ValidationError) -> str:
@@ -321,10 +399,12 @@ def parse_client_message(raw: str | bytes) -> Any:
         raise ProtocolError("malformed", "messages are JSON text frames, not binary frames")
     size = len(raw.encode("utf-8", "surrogatepass"))
     try:
-        data = json.loads(raw)
+        data = _load_json(raw)
     except ValueError as exc:
         if size > MAX_SDP_MESSAGE_BYTES:
             data = None  # too large says more than malformed
+        elif isinstance(exc, _Unacceptable):
+            raise ProtocolError("malformed", f"the message is refused: {exc}") from None
         else:
             raise ProtocolError("malformed", f"the message is not valid JSON ({exc})") from None
     if size > MAX_SDP_MESSAGE_BYTES:
@@ -350,6 +430,18 @@ def parse_client_message(raw: str | bytes) -> Any:
             f"{type_} message of {size} bytes refused: the limit is {MAX_MESSAGE_BYTES}",
             ref,
         )
+    if type_ == "auth":
+        version = data.get("v")
+        if "v" in data and (type(version) is not int or version != PROTOCOL_VERSION):
+            shown = json.dumps(version)[:24]
+            if type(version) is not int:
+                shown += f" (a version is the integer {PROTOCOL_VERSION})"
+            raise ProtocolError(
+                "unsupported_version",
+                f"this server speaks protocol version {PROTOCOL_VERSION}, not {shown}: "
+                "reload the page",
+                ref,
+            )
     try:
         return _CLIENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -647,5 +739,26 @@ ServerMessage = Annotated[
 
 
 def encode(message: WireMessage) -> str:
-    """A server message as the JSON text of one frame."""
-    return message.model_dump_json()
+    """A server message as the JSON text of one frame.
+
+    Never fails: a string that cannot be written as UTF-8 (a lone surrogate that came in
+    with a client's message) is written with U+FFFD in its place, so the reply that
+    echoes it still goes out.
+    """
+    try:
+        return message.model_dump_json()
+    except PydanticSerializationError:
+        data = _replace_surrogates(message.model_dump(mode="python"))
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        if _is_text(value):
+            return value
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_replace_surrogates(item) for item in value]
+    return value

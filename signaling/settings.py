@@ -167,6 +167,20 @@ class Settings(BaseSettings):
     #: next is answered 503 and closed. Behind trusted proxies, the concurrent requests
     #: (WebSockets included) of one forwarded address.
     http_connections_per_address: int = Field(default=256, ge=1)
+    # --- the WebSocket's limits (signaling/websocket.py, docs/protocol.md) -----------------
+    #: Open ``/ws`` connections one link may hold on a node (the same attendee link in
+    #: several tabs; a reload briefly holds two).
+    ws_connections_per_link: int = Field(default=5, ge=1)
+    #: Open ``/ws`` connections per client address on a node, authenticated or not. A
+    #: group watching from behind one address (an office, a campus) needs one each.
+    ws_connections_per_address: int = Field(default=100, ge=1)
+    #: Messages per second one connection may send, sustained, and at once (burst).
+    ws_messages_per_s: float = Field(default=20.0, gt=0)
+    ws_message_burst: int = Field(default=40, ge=1)
+    #: Seconds a subscription offer waits for the page's answer before it is withdrawn
+    #: and its sockets freed.
+    subscribe_answer_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    # --- end of the WebSocket's limits ------------------------------------------------
 
     @field_validator("ice_servers", mode="before")
     @classmethod

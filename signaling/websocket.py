@@ -3,8 +3,12 @@
 A connection must authenticate first (``auth`` with the protocol version and the token,
 within `AUTH_TIMEOUT_S`); anything else, a bad token or a link for a booth or speaker the
 program does not have, gets an ``error`` and the connection is closed. After that every
-frame is parsed, checked against the sender's role, and handed to the `LiveEvent`; a
-refused frame gets an ``error`` and the connection goes on.
+frame is counted against the connection's `MessageRate`, parsed, checked against the
+sender's role, and handed to the `LiveEvent`; a refused frame gets an ``error`` and the
+connection goes on, unless it keeps on sending past its rate.
+
+No client address and no link holds more than its share of the node's connections
+(`ConnectionCaps`): one more gets ``too_many_connections`` and is closed.
 
 `install_live(app)` is the application extension that adds all this to a node: the
 streamer, the live event service and the route (see `signaling.app.create_app`).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -23,9 +28,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from signaling import protocol as p
 from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
+from signaling.client_address import client_address
+from signaling.connection_caps import ConnectionCaps
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LiveBus, LocalBus
 from signaling.live.redis_bus import RedisBus
+from signaling.message_rate import MessageRate, Verdict
 from signaling.metrics import Readings
 from signaling.origins import check_origin
 from signaling.secret import load_or_create_secret
@@ -43,6 +51,9 @@ AUTH_TIMEOUT_S = 5.0
 MAX_FRAME_BYTES = 1024 * 1024
 #: Messages waiting for a client that does not read; states are coalesced and not counted.
 MAX_PENDING_MESSAGES = 256
+#: States to one client are this far apart at least (the newest one is sent when the time
+#: comes): whatever anyone else does, a client receives at most twenty states a second.
+STATE_INTERVAL_S = 0.05
 HEARTBEAT_S = 20.0
 
 #: Close codes (4000-4999 are the application's own).
@@ -50,36 +61,50 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_OUT_OF_SCOPE = 4403
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_SLOW = 4429
+#: Too many connections of this link, or from this address, are open on the node.
+CLOSE_TOO_MANY_CONNECTIONS = 4409
+#: The client went on sending far past its message rate.
+CLOSE_RATE_LIMITED = 4420
+
+#: A command that fails logs its traceback at most this often per message type: a client
+#: repeating the message that fails must not fill the disk with copies of it.
+FAILURE_LOG_EVERY_S = 60.0
 
 LIVE_KEY = web.AppKey("live", LiveEvent)
 SFU_KEY = web.AppKey("sfu", Sfu)
 _SOCKETS_KEY = web.AppKey("live_sockets", set)
+CAPS_KEY = web.AppKey("connection_caps", ConnectionCaps)
 
 
 class Outbox:
     """What is waiting to be written to one WebSocket, and the task writing it.
 
-    States replace each other (only the newest matters to a client); other messages
-    keep their order. A client that lets `MAX_PENDING_MESSAGES` pile up is closed.
+    States replace each other (only the newest matters to a client), and follow each
+    other `STATE_INTERVAL_S` apart at least: however fast the event changes, or one client
+    makes it change, a client gets a bounded number of states. Other messages keep their
+    order and are not held back. A client that lets `MAX_PENDING_MESSAGES` pile up is
+    closed.
     """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self._queue: deque[str] = deque()
-        self._state: str | None = None
+        # Kept as the model: only the state actually written is encoded.
+        self._state: p.State | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing: asyncio.Task[bool] | None = None
+        self._state_sent_at = -STATE_INTERVAL_S
         self._task = asyncio.get_running_loop().create_task(self._write())
 
     def send(self, message: p.WireMessage) -> None:
         if self._task.done():
             return
-        text = p.encode(message)
         if isinstance(message, p.State):
-            self._state = text
+            self._state = message
         else:
+            text = p.encode(message)
             if len(self._queue) >= MAX_PENDING_MESSAGES:
                 self._task.cancel()
                 self._closing = asyncio.get_running_loop().create_task(
@@ -99,8 +124,18 @@ class Outbox:
                 if self._queue:
                     text = self._queue.popleft()
                 else:
-                    text, self._state = self._state, None
-                    assert text is not None
+                    loop = asyncio.get_running_loop()
+                    wait = self._state_sent_at + STATE_INTERVAL_S - loop.time()
+                    if wait > 0:
+                        # Newer states replace this one meanwhile; other messages go first.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        self._wake.clear()
+                        continue
+                    state, self._state = self._state, None
+                    assert state is not None
+                    text = p.encode(state)
+                    self._state_sent_at = loop.time()
                 if self.ws.closed:
                     return
                 try:
@@ -118,6 +153,31 @@ class Outbox:
             await self._task
         if self._closing is not None:
             await asyncio.gather(self._closing, return_exceptions=True)
+
+
+class FailureLog:
+    """Tracebacks of failed commands, one per message type per `FAILURE_LOG_EVERY_S`; the
+    failures in between are counted and the next traceback says how many."""
+
+    def __init__(self) -> None:
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
+
+    def failed(self, message_type: str) -> None:
+        """Call from the ``except`` block of the failure."""
+        now = time.monotonic()
+        logged_at = self._logged_at.get(message_type)
+        if logged_at is not None and now - logged_at < FAILURE_LOG_EVERY_S:
+            self._unlogged[message_type] = self._unlogged.get(message_type, 0) + 1
+            return
+        self._logged_at[message_type] = now
+        log.exception(
+            "command failed",
+            extra={"type": message_type, "unlogged": self._unlogged.pop(message_type, 0)},
+        )
+
+
+_failures = FailureLog()
 
 
 async def _refuse_and_close(ws: web.WebSocketResponse, code: str, message: str, close: int) -> None:
@@ -153,15 +213,6 @@ async def _authenticate(
             CLOSE_UNAUTHENTICATED,
         )
         return None
-    if message.v != p.PROTOCOL_VERSION:
-        await _refuse_and_close(
-            ws,
-            "unsupported_version",
-            f"this server speaks protocol version {p.PROTOCOL_VERSION}, not {message.v}: "
-            "reload the page",
-            CLOSE_UNAUTHENTICATED,
-        )
-        return None
     try:
         claims = app[SIGNER_KEY].verify(message.token)
     except TokenError as exc:
@@ -174,12 +225,31 @@ async def _authenticate(
     return claims
 
 
-async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
+async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: MessageRate) -> bool:
+    """Carry out (or refuse) one frame; False when the client is to be closed for its rate."""
+    refusal: p.ProtocolError | None = None
+    message = None
     try:
         message = p.parse_client_message(data)
     except p.ProtocolError as exc:
-        client.send(p.Error(code=exc.code, message=exc.message, ref=exc.ref))
-        return
+        refusal = exc
+    # Refused frames count too: refusing them costs the server as well.
+    type_ = message.type if message is not None else None
+    verdict = rate.take(type_)
+    if verdict is not Verdict.ACCEPT:
+        sentence = rate.refusal(type_)
+        if verdict is Verdict.CLOSE:
+            sentence = (
+                f"{rate.refused} messages were sent past the limit ({rate.limit(type_)}): "
+                "the connection is closed"
+            )
+        ref = message.id if message is not None else refusal.ref if refusal else None
+        client.send(p.Error(code="rate_limited", message=sentence, ref=ref))
+        return verdict is Verdict.REFUSE
+    if refusal is not None:
+        client.send(p.Error(code=refusal.code, message=refusal.message, ref=refusal.ref))
+        return True
+    assert message is not None
     if isinstance(message, p.Auth):
         client.send(
             p.Error(
@@ -188,7 +258,7 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
                 ref=message.id,
             )
         )
-        return
+        return True
     if client.role not in p.ALLOWED_ROLES[message.type]:
         client.send(
             p.Error(
@@ -197,13 +267,13 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
                 ref=message.id,
             )
         )
-        return
+        return True
     try:
         await live.handle(client, message)
     except p.ProtocolError as exc:
         client.send(p.Error(code=exc.code, message=exc.message, ref=message.id))
     except Exception:
-        log.exception("command failed", extra={"type": message.type})
+        _failures.failed(message.type)
         client.send(
             p.Error(
                 code="internal",
@@ -211,6 +281,7 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes) -> None:
                 ref=message.id,
             )
         )
+    return True
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -218,30 +289,72 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     # Before the upgrade: a refused page gets a plain 403 that says why.
     check_origin(request, app[SETTINGS_KEY])
     live = app[LIVE_KEY]
+    caps = app[CAPS_KEY]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
+    # After the upgrade, so that a page can read why (a refused upgrade is a bare error).
+    address = client_address(request)
+    if not caps.admit_address(address):
+        await _refuse_and_close(
+            ws,
+            "too_many_connections",
+            f"{caps.per_address} connections from your address are open on this server "
+            "already: close some of them, or try again later",
+            CLOSE_TOO_MANY_CONNECTIONS,
+        )
+        return ws
     sockets = app[_SOCKETS_KEY]
     sockets.add(ws)
     try:
         claims = await _authenticate(ws, app, live)
         if claims is None:
             return ws
-        outbox = Outbox(ws)
-        client = Client(claims=claims, send=outbox.send)
+        if not caps.admit_link(claims):
+            await _refuse_and_close(
+                ws,
+                "too_many_connections",
+                f"this link is open in {caps.per_link} pages on this server already: close "
+                "one of them first",
+                CLOSE_TOO_MANY_CONNECTIONS,
+            )
+            return ws
         try:
-            await live.join(client)
-            log.info("client joined", extra={"role": claims.role.value})
-            async for frame in ws:
-                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await _dispatch(live, client, frame.data)
-                elif frame.type == WSMsgType.ERROR:
-                    break
+            await _serve(ws, live, claims, app[SETTINGS_KEY])
         finally:
-            await live.leave(client)
-            await outbox.flush_and_close()
+            caps.release_link(claims)
     finally:
         sockets.discard(ws)
+        caps.release_address(address)
     return ws
+
+
+async def _serve(
+    ws: web.WebSocketResponse, live: LiveEvent, claims: Claims, settings: Settings
+) -> None:
+    """An authenticated connection, from its welcome to its close."""
+    outbox = Outbox(ws)
+    client = Client(claims=claims, send=outbox.send)
+    rate = MessageRate(settings.ws_messages_per_s, settings.ws_message_burst)
+    flooded = False
+    try:
+        await live.join(client)
+        log.info("client joined", extra={"role": claims.role.value})
+        async for frame in ws:
+            if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if not await _dispatch(live, client, frame.data, rate):
+                    flooded = True
+                    break
+            elif frame.type == WSMsgType.ERROR:
+                break
+    finally:
+        await live.leave(client)
+        await outbox.flush_and_close()
+    if flooded:
+        log.warning(
+            "closed a client that kept sending past its rate",
+            extra={"role": claims.role.value, "refused": rate.refused},
+        )
+        await ws.close(code=CLOSE_RATE_LIMITED, message=b"rate_limited")
 
 
 async def _live_context(app: web.Application) -> AsyncIterator[None]:
@@ -326,8 +439,13 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
         link_host=_link_host(settings) if shared else None,
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
+        answer_timeout_s=settings.subscribe_answer_timeout_s,
     )
     app[_SOCKETS_KEY] = set()
+    app[CAPS_KEY] = ConnectionCaps(
+        per_address=settings.ws_connections_per_address,
+        per_link=settings.ws_connections_per_link,
+    )
     app.cleanup_ctx.append(_live_context)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)

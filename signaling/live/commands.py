@@ -30,6 +30,7 @@ from signaling.live.replica import Change
 from signaling.routing_rule import FLOOR
 from signaling.tokens import Role
 from streamer.errors import PortRangeExhausted, StreamerError
+from streamer.negotiation import check_publisher_offer
 
 if TYPE_CHECKING:
     from signaling.live.event import LiveEvent
@@ -100,15 +101,21 @@ async def subscribe(live: LiveEvent, client: Client, message: p.Subscribe) -> No
             ],
         )
     )
+    live.expect_answer(client, message.id)
 
 
 async def answer(live: LiveEvent, client: Client, message: p.Answer) -> None:
-    if client.subscriber_id is None:
+    subscriber_id = client.subscriber_id
+    if subscriber_id is None:
         raise refuse("no_offer", "there is no offer to answer: send subscribe first")
     try:
-        await live.sfu.accept_answer(client.subscriber_id, message.sdp)
+        await live.sfu.accept_answer(subscriber_id, message.sdp)
     except StreamerError as exc:
         raise refuse("bad_sdp", f"the answer could not be used: {exc}") from None
+    if client.subscriber_id != subscriber_id:
+        # Withdrawn (it expired) or replaced while the answer was being applied.
+        raise refuse("offer_expired", "this offer was withdrawn: send subscribe again")
+    live.answered(client)
     client.subscribed = True
     if client.role is Role.ATTENDEE:
         live.audience.listening(client, live.choice(client).channel)
@@ -116,6 +123,34 @@ async def answer(live: LiveEvent, client: Client, message: p.Answer) -> None:
 
 
 # --- publishers ----------------------------------------------------------------------
+
+
+def _media_allowed(live: LiveEvent, client: Client) -> tuple[set[str], str]:
+    """The kinds of media this publisher may send, and who he is, for the refusal."""
+    booth = client.claims.booth
+    if client.role is Role.SPEAKER:
+        return {"audio", "video"}, "a speaker"
+    if booth in live.plan.sign_booths:
+        # His camera feeds the booth's video; a microphone is kept for his partner.
+        return {"audio", "video"}, "the interpreter of a sign-language booth"
+    return {"audio"}, "an interpreter of a spoken-language booth"
+
+
+def _check_media_kinds(live: LiveEvent, client: Client, sdp: str) -> None:
+    """Refuse an offer carrying media the sender's role does not publish (an interpreter
+    with a camera would otherwise hold a video source nothing may carry)."""
+    try:
+        kinds = check_publisher_offer(sdp)
+    except StreamerError as exc:
+        raise refuse("bad_sdp", f"the offer could not be used: {exc}") from None
+    allowed, who = _media_allowed(live, client)
+    extra = [kind for kind in kinds if kind not in allowed]
+    if extra:
+        raise refuse(
+            "media_not_allowed",
+            f"the offer sends {' and '.join(extra)}, which {who} does not publish: "
+            f"send {' and '.join(sorted(allowed))} only",
+        )
 
 
 async def publish(live: LiveEvent, client: Client, message: p.Offer) -> None:
@@ -127,6 +162,7 @@ async def publish(live: LiveEvent, client: Client, message: p.Offer) -> None:
         _own_booth(live, client, message)
         assert claims.booth is not None
         publisher_id = interpreter_publisher(claims.booth, claims.subject)
+    _check_media_kinds(live, client, message.sdp)
     # A reconnecting publisher replaces its previous connection: the newest one wins
     # (the streamer replaces a peer published again under the same id).
     live.cancel_release(publisher_id)

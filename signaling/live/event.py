@@ -54,6 +54,9 @@ PUBLISHER_GRACE_S = 10.0
 PUSH_COALESCE_S = 0.02
 #: Listener counts change with every attendee: everyone else hears of them at most this often.
 LISTENERS_EVERY_S = 1.0
+#: How long a subscription offer waits for its answer before it is withdrawn: a page
+#: answers within milliseconds; an offer nobody answers holds sockets and tasks.
+SUBSCRIBE_ANSWER_TIMEOUT_S = 15.0
 
 
 class MediaPlane(Protocol):
@@ -99,6 +102,7 @@ class LiveEvent:
         monitor_interval: float = MONITOR_INTERVAL_S,
         stalled_after: float = STALLED_AFTER_S,
         thresholds: Thresholds | None = None,
+        answer_timeout_s: float = SUBSCRIBE_ANSWER_TIMEOUT_S,
     ) -> None:
         self.event = event
         self.store = store
@@ -112,6 +116,7 @@ class LiveEvent:
         self.clock = clock
         self.ice_servers = ice_servers or PageIceServers()
         self.publisher_grace_s = publisher_grace_s
+        self.answer_timeout_s = answer_timeout_s
         self.replica = LiveReplica(event, take_over_after)
         self.clients: set[Client] = set()
         self.audience = Audience([p.ORIGINAL, *event.language_codes])
@@ -128,6 +133,8 @@ class LiveEvent:
         )
         self.views = Views(self)
         self._releases: dict[str, asyncio.Task[None]] = {}
+        #: Per client with a subscription offer not answered yet: the task withdrawing it.
+        self._answer_waits: dict[Client, asyncio.Task[None]] = {}
         self._save_lock = asyncio.Lock()
         self._push_task: asyncio.Task[None] | None = None
         self._listeners_task: asyncio.Task[None] | None = None
@@ -194,6 +201,7 @@ class LiveEvent:
             self._monitor_task,
             self._heartbeat_task,
             *self._releases.values(),
+            *self._answer_waits.values(),
         ]
         for task in tasks:
             if task is not None:
@@ -207,6 +215,7 @@ class LiveEvent:
         self._push_task = self._listeners_task = self._wake_task = None
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
+        self._answer_waits.clear()
         await self.bus.stop()
 
     # --- the shared state -------------------------------------------------------------
@@ -441,7 +450,39 @@ class LiveEvent:
     def publisher_in_use(self, publisher_id: str) -> bool:
         return any(c.publisher_id == publisher_id for c in self.clients)
 
+    def expect_answer(self, client: Client, ref: str | int | None) -> None:
+        """The client was sent a subscription offer: withdraw it unless answered in time."""
+        self.answered(client)
+        subscriber_id = client.subscriber_id
+        self._answer_waits[client] = asyncio.get_running_loop().create_task(
+            self._withdraw_unanswered(client, subscriber_id, ref)
+        )
+
+    def answered(self, client: Client) -> None:
+        """The client's offer needs no withdrawing any more (answered, or closed)."""
+        task = self._answer_waits.pop(client, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _withdraw_unanswered(
+        self, client: Client, subscriber_id: str | None, ref: str | int | None
+    ) -> None:
+        await asyncio.sleep(self.answer_timeout_s)
+        self._answer_waits.pop(client, None)
+        if client.subscriber_id != subscriber_id or client.subscribed:
+            return
+        await self.close_subscriber(client)
+        client.send(
+            p.Error(
+                code="offer_expired",
+                message=f"the subscription offer was not answered within "
+                f"{self.answer_timeout_s:g} s and is withdrawn: send subscribe again",
+                ref=ref,
+            )
+        )
+
     async def close_subscriber(self, client: Client) -> None:
+        self.answered(client)
         subscriber_id, client.subscriber_id = client.subscriber_id, None
         was_listening, client.subscribed = client.subscribed, False
         client.slots, client.paused = {}, {}
