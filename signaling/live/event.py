@@ -9,7 +9,9 @@ It owns the node's part of the event and wires the rooms of this package togethe
 - the media plan (`media_plan`): after every change, the routing rule's result pointed
   at this node's sources;
 - the media watch (`media_watch`): failover and alarms from what this node receives;
-- the views (`views`): the state pushed to each client, per role, coalesced.
+- the views (`views`): the state pushed to each client, per role, coalesced;
+- the staff links (`staff_links`): revoked ones refused and their connections closed;
+- the seats (`seats`): one page per speaker and interpreter, no silent swap.
 
 The durable part of the state is written to the store by the node that made the change,
 so a restart restores who was on air.
@@ -35,6 +37,8 @@ from signaling.live.media_plan import MediaPlan
 from signaling.live.media_watch import MONITOR_INTERVAL_S, MediaWatch
 from signaling.live.presence import HEARTBEAT_S, NodePresence
 from signaling.live.replica import Change, LiveReplica
+from signaling.live.seats import Seats
+from signaling.live.staff_links import StaffLinks
 from signaling.live.views import Views
 from signaling.program import Event
 from signaling.store import Store, StoreError
@@ -127,6 +131,8 @@ class LiveEvent:
             thresholds=thresholds or Thresholds(),
         )
         self.views = Views(self)
+        self.links = StaffLinks(self)
+        self.seats = Seats(self)
         self._releases: dict[str, asyncio.Task[None]] = {}
         self._save_lock = asyncio.Lock()
         self._push_task: asyncio.Task[None] | None = None
@@ -172,6 +178,7 @@ class LiveEvent:
             self.link = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         await self.bus.start(self.replica, self._on_change, self._on_presence)
         self._started = True
+        self.links.start()
         self.plan.apply()
         # The first states already say whether the speaker restored on air is sending.
         self.watch.update_alarms(self.sfu.activity(), self.clock())
@@ -207,6 +214,7 @@ class LiveEvent:
         self._push_task = self._listeners_task = self._wake_task = None
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
+        await self.links.stop()
         await self.bus.stop()
 
     # --- the shared state -------------------------------------------------------------
@@ -228,6 +236,9 @@ class LiveEvent:
     def _on_change(self, change: Change, durable: bool) -> None:
         if change.op == "chat":
             self._deliver_chat(ChatEntry(**change.args["entry"]))
+            return
+        if change.op == "revoke":
+            self.links.revoked(str(change.args["invitation"]))
             return
         self.changed()
 
@@ -356,6 +367,8 @@ class LiveEvent:
             )
         )
         client.send(self.views.state_for(client, self.views.common_state()))
+        if claims.role is Role.MODERATOR and self.seats.claims:
+            client.send(self.seats.view())
         await self._send_chat_history(client)
         # Nothing else changed for anyone: an interpreter's arrival was a change of its own
         # (above), a publisher's media is when it arrives (`source_added`).
@@ -371,7 +384,13 @@ class LiveEvent:
             await self.close_subscriber(client)
         if client.publisher_id is not None:
             publisher_id, client.publisher_id = client.publisher_id, None
-            self.release_later(publisher_id)
+            if client.revoked and not self.publisher_in_use(publisher_id):
+                # A revoked link's media goes now: no grace for a page that may come back.
+                self.cancel_release(publisher_id)
+                await self.quietly(self.sfu.close_publisher(publisher_id))
+                self.changed()
+            else:
+                self.release_later(publisher_id)
         if claims.role is Role.INTERPRETER and claims.booth is not None:
             try:
                 await self.publish(
