@@ -44,9 +44,11 @@ async def closed_with(client: WsClient, code: str, within: float = 10.0) -> None
             if message["type"] == "error":
                 assert message["code"] == code, message
                 break
-        while (await client.ws.receive()).type == aiohttp.WSMsgType.TEXT:
-            pass
-    assert client.ws.close_code == CLOSE_SEAT
+        frame = await client.ws.receive()
+        while frame.type == aiohttp.WSMsgType.TEXT:
+            frame = await client.ws.receive()
+    assert frame.type == aiohttp.WSMsgType.CLOSE, frame
+    assert frame.data == CLOSE_SEAT, frame
 
 
 def speaker_link(server: RunningServer) -> str:
