@@ -173,7 +173,7 @@ async def test_the_seat_and_links_fit_a_phone_and_a_laptop(
     await newcomer.locator("#seat button").click()
     await expect(holder.locator("#seat .seat-allow")).to_be_visible()
     await expect(studio.locator(".seat-claim button")).to_have_count(2)
-    await studio.locator("#links li[data-link] button").first.click()
+    await studio.locator("#links li", has_text="ru-fr").locator("button").click()
     await expect(studio.locator(".link-confirm")).to_be_visible()
 
     pages = (("studio", studio), ("stage-asked", holder), ("stage-waiting", newcomer))
