@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -13,10 +14,12 @@ import pytest
 
 from signaling.invitations import Invitation
 from signaling.live.clients import CLOSE_REVOKED
+from signaling.live.event import PUBLISHER_GRACE_S
 from signaling.tokens import Role
 from tests.support.server import RunningServer, dragoman, dragoman_env
 
 from .conftest import WsClient
+from .media_peers import RUSSIAN_SPEAKER, ToneTrack, publish
 
 #: The node polls the store every second for revocations made by another process.
 CLOSED_WITHIN_S = 8.0
@@ -247,3 +250,36 @@ async def test_only_the_moderator_sees_or_revokes_links(connect, message) -> Non
     fields = {k: v for k, v in message.items() if k != "type"}
     ref = await speaker.send(message["type"], **fields)
     assert (await speaker.error(ref))["code"] == "forbidden"
+
+
+async def test_a_revoked_speaker_is_cut_at_once_not_after_the_grace_of_a_blink(
+    live_server: RunningServer, open_ws, connect, peers
+) -> None:
+    token, invitation = await add_invitation(
+        live_server, id="tokovini", role=Role.SPEAKER, subject=RUSSIAN_SPEAKER,
+        speaker=RUSSIAN_SPEAKER,
+    )  # fmt: skip
+    speaker = await welcomed(open_ws, live_server, token)
+    peers.append(await publish(speaker, ToneTrack(1000.0)))
+    studio = await connect(Role.MODERATOR, subject="marie")
+    await studio.state_where(lambda s: RUSSIAN_SPEAKER in s["publishers"]["speakers"])
+
+    started = time.monotonic()
+    await studio.send("revoke_link", link=invitation)
+    await studio.state_where(lambda s: RUSSIAN_SPEAKER not in s["publishers"]["speakers"])
+    # A page that blinked keeps its media for PUBLISHER_GRACE_S; a revoked one does not.
+    assert time.monotonic() - started < PUBLISHER_GRACE_S / 2
+
+
+async def test_a_revoked_studio_link_opens_no_recordings(start_server) -> None:
+    server = await start_server()
+    token, invitation = await add_invitation(
+        server, id="studiolk", role=Role.MODERATOR, subject="marie"
+    )
+    async with aiohttp.ClientSession() as http:
+        before = await http.get(f"{server.url}/api/recordings", params={"token": token})
+        assert before.status == 200
+        await server.store.revoke_invitation(invitation)
+        after = await http.get(f"{server.url}/api/recordings", params={"token": token})
+        assert after.status == 401
+        assert (await after.json())["error"]["code"] == "token_revoked"
