@@ -353,6 +353,7 @@ class LiveEvent:
                 channel=await self._default_channel(claims)
             )
         self.clients.add(client)
+        self.seats.joined(client)
         self.audience.joined(client)
         if claims.role is Role.INTERPRETER and claims.booth is not None:
             await self.publish(Change("connect", {"booth": claims.booth, "who": claims.subject}))
@@ -379,6 +380,7 @@ class LiveEvent:
             return
         self.clients.discard(client)
         self.audience.left(client)
+        self.seats.left(client)
         claims = client.claims
         if client.subscriber_id is not None:
             await self.close_subscriber(client)

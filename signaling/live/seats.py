@@ -17,7 +17,8 @@ connection of this node holds:
    ``answer_claim`` decides: allowed, the holder is closed with `CLOSE_SEAT` and
    ``displaced`` (its page says another page took over) and the newcomer is welcomed;
    refused, or no answer within `CLAIM_WAIT_S`, the newcomer is closed with
-   ``claim_refused`` or ``claim_expired``.
+   ``claim_refused`` or ``claim_expired``. A holder that leaves meanwhile leaves the seat
+   to the newcomer.
 
 Moderator links have no seat: several studios may be open at once. Seats are a node's
 business: two pages of one link on two nodes are not seen by each other (docs/protocol.md).
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 SEAT_CHECK_S = 3.0
 #: How long a request to take over waits for the holder or the moderator.
 CLAIM_WAIT_S = 60.0
+#: A seat given to a newcomer is his for this long before he has joined (he may be gone).
+RESERVED_S = 5.0
 
 Seat = tuple[str, ...]
 
@@ -101,6 +104,9 @@ class Seats:
         self.wait_s = wait_s
         self.claims: dict[str, Claim] = {}
         self._checks: dict[str, tuple[Client, asyncio.Future[None]]] = {}
+        #: Seats given to a newcomer who has not joined yet, and since when: two
+        #: newcomers let in at once must not both sit down.
+        self._reserved: dict[Seat, float] = {}
 
     def holder(self, claims: Claims) -> Client | None:
         """The connection of this node holding the seat of ``claims``, if any."""
@@ -111,6 +117,11 @@ class Seats:
             if not client.closing and seat_of(client.claims) == seat:
                 return client
         return None
+
+    def free(self, claims: Claims) -> bool:
+        """Nobody holds the seat of ``claims`` and nobody was just given it: joining now
+        needs no questions (the join follows without a pause, so nobody slips in)."""
+        return self.holder(claims) is None and not self._is_reserved(claims)
 
     async def admit(
         self,
@@ -126,13 +137,13 @@ class Seats:
         """
         holder = self.holder(claims)
         if holder is None:
-            return None
+            return self._reserve(claims)
         if not await self._still_there(holder):
             log.info("a seat's page did not answer; the new page takes it")
             self._displace(holder)
-            return None
+            return self._reserve(claims)
         if holder.closing or holder not in self.live.clients:
-            return None  # it left while answering
+            return self._reserve(claims)  # it left while answering
         if not claim:
             return SeatRefusal(
                 "seat_taken",
@@ -168,10 +179,37 @@ class Seats:
             return SeatRefusal(
                 "claim_refused", "the page holding this link (or the moderator) kept it"
             )
-        if not holder.closing and holder in self.live.clients:
+        current = self.holder(claims)
+        if (current is not None and current is not holder) or self._is_reserved(claims):
+            # Another newcomer was let in meanwhile: this request was about a page that
+            # no longer holds the seat.
+            return SeatRefusal("seat_taken", "another page took this link over meanwhile")
+        if current is not None:
             self._displace(holder)
         log.info("a page took over a seat with its holder's or the moderator's agreement")
+        return self._reserve(claims)
+
+    def _is_reserved(self, claims: Claims) -> bool:
+        seat = seat_of(claims)
+        since = self._reserved.get(seat) if seat is not None else None
+        return since is not None and self.live.clock() - since < RESERVED_S
+
+    def _reserve(self, claims: Claims) -> SeatRefusal | None:
+        """The seat is the newcomer's until he joins (`joined`), or refused: another
+        newcomer was given it a moment ago."""
+        seat = seat_of(claims)
+        if seat is None:
+            return None
+        if self._is_reserved(claims):
+            return SeatRefusal("seat_taken", "another page took this link over meanwhile")
+        self._reserved[seat] = self.live.clock()
         return None
+
+    def joined(self, client: Client) -> None:
+        """A newcomer sat down: his seat is no longer only reserved."""
+        seat = seat_of(client.claims)
+        if seat is not None:
+            self._reserved.pop(seat, None)
 
     async def _still_there(self, holder: Client) -> bool:
         check = secrets.token_hex(4)
@@ -197,12 +235,17 @@ class Seats:
     # --- answers ---------------------------------------------------------------------
 
     def here(self, client: Client, check: str) -> None:
-        """``seat_here``: a page answers a ``seat_check``."""
+        """``seat_here``: a page answers a ``seat_check`` (a late answer changes nothing
+        and is not an error the page should show)."""
         found = self._checks.get(check)
-        if found is None or found[0] is not client:
-            raise refuse("unknown_check", "there is no such seat check for this page")
-        if not found[1].done():
+        if found is not None and found[0] is client and not found[1].done():
             found[1].set_result(None)
+
+    def left(self, client: Client) -> None:
+        """A connection went: a request waiting on it is granted (nobody holds the seat)."""
+        for request in list(self.claims.values()):
+            if request.holder is client and not request.decided.done():
+                request.decided.set_result(True)
 
     def answer(self, client: Client, claim_id: str, allow: bool) -> None:
         """``answer_claim``: the seat's holder or a moderator decides a request."""
