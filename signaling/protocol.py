@@ -429,6 +429,8 @@ class Scope(WireMessage):
     subject: str
     booth: str | None = None
     speaker: str | None = None
+    #: The id of the staff link (``links``), when it is a recorded one.
+    invitation: str | None = None
 
 
 class IceServer(WireMessage):

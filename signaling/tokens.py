@@ -142,6 +142,8 @@ class TokenSigner:
             raise ValueError("a booth is given exactly for interpreter tokens")
         if (role is Role.SPEAKER) != (speaker is not None):
             raise ValueError("a speaker is given exactly for speaker tokens")
+        if role is Role.ATTENDEE and invitation is not None:
+            raise ValueError("attendee links are not invitations: their record is the registration")
         claims: dict[str, object] = {
             "v": _VERSION,
             "r": role.value,

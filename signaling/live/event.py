@@ -360,7 +360,12 @@ class LiveEvent:
         client.send(
             p.Welcome(
                 role=claims.role,
-                scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
+                scope=p.Scope(
+                    subject=claims.subject,
+                    booth=claims.booth,
+                    speaker=claims.speaker,
+                    invitation=claims.invitation,
+                ),
                 event=self.views.summary(),
                 # Tagged by role only: the TURN server's logs need not know who.
                 ice_servers=self.ice_servers.for_page(claims.role.value),

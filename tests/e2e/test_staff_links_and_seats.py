@@ -125,10 +125,15 @@ async def test_the_studio_revokes_a_link_after_a_confirmation(
     await invited(live_node, "stage", Role.SPEAKER, SPEAKER_ID, speaker=SPEAKER_ID)
     booth = await open_page(browser, booth_link)
     await connected(booth)
-    studio = await open_page(browser, live_node.link("studio", Role.MODERATOR, "mod"))
+    studio_link = await invited(live_node, "studio", Role.MODERATOR, "marie", name="Marie")
+    studio = await open_page(browser, studio_link)
 
     links = studio.get_by_role("list", name="Staff links")
     anna = "Interpreter, booth ru-fr: Anna Petrova"
+    # Its own link is marked, and not offered for revocation (it would close this page).
+    own = links.get_by_role("listitem").filter(has_text="Studio: Marie")
+    await expect(own).to_contain_text("(this studio)")
+    await expect(own.get_by_role("button")).to_have_count(0)
     await expect(links.get_by_role("listitem").filter(has_text=anna)).to_contain_text("valid until")
     await expect(links).to_contain_text(f"Speaker: {SPEAKER_NAME}")
     revoke = studio.get_by_role("button", name=f"Revoke the link of {anna}")

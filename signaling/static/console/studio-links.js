@@ -9,9 +9,10 @@ import { lang, t } from "/static/common/i18n.js";
 /**
  * @param {() => import("./connection.js").Connection|null} getConnection
  * @param {(speakerId: string) => string} speakerName
- * @returns {{welcome(): void, receive(message: object): boolean}}
+ * @returns {{welcome(welcome: object): void, receive(message: object): boolean}}
  */
 export function studioLinks(getConnection, speakerName) {
+  let own = null; // this studio's own link: revoking it would close this page
   const list = document.getElementById("links");
   const status = document.getElementById("links-status");
   const claimsBox = document.getElementById("seat-claims");
@@ -51,8 +52,9 @@ export function studioLinks(getConnection, speakerName) {
       const item = element("li", { "data-link": link.id, "data-status": link.status },
         element("strong", { text: who }), " ",
         element("code", { text: link.id }), " — ",
-        element("span", { class: "link-status", text: statusWords(link) }));
-      if (link.status === "active") {
+        element("span", { class: "link-status", text: statusWords(link) }),
+        link.id === own ? ` (${t("studio.link_own")})` : "");
+      if (link.status === "active" && link.id !== own) {
         if (confirming === link.id) {
           item.append(element("p", { class: "link-confirm", role: "alert" },
             t("studio.link_confirm", { name: who }), " ",
@@ -89,7 +91,8 @@ export function studioLinks(getConnection, speakerName) {
   }
 
   return {
-    welcome() {
+    welcome(welcome) {
+      own = welcome?.scope?.invitation ?? null;
       ask();
     },
     receive(message) {

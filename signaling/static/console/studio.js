@@ -53,7 +53,7 @@ function onWelcome(welcome) {
   view.welcome = welcome;
   view.summary = welcome.event;
   chat.welcome(welcome);
-  links.welcome();
+  links.welcome(welcome);
   render();
   if (pc) pc.close();
   pc = null;
