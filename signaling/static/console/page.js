@@ -32,6 +32,9 @@ export function startConsole(handlers) {
       socketStatus = { state, detail: code ? errorText(code) : undefined };
       showStatus(status);
       seat.status(state, code);
+      // Welcomed (again): what was refused before no longer holds (a page displaced,
+      // then handed its link back).
+      if (state === "online") hideError();
     },
   });
   // Started on the next task so that the page has its `connection` before the welcome.
@@ -92,6 +95,12 @@ export function showError(message) {
   showError.timer = setTimeout(() => {
     box.hidden = true;
   }, 8000);
+}
+
+function hideError() {
+  const box = document.getElementById("console-error");
+  if (box) box.hidden = true;
+  clearTimeout(showError.timer);
 }
 
 /** The time of day (HH:MM:SS) in the page language. */
