@@ -1,5 +1,5 @@
-"""The `dragoman` command: serve an event, check a program, invite staff, list registrations
-and recordings.
+"""The `dragoman` command: serve an event, check a program, invite staff (and revoke their
+links), list registrations and recordings.
 
 Every command reads the same settings (`DRAGOMAN_*` environment variables, the
 flags overriding them) and the same data directory, so links printed by
@@ -30,6 +30,13 @@ from aiohttp import web
 from signaling.data_files import private_directory, private_file
 from signaling.http_api import attendee_ttl
 from signaling.i18n import SUPPORTED_LANGUAGES
+from signaling.invitations import (
+    AlreadyRevoked,
+    Invitation,
+    NoSuchInvitation,
+    new_invitation_id,
+    staff_link_ttl,
+)
 from signaling.letters import registration_letter, staff_letter, ui_language
 from signaling.logs import configure_logging
 from signaling.mail import Mailer, MailError
@@ -406,6 +413,17 @@ def _check_config(args: argparse.Namespace) -> int:
 def _invite(args: argparse.Namespace) -> int:
     settings = _settings(args)
     event = _program(settings)
+    if args.list:
+        if args.role or args.booth or args.speaker or args.name or args.email:
+            raise CommandError("--list shows the links already issued: it takes no --role")
+        return _list_invitations(settings, event, as_json=args.json)
+    if args.json:
+        raise CommandError("--json is only for --list")
+    if args.role is None:
+        raise CommandError(
+            "say which link to make with --role moderator|interpreter|speaker, "
+            "or list the links issued with --list"
+        )
     role = Role(args.role)
     booth_id = args.booth
     speaker_id = args.speaker
@@ -437,16 +455,41 @@ def _invite(args: argparse.Namespace) -> int:
             ) from None
     elif speaker_id:
         raise CommandError("--speaker is only for --role speaker")
-    ttl_hours = args.ttl_hours if args.ttl_hours is not None else settings.token_ttl_hours
-    if ttl_hours <= 0:
-        raise CommandError("--ttl-hours must be a positive number of hours")
+    now = datetime.now(UTC)
+    if args.ttl_hours is not None:
+        if args.ttl_hours <= 0:
+            raise CommandError("--ttl-hours must be a positive number of hours")
+        ttl = timedelta(hours=args.ttl_hours)
+    else:
+        ttl = staff_link_ttl(event, settings.staff_link_margin_hours, now)
     subject = args.name or _default_subject(role, booth_id, speaker_id)
     if len(subject) > 200:
         raise CommandError("--name has at most 200 characters")
-    token = _signer(settings).issue(
-        role, subject=subject, booth=booth_id, speaker=speaker_id, ttl=timedelta(hours=ttl_hours)
+    name = args.name or (event.speaker(speaker_id).name if speaker_id else "")
+    # The token's expiry is whole seconds: the record says the same instant.
+    expires = datetime.fromtimestamp(int(now.timestamp() + ttl.total_seconds()), UTC)
+    invitation = Invitation(
+        id=new_invitation_id(),
+        event_id=event.id,
+        role=role,
+        subject=subject,
+        booth=booth_id,
+        speaker=speaker_id,
+        name=name,
+        issued_at=now,
+        expires_at=expires,
     )
-    expires = datetime.now(UTC) + timedelta(hours=ttl_hours)
+    signer = _signer(settings)
+    # Recorded before it is shown: a link that exists is a link that can be revoked.
+    asyncio.run(_record_invitation(settings, invitation))
+    token = signer.issue(
+        role,
+        subject=subject,
+        booth=booth_id,
+        speaker=speaker_id,
+        invitation=invitation.id,
+        ttl=expires - now,
+    )
     link = f"{settings.public_url}/{ROLE_PAGES[role]}?token={token}"
     if args.email is not None:
         mailer = _mailer(settings, "--email")
@@ -470,9 +513,99 @@ def _invite(args: argparse.Namespace) -> int:
         print(f"Sent {role.described} link for {subject!r} to {address}.", file=sys.stderr)
     print(link)
     print(
-        f"{role.described} link for {subject!r}, valid until "
-        f"{expires:%Y-%m-%d %H:%M} UTC. Send it only to that person.",
+        f"{role.described} link {invitation.id} for {subject!r}, valid until "
+        f"{expires:%Y-%m-%d %H:%M} UTC. Send it only to that person; "
+        f"`dragoman revoke {invitation.id}` takes it back.",
         file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+async def _record_invitation(settings: Settings, invitation: Invitation) -> None:
+    store = open_store(settings)
+    try:
+        async with store:
+            await store.add_invitation(invitation)
+    except StoreError as exc:
+        raise CommandError(f"cannot record the link in the store: {exc}") from None
+
+
+async def _load_invitations(settings: Settings, event: Event) -> list[Invitation]:
+    store = open_store(settings)
+    try:
+        async with store:
+            return await store.invitations(event.id)
+    except StoreError as exc:
+        raise CommandError(f"cannot read the store: {exc}") from None
+
+
+def _list_invitations(settings: Settings, event: Event, *, as_json: bool) -> int:
+    found = asyncio.run(_load_invitations(settings, event))
+    now = datetime.now(UTC)
+    if as_json:
+        print(json.dumps([invitation.as_dict(now) for invitation in found], indent=2))
+        return EXIT_OK
+    print(f"{len(found)} staff links for {_title(event)}")
+    if not found:
+        return EXIT_OK
+    rows = [("ID", "ROLE", "FOR", "NAME", "ISSUED (UTC)", "VALID UNTIL (UTC)", "STATUS")]
+    for invitation in found:
+        status = invitation.status(now)
+        if invitation.revoked_at is not None:
+            status = f"revoked {invitation.revoked_at:%Y-%m-%d %H:%M}"
+        rows.append(
+            (
+                invitation.id,
+                invitation.role.value,
+                invitation.booth or invitation.speaker or "",
+                _printable(invitation.name or invitation.subject),
+                f"{invitation.issued_at:%Y-%m-%d %H:%M}",
+                f"{invitation.expires_at:%Y-%m-%d %H:%M}",
+                status,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    # A terminal must not obey a name given on the command line of another person.
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+# --- revoke ----------------------------------------------------------------------------------
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    event = _program(settings)
+    invitation_id = args.id.strip()
+
+    async def revoke() -> tuple[Invitation | None, bool]:
+        store = open_store(settings)
+        try:
+            async with store:
+                found = await store.invitation(invitation_id)
+                if found is None or found.event_id != event.id:
+                    return None, False
+                return await store.revoke_invitation(invitation_id)
+        except StoreError as exc:
+            raise CommandError(f"cannot use the store: {exc}") from None
+
+    invitation, now = asyncio.run(revoke())
+    if invitation is None:
+        raise CommandError(
+            f"{NoSuchInvitation(invitation_id)} for {_title(event)}; "
+            "`dragoman invite --list` shows the links issued"
+        )
+    if not now:
+        raise CommandError(str(AlreadyRevoked(invitation)))
+    print(
+        f"Revoked staff link {invitation.id} ({_printable(invitation.described)}): it is "
+        "refused from now on, and the pages open with it are closed within seconds."
     )
     return EXIT_OK
 
@@ -746,13 +879,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a staff link",
         description="Print a link that admits a moderator, an interpreter or a speaker.",
     )
-    invite.add_argument("--role", required=True, choices=[r.value for r in ROLE_PAGES])
+    invite.add_argument("--role", choices=[r.value for r in ROLE_PAGES])
     invite.add_argument("--booth", help="the booth id (interpreters)")
     invite.add_argument("--speaker", help="the speaker id from the program (speakers)")
     invite.add_argument("--name", help="who the link is for (default: generated)")
     invite.add_argument(
-        "--ttl-hours", type=float, help="validity in hours (default: DRAGOMAN_TOKEN_TTL_HOURS)"
+        "--ttl-hours",
+        type=float,
+        help="validity in hours from now (default: until the end of the event's day plus "
+        "DRAGOMAN_STAFF_LINK_MARGIN_HOURS)",
     )
+    invite.add_argument(
+        "--list", action="store_true", help="list the staff links issued (id, for whom, status)"
+    )
+    invite.add_argument("--json", action="store_true", help="with --list: print JSON")
     invite.add_argument(
         "--email", metavar="ADDRESS", help="also mail the link to ADDRESS (needs DRAGOMAN_SMTP_URL)"
     )
@@ -764,6 +904,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings_flags(invite)
     invite.set_defaults(run=_invite)
+
+    revoke = commands.add_parser(
+        "revoke",
+        help="take back a staff link",
+        description=(
+            "Revoke a staff link by its id (`dragoman invite --list` shows them): it is "
+            "refused from now on, on every node, and the pages open with it are closed."
+        ),
+    )
+    revoke.add_argument("id", help="the link's id, as `invite` printed it")
+    _add_settings_flags(revoke)
+    revoke.set_defaults(run=_revoke)
 
     registrations = commands.add_parser(
         "registrations",

@@ -83,6 +83,9 @@ class Auth(_ClientMessage):
     #: Exactly the integer `PROTOCOL_VERSION` (``true``, ``1.0`` and ``"1"`` are refused).
     v: StrictInt
     token: Annotated[str, Field(min_length=1, max_length=2048)]
+    #: Ask to take over a speaker's or interpreter's seat that another page holds with
+    #: the same link: granted once that page or the moderator agrees (`seat_waiting`).
+    claim: bool = False
 
 
 class Ping(_ClientMessage):
@@ -233,6 +236,37 @@ class SetFloorLanguage(_ClientMessage):
     language: Code | None
 
 
+# --- one page per seat, staff links ------------------------------------------------------
+
+
+class SeatHere(_ClientMessage):
+    """A page answers the server's ``seat_check``: it is still there."""
+
+    type: Literal["seat_here"]
+    check: Code
+
+
+class AnswerClaim(_ClientMessage):
+    """The page holding a seat (or the moderator) lets another page take it over, or not."""
+
+    type: Literal["answer_claim"]
+    claim: Code
+    allow: bool
+
+
+class ListLinks(_ClientMessage):
+    """The moderator asks for the staff links of the event (answered by ``links``)."""
+
+    type: Literal["list_links"]
+
+
+class RevokeLink(_ClientMessage):
+    """The moderator takes back a staff link: refused from now on, its pages closed."""
+
+    type: Literal["revoke_link"]
+    link: Id
+
+
 ClientMessage = Annotated[
     Auth
     | Ping
@@ -259,7 +293,11 @@ ClientMessage = Annotated[
     | EndSession
     | PutOnAir
     | TakeOffAir
-    | SetFloorLanguage,
+    | SetFloorLanguage
+    | SeatHere
+    | AnswerClaim
+    | ListLinks
+    | RevokeLink,
     Field(discriminator="type"),
 ]
 
@@ -294,6 +332,10 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "put_on_air": frozenset({Role.MODERATOR}),
     "take_off_air": frozenset({Role.MODERATOR}),
     "set_floor_language": frozenset({Role.MODERATOR}),
+    "seat_here": frozenset({Role.SPEAKER, Role.INTERPRETER}),
+    "answer_claim": frozenset({Role.SPEAKER, Role.INTERPRETER, Role.MODERATOR}),
+    "list_links": frozenset({Role.MODERATOR}),
+    "revoke_link": frozenset({Role.MODERATOR}),
 }
 CLIENT_TYPES = frozenset(ALLOWED_ROLES) | {"auth"}
 
@@ -479,6 +521,8 @@ class Scope(WireMessage):
     subject: str
     booth: str | None = None
     speaker: str | None = None
+    #: The id of the staff link (``links``), when it is a recorded one.
+    invitation: str | None = None
 
 
 class IceServer(WireMessage):
@@ -732,8 +776,85 @@ class Pong(WireMessage):
     ref: str | int | None = None
 
 
+class SeatCheck(WireMessage):
+    """Is the page holding this seat still there? Answer with ``seat_here`` at once."""
+
+    type: Literal["seat_check"] = "seat_check"
+    check: str
+
+
+class SeatClaim(WireMessage):
+    """To the page holding a seat: another page opened with the same link asks to take
+    over (``pending`` true: answer with ``answer_claim``), or no longer does (false)."""
+
+    type: Literal["seat_claim"] = "seat_claim"
+    claim: str
+    pending: bool
+    #: Seconds left before the request lapses (refused).
+    wait_s: float = 0.0
+
+
+class SeatWaiting(WireMessage):
+    """To a page asking for a seat (``auth`` with ``claim``): the request is with the
+    holder and the moderator; ``welcome`` follows if one agrees, else an ``error``."""
+
+    type: Literal["seat_waiting"] = "seat_waiting"
+    claim: str
+    wait_s: float
+
+
+class SeatClaimView(WireMessage):
+    claim: str
+    role: Role
+    subject: str
+    booth: str | None = None
+    speaker: str | None = None
+    #: Seconds (server clock) when the request lapses.
+    until: float
+
+
+class SeatClaims(WireMessage):
+    """To the moderator: the requests to take over a seat waiting for an answer."""
+
+    type: Literal["seat_claims"] = "seat_claims"
+    claims: list[SeatClaimView]
+
+
+class StaffLinkView(WireMessage):
+    id: str
+    role: Role
+    subject: str
+    booth: str | None = None
+    speaker: str | None = None
+    #: Who the organizer gave it to (``invite --name``, or the speaker's name).
+    name: str = ""
+    issued_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    status: Literal["active", "expired", "revoked"]
+
+
+class StaffLinks(WireMessage):
+    """To the moderator: every staff link of the event (``list_links``, and after each
+    revocation)."""
+
+    type: Literal["links"] = "links"
+    links: list[StaffLinkView]
+
+
 ServerMessage = Annotated[
-    Welcome | State | ServerOffer | ServerAnswer | Chat | Error | Pong,
+    Welcome
+    | State
+    | ServerOffer
+    | ServerAnswer
+    | Chat
+    | Error
+    | Pong
+    | SeatCheck
+    | SeatClaim
+    | SeatWaiting
+    | SeatClaims
+    | StaffLinks,
     Field(discriminator="type"),
 ]
 

@@ -58,7 +58,7 @@ async def _recordings_context(app: web.Application) -> AsyncIterator[None]:
     app[RECORDINGS_KEY].stop()
 
 
-def _moderator(request: web.Request) -> None:
+async def _moderator(request: web.Request) -> None:
     token = request.query.get("token")
     try:
         claims = request.app[SIGNER_KEY].verify(token)
@@ -66,10 +66,14 @@ def _moderator(request: web.Request) -> None:
         raise ApiError(401, "bad_token", str(exc)) from None
     if claims.role is not Role.MODERATOR:
         raise ApiError(403, "moderator_only", "only the moderator's link opens the recordings")
+    # A revoked studio link opens nothing, here as on the live connection.
+    withdrawn = await request.app[LIVE_KEY].links.refusal(claims)
+    if withdrawn is not None:
+        raise ApiError(401, withdrawn.code, str(withdrawn))
 
 
 async def get_recordings(request: web.Request) -> web.Response:
-    _moderator(request)
+    await _moderator(request)
     session = request.query.get("session")
     data_dir = request.app[SETTINGS_KEY].data_dir
     try:
@@ -82,7 +86,7 @@ async def get_recordings(request: web.Request) -> web.Response:
 
 async def get_recording_file(request: web.Request) -> web.StreamResponse:
     try:
-        _moderator(request)
+        await _moderator(request)
     except ApiError as exc:
         raise web.HTTPForbidden(text=exc.text) from None
     session = request.match_info["session"]

@@ -113,7 +113,12 @@ class Settings(BaseSettings):
     #: Signs every link. Unset: generated once and kept in ``data_dir/secret.key``.
     #: Several nodes must share one: set it on all of them.
     secret: SecretStr | None = None
+    #: The shortest validity of an attendee's personal link (it also lasts until a week
+    #: after the event starts).
     token_ttl_hours: float = Field(default=24 * 30, gt=0)
+    #: Staff links are valid until the end of the event's day (in its time zone) plus this
+    #: many hours, unless ``dragoman invite --ttl-hours`` says otherwise.
+    staff_link_margin_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     #: Registration attempts accepted per client address and per email address within
     #: ``registration_window_s`` seconds; the rest get 429.
     #: The client limit must let a venue's whole office or campus (one address behind its

@@ -64,6 +64,18 @@ class ExpiredToken(TokenError):
     code = "token_expired"
 
 
+class RevokedToken(TokenError):
+    """A staff link the organizer took back (`dragoman revoke`, or the studio)."""
+
+    code = "token_revoked"
+
+
+class UnknownInvitation(TokenError):
+    """A staff link naming an invitation this event has no record of."""
+
+    code = "token_unknown"
+
+
 class ScopeError(TokenError):
     """A valid link used for something it does not grant."""
 
@@ -80,6 +92,10 @@ class Claims:
     booth: str | None = None
     speaker: str | None = None
     registration: str | None = None
+    #: The staff invitation this link was issued as (`signaling.invitations`): what
+    #: `dragoman revoke` names. None for attendee links and for staff links issued
+    #: before invitations were recorded.
+    invitation: str | None = None
     expires_at: datetime
 
 
@@ -113,6 +129,7 @@ class TokenSigner:
         booth: str | None = None,
         speaker: str | None = None,
         registration: str | None = None,
+        invitation: str | None = None,
         ttl: timedelta,
     ) -> str:
         role = Role(role)
@@ -125,13 +142,15 @@ class TokenSigner:
             raise ValueError("a booth is given exactly for interpreter tokens")
         if (role is Role.SPEAKER) != (speaker is not None):
             raise ValueError("a speaker is given exactly for speaker tokens")
+        if role is Role.ATTENDEE and invitation is not None:
+            raise ValueError("attendee links are not invitations: their record is the registration")
         claims: dict[str, object] = {
             "v": _VERSION,
             "r": role.value,
             "s": subject,
             "e": int(self._clock() + ttl.total_seconds()),
         }
-        for key, value in (("b", booth), ("p", speaker), ("g", registration)):
+        for key, value in (("b", booth), ("p", speaker), ("g", registration), ("i", invitation)):
             if value is not None:
                 claims[key] = value
         payload = _b64encode(
@@ -164,7 +183,7 @@ class TokenSigner:
             data = json.loads(_b64decode(payload).decode("utf-8"))
             if not isinstance(data, dict) or data.get("v") != _VERSION:
                 raise ValueError("unknown token version")
-            optional = {key: data.get(key) for key in ("b", "p", "g")}
+            optional = {key: data.get(key) for key in ("b", "p", "g", "i")}
             if not all(value is None or isinstance(value, str) for value in optional.values()):
                 raise ValueError("bad scope")
             if not isinstance(data.get("s"), str) or type(data.get("e")) is not int:
@@ -175,6 +194,7 @@ class TokenSigner:
                 booth=optional["b"],
                 speaker=optional["p"],
                 registration=optional["g"],
+                invitation=optional["i"],
                 expires_at=datetime.fromtimestamp(data["e"], UTC),
             )
         except (ValueError, KeyError, TypeError, binascii.Error, OverflowError):

@@ -32,6 +32,7 @@ from signaling.client_address import client_address
 from signaling.connection_caps import ConnectionCaps
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LiveBus, LocalBus
+from signaling.live.clients import CLOSE_REVOKED, CLOSE_SEAT
 from signaling.live.redis_bus import RedisBus
 from signaling.message_rate import MessageRate, Verdict
 from signaling.metrics import Readings
@@ -62,9 +63,12 @@ CLOSE_OUT_OF_SCOPE = 4403
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_SLOW = 4429
 #: Too many connections of this link, or from this address, are open on the node.
-CLOSE_TOO_MANY_CONNECTIONS = 4409
+CLOSE_TOO_MANY_CONNECTIONS = 4430
 #: The client went on sending far past its message rate.
 CLOSE_RATE_LIMITED = 4420
+
+# CLOSE_SEAT (4409: another page took over the seat, or a request for it was refused) and
+# CLOSE_REVOKED (4410: the link was revoked) come from `signaling.live.clients`.
 
 #: A command that fails logs its traceback at most this often per message type: a client
 #: repeating the message that fails must not fill the disk with copies of it.
@@ -143,6 +147,19 @@ class Outbox:
                 except (ConnectionError, RuntimeError):
                     return
 
+    def end(self, close_code: int, code: str, message: str) -> None:
+        """Send an ``error`` saying why, then close (the live service ends a connection)."""
+        if self._task.done() or self._closing is not None:
+            return
+        self.send(p.Error(code=code, message=message))
+        closing = self._close_after_idle(close_code, code)
+        self._closing = asyncio.get_running_loop().create_task(closing)
+
+    async def _close_after_idle(self, close_code: int, code: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 2.0)
+        await self.ws.close(code=close_code, message=code.encode())
+
     async def flush_and_close(self) -> None:
         """Write what is pending (bounded by the socket), then stop the writer."""
         if not self._task.done():
@@ -187,7 +204,8 @@ async def _refuse_and_close(ws: web.WebSocketResponse, code: str, message: str, 
 
 async def _authenticate(
     ws: web.WebSocketResponse, app: web.Application, live: LiveEvent
-) -> Claims | None:
+) -> tuple[Claims, bool] | None:
+    """The claims of the connection's link, and whether it asks to take over a seat."""
     try:
         frame = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
     except TimeoutError:
@@ -222,7 +240,46 @@ async def _authenticate(
     if problem is not None:
         await _refuse_and_close(ws, "out_of_scope", problem, CLOSE_OUT_OF_SCOPE)
         return None
-    return claims
+    withdrawn = await live.links.refusal(claims)
+    if withdrawn is not None:
+        await _refuse_and_close(ws, withdrawn.code, str(withdrawn), CLOSE_REVOKED)
+        return None
+    return claims, message.claim
+
+
+async def _take_seat(
+    ws: web.WebSocketResponse, live: LiveEvent, claims: Claims, claim: bool
+) -> bool:
+    """Whether this connection gets the seat of its link (`signaling.live.seats`); a
+    refused one is told why and closed. While it waits, its closing withdraws the request."""
+    if live.seats.free(claims):
+        return True
+
+    async def notify(message: p.WireMessage) -> None:
+        await ws.send_str(p.encode(message))
+
+    admitting = asyncio.create_task(live.seats.admit(claims, claim=claim, notify=notify))
+    reading = asyncio.create_task(ws.receive())
+    try:
+        await asyncio.wait({admitting, reading}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (admitting, reading):
+            task.cancel()
+        await asyncio.gather(admitting, reading, return_exceptions=True)
+    # The newcomer said something (or left) while waiting: he is not welcomed.
+    left = reading.done() and not reading.cancelled()
+    failed = admitting.cancelled() or admitting.exception() is not None
+    if failed and not admitting.cancelled():
+        log.error("seat admission failed", exc_info=admitting.exception())
+    if left or failed:
+        if not ws.closed:
+            await ws.close()
+        return False
+    refusal = admitting.result()
+    if refusal is not None:
+        await _refuse_and_close(ws, refusal.code, refusal.message, CLOSE_SEAT)
+        return False
+    return True
 
 
 async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: MessageRate) -> bool:
@@ -306,9 +363,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     sockets = app[_SOCKETS_KEY]
     sockets.add(ws)
     try:
-        claims = await _authenticate(ws, app, live)
-        if claims is None:
+        authenticated = await _authenticate(ws, app, live)
+        if authenticated is None:
             return ws
+        claims, claim = authenticated
         if not caps.admit_link(claims):
             await _refuse_and_close(
                 ws,
@@ -319,7 +377,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             )
             return ws
         try:
-            await _serve(ws, live, claims, app[SETTINGS_KEY])
+            # The link's share is counted first: a page refused for it never displaces the
+            # page that holds the seat.
+            if await _take_seat(ws, live, claims, claim):
+                await _serve(ws, live, claims, app[SETTINGS_KEY])
         finally:
             caps.release_link(claims)
     finally:
@@ -333,7 +394,7 @@ async def _serve(
 ) -> None:
     """An authenticated connection, from its welcome to its close."""
     outbox = Outbox(ws)
-    client = Client(claims=claims, send=outbox.send)
+    client = Client(claims=claims, send=outbox.send, close=outbox.end)
     rate = MessageRate(settings.ws_messages_per_s, settings.ws_message_burst)
     flooded = False
     try:

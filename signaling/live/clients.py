@@ -24,6 +24,14 @@ class AttendeeChoice:
 
 _client_numbers = itertools.count(1)
 
+#: Close codes of a connection the live service ends (docs/protocol.md): another page
+#: took over its seat (or its request for one was refused), and its link was revoked.
+CLOSE_SEAT = 4409
+CLOSE_REVOKED = 4410
+
+#: How the WebSocket layer ends a connection: close code, error code, sentence.
+Closer = Callable[[int, str, str], None]
+
 
 @dataclass(eq=False)
 class Client:
@@ -43,6 +51,20 @@ class Client:
     paused: dict[str, bool] = field(default_factory=dict)
     #: What a moderator listens to in the studio: "floor" or a language.
     monitor: str = FLOOR
+    #: Set by the WebSocket layer: sends an error, then closes the connection.
+    close: Closer | None = None
+    #: Being closed by the service (displaced, revoked): it holds no seat any more.
+    closing: bool = False
+    #: Its link was revoked: its media goes at once, without the grace of a blink.
+    revoked: bool = False
+
+    def end(self, close_code: int, code: str, message: str) -> None:
+        """Close this connection, saying why (``code``, for the page to say in words)."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.close is not None:
+            self.close(close_code, code, message)
 
     @property
     def role(self) -> Role:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from signaling import protocol as p
 from signaling.booth import LiveBooth
 from signaling.booth_chat import ChatRefused
+from signaling.invitations import InvitationError
 from signaling.live.clients import Client, refuse
 from signaling.live.outputs import (
     interpreter_publisher,
@@ -28,6 +29,7 @@ from signaling.live.outputs import (
 )
 from signaling.live.replica import Change
 from signaling.routing_rule import FLOOR
+from signaling.store import StoreError
 from signaling.tokens import Role
 from streamer.errors import PortRangeExhausted, StreamerError
 from streamer.negotiation import check_publisher_offer
@@ -356,6 +358,33 @@ async def set_floor_language(live: LiveEvent, client: Client, message: p.SetFloo
     await live.publish(Change("set_floor_language", {"language": language}))
 
 
+# --- seats and staff links -------------------------------------------------------------
+
+
+async def seat_here(live: LiveEvent, client: Client, message: p.SeatHere) -> None:
+    live.seats.here(client, message.check)
+
+
+async def answer_claim(live: LiveEvent, client: Client, message: p.AnswerClaim) -> None:
+    live.seats.answer(client, message.claim, message.allow)
+
+
+async def list_links(live: LiveEvent, client: Client, message: p.ListLinks) -> None:
+    try:
+        client.send(await live.links.listing())
+    except StoreError as exc:
+        raise refuse("unavailable", f"the links cannot be read now ({exc}); try again") from None
+
+
+async def revoke_link(live: LiveEvent, client: Client, message: p.RevokeLink) -> None:
+    try:
+        await live.links.revoke(message.link)
+    except InvitationError as exc:
+        raise refuse(exc.code, str(exc)) from None
+    except StoreError as exc:
+        raise refuse("unavailable", f"the links cannot be read now ({exc}); try again") from None
+
+
 #: Every command by its message type.
 COMMANDS: dict[str, Command] = {
     "ping": ping,
@@ -383,4 +412,8 @@ COMMANDS: dict[str, Command] = {
     "put_on_air": put_on_air,
     "take_off_air": take_off_air,
     "set_floor_language": set_floor_language,
+    "seat_here": seat_here,
+    "answer_claim": answer_claim,
+    "list_links": list_links,
+    "revoke_link": revoke_link,
 }

@@ -9,7 +9,9 @@ It owns the node's part of the event and wires the rooms of this package togethe
 - the media plan (`media_plan`): after every change, the routing rule's result pointed
   at this node's sources;
 - the media watch (`media_watch`): failover and alarms from what this node receives;
-- the views (`views`): the state pushed to each client, per role, coalesced.
+- the views (`views`): the state pushed to each client, per role, coalesced;
+- the staff links (`staff_links`): revoked ones refused and their connections closed;
+- the seats (`seats`): one page per speaker and interpreter, no silent swap.
 
 The durable part of the state is written to the store by the node that made the change,
 so a restart restores who was on air.
@@ -35,6 +37,8 @@ from signaling.live.media_plan import MediaPlan
 from signaling.live.media_watch import MONITOR_INTERVAL_S, MediaWatch
 from signaling.live.presence import HEARTBEAT_S, NodePresence
 from signaling.live.replica import Change, LiveReplica
+from signaling.live.seats import Seats
+from signaling.live.staff_links import StaffLinks
 from signaling.live.views import Views
 from signaling.program import Event
 from signaling.store import Store, StoreError
@@ -132,6 +136,8 @@ class LiveEvent:
             thresholds=thresholds or Thresholds(),
         )
         self.views = Views(self)
+        self.links = StaffLinks(self)
+        self.seats = Seats(self)
         self._releases: dict[str, asyncio.Task[None]] = {}
         #: Per client with a subscription offer not answered yet: the task withdrawing it.
         self._answer_waits: dict[Client, asyncio.Task[None]] = {}
@@ -179,6 +185,7 @@ class LiveEvent:
             self.link = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         await self.bus.start(self.replica, self._on_change, self._on_presence)
         self._started = True
+        self.links.start()
         self.plan.apply()
         # The first states already say whether the speaker restored on air is sending.
         self.watch.update_alarms(self.sfu.activity(), self.clock())
@@ -216,6 +223,7 @@ class LiveEvent:
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
         self._answer_waits.clear()
+        await self.links.stop()
         await self.bus.stop()
 
     # --- the shared state -------------------------------------------------------------
@@ -237,6 +245,9 @@ class LiveEvent:
     def _on_change(self, change: Change, durable: bool) -> None:
         if change.op == "chat":
             self._deliver_chat(ChatEntry(**change.args["entry"]))
+            return
+        if change.op == "revoke":
+            self.links.revoked(str(change.args["invitation"]))
             return
         self.changed()
 
@@ -351,13 +362,19 @@ class LiveEvent:
                 channel=await self._default_channel(claims)
             )
         self.clients.add(client)
+        self.seats.joined(client)
         self.audience.joined(client)
         if claims.role is Role.INTERPRETER and claims.booth is not None:
             await self.publish(Change("connect", {"booth": claims.booth, "who": claims.subject}))
         client.send(
             p.Welcome(
                 role=claims.role,
-                scope=p.Scope(subject=claims.subject, booth=claims.booth, speaker=claims.speaker),
+                scope=p.Scope(
+                    subject=claims.subject,
+                    booth=claims.booth,
+                    speaker=claims.speaker,
+                    invitation=claims.invitation,
+                ),
                 event=self.views.summary(),
                 # Tagged by role only: the TURN server's logs need not know who.
                 ice_servers=self.ice_servers.for_page(claims.role.value),
@@ -365,6 +382,8 @@ class LiveEvent:
             )
         )
         client.send(self.views.state_for(client, self.views.common_state()))
+        if claims.role is Role.MODERATOR and self.seats.claims:
+            client.send(self.seats.view())
         await self._send_chat_history(client)
         # Nothing else changed for anyone: an interpreter's arrival was a change of its own
         # (above), a publisher's media is when it arrives (`source_added`).
@@ -375,12 +394,19 @@ class LiveEvent:
             return
         self.clients.discard(client)
         self.audience.left(client)
+        self.seats.left(client)
         claims = client.claims
         if client.subscriber_id is not None:
             await self.close_subscriber(client)
         if client.publisher_id is not None:
             publisher_id, client.publisher_id = client.publisher_id, None
-            self.release_later(publisher_id)
+            if client.revoked and not self.publisher_in_use(publisher_id):
+                # A revoked link's media goes now: no grace for a page that may come back.
+                self.cancel_release(publisher_id)
+                await self.quietly(self.sfu.close_publisher(publisher_id))
+                self.changed()
+            else:
+                self.release_later(publisher_id)
         if claims.role is Role.INTERPRETER and claims.booth is not None:
             try:
                 await self.publish(

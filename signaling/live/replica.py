@@ -60,8 +60,9 @@ class Change:
         return change
 
 
-#: Changes that carry news and change no state (every node hears them, in order).
-ANNOUNCEMENTS = frozenset({"chat"})
+#: Changes that carry news and change no state (every node hears them, in order):
+#: a chat message; a staff link revoked (every node closes its connections).
+ANNOUNCEMENTS = frozenset({"chat", "revoke"})
 
 
 class LiveReplica:

@@ -2,7 +2,8 @@
 
 Two backends implement it (SQLite for one node, Redis for several); the same contract tests
 run against both. Everything durable goes through here: registrations, the live state of
-each event, the booth chat, and the rate-limit counters that must be shared by all nodes.
+each event, the booth chat, the staff invitations (so a staff link can be revoked), and the
+rate-limit counters that must be shared by all nodes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from signaling.booth_chat import ChatEntry
+from signaling.invitations import Invitation
 from signaling.live_state import LiveState, LiveStateError
 from signaling.registration import NewRegistration, Registration
 
@@ -168,3 +170,31 @@ class Store(ABC):
     @abstractmethod
     async def chat_messages(self, event_id: str, thread: str, limit: int) -> list[ChatEntry]:
         """The newest ``limit`` messages of a thread of the event, oldest first."""
+
+    # Staff invitations (signaling/invitations.py)
+
+    @abstractmethod
+    async def add_invitation(self, invitation: Invitation) -> None:
+        """Record a staff link as it is issued (its id is new: ids are random)."""
+
+    @abstractmethod
+    async def invitation(self, invitation_id: str) -> Invitation | None:
+        """The invitation with this id (revoked or not), or None."""
+
+    @abstractmethod
+    async def invitations(self, event_id: str) -> list[Invitation]:
+        """Every invitation of the event, oldest first, revoked ones included."""
+
+    @abstractmethod
+    async def revoke_invitation(self, invitation_id: str) -> tuple[Invitation | None, bool]:
+        """Mark an invitation revoked at the store's current time, once.
+
+        Returns the invitation as stored after the call (None when there is no such id)
+        and True when this call revoked it (False: it was revoked before; its first
+        ``revoked_at`` stays). Concurrent calls from any number of nodes revoke it once.
+        """
+
+    @abstractmethod
+    async def invitations_revoked_since(self, event_id: str, since: float) -> list[Invitation]:
+        """The invitations of the event revoked after ``since`` (seconds since the epoch),
+        in the order they were revoked: what a node polls to close their connections."""

@@ -12,6 +12,9 @@ Keys:
   dragoman:event:<event>:live            JSON of the live state
   dragoman:rate:<key>                    sorted set of attempt times (sliding window)
   dragoman:event:<event>:chat:<thread>   list of the thread's chat messages (JSON), oldest first
+  dragoman:invitation:<id>               JSON of one staff invitation (without revoked_at)
+  dragoman:event:<event>:invitations     list of invitation ids, oldest first
+  dragoman:event:<event>:revoked         sorted set: revoked invitation id -> revoked_at (s)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signaling.booth_chat import ChatEntry
+from signaling.invitations import Invitation
 from signaling.live_state import LiveState
 from signaling.redis_client import reconnecting_client
 from signaling.registration import NewRegistration, Registration, email_key
@@ -83,6 +87,15 @@ redis.call('RPUSH', KEYS[1], ARGV[1] .. seq .. ARGV[2])
 return seq
 """
 
+# KEYS: the invitation's key, the event's revoked set. ARGV: the invitation id, now (s).
+# Returns -1 when there is no such invitation, 1 when revoked now, 0 when revoked before.
+_REVOKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+return redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+"""
+
 
 class RedisStore(Store):
     """The `Store` kept in the Redis server at `url` (e.g. `redis://127.0.0.1:6379/0`)."""
@@ -94,6 +107,7 @@ class RedisStore(Store):
         self._register_script: Any = None
         self._hit_script: Any = None
         self._add_chat_script: Any = None
+        self._revoke_script: Any = None
 
     @property
     def _client(self) -> aioredis.Redis:
@@ -131,6 +145,7 @@ class RedisStore(Store):
         self._register_script = client.register_script(_REGISTER)
         self._hit_script = client.register_script(_HIT)
         self._add_chat_script = client.register_script(_ADD_CHAT)
+        self._revoke_script = client.register_script(_REVOKE)
         self._opened = True
 
     async def close(self) -> None:
@@ -280,3 +295,81 @@ class RedisStore(Store):
                 )
             )
         return entries
+
+    @staticmethod
+    def _invitation_key(invitation_id: str) -> str:
+        return f"{PREFIX}invitation:{invitation_id}"
+
+    async def add_invitation(self, invitation: Invitation) -> None:
+        client = self._client
+        body = json.dumps(invitation.to_record(), ensure_ascii=False)
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set(self._invitation_key(invitation.id), body)
+                pipe.rpush(self._event_key(invitation.event_id, "invitations"), invitation.id)
+                await pipe.execute()
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+
+    async def _read_invitation(self, raw: str | None) -> Invitation | None:
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        revoked = self._event_key(record["event_id"], "revoked")
+        score = await self._client.zscore(revoked, record["id"])
+        return Invitation.from_record(record, None if score is None else float(score))
+
+    async def invitation(self, invitation_id: str) -> Invitation | None:
+        try:
+            raw = await self._client.get(self._invitation_key(invitation_id))
+            return await self._read_invitation(raw)
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+
+    async def invitations(self, event_id: str) -> list[Invitation]:
+        client = self._client
+        try:
+            ids = await client.lrange(self._event_key(event_id, "invitations"), 0, -1)
+            if not ids:
+                return []
+            raws = await client.mget([self._invitation_key(i) for i in ids])
+            revoked = dict(
+                await client.zrange(self._event_key(event_id, "revoked"), 0, -1, withscores=True)
+            )
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        found = []
+        for raw in raws:
+            if raw is not None:
+                record = json.loads(raw)
+                found.append(Invitation.from_record(record, revoked.get(record["id"])))
+        return found
+
+    async def revoke_invitation(self, invitation_id: str) -> tuple[Invitation | None, bool]:
+        client = self._client
+        try:
+            raw = await client.get(self._invitation_key(invitation_id))
+            if raw is None:
+                return None, False
+            event_id = json.loads(raw)["event_id"]
+            done = await self._revoke_script(
+                keys=[self._invitation_key(invitation_id), self._event_key(event_id, "revoked")],
+                args=[invitation_id, repr(self._clock())],
+            )
+            return await self._read_invitation(raw), int(done) == 1
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+
+    async def invitations_revoked_since(self, event_id: str, since: float) -> list[Invitation]:
+        client = self._client
+        try:
+            ids = await client.zrangebyscore(
+                self._event_key(event_id, "revoked"), f"({since!r}", "+inf"
+            )
+            if not ids:
+                return []
+            raws = await client.mget([self._invitation_key(i) for i in ids])
+            found = [await self._read_invitation(raw) for raw in raws]
+        except RedisError as exc:
+            raise self._fail(exc) from exc
+        return [invitation for invitation in found if invitation is not None]

@@ -9,6 +9,7 @@ constraints) keeps other processes sharing the file honest.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from signaling.booth_chat import ChatEntry
 from signaling.data_files import private_directory, private_file, restrict
+from signaling.invitations import Invitation
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
 from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
@@ -71,6 +73,14 @@ CREATE TABLE IF NOT EXISTS chat_messages (
     text TEXT NOT NULL,
     PRIMARY KEY (event_id, thread, seq)
 );
+CREATE TABLE IF NOT EXISTS invitations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS invitations_revoked ON invitations (event_id, revoked_at);
 """
 
 _COLUMNS = "id, event_id, name, email, language, created_at"
@@ -340,6 +350,68 @@ class SqliteStore(Store):
             ]
 
         return await self._run(work)
+
+    async def add_invitation(self, invitation: Invitation) -> None:
+        record = json.dumps(invitation.to_record(), ensure_ascii=False)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO invitations (id, event_id, record) VALUES (?, ?, ?)",
+                (invitation.id, invitation.event_id, record),
+            )
+
+        await self._run(work)
+
+    async def invitation(self, invitation_id: str) -> Invitation | None:
+        def work(conn: sqlite3.Connection) -> Invitation | None:
+            row = conn.execute(
+                "SELECT record, revoked_at FROM invitations WHERE id = ?", (invitation_id,)
+            ).fetchone()
+            return _invitation(row) if row else None
+
+        return await self._run(work)
+
+    async def invitations(self, event_id: str) -> list[Invitation]:
+        def work(conn: sqlite3.Connection) -> list[Invitation]:
+            rows = conn.execute(
+                "SELECT record, revoked_at FROM invitations WHERE event_id = ? ORDER BY seq",
+                (event_id,),
+            ).fetchall()
+            return [_invitation(row) for row in rows]
+
+        return await self._run(work)
+
+    async def revoke_invitation(self, invitation_id: str) -> tuple[Invitation | None, bool]:
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> tuple[Invitation | None, bool]:
+            # One statement decides: of two nodes revoking at once, one changes the row.
+            cursor = conn.execute(
+                "UPDATE invitations SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, invitation_id),
+            )
+            row = conn.execute(
+                "SELECT record, revoked_at FROM invitations WHERE id = ?", (invitation_id,)
+            ).fetchone()
+            return (_invitation(row) if row else None), cursor.rowcount == 1
+
+        return await self._run(work)
+
+    async def invitations_revoked_since(self, event_id: str, since: float) -> list[Invitation]:
+        def work(conn: sqlite3.Connection) -> list[Invitation]:
+            rows = conn.execute(
+                "SELECT record, revoked_at FROM invitations "
+                "WHERE event_id = ? AND revoked_at > ? ORDER BY revoked_at",
+                (event_id, since),
+            ).fetchall()
+            return [_invitation(row) for row in rows]
+
+        return await self._run(work)
+
+
+def _invitation(row: tuple[str, float | None]) -> Invitation:
+    record, revoked_at = row
+    return Invitation.from_record(json.loads(record), revoked_at)
 
 
 def _registration(row: tuple[str, ...]) -> Registration:

@@ -172,13 +172,6 @@ async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpret
 
     # The booth asks the speaker to slow down: the studio and the stage say so, each in
     # its own language; the audience is not told.
-    stage_fr = await open_page(
-        media_browser,
-        live_node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id).replace(
-            "lang=en", "lang=fr"
-        ),
-        locale="fr-FR",
-    )
     slow_down = booth.get_by_role("button", name="Slow down")
     await slow_down.click()
     await expect(slow_down).to_have_attribute("aria-pressed", "true")
@@ -187,7 +180,22 @@ async def test_the_studio_runs_sessions_and_warns_of_a_channel_without_interpret
         "Booth Русский ⇄ Français asks the speaker to slow down"
     )
     await expect(stage.get_by_role("alert")).to_have_text("Please slow down")
+    # His link works on one page at a time: opened in French on another page, it takes
+    # over once the English page lets go, and is handed back the same way.
+    stage_fr = await open_page(
+        media_browser,
+        live_node.link("stage", Role.SPEAKER, speaker_id, speaker=speaker_id).replace(
+            "lang=en", "lang=fr"
+        ),
+        locale="fr-FR",
+    )
+    await stage_fr.get_by_role("button", name="Reprendre sur cette page").click()
+    await stage.get_by_role("button", name="Let it take over").click()
     await expect(stage_fr.get_by_role("alert")).to_have_text("Veuillez parler plus lentement")
+    await stage.get_by_role("button", name="Take over on this page").click()
+    await stage_fr.get_by_role("button", name="Lui laisser la place").click()
+    await expect(stage.locator("#connection-status")).to_have_attribute("data-state", "online")
+    await expect(stage.get_by_role("alert")).to_have_text("Please slow down")
     await expect(watch.get_by_role("alert")).to_have_count(0)
     # Pressed again: withdrawn everywhere.
     await slow_down.click()

@@ -46,6 +46,10 @@ VALID = {
     "set_floor_language": {"language": None},
     "monitor": {"source": "floor"},
     "select_sign": {"booth": None},
+    "seat_here": {"check": "a1b2"},
+    "answer_claim": {"claim": "c3d4", "allow": True},
+    "list_links": {},
+    "revoke_link": {"link": "k7m2x9qa"},
 }
 
 

@@ -6,6 +6,9 @@
 export const PROTOCOL_VERSION = 1;
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 8000;
+// Closed by the server for good (docs/protocol.md): another page has this link's seat
+// (4409), or the organizer revoked the link (4410). Retrying would only repeat it.
+const FINAL_CLOSE_CODES = new Set([4409, 4410]);
 
 export class Connection {
   /**
@@ -27,6 +30,8 @@ export class Connection {
     this.welcomedBefore = false;
     this.closedForGood = false;
     this.retryTimer = null;
+    // Set by claimSeat(): the next auth asks to take over the seat from another page.
+    this.claiming = false;
     // The browser knows when its network is back: no point waiting out the back-off
     // (up to 8 s), the page's media is waiting for the socket to be restored.
     window.addEventListener("online", () => this.retryNow());
@@ -48,7 +53,9 @@ export class Connection {
     }
     this.socket = socket;
     socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "auth", v: PROTOCOL_VERSION, token: this.token }));
+      const auth = { type: "auth", v: PROTOCOL_VERSION, token: this.token };
+      if (this.claiming) auth.claim = true;
+      socket.send(JSON.stringify(auth));
     });
     socket.addEventListener("message", (event) => {
       let message;
@@ -57,8 +64,14 @@ export class Connection {
       } catch {
         return;
       }
+      if (message.type === "seat_check") {
+        // Still here: the server must not give this link's seat to another page.
+        socket.send(JSON.stringify({ type: "seat_here", check: message.check }));
+        return;
+      }
       if (message.type === "welcome") {
         socket.welcomed = true;
+        this.claiming = false;
         this.delay = FIRST_DELAY_MS;
         this.onStatus("online");
         const again = this.welcomedBefore;
@@ -76,10 +89,15 @@ export class Connection {
       }
       this.onMessage(message);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.closedForGood) return;
+      if (FINAL_CLOSE_CODES.has(event.code)) {
+        this.closedForGood = true;
+        this.onStatus("refused", event.reason || undefined);
+        return;
+      }
       this.scheduleRetry();
     });
   }
@@ -91,6 +109,25 @@ export class Connection {
     this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.start(), wait);
+  }
+
+  /** Connects again asking to take over this link's seat from the page that has it. */
+  claimSeat() {
+    if (this.socket !== null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.closedForGood = false;
+    this.claiming = true;
+    this.delay = FIRST_DELAY_MS;
+    this.start();
+  }
+
+  /** Sends a message on the open socket, welcomed or not (the seat's answers). */
+  sendNow(message) {
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
   }
 
   /** Reconnects at once if a retry is waiting. */

@@ -3,6 +3,7 @@
 // program of the event.
 
 import { Connection } from "./connection.js";
+import { seatPanel } from "./seat.js";
 import { has, t } from "/static/common/i18n.js";
 import { fetchEvent, pageToken } from "/static/common/api.js";
 
@@ -19,16 +20,21 @@ export function startConsole(handlers) {
     showStatus(status);
     return null;
   }
+  const seat = seatPanel(() => connection);
   const connection = new Connection({
     token,
     onWelcome: handlers.onWelcome,
     onMessage: (message) => {
       if (message.type === "error") showError(message);
-      else handlers.onMessage(message);
+      else if (!seat.message(message)) handlers.onMessage(message);
     },
     onStatus: (state, code) => {
       socketStatus = { state, detail: code ? errorText(code) : undefined };
       showStatus(status);
+      seat.status(state, code);
+      // Welcomed (again): what was refused before no longer holds (a page displaced,
+      // then handed its link back).
+      if (state === "online") hideError();
     },
   });
   // Started on the next task so that the page has its `connection` before the welcome.
@@ -89,6 +95,12 @@ export function showError(message) {
   showError.timer = setTimeout(() => {
     box.hidden = true;
   }, 8000);
+}
+
+function hideError() {
+  const box = document.getElementById("console-error");
+  if (box) box.hidden = true;
+  clearTimeout(showError.timer);
 }
 
 /** The time of day (HH:MM:SS) in the page language. */

@@ -5,7 +5,8 @@
 // each booth (studio-chat.js). Nobody left in silence: an on-air light, alarms for a
 // speaker whose media is lost, dead air and poor reception, the booths' failovers,
 // and the moderator listens to the floor or to any channel as attendees hear it.
-// The sessions' recordings are listed for download (studio-recordings.js).
+// The sessions' recordings are listed for download (studio-recordings.js), the staff
+// links listed and revoked (studio-links.js).
 
 import { element, formatClock, loadProgram, mediaRestoring, setOptions, startConsole } from "./page.js";
 import { lang, localized, t } from "/static/common/i18n.js";
@@ -22,6 +23,7 @@ import {
 } from "./live.js";
 import { directionLabel, languageName, renderProgram, speakerById } from "./program.js";
 import { studioChat } from "./studio-chat.js";
+import { studioLinks } from "./studio-links.js";
 import { studioRecordings } from "./studio-recordings.js";
 
 const view = { welcome: null, summary: null, program: null, state: null, clockOffset: 0 };
@@ -45,11 +47,13 @@ let mixer = null;
 let listenTrack = null;
 const chat = studioChat(() => connection);
 const recordings = studioRecordings();
+const links = studioLinks(() => connection, (id) => speakerName(id));
 
 function onWelcome(welcome) {
   view.welcome = welcome;
   view.summary = welcome.event;
   chat.welcome(welcome);
+  links.welcome(welcome);
   render();
   if (pc) pc.close();
   pc = null;
@@ -128,6 +132,8 @@ function onMessage(message) {
     onOffer(message);
   } else if (message.type === "chat") {
     chat.receive(message);
+  } else {
+    links.receive(message);
   }
 }
 
