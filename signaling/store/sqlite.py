@@ -19,7 +19,14 @@ from typing import TypeVar
 from signaling.booth_chat import ChatEntry
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
-from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
+from signaling.store.base import (
+    SCHEMA_VERSION,
+    Clock,
+    Store,
+    StoreError,
+    StoreFull,
+    read_live_state,
+)
 
 T = TypeVar("T")
 
@@ -95,6 +102,8 @@ class SqliteStore(Store):
         try:
             return work(self._conn)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreFull(f"SQLite store {self.path}: {exc}") from exc
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
     async def open(self) -> None:
@@ -153,7 +162,7 @@ class SqliteStore(Store):
                 conn.execute("INSERT INTO meta (key, value) VALUES ('registrations_counted', '1')")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
@@ -286,7 +295,7 @@ class SqliteStore(Store):
                 conn.execute("COMMIT")
                 return allowed
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
         return await self._run(work)
@@ -313,7 +322,7 @@ class SqliteStore(Store):
                 conn.execute("COMMIT")
                 return entry
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
         return await self._run(work)
@@ -331,6 +340,13 @@ class SqliteStore(Store):
             ]
 
         return await self._run(work)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite ends the transaction itself on some errors (a full disk: SQLITE_FULL); a
+    # ROLLBACK then fails and would hide the error that matters.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _registration(row: tuple[str, ...]) -> Registration:
