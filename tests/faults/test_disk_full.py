@@ -22,6 +22,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from signaling.live_state import LiveState
+from signaling.registration import NewRegistration
+from signaling.store import SqliteStore, StoreFull
 from signaling.tokens import Role
 from tests.faults.people import INTERPRETER_HZ, Person, on_air, staff
 from tests.support.server import dragoman_env
@@ -133,3 +136,40 @@ async def test_a_full_disk_refuses_registration_with_a_reason_and_the_event_goes
     finally:
         for person in everyone:
             await person.close()
+
+
+async def test_every_write_of_the_sqlite_store_says_the_disk_is_full_and_works_once_freed(
+    small_disk: Path,
+):
+    """Each way the store writes, transactions included: SQLite ends a transaction itself
+    on a full disk, and that must not turn into another error."""
+
+    def person(n: int) -> NewRegistration:
+        return NewRegistration.create(
+            event_id="ev",
+            name=f"P {n}",
+            email=f"p{n}@example.org",
+            language="fr",
+            languages=("fr", "ru"),
+        )
+
+    async with SqliteStore(small_disk / "store.sqlite3") as store:
+        kept, _ = await store.register(person(0))
+        filler = fill(small_disk)
+        writes = {
+            "register": lambda n: store.register(person(n)),
+            "hit_rate_limit": lambda n: store.hit_rate_limit(f"key-{n}", 10, 60),
+            "add_chat_message": lambda n: store.add_chat_message("ev", "t", "a", "x", "hi" * n),
+            "put_live_state": lambda n: store.put_live_state("ev", LiveState(session_id=f"s{n}")),
+        }
+        for name, write in writes.items():
+            # A write may fit in pages SQLite holds already: the disk is full by the 50th.
+            with pytest.raises(StoreFull, match="disk is full"):
+                for n in range(1, 50):
+                    await write(n)
+            # What is stored can still be read.
+            assert await store.registration(kept.id) == kept, name
+        filler.unlink()
+        for write in writes.values():
+            await write(1000)
+        assert await store.registration_count("ev") >= 2
