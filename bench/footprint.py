@@ -3,8 +3,9 @@
 - resident memory (`VmRSS` of /proc/PID/status), open descriptors (/proc/PID/fd), of
   which UDP sockets (the descriptor's socket inode found in /proc/net/udp and udp6), and
   CPU-seconds (utime+stime of /proc/PID/stat);
-- the tasks of its event loop, from the node's own `/metrics` (`dragoman_asyncio_tasks`;
-  None when the node does not expose it).
+- from the node's own `/metrics`: the tasks of its event loop (`dragoman_asyncio_tasks`;
+  None when the node does not expose it), its publishers and subscribers, and the RTP
+  packets forwarded into the French channel so far (is the media still flowing?).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ import aiohttp
 from bench.node_link import proc_cpu
 
 _TASKS = re.compile(r"^dragoman_asyncio_tasks (\S+)$", re.MULTILINE)
+_PUBLISHERS = re.compile(r"^dragoman_streamer_publishers (\S+)$", re.MULTILINE)
+_SUBSCRIBERS = re.compile(r"^dragoman_streamer_subscribers (\S+)$", re.MULTILINE)
+_CHANNEL_PACKETS = re.compile(
+    r'^dragoman_streamer_output_packets_total\{kind="audio",output="channel:fr"\} (\S+)$',
+    re.MULTILINE,
+)
 
 
 @dataclass
@@ -28,6 +35,9 @@ class Footprint:
     udp_sockets: int
     tasks: int | None
     cpu_s: float
+    publishers: int | None = None
+    subscribers: int | None = None
+    channel_packets: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,15 +81,23 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def loop_tasks(session: aiohttp.ClientSession, url: str) -> int | None:
-    """The node's event-loop tasks as its /metrics says; None if it does not say."""
+async def node_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, int | None]:
+    """What the node's /metrics says of its tasks and media; None for what it does not say."""
     try:
         async with session.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
             text = await r.text()
     except (aiohttp.ClientError, TimeoutError):
-        return None
-    match = _TASKS.search(text)
-    return int(float(match.group(1))) if match else None
+        text = ""
+    found: dict[str, int | None] = {}
+    for name, pattern in (
+        ("tasks", _TASKS),
+        ("publishers", _PUBLISHERS),
+        ("subscribers", _SUBSCRIBERS),
+        ("channel_packets", _CHANNEL_PACKETS),
+    ):
+        match = pattern.search(text)
+        found[name] = int(float(match.group(1))) if match else None
+    return found
 
 
 async def footprint(session: aiohttp.ClientSession, url: str, pid: int) -> Footprint:
@@ -88,6 +106,6 @@ async def footprint(session: aiohttp.ClientSession, url: str, pid: int) -> Footp
         rss_mb=rss_mb(pid),
         fds=fds,
         udp_sockets=udp,
-        tasks=await loop_tasks(session, url),
         cpu_s=proc_cpu(pid),
+        **await node_metrics(session, url),
     )

@@ -15,8 +15,11 @@ tasks (`dragoman_asyncio_tasks` on its /metrics), and its CPU. After `--warmup` 
 the first sample is the reference; printed: each sample, then the growth of each figure
 from the reference to the end (the mean of the last three samples, so one join in flight
 does not decide it), and the verdict: flat when every figure grew under 5 %
-(`--max-growth`). At the end every listener must still receive the channel (80 % of its
-50 packets/s).
+(`--max-growth`). Each sample also says how many listeners received the channel since
+the one before (80 % of its 50 packets/s), whether both publishers are still there, and the
+machine's load average: when the media stopped (publishers gone, listeners starved: on a
+machine too busy for the clients ICE consent expires) the verdict is "media stopped" and
+the figures say nothing of leaks.
 
     python -m bench.soak                        # 100 listeners, 30 minutes
     python -m bench.soak --minutes 5 --json
@@ -31,6 +34,7 @@ import collections
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -144,9 +148,13 @@ class Room:
         )
         self.left += sum(reply["left"] for reply in replies)
 
-    async def pps(self) -> list[float]:
+    async def mark(self) -> None:
+        """Start counting every listener's packets from now."""
         await asyncio.gather(*(self.ask(i, {"cmd": "mark"}) for i in range(len(self.conns))))
-        await asyncio.sleep(3.0)
+
+    async def pps(self) -> list[float]:
+        """Packets per second of every listener since the last `mark` (0 for those who
+        joined since)."""
         replies = await asyncio.gather(
             *(self.ask(i, {"cmd": "report"}) for i in range(len(self.conns)))
         )
@@ -184,7 +192,7 @@ def growth(samples: list[dict[str, Any]], reference: int) -> dict[str, float | N
 
 async def run(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dragoman-soak-") as tmp:
-        server = Server(1, Path(tmp) / "data")
+        server = Server(1, Path(tmp) / "data", log_path=Path(tmp) / "server.log")
         await server.start()
         assert server.process is not None
         staff = Staff()
@@ -212,6 +220,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                         next_churn += options.churn_every
                     if now >= next_sample or now >= end:
                         await asyncio.sleep(1.0)  # the churn settles
+                        pps = await room.pps() if samples else []
+                        await room.mark()
                         held = await footprint(http, server.url, server.process.pid)
                         cpu1, t1 = server.cpu(), time.monotonic()
                         sample = {
@@ -220,6 +230,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                             "server_cpu": cpu_between(cpu0, cpu1) / (t1 - t0),
                             "joined": room.joined,
                             "left": room.left,
+                            # Listeners who received the channel since the last sample.
+                            "receiving": sum(v >= 0.8 * PACKETS_PER_S for v in pps),
+                            "listeners": len(pps),
+                            # Runnable processes on the machine (it is shared).
+                            "load_avg": os.getloadavg()[0],
                         }
                         cpu0, t0 = cpu1, t1
                         samples.append(sample)
@@ -229,6 +244,10 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                             f"t={sample['t_s']:>6.0f}s rss {held.rss_mb:.1f} MB, fds {held.fds},"
                             f" udp {held.udp_sockets}, tasks {held.tasks}, cpu "
                             f"{sample['server_cpu']:.2f}, joined {room.joined}, left {room.left}"
+                            f", receiving {sample['receiving']}/{sample['listeners']}"
+                            f", publishers {held.publishers}, subscribers {held.subscribers}"
+                            f", fr packets {held.channel_packets}"
+                            f", load {sample['load_avg']:.1f}"
                         )
                         next_sample += options.sample_every
                         if now >= end:
@@ -236,15 +255,25 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(
                         max(0.05, min(next_churn, next_sample, end) - time.monotonic())
                     )
+                await asyncio.sleep(3.0)
                 pps = await room.pps()
         finally:
             await room.stop()
             await staff.close()
             await server.stop()
+            log_levels, log_errors = read_log(Path(tmp) / "server.log")
     if reference is None:
         reference = len(samples) - 1
     grown = growth(samples, reference)
     flat = all(value is not None and value < options.max_growth for value in grown.values())
+    # Figures of a node whose media stopped (its publishers gone, its listeners starved:
+    # on a machine too busy for the clients, ICE consent expires) say nothing of leaks.
+    media_stopped = [
+        s["t_s"]
+        for s in samples[1:]
+        if s["publishers"] != 2 or s["receiving"] < 0.9 * s["listeners"]
+    ]
+    verdict = "media stopped" if media_stopped else "flat" if flat else "grew"
     return {
         "options": {
             "listeners": options.listeners,
@@ -262,27 +291,60 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "samples": samples,
         "reference_t_s": samples[reference]["t_s"] if samples else None,
         "growth": grown,
-        "verdict": "flat" if flat else "grew",
+        "verdict": verdict,
+        "media_stopped_at_s": media_stopped,
         "listeners_at_end": len(pps),
         "receiving_at_end": sum(value >= 0.8 * PACKETS_PER_S for value in pps),
+        "server_log_levels": log_levels,
+        "server_log_errors": log_errors,
     }
+
+
+def read_log(path: Path) -> tuple[dict[str, int], list[str]]:
+    """The server's log lines by level, and its last few warnings and errors."""
+    levels: collections.Counter[str] = collections.Counter()
+    last: collections.deque[str] = collections.deque(maxlen=8)
+    with contextlib.suppress(OSError), path.open(errors="replace") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            level = str(entry.get("level", "?"))
+            levels[level] += 1
+            if level in ("warning", "error", "critical"):
+                last.append(f"{entry.get('logger')}: {entry.get('message')}"[:300])
+    return dict(levels), list(last)
 
 
 def print_report(result: dict[str, Any]) -> None:
     columns = ("t (s)", 7), ("rss MB", 9), ("fds", 6), ("udp", 6), ("tasks", 7), ("cpu", 7)
-    print("".join(f"{name:>{width}}" for name, width in columns) + f"{'joined':>8}{'left':>6}")
+    print(
+        "".join(f"{name:>{width}}" for name, width in columns)
+        + f"{'joined':>8}{'left':>6}{'receiving':>11}{'pubs':>6}{'load':>6}"
+    )
     for s in result["samples"]:
         tasks = "-" if s["tasks"] is None else s["tasks"]
         print(
             f"{s['t_s']:>7.0f}{s['rss_mb']:>9.1f}{s['fds']:>6}{s['udp_sockets']:>6}{tasks:>7}"
             f"{s['server_cpu']:>7.2f}{s['joined']:>8}{s['left']:>6}"
+            f"{s['receiving']:>6}/{s['listeners']:<4}{s['publishers']:>6}{s['load_avg']:>6.1f}"
         )
     print(f"\ngrowth from t={result['reference_t_s']} s to the end (mean of the last 3 samples):")
     for name, value in result["growth"].items():
         shown = "-" if value is None else f"{value:+.1f} %"
         print(f"  {name:<12}{shown}")
     limit = result["options"]["max_growth_pct"]
-    print(f"verdict: {result['verdict']} (every figure under {limit} % growth)")
+    if result["verdict"] == "media stopped":
+        print(
+            f"verdict: media stopped (publishers gone or listeners starved at t = "
+            f"{result['media_stopped_at_s']} s): these figures do not measure leaks"
+        )
+    else:
+        print(f"verdict: {result['verdict']} (every figure under {limit} % growth)")
+    print(f"server log: {result['server_log_levels']}")
+    for line in result["server_log_errors"]:
+        print(f"  {line}")
     print(
         f"joins {result['joins']} (failed {result['failed_joins']}), leaves {result['leaves']};"
         f" receiving at the end: {result['receiving_at_end']}/{result['listeners_at_end']}"
