@@ -99,6 +99,8 @@ class Server:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    #: Where its log (stderr) goes; None: nowhere.
+    log_path: Path | None = None
     _drain: asyncio.Future[bytes] | None = None
 
     @property
@@ -115,12 +117,17 @@ class Server:
             PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        stderr: Any = asyncio.subprocess.DEVNULL
+        if self.log_path is not None:
+            stderr = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "signaling.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data_dir), "--workers", str(self.workers),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
         )  # fmt: skip
+        if self.log_path is not None:
+            stderr.close()  # the process has its own copy
         assert self.process.stdout is not None
         async with asyncio.timeout(120):
             while True:

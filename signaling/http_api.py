@@ -37,6 +37,7 @@ from signaling.registration import (
     normalise_email,
     register_attendee,
 )
+from signaling.store import StoreError, StoreFull
 from signaling.tokens import Role, TokenError
 from signaling.untrusted_json import printable
 
@@ -51,6 +52,9 @@ TIMEZONE_MAX = 64
 ATTENDEE_LINK_AFTER_START = timedelta(days=7)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: What a 503 for an unavailable store asks the client to wait before trying again.
+STORE_RETRY_AFTER_S = 60
 
 _CREATED_COUNTER = web.AppKey("registrations_created", Counter)
 _STORED_GAUGE = web.AppKey("registrations_stored", Gauge)
@@ -462,6 +466,17 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     except ApiError:
         raise
+    except StoreError as exc:
+        # The person can do nothing about it but come back: say so, keep the detail (a
+        # path of the machine) for the log, and no traceback for a known condition.
+        log.warning("cannot answer %s %s: %s", request.method, request.path, exc)
+        why = "its disk is full" if isinstance(exc, StoreFull) else "it cannot reach its data"
+        raise ApiError(
+            503,
+            "store_unavailable",
+            f"the server cannot save anything right now ({why}); please try again in a few minutes",
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        ) from None
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

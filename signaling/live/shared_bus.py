@@ -11,10 +11,12 @@ changed, so the others hear of it within milliseconds). A node whose presence is
 than `PRESENCE_TIMEOUT_S` is gone: the live node with the lowest id says so with a
 `node_gone` change, which disconnects that node's interpreters everywhere.
 
-The log going away stops nothing that is live: the node keeps its replica and its media,
-retries, and once the log answers again writes its snapshot if the log lost it and goes
-on reading after the last change it applied. Ids are "<milliseconds>-<sequence>" and
-grow with the log's clock, so changes made after a restart come after those before it.
+The log going away stops nothing that is live: the node keeps its replica and its media
+(the others' presences are not aged while it is away: their channels keep flowing over
+the node links), retries, and once the log answers again writes its snapshot if the log
+lost it and goes on reading after the last change it applied. Ids are
+"<milliseconds>-<sequence>" and grow with the log's clock, so changes made after a
+restart come after those before it.
 
 Transports: `redis_bus.RedisBus` (Redis streams, for nodes on several machines) and
 `hub.HubBus` (the embedded hub of `dragoman serve --workers N`).
@@ -85,6 +87,9 @@ class SharedBus(ABC):
         self._registry: asyncio.Task[None] | None = None
         self._lost_log = False
         self._started_at = 0.0
+        # When the log went away, and came back: see `_presence_now`.
+        self._log_lost_at: float | None = None
+        self._log_back_at = 0.0
 
     # --- the transport --------------------------------------------------------------
 
@@ -188,6 +193,7 @@ class SharedBus(ABC):
             except self.unreachable as exc:
                 if not self._lost_log:
                     log.warning("lost the live log (%s); changes wait until it is back", exc)
+                    self._log_lost_at = self.clock()
                 self._lost_log = True
                 await asyncio.sleep(RETRY_S)
 
@@ -248,6 +254,7 @@ class SharedBus(ABC):
             await self._put_presence(self.node, json.dumps(self._announced.to_dict()))
         log.warning("the live log is back; changes flow again")
         self._lost_log = False
+        self._log_back_at = self.clock()
 
     # --- presence -----------------------------------------------------------------------
 
@@ -263,8 +270,22 @@ class SharedBus(ABC):
             await self._append({"change": change.to_json()})
 
     def presences(self) -> list[NodePresence]:
-        now = self.clock()
+        now = self._presence_now()
         return [p for p in self._presences.values() if now - p.at < PRESENCE_TIMEOUT_S]
+
+    def _presence_now(self) -> float:
+        """The moment the others' presences are aged at.
+
+        Now, except while the log is away and for one timeout after it is back (until the
+        others are heard again): then the moment it went away. A node cannot tell a dead
+        node from a dead log, and media between nodes does not go through the log:
+        ageing the others out would stop the channels this node pulls from them.
+        """
+        lost_at = self._log_lost_at
+        now = self.clock()
+        if lost_at is not None and (self._lost_log or now - self._log_back_at < PRESENCE_TIMEOUT_S):
+            return lost_at
+        return now
 
     def _learn_presence(self, presence: NodePresence) -> None:
         if presence.node == self.node:
@@ -293,7 +314,7 @@ class SharedBus(ABC):
             known = self._presences.get(node)
             if known is not None and presence.at <= known.at:
                 continue
-            if self.clock() - presence.at >= PRESENCE_TIMEOUT_S:
+            if self._presence_now() - presence.at >= PRESENCE_TIMEOUT_S:
                 self._presences[node] = presence  # a dead node's last word: to be buried
             else:
                 self._learn_presence(presence)
@@ -301,7 +322,7 @@ class SharedBus(ABC):
     async def _bury_the_gone(self) -> None:
         """Forget the nodes that stopped answering; the lowest live id tells every node."""
         assert self._replica is not None
-        now = self.clock()
+        now = self._presence_now()
         alive = {p.node for p in self.presences()} | {self.node}
         gone = {
             node

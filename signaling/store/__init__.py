@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from signaling.store.base import SCHEMA_VERSION, Clock, CorruptLiveState, Store, StoreError
+from signaling.store.base import (
+    SCHEMA_VERSION,
+    Clock,
+    CorruptLiveState,
+    Store,
+    StoreError,
+    StoreFull,
+)
 from signaling.store.redis import RedisStore
 from signaling.store.sqlite import SqliteStore
 
@@ -26,6 +33,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreFull",
     "open_store",
 ]
 

@@ -32,6 +32,11 @@ class StoreError(RuntimeError):
     """The store cannot do its job: unreachable, unreadable, or written by a newer version."""
 
 
+class StoreFull(StoreError):
+    """The store's disk (or memory) is full: nothing new is kept until space is freed.
+    What is stored can still be read."""
+
+
 class CorruptLiveState(StoreError, LiveStateError):
     """The live state kept for an event cannot be read back.
 

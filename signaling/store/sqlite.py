@@ -22,7 +22,14 @@ from signaling.data_files import private_directory, private_file, restrict
 from signaling.invitations import Invitation
 from signaling.live_state import LiveState
 from signaling.registration import NewRegistration, Registration, email_key
-from signaling.store.base import SCHEMA_VERSION, Clock, Store, StoreError, read_live_state
+from signaling.store.base import (
+    SCHEMA_VERSION,
+    Clock,
+    Store,
+    StoreError,
+    StoreFull,
+    read_live_state,
+)
 
 T = TypeVar("T")
 
@@ -106,6 +113,8 @@ class SqliteStore(Store):
         try:
             return work(self._conn)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreFull(f"SQLite store {self.path}: {exc}") from exc
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
     async def open(self) -> None:
@@ -172,7 +181,7 @@ class SqliteStore(Store):
                 conn.execute("INSERT INTO meta (key, value) VALUES ('registrations_counted', '1')")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
@@ -305,7 +314,7 @@ class SqliteStore(Store):
                 conn.execute("COMMIT")
                 return allowed
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
         return await self._run(work)
@@ -332,7 +341,7 @@ class SqliteStore(Store):
                 conn.execute("COMMIT")
                 return entry
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
         return await self._run(work)
@@ -412,6 +421,13 @@ class SqliteStore(Store):
 def _invitation(row: tuple[str, float | None]) -> Invitation:
     record, revoked_at = row
     return Invitation.from_record(json.loads(record), revoked_at)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite ends the transaction itself on some errors (a full disk: SQLITE_FULL); a
+    # ROLLBACK then fails and would hide the error that matters.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _registration(row: tuple[str, ...]) -> Registration:

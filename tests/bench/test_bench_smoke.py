@@ -1,4 +1,5 @@
-"""The benchmarks still run: bench/scale.py and bench/join_wave.py at tiny sizes.
+"""The benchmarks still run: bench/scale.py, bench/join_wave.py, bench/abuse.py and
+bench/soak.py at tiny sizes.
 
 Benchmarks are not timed tests; these only prove that each one starts a real
 `dragoman serve --workers` process, gets its attendees through the live protocol to
@@ -88,3 +89,49 @@ async def test_the_benches_refuse_bad_sizes_with_the_reason():
         _, stderr = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 2
         assert reason in stderr.decode(), stderr.decode()
+
+
+async def test_abuse_runs_every_attack_at_a_tiny_size():
+    result = await run_bench(
+        "bench.abuse", "--smoke", "--window", "1.5", "--ramp", "0.5", "--rest", "0.2"
+    )
+    phases = [row["phase"] for row in result["rows"]]
+    assert phases == [
+        "baseline",
+        "ws_fuzz",
+        "select_flood",
+        "subscribe_churn",
+        "many_connections",
+        "unanswered_offers",
+        "idle_http",
+        "http_abuse",
+        "recovery",
+    ]
+    for row in result["rows"]:
+        # The probe measured in every phase (timeouts count as samples) and heard media.
+        assert row["samples"] >= 1, row
+        assert row["pps"] > 0, row
+        assert row["fds"] > 0 and row["rss_mb"] > 0
+        assert row["tasks"] is not None and row["tasks"] > 0
+        if row["phase"] in ("baseline", "recovery"):
+            assert row["attack"] == {}
+        else:
+            # Each attack did something and did not break on the node's answers.
+            assert row["attack"], row["phase"]
+            assert not any(key.startswith("attack_failed") for key in row["attack"]), row
+    assert result["rows"][0]["state_ratio"] == 1.0
+
+
+async def test_soak_runs_with_joins_and_leaves_at_a_tiny_size():
+    result = await run_bench(
+        "bench.soak", "--listeners", "4", "--minutes", "0.5", "--sample-every", "5",
+        "--churn-every", "3", "--warmup", "5",
+    )  # fmt: skip
+    assert result["joins"] > 4 and result["leaves"] >= 1, result
+    assert result["failed_joins"] == 0, result["errors"]
+    assert len(result["samples"]) >= 3
+    for name in ("rss_mb", "fds", "udp_sockets", "tasks"):
+        assert name in result["growth"], result["growth"]
+    assert result["verdict"] in ("flat", "grew")
+    # Every listener still in the room receives the channel at the end.
+    assert result["receiving_at_end"] == result["listeners_at_end"] > 0

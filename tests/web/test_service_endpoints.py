@@ -94,6 +94,9 @@ async def test_metrics_are_in_prometheus_text_format(
     # The process's own, from the library.
     assert families["process_cpu_seconds_total"] == "counter"
     assert families["process_resident_memory_bytes"] == "gauge"
+    # The node's event loop: at least the task answering this scrape.
+    tasks = re.search(r"^dragoman_asyncio_tasks (\S+)$", text, re.MULTILINE)
+    assert tasks is not None and float(tasks.group(1)) >= 1
     assert 'dragoman_live_clients{role="attendee"} 0.0' in text
     assert 'dragoman_streamer_output_live{kind="audio",output="floor"} 0.0' in text
     assert "dragoman_registrations_created_total 1.0\n" in text
