@@ -1,0 +1,107 @@
+"""H.264 end to end between real aiortc peers, on a node that prefers it: the publisher
+is asked for H.264, subscribers receive the same H.264 and decode it, and HLS segments
+are the publisher's access units remuxed, with not one picture decoded or encoded."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import av
+import pytest
+
+from streamer import Sfu, SfuConfig
+from tests.streamer.conftest import Peers
+from tests.streamer.peers import LOOPBACK, eventually
+from tests.support.tones import PatternVideoTrack, ToneTrack
+
+
+@pytest.fixture
+async def h264_sfu() -> AsyncIterator[Sfu]:
+    instance = Sfu(SfuConfig(ice_servers=[], host_addresses=LOOPBACK, video_codec="h264"))
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+async def h264_peers(h264_sfu: Sfu) -> AsyncIterator[Peers]:
+    created = Peers(h264_sfu)
+    yield created
+    await created.close()
+
+
+def sent_video_codec(sdp: str) -> str:
+    """The codec a peer sends video with: the first one its answer's video section lists."""
+    section = sdp[sdp.index("m=video") :]
+    first = section.split("\r\n", 1)[0].split()[3]
+    rtpmap = re.search(rf"a=rtpmap:{first} ([^/]+)/", section)
+    assert rtpmap is not None, section
+    return rtpmap[1]
+
+
+def extinf(playlist: str) -> list[float]:
+    return [float(m) for m in re.findall(r"#EXTINF:([0-9.]+),", playlist)]
+
+
+async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
+    h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
+) -> None:
+    sfu = h264_sfu
+    speaker = await h264_peers.publisher(
+        "speaker", [ToneTrack(440.0), PatternVideoTrack(320, 240)]
+    )
+    # aiortc offers VP8 first: the node's answer puts H.264 first, so H.264 is sent.
+    assert "VP8" in speaker.pc.localDescription.sdp
+    assert sent_video_codec(speaker.pc.remoteDescription.sdp) == "H264"
+    await eventually(lambda: len(sfu.sources()) == 2, what="the sources")
+    sfu.declare_output("program-video", "video")
+    sfu.declare_output("floor", "audio")
+    sfu.point("program-video", "speaker/video")
+    sfu.point("floor", "speaker/audio")
+
+    viewer = await h264_peers.subscriber("viewer", {"video": "program-video"})
+    packager = sfu.package_hls(
+        tmp_path / "hls", ("program", "program-video"), [("original", "floor")], segment_s=1.0
+    )
+    try:
+        await eventually(packager.ready, within=20, what="the first segments")
+        await asyncio.sleep(5.0)
+        assert packager.problem is None
+        assert packager.video_frames_remuxed > 60
+        assert packager.video_frames_encoded == 0  # nothing decoded, nothing encoded
+        assert packager.size == (320, 240)
+        assert packager.video_codec is not None and packager.video_codec.startswith("avc1.42")
+    finally:
+        packager.close()
+        await asyncio.to_thread(packager.join, 10)
+
+    # The subscriber got H.264 packets (its answer's H.264 payload type) and decoded them.
+    answer = viewer.pc.localDescription.sdp
+    h264_types = {int(pt) for pt in re.findall(r"a=rtpmap:(\d+) H264/90000", answer)}
+    received = {packet[3] for packet in viewer.rtp["video"].packets}
+    assert received and received <= h264_types, (received, h264_types)
+    assert viewer.video["video"].frames > 30
+
+    directory = tmp_path / "hls"
+    playlist = (directory / "program.m3u8").read_text()
+    durations = extinf(playlist)
+    assert len(durations) >= 4, playlist
+    # Segments start on the keyframes the node asks for: about one a segment.
+    assert all(d < 2.5 for d in durations[:-1]), durations
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
+    assert init is not None
+    data = (directory / init[1]).read_bytes()
+    for line in playlist.splitlines():
+        if line.endswith(".m4s"):
+            data += (directory / line).read_bytes()
+    joined = tmp_path / "program.mp4"
+    joined.write_bytes(data)
+    with av.open(str(joined)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.extradata[:1] == b"\x01"  # an avcC record
+        frames = list(container.decode(video=0))
+    assert len(frames) > 60
+    assert (frames[-1].width, frames[-1].height) == (320, 240)
