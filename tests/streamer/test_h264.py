@@ -49,9 +49,7 @@ async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
     h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
 ) -> None:
     sfu = h264_sfu
-    speaker = await h264_peers.publisher(
-        "speaker", [ToneTrack(440.0), PatternVideoTrack(320, 240)]
-    )
+    speaker = await h264_peers.publisher("speaker", [ToneTrack(440.0), PatternVideoTrack(320, 240)])
     # aiortc offers VP8 first: the node's answer puts H.264 first, so H.264 is sent.
     assert "VP8" in speaker.pc.localDescription.sdp
     assert sent_video_codec(speaker.pc.remoteDescription.sdp) == "H264"
