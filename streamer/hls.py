@@ -397,6 +397,8 @@ def _h264_encoder(size: tuple[int, int]) -> av.CodecContext:
     encoder.width, encoder.height = size
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, VIDEO_RATE)
+    # The level x264 writes follows the frame rate it is told (not the time base's).
+    encoder.framerate = Fraction(30)
     encoder.bit_rate = VIDEO_BITRATE
     encoder.options = {
         "preset": "ultrafast",

@@ -385,7 +385,9 @@ class Sfu:
         on_failure: FailureCallback | None = None,
     ) -> Recording:
         """Write what an audio output (and a video output, in the same file) carries
-        into a WebM file at `path`, from now until `close()` on the returned recording.
+        into a WebM file at `path`, from now until `close()` on the returned recording
+        (a Matroska file, its suffix turned to ``.mkv``, when the video is H.264: the
+        recording's `path` says which).
 
         The outputs' packets are muxed as forwarded (no decoding); `on_failure` is
         called if a write fails (a full disk), and the recording stops by itself.
@@ -402,7 +404,12 @@ class Sfu:
                     f"output {video!r} carries audio; a recording's picture is video"
                 )
         return Recording(
-            Path(path), audio_output, video_output, metadata=metadata, on_failure=on_failure
+            Path(path),
+            audio_output,
+            video_output,
+            metadata=metadata,
+            on_failure=on_failure,
+            video_codec=self._video_codec,
         )
 
     def package_hls(

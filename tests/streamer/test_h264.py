@@ -103,3 +103,32 @@ async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
         frames = list(container.decode(video=0))
     assert len(frames) > 60
     assert (frames[-1].width, frames[-1].height) == (320, 240)
+
+
+async def test_an_h264_program_is_recorded_as_matroska_without_decoding(
+    h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
+) -> None:
+    sfu = h264_sfu
+    await h264_peers.publisher("speaker", [ToneTrack(440.0), PatternVideoTrack(320, 240)])
+    await eventually(lambda: len(sfu.sources()) == 2, what="the sources")
+    sfu.declare_output("program-video", "video")
+    sfu.declare_output("floor", "audio")
+    sfu.point("floor", "speaker/audio")
+    # Nobody on air at first: the file starts on its sound, its picture comes later.
+    recording = sfu.record(tmp_path / "program.001.webm", "floor", "program-video")
+    await asyncio.sleep(3.5)
+    sfu.point("program-video", "speaker/video")
+    await asyncio.sleep(3.0)
+    recording.close()
+    assert recording.problem is None
+    # WebM cannot hold H.264: the recording says where it wrote instead.
+    assert recording.path == tmp_path / "program.001.mkv"
+    assert not (tmp_path / "program.001.webm").exists()
+    with av.open(str(recording.path)) as container:
+        assert container.format.name.startswith("matroska")
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "opus"
+        frames = list(container.decode(video=0))
+    # The speaker's own pictures (320x240), after the in-band change of parameter sets.
+    assert len(frames) > 20
+    assert (frames[-1].width, frames[-1].height) == (320, 240)
