@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     #: How ``/watch`` receives the event: ``webrtc`` (falling back to HLS by itself when
     #: WebRTC cannot connect) or ``hls`` for everyone.
     delivery: Literal["webrtc", "hls"] = "webrtc"
+    #: The video codec asked of speakers' browsers that offer both: ``h264`` lets HLS and
+    #: the program recording take the picture as sent (no decoding); ``vp8`` is encoded
+    #: once for HLS. The other codec is still accepted from a browser that cannot send it.
+    video_codec: Literal["vp8", "h264"] = "vp8"
 
     @field_validator("ice_servers", mode="before")
     @classmethod
