@@ -5,16 +5,18 @@ are the publisher's access units remuxed, with not one picture decoded or encode
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
 import pytest
+from aiortc import RTCRtpSender, RTCSessionDescription
 
 from streamer import Sfu, SfuConfig
 from tests.streamer.conftest import Peers
-from tests.streamer.peers import LOOPBACK, eventually
+from tests.streamer.peers import LOOPBACK, PublisherPeer, eventually, peer_connection
 from tests.support.tones import PatternVideoTrack, ToneTrack
 
 
@@ -132,3 +134,76 @@ async def test_an_h264_program_is_recorded_as_matroska_without_decoding(
     # The speaker's own pictures (320x240), after the in-band change of parameter sets.
     assert len(frames) > 20
     assert (frames[-1].width, frames[-1].height) == (320, 240)
+
+
+async def publish_only(
+    sfu: Sfu, peers: Peers, publisher_id: str, codec: str, size: tuple[int, int]
+):
+    """A publisher whose browser can send only `codec` (VP8 or H264) video."""
+    pc = peer_connection()
+    transceiver = pc.addTransceiver(PatternVideoTrack(*size), direction="sendonly")
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.name in (codec, "rtx")])
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await sfu.publish(publisher_id, pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    peer = PublisherPeer(pc)
+    peers.adopt(peer)
+    assert sent_video_codec(answer) == codec
+    return peer
+
+
+async def test_a_switch_between_an_h264_and_a_vp8_speaker_plays_on(
+    h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
+) -> None:
+    """The rule for a speaker whose browser cannot send the preferred codec: accepted; a
+    subscriber follows the payload type; HLS encodes his VP8 into the same playlist."""
+    sfu = h264_sfu
+    await publish_only(sfu, h264_peers, "h264-speaker", "H264", (320, 240))
+    await publish_only(sfu, h264_peers, "vp8-speaker", "VP8", (480, 360))
+    await eventually(lambda: len(sfu.sources()) == 2, what="the sources")
+    sfu.declare_output("program-video", "video")
+    sfu.declare_output("floor", "audio")
+    sfu.point("program-video", "h264-speaker/video")
+    viewer = await h264_peers.subscriber("viewer", {"video": "program-video"})
+    packager = sfu.package_hls(
+        tmp_path / "hls", ("program", "program-video"), [("original", "floor")], segment_s=1.0
+    )
+    counts = []
+    try:
+        await eventually(packager.ready, within=20, what="the first segments")
+        for source in ("vp8-speaker", "h264-speaker", "vp8-speaker"):
+            await asyncio.sleep(3.0)
+            counts.append(viewer.video["video"].frames)
+            sfu.point("program-video", f"{source}/video")
+        await asyncio.sleep(3.0)
+        counts.append(viewer.video["video"].frames)
+        assert packager.problem is None
+        assert packager.video_frames_remuxed > 60
+        assert packager.video_frames_encoded > 60
+    finally:
+        packager.close()
+        await asyncio.to_thread(packager.join, 10)
+    # The subscriber decoded pictures after every switch, whichever the codec.
+    assert all(b > a + 10 for a, b in itertools.pairwise(counts)), counts
+    answer = viewer.pc.localDescription.sdp
+    names = dict(re.findall(r"a=rtpmap:(\d+) (\w+)/90000", answer))
+    received = {names.get(str(packet[3])) for packet in viewer.rtp["video"].packets}
+    assert received == {"H264", "VP8"}
+
+    directory = tmp_path / "hls"
+    playlist = (directory / "program.m3u8").read_text()
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
+    assert init is not None
+    data = (directory / init[1]).read_bytes()
+    for line in playlist.splitlines():
+        if line.endswith(".m4s"):
+            data += (directory / line).read_bytes()
+    joined = tmp_path / "program.mp4"
+    joined.write_bytes(data)
+    with av.open(str(joined)) as container:
+        sizes = [(f.width, f.height) for f in container.decode(video=0)]
+    # Both speakers' pictures, in one playlist: the remuxed ones keep their own size,
+    # the VP8 ones are encoded at the size of the stream.
+    assert len(sizes) > 120
+    assert (320, 240) in sizes
