@@ -265,6 +265,11 @@ class _VideoTrack:
         # parameter sets make the init segment.
         self.last_input = started + FIRST_PICTURE_WAIT_S - VIDEO_IDLE_S
         self.remuxing = False  # whether the last sample written was remuxed
+        # A repeated keyframe reset the decoder's references: the publisher's stream
+        # goes on from its next keyframe only.
+        self.resume_on_keyframe = False
+        #: Pictures repeated while the output carried none (remuxing: its last keyframe).
+        self.repeated = 0
         #: Pictures written as the publisher sent them / encoded here.
         self.remuxed = 0
         self.encoded = 0
@@ -303,13 +308,14 @@ class _VideoTrack:
             except H264Error as exc:
                 logger.warning("HLS: H.264 video without a usable SPS: %s", exc)
                 return
-        if not self.remuxing and not keyframe:
-            return  # after encoded pictures, the publisher's stream resumes on a keyframe
+        if (not self.remuxing or self.resume_on_keyframe) and not keyframe:
+            return  # after encoded or repeated pictures, resume on a keyframe
         self.last_input = wall
         if pts <= self.last_pts:
             return
         if keyframe:
             self.last_keyframe_unit = data
+            self.resume_on_keyframe = False
         self._write(avcc_sample(units), pts, keyframe)
         self.remuxing = True
         self.remuxed += 1
@@ -338,6 +344,8 @@ class _VideoTrack:
             # The publisher's last keyframe again: nothing is decoded for a pause.
             units = nal_units(self.last_keyframe_unit)
             self._write(avcc_sample(units), pts, True)
+            self.resume_on_keyframe = True
+            self.repeated += 1
             return
         frame = self.last_frame
         if frame is None:

@@ -207,3 +207,51 @@ async def test_a_switch_between_an_h264_and_a_vp8_speaker_plays_on(
     # the VP8 ones are encoded at the size of the stream.
     assert len(sizes) > 120
     assert (320, 240) in sizes
+
+
+async def test_a_remuxed_program_left_empty_repeats_its_last_keyframe_and_resumes(
+    h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
+) -> None:
+    """Nobody on air for a while: the playlist goes on (the last keyframe repeated, not a
+    picture encoded), and the speaker's pictures come back when he is on air again."""
+    sfu = h264_sfu
+    await h264_peers.publisher("speaker", [ToneTrack(440.0), PatternVideoTrack(320, 240)])
+    await eventually(lambda: len(sfu.sources()) == 2, what="the sources")
+    sfu.declare_output("program-video", "video")
+    sfu.declare_output("floor", "audio")
+    sfu.point("program-video", "speaker/video")
+    sfu.point("floor", "speaker/audio")
+    packager = sfu.package_hls(
+        tmp_path / "hls", ("program", "program-video"), [("original", "floor")], segment_s=1.0
+    )
+    try:
+        await eventually(packager.ready, within=20, what="the first segments")
+        await asyncio.sleep(2.0)
+        sfu.point("program-video", None)
+        await asyncio.sleep(3.0)
+        remuxed = packager.video_frames_remuxed
+        sfu.point("program-video", "speaker/video")
+        await asyncio.sleep(3.0)
+        assert packager.problem is None
+        assert packager.video_frames_encoded == 0
+        assert packager.video_frames_remuxed > remuxed + 30
+    finally:
+        packager.close()
+        await asyncio.to_thread(packager.join, 10)
+    directory = tmp_path / "hls"
+    playlist = (directory / "program.m3u8").read_text()
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
+    assert init is not None
+    data = (directory / init[1]).read_bytes()
+    for line in playlist.splitlines():
+        if line.endswith(".m4s"):
+            data += (directory / line).read_bytes()
+    joined = tmp_path / "program.mp4"
+    joined.write_bytes(data)
+    with av.open(str(joined)) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    # The listed segments (the last few seconds) span the empty stretch and the return:
+    # pictures all along (repeated from half a second without one), never a second apart.
+    assert times[-1] - times[0] > 0.8 * sum(extinf(playlist)), playlist
+    assert max(b - a for a, b in itertools.pairwise(times)) < 1.0
+    assert len(times) > 60
