@@ -10,6 +10,7 @@ and shows a picture: the fake camera's frames, remuxed by the node without decod
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,11 +23,15 @@ from signaling.hls_delivery import HLS_KEY
 from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode, open_page
 from tests.e2e.test_speaker_switch_video import connect
+from tests.e2e.test_studio_recordings import screenshots_dir
 from tests.support.browser import launch_chromium
 from tests.support.impaired_network import PAGE_PEERS_KEPT
 from tests.support.server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+#: Set to a directory to keep a screenshot of /watch playing the remuxed picture.
+SCREENSHOTS = os.environ.get("DRAGOMAN_TEST_SCREENSHOTS")
 
 SPEAKER = "alexander-tokovinin"
 MEDIA_TIMEOUT_MS = 30_000
@@ -131,6 +136,8 @@ async def test_a_chromium_speaker_sends_h264_and_hls_plays_it_remuxed(
             timeout=MEDIA_TIMEOUT_MS,
         )
 
+        if SCREENSHOTS:
+            await watch.screenshot(path=str(screenshots_dir(SCREENSHOTS) / "watch-hls-h264.png"))
         packager = node.app[HLS_KEY].packager
         assert packager is not None
         remuxed, encoded = packager.video_frames_remuxed, packager.video_frames_encoded
