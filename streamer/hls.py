@@ -310,9 +310,9 @@ class _VideoTrack:
                 return
         if (not self.remuxing or self.resume_on_keyframe) and not keyframe:
             return  # after encoded or repeated pictures, resume on a keyframe
-        self.last_input = wall
         if pts <= self.last_pts:
-            return
+            return  # behind a repeated picture: the repeats go on until one is written
+        self.last_input = wall
         if keyframe:
             self.last_keyframe_unit = data
             self.resume_on_keyframe = False
