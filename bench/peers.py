@@ -1,6 +1,7 @@
 """The benchmark's clients: aiortc publishers and listeners, each group in its own process.
 
-A publisher sends a sine tone (Opus, 20 ms frames) or synthetic bars (VP8 640x360, 30 fps).
+A publisher sends a sine tone (Opus, 20 ms frames) or synthetic bars (VP8 640x360, 30 fps,
+or H.264 when its spec says so).
 Most listeners are *light*: the receiver's packet handler is shadowed so they count packets
 and keep the RTCP receiver-report statistics (the server still gets receiver reports) without
 depacketising or decoding, which keeps the client side cheap enough to run a hundred of them
@@ -252,6 +253,12 @@ async def _publishers(conn: Connection, cfg: dict[str, Any]) -> None:
             sender = pc.addTrack(track)
             if spec["kind"] == "video" and not cfg.get("adaptive", False):
                 hold_bitrate(sender)
+            if spec.get("codec"):
+                # Offer this codec only (as a browser that can send nothing else).
+                transceiver = next(t for t in pc.getTransceivers() if t.sender is sender)
+                codecs = RTCRtpSender.getCapabilities(spec["kind"]).codecs
+                wanted = (spec["codec"].lower(), "rtx")
+                transceiver.setCodecPreferences([c for c in codecs if c.name.lower() in wanted])
             await pc.setLocalDescription(await pc.createOffer())
             answer = await post(
                 http, cfg["url"] + "/publish", {"id": spec["id"], "sdp": pc.localDescription.sdp}
@@ -370,7 +377,8 @@ async def _listeners(conn: Connection, cfg: dict[str, Any]) -> None:
 
 
 def publisher_process(conn: Connection, cfg: dict[str, Any]) -> None:
-    """Entry point: publish cfg["publishers"] ({id, kind, freq}) to cfg["url"], then obey."""
+    """Entry point: publish cfg["publishers"] ({id, kind, freq}, and "codec" to offer only
+    that one) to cfg["url"], then obey."""
     asyncio.run(_publishers(conn, cfg))
 
 

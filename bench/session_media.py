@@ -1,8 +1,8 @@
 """What recordings and HLS cost the server, and how far behind the room HLS plays.
 
 CPU (``--cpu``, the default part): the bench server (bench/sfu_server.py, `streamer.Sfu`
-alone in its process) receives three Opus tones and one VP8 640x360 30 fps picture from
-a publisher process; each feeds an output. Then, step by step, each step adding to the
+alone in its process) receives three Opus tones, one VP8 and one H.264 640x360 30 fps
+picture from a publisher process; each feeds an output. Then, step by step, each step adding to the
 previous ones, it reads the server's CPU (utime+stime of every thread, /proc) over a
 window:
 
@@ -11,7 +11,8 @@ window:
 3. the three audio outputs recorded, each four times (WebM, no decoding);
 4. the program recorded (video + sound in one WebM);
 5. the three audio outputs packaged as HLS (Opus decoded, AAC encoded, once each);
-6. the video packaged as HLS too (VP8 decoded, H.264 encoded once).
+6. the VP8 video packaged as HLS too (VP8 decoded, H.264 encoded once);
+7. the H.264 video packaged as HLS too (remuxed: nothing decoded nor encoded).
 
 Each step's cost per output is its CPU increase over the previous step divided by the
 outputs it added, printed in CPU-seconds per second and in audio listeners.
@@ -49,6 +50,8 @@ from bench.peers import listener_process, publisher_process
 REPO = Path(__file__).resolve().parent.parent
 AUDIO_OUTPUTS = ("out-a0", "out-a1", "out-a2")
 VIDEO_OUTPUT = "program-video"
+#: The same picture sent as H.264 by a publisher offering nothing else.
+H264_OUTPUT = "program-video-h264"
 AUDIO_LISTENERS = 10
 #: A Russian speaker of the seed program: the interpreter works into French.
 SPEAKER = "alexander-tokovinin"
@@ -95,6 +98,7 @@ def cpu_part(window: float, warmup: float) -> dict[str, Any]:
                 "publishers": [
                     *({"id": f"a{i}", "kind": "audio", "freq": 300 + 200 * i} for i in range(3)),
                     {"id": "v", "kind": "video", "freq": 0},
+                    {"id": "h", "kind": "video", "freq": 0, "codec": "h264"},
                 ],
             },
         ),
@@ -103,17 +107,22 @@ def cpu_part(window: float, warmup: float) -> dict[str, Any]:
         target=listener_process, args=(lis_child, {"url": url, "kind": "audio", "name": "l"})
     )
     steps: list[dict[str, Any]] = []
+    pictures: list[dict[str, int]] = []
+    worker: dict[str, float] = {}  # HLS video worker thread, CPU-s per wall-second
+    started: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="dragoman-bench-") as tmp:
         try:
             wait_ready(url)
             for name in AUDIO_OUTPUTS:
                 call(f"{url}/output", {"name": name, "kind": "audio"})
             call(f"{url}/output", {"name": VIDEO_OUTPUT, "kind": "video"})
+            call(f"{url}/output", {"name": H264_OUTPUT, "kind": "video"})
             publishers.start()
             log("publishers:", pub_conn.recv())
             for i, name in enumerate(AUDIO_OUTPUTS):
                 call(f"{url}/point", {"output": name, "source": f"a{i}/audio"})
             call(f"{url}/point", {"output": VIDEO_OUTPUT, "source": "v/video"})
+            call(f"{url}/point", {"output": H264_OUTPUT, "source": "h/video"})
             listeners.start()
 
             def measure(step: str, added: int, unit: str) -> None:
@@ -143,10 +152,21 @@ def cpu_part(window: float, warmup: float) -> dict[str, Any]:
             measure("+3 audio outputs as HLS (AAC)", 3, "HLS audio output")
             hls_video = {"dir": f"{tmp}/hls-v", "video": VIDEO_OUTPUT, "audio": []}
             log("hls video:", call(f"{url}/hls", hls_video))
-            measure("+video as HLS (H.264, 640x360 30 fps)", 1, "HLS video output")
+            started["VP8"] = time.monotonic()
+            measure("+VP8 video as HLS (transcoded, 640x360 30 fps)", 1, "HLS video, VP8")
+            hls_h264 = {"dir": f"{tmp}/hls-h", "video": H264_OUTPUT, "audio": []}
+            log("hls h264:", call(f"{url}/hls", hls_h264))
+            started["H.264"] = time.monotonic()
+            measure("+H.264 video as HLS (remuxed, 640x360 30 fps)", 1, "HLS video, H.264")
             sizes = {p.name: p.stat().st_size for p in Path(tmp).glob("*.webm")}
             log("recorded files:", sizes)
-            log("stopped:", call(f"{url}/session-media/stop", {}))
+            stopped = call(f"{url}/session-media/stop", {})
+            ended = time.monotonic()
+            log("stopped:", stopped)
+            # The two video packagers, in the order started: VP8, then H.264.
+            pictures = stopped.get("hls_pictures", [])[-2:]
+            for codec, cpu in zip(("VP8", "H.264"), stopped["hls_worker_cpu_s"][-2:], strict=True):
+                worker[codec] = round(cpu / (ended - started[codec]), 4)
         finally:
             for conn, process in ((lis_conn, listeners), (pub_conn, publishers)):
                 if process.is_alive():
@@ -155,8 +175,15 @@ def cpu_part(window: float, warmup: float) -> dict[str, Any]:
             server.terminate()
             server.wait(20)
     listener = next(s["per"] for s in steps if s["unit"] == "listener")
+    per = {s["unit"]: s["per"] for s in steps}
+    transcode, remux = per.get("HLS video, VP8"), per.get("HLS video, H.264")
     return {
         "window_s": window,
+        "hls_video_pictures": pictures,
+        "hls_video_worker_cpu_s_per_s": worker,
+        "remux_over_transcode": (
+            round(remux / transcode, 3) if transcode and remux is not None else None
+        ),
         "steps": steps,
         "per_output": {
             s["unit"]: {
@@ -370,6 +397,13 @@ def main() -> None:
         print("per output            CPU-s/s   in audio listeners")
         for unit, row in out["cpu"]["per_output"].items():
             print(f"{unit:<22}{row['cpu_s_per_s']:>8.5f}   {row['audio_listeners']}")
+        print(
+            "HLS video, H.264 remuxed / VP8 transcoded:",
+            out["cpu"]["remux_over_transcode"],
+            " pictures (VP8 packager, H.264 packager):",
+            out["cpu"]["hls_video_pictures"],
+        )
+        print("HLS video worker thread, CPU-s/s:", out["cpu"]["hls_video_worker_cpu_s_per_s"])
     if "delay" in out:
         d = out["delay"]
         print(

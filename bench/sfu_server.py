@@ -286,14 +286,24 @@ class BenchServer:
             if packager.ready():
                 break
             await asyncio.sleep(0.1)
-        return {"ready": packager.ready(), "problem": packager.problem}
+        return {
+            "ready": packager.ready(),
+            "problem": packager.problem,
+            "video_frames_remuxed": packager.video_frames_remuxed,
+            "video_frames_encoded": packager.video_frames_encoded,
+        }
 
     async def stop_session_media(self, body: dict[str, Any]) -> dict[str, Any]:
         items, self.session_media = self.session_media, []
         cpu = [round(item.cpu_s, 2) for item in items if hasattr(item, "cpu_s")]
+        pictures = [
+            {"remuxed": item.video_frames_remuxed, "encoded": item.video_frames_encoded}
+            for item in items
+            if hasattr(item, "video_frames_remuxed")
+        ]
         for item in items:
             item.close()
-        return {"hls_worker_cpu_s": cpu}
+        return {"hls_worker_cpu_s": cpu, "hls_pictures": pictures}
 
     def _probe_clock(self) -> PacketClock:
         if self.clock is None:

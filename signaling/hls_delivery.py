@@ -11,7 +11,8 @@ While a session is in progress the node publishes an HLS presentation:
   packaging run (a run per session start: names never come back with other content,
   so segments are immutable).
 
-Packaging (streamer/hls.py: AAC once per audio output, H.264 once for the video)
+Packaging (streamer/hls.py: AAC once per audio output; the video's H.264 remuxed, or
+VP8 encoded once)
 starts with the first request of a session and stops when nobody has asked for
 `IDLE_S` seconds or the session ends: a node whose audience all uses WebRTC spends
 nothing on it.

@@ -1,16 +1,17 @@
 """Session recordings: every output kept while a session is in progress, and the list of them.
 
 While the moderator has a session started, the node records each output as attendees
-receive it, one WebM file per channel (see `streamer.recorder` for how):
+receive it, one WebM file per channel (see `streamer.recorder` for how), or a Matroska
+file (``.mkv``) for the program when its video is H.264, which WebM cannot hold:
 
 - ``program``: the program video with the floor audio;
 - ``original``: the floor alone;
 - one per event language (its code): the language channel, interpretation, switches,
   coughs and fallbacks included.
 
-Layout: ``DATA_DIR/recordings/<session id>/<channel>.<part>.webm``, parts numbered from
-001. A node that restarts (or crashes) in the middle of a session starts the next part
-when it is back; the parts of a session sort in the order they were recorded.
+Layout: ``DATA_DIR/recordings/<session id>/<channel>.<part>.webm`` (or ``.mkv``), parts
+numbered from 001. A node that restarts (or crashes) in the middle of a session starts the
+next part when it is back; the parts of a session sort in the order they were recorded.
 
 A write that fails (a full disk) stops that recording: the log says so and the studio
 shows a ``recording_stopped`` alarm until the session ends. The live event goes on.
@@ -40,8 +41,9 @@ RECORDINGS_DIR = "recordings"
 PROGRAM = "program"
 ORIGINAL = "original"
 EXTENSION = ".webm"
-#: ``<channel>.<part>.webm``: the channel is ``program``, ``original`` or a language code.
-_FILE_NAME = re.compile(r"^(?P<channel>[A-Za-z0-9-]+)\.(?P<part>\d{3,})\.webm$")
+#: ``<channel>.<part>.webm`` (``.mkv``: H.264 video): the channel is ``program``,
+#: ``original`` or a language code.
+_FILE_NAME = re.compile(r"^(?P<channel>[A-Za-z0-9-]+)\.(?P<part>\d{3,})\.(?:webm|mkv)$")
 _SESSION_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 

@@ -95,10 +95,11 @@ async def get_recording_file(request: web.Request) -> web.StreamResponse:
         path = recording_path(request.app[SETTINGS_KEY].data_dir, session, name)
     except RecordingError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Disposition": f'attachment; filename="{session}-{name}"',
-            "Cache-Control": "private, no-store",
-        },
-    )
+    headers = {
+        "Content-Disposition": f'attachment; filename="{session}-{name}"',
+        "Cache-Control": "private, no-store",
+    }
+    if path.suffix == ".mkv":
+        # An H.264 program; not every system's MIME table knows Matroska.
+        headers["Content-Type"] = "video/x-matroska"
+    return web.FileResponse(path, headers=headers)

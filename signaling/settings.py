@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     #: and its sockets freed.
     subscribe_answer_timeout_s: float = Field(default=15.0, gt=0, le=600)
     # --- end of the WebSocket's limits ------------------------------------------------
+    #: The video codec asked of speakers' browsers that offer both: ``h264`` lets HLS and
+    #: the program recording take the picture as sent (no decoding); ``vp8`` is encoded
+    #: once for HLS. The other codec is still accepted from a browser that cannot send it.
+    video_codec: Literal["vp8", "h264"] = "vp8"
 
     @field_validator("ice_servers", mode="before")
     @classmethod

@@ -488,6 +488,7 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
             # Nodes of one event pull each other's outputs, authenticated with the secret
             # they already share to sign links.
             link_secret=load_or_create_secret(settings) if shared else None,
+            video_codec=settings.video_codec,
         )
     )
     app[SFU_KEY] = sfu

@@ -54,7 +54,7 @@ class SfuClosed(StreamerError, RuntimeError):
 
 
 class InvalidNetworkSetting(StreamerError, ValueError):
-    """A port range or a host address in `SfuConfig` that cannot be used."""
+    """A setting of `SfuConfig` that cannot be used: a port range, a host address, a codec."""
 
 
 class PortRangeExhausted(StreamerError):

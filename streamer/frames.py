@@ -1,7 +1,7 @@
 """Media frames out of forwarded RTP packets, on one timeline: for recordings and HLS.
 
 What taps on an output (streamer/output.py) share: how long an Opus packet lasts,
-how VP8 packets make a frame (and when a keyframe is needed to go on), and the clock
+how VP8 or H.264 packets make a frame (and when a keyframe is needed to go on), and the clock
 that places every packet of a tapped output on the tap's own timeline. Within one
 incoming stream that clock follows the packets' RTP timestamps (the sender's pacing);
 when the output moves to another stream (a switch), or a stream's clock jumps, it
@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass, field
 
 from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+from .h264 import NAL_AUD, NAL_SPS, START_CODE, H264Error, depacketize, is_idr, nal_units
 
 OPUS_RATE = 48000
 VIDEO_RATE = 90000
@@ -141,6 +143,70 @@ class Vp8Frames:
         self._frame = None
         if self.need_keyframe:
             if vp8_keyframe_size(whole) is None:
+                return None
+            self.need_keyframe = False
+        return whole
+
+
+def _starts_access_unit(data: bytes) -> bool:
+    # A fragment that does not start its NAL unit has no start code.
+    return data[:4] == START_CODE and len(data) > 4 and data[4] & 0x1F in (NAL_SPS, NAL_AUD)
+
+
+class H264Frames:
+    """Whole H.264 access units (Annex-B) from a tapped output's packets.
+
+    An RTP packet of H.264 does not say that it starts a frame: a frame is whole
+    when every sequence number from the one after the previous frame's last packet
+    (its marker) up to its own marker arrived. Starts on an IDR picture, and waits for
+    the next one after a loss or a switch, as `Vp8Frames` does (`need_keyframe`).
+    """
+
+    def __init__(self) -> None:
+        self.need_keyframe = True
+        self._stream: object = None
+        self._frame: _Frame | None = None
+        # Sequence number of the last packet of the newest frame seen ending.
+        self._last_end: int | None = None
+        self.keyframe = False  # whether the access unit last returned is an IDR
+
+    def push(self, stream: object, seq: int, ts: int, marker: bool, payload: bytes) -> bytes | None:
+        """The access unit this packet completes, if it does and can be decoded."""
+        if stream is not self._stream:
+            self._stream = stream
+            self.need_keyframe = True
+            self._frame = None
+            self._last_end = None
+        try:
+            data = depacketize(payload)
+        except H264Error:
+            self.need_keyframe = True
+            return None
+        frame = self._frame
+        if frame is None or frame.ts != ts:
+            if frame is not None and frame.complete() is None:
+                self.need_keyframe = True
+            frame = self._frame = _Frame(ts)
+            if self._last_end is not None:
+                frame.first = self._last_end + 1
+        frame.parts[seq] = data
+        if frame.first is None and _starts_access_unit(data):
+            # Nothing comes before a parameter set or a delimiter in an access unit:
+            # how a keyframe is recognised as whole when the frame before it is unknown.
+            frame.first = seq
+        if not marker:
+            return None
+        frame.last = seq
+        self._last_end = seq
+        whole = frame.complete()
+        self._frame = None
+        if whole is None:
+            self.need_keyframe = True
+            return None
+        units = nal_units(whole)
+        self.keyframe = is_idr(units)
+        if self.need_keyframe:
+            if not self.keyframe:
                 return None
             self.need_keyframe = False
         return whole

@@ -8,10 +8,13 @@ or CDN serves those):
 
 - audio: the forwarded Opus is decoded and encoded to AAC-LC (what every HLS player
   plays); a time the output carries nothing (a cough, nobody on air) is silence;
-- video: VP8 is decoded and encoded once to H.264 (x264, constrained baseline,
-  zero-latency, a keyframe at every segment start). While the output carries no
-  picture, the last one is repeated (black before any), so the presentation never
-  stalls.
+- video: H.264 from the publisher is remuxed, never decoded (its access units go
+  into the segments as they came; a keyframe is asked of the publisher shortly
+  before each segment is due, since a segment starts on one); VP8 is decoded and
+  encoded once to H.264 (x264, constrained baseline, zero-latency, a keyframe at
+  every segment start). While the output carries no picture, the last one is
+  repeated (black before any), so the presentation never stalls.
+  `video_frames_remuxed` and `video_frames_encoded` count which way each went.
 
 Every track is timed on the packager's one clock (the RTP time of each source, re-
 anchored on arrival at switches, as recordings are), so the renditions stay in sync
@@ -36,7 +39,16 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from .frames import OPUS_RATE, VIDEO_RATE, TapClock, Vp8Frames, opus_samples
+from .frames import OPUS_RATE, VIDEO_RATE, H264Frames, TapClock, Vp8Frames, opus_samples
+from .h264 import (
+    H264Error,
+    avc_decoder_configuration,
+    avcc_sample,
+    is_idr,
+    nal_units,
+    parameter_sets,
+    read_sps,
+)
 
 if TYPE_CHECKING:
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -58,6 +70,12 @@ VIDEO_IDLE_S = 0.5
 #: ...at this rate.
 SLATE_FPS = 5
 DEFAULT_SIZE = (640, 360)
+#: How long the video playlist waits for a first picture before it shows black.
+FIRST_PICTURE_WAIT_S = 1.0
+#: A remuxed stream asks its publisher for a keyframe this far into a segment.
+KEYFRAME_LEAD = 0.9
+#: libavcodec's AV_CODEC_FLAG_GLOBAL_HEADER.
+GLOBAL_HEADER = 1 << 22
 #: Largest queue of packets waiting for the worker (a few seconds of everything).
 MAX_QUEUE = 2000
 
@@ -99,8 +117,10 @@ class _VideoTap:
     def __init__(self, packager: HlsPackager) -> None:
         self.packager = packager
         self.clock = TapClock(VIDEO_RATE, packager.origin)
-        self.frames = Vp8Frames()
+        self.vp8 = Vp8Frames()
+        self.h264 = H264Frames()
         self.last_pts = -1
+        self.last_keyframe = -(10**12)
         self.refused: str | None = None
 
     def on_packet(
@@ -113,19 +133,36 @@ class _VideoTap:
         payload: bytes,
         wall: float,
     ) -> bool:
-        if codec.name != "VP8":
+        name = codec.name.upper()
+        if name == "H264":
+            whole = self.h264.push(stream, seq, timestamp, marker, payload)
+            if whole is None:
+                return self.h264.need_keyframe or self._keyframe_due(wall)
+            keyframe = self.h264.keyframe
+        elif name == "VP8":
+            whole = self.vp8.push(stream, seq, timestamp, marker, payload)
+            if whole is None:
+                return self.vp8.need_keyframe
+            keyframe = False  # VP8 is encoded again: its keyframes are the encoder's
+        else:
             if self.refused != codec.name:
                 self.refused = codec.name
-                logger.warning("HLS: %s video is not packaged (VP8 only)", codec.name)
+                logger.warning("HLS: %s video is not packaged (VP8 and H.264 are)", codec.name)
             return False
-        whole = self.frames.push(stream, seq, timestamp, marker, payload)
-        if whole is None:
-            return self.frames.need_keyframe
         pts = self.clock.pts(stream, timestamp, wall, self.last_pts + 1)
         if pts > self.last_pts:
             self.last_pts = pts
-            self.packager.put(("video", 0, pts, whole))
-        return False
+            if keyframe:
+                self.last_keyframe = pts
+            self.packager.put((name.lower(), 0, pts, whole))
+        return name == "H264" and self._keyframe_due(wall)
+
+    def _keyframe_due(self, wall: float) -> bool:
+        # Remuxed segments can only start where the publisher sent a keyframe: one is
+        # asked for shortly before each segment is due (the forwarder keeps it to one
+        # request at a time, so every packet may say so).
+        at = self.clock.at(wall)
+        return at - self.last_keyframe >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
 
 
 class _AudioTrack:
@@ -191,57 +228,110 @@ class _AudioTrack:
 
 
 class _VideoTrack:
-    """Worker side of the video rendition: VP8 in, H.264 segments out."""
+    """Worker side of the video rendition: H.264 remuxed, VP8 encoded once, into one
+    H.264 playlist.
 
-    def __init__(self, directory: Path, name: str, options: dict[str, str], segment_s: float):
+    H.264 access units go into the segments as they came (no decoding): the init
+    segment's ``avcC`` holds the first picture's parameter sets, and each keyframe
+    keeps its own in-band, so a speaker with another picture size, or a stretch
+    encoded here, decodes too. VP8 pictures, and the picture repeated while the
+    output carries nothing, are encoded with x264 (constrained baseline, a keyframe
+    at every segment start).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        options: dict[str, str],
+        segment_s: float,
+        started: float,
+    ):
         self.directory = directory
         self.name = name
         self.options = options
         self.segment_s = segment_s
-        self.decoder = av.CodecContext.create("vp8", "r")
+        self.decoders: dict[str, av.CodecContext] = {}
+        self.encoder: av.CodecContext | None = None
         self.container: av.container.OutputContainer | None = None
         self.stream: av.video.stream.VideoStream | None = None
         self.size: tuple[int, int] | None = None
+        self.codec: str | None = None
         self.last_frame: av.VideoFrame | None = None
+        self.last_keyframe_unit: bytes | None = None
         self.last_pts = -1
         self.last_keyframe = -(10**12)
-        self.last_input = 0.0
+        # The first picture is awaited a moment, so that a remuxed stream's own
+        # parameter sets make the init segment.
+        self.last_input = started + FIRST_PICTURE_WAIT_S - VIDEO_IDLE_S
+        self.remuxing = False  # whether the last sample written was remuxed
+        # A repeated keyframe reset the decoder's references: the publisher's stream
+        # goes on from its next keyframe only.
+        self.resume_on_keyframe = False
+        #: Pictures repeated while the output carried none (remuxing: its last keyframe).
+        self.repeated = 0
+        #: Pictures written as the publisher sent them / encoded here.
+        self.remuxed = 0
+        self.encoded = 0
 
-    def open(self, size: tuple[int, int]) -> None:
-        self.size = size
+    def open(self, sps: bytes, pps: bytes) -> None:
+        parameters = read_sps(sps)
+        self.size = (parameters.width, parameters.height)
+        self.codec = parameters.codec
         self.container = av.open(
             str(self.directory / f"{self.name}.m3u8"),
             "w",
             format="hls",
             options=_segments(self.directory, self.name, self.options),
         )
-        stream = self.container.add_stream(
-            "libx264",
-            rate=30,
-            options={
-                "preset": "ultrafast",
-                "tune": "zerolatency",
-                "profile": "baseline",
-                # Keyframes come where the packager says (a segment's start), not by count.
-                "g": "100000",
-                "keyint_min": "100000",
-                "sc_threshold": "0",
-            },
-        )
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = VIDEO_BITRATE
-        stream.codec_context.time_base = Fraction(1, VIDEO_RATE)
+        # A stream for packets only: without the global-header flag, the encoder PyAV
+        # opens behind it (and never feeds) leaves the avcC set here alone.
+        stream = self.container.add_stream("h264", rate=30)
+        context = stream.codec_context
+        context.flags = context.flags & ~GLOBAL_HEADER
+        context.width, context.height = self.size
+        context.pix_fmt = "yuv420p"
+        context.extradata = avc_decoder_configuration(sps, pps)
         stream.time_base = Fraction(1, VIDEO_RATE)
         self.stream = stream
 
-    def frame(self, pts: int, data: bytes, wall: float) -> None:
+    def remux(self, pts: int, data: bytes, wall: float) -> None:
+        """One H.264 access unit from the publisher, into the segments as it is."""
+        units = nal_units(data)
+        keyframe = is_idr(units)
+        if self.container is None:
+            sets = parameter_sets(units)
+            if sets is None:
+                return
+            try:
+                self.open(*sets)
+            except H264Error as exc:
+                logger.warning("HLS: H.264 video without a usable SPS: %s", exc)
+                return
+        if (not self.remuxing or self.resume_on_keyframe) and not keyframe:
+            return  # after encoded or repeated pictures, resume on a keyframe
+        if pts <= self.last_pts:
+            return  # behind a repeated picture: the repeats go on until one is written
+        self.last_input = wall
+        if keyframe:
+            self.last_keyframe_unit = data
+            self.resume_on_keyframe = False
+        self._write(avcc_sample(units), pts, keyframe)
+        self.remuxing = True
+        self.remuxed += 1
+
+    def transcode(self, codec: str, pts: int, data: bytes, wall: float) -> None:
+        """One VP8 frame, decoded and encoded into the H.264 segments."""
+        decoder = self.decoders.get(codec)
+        if decoder is None:
+            decoder = self.decoders[codec] = av.CodecContext.create(codec, "r")
         try:
-            decoded = self.decoder.decode(av.Packet(data))
+            decoded = decoder.decode(av.Packet(data))
         except av.FFmpegError:
             return
         self.last_input = wall
         for frame in decoded:
+            self.last_frame = frame
             self._encode(frame, pts)
 
     def idle(self, pts: int, wall: float) -> None:
@@ -249,6 +339,13 @@ class _VideoTrack:
         if wall - self.last_input < VIDEO_IDLE_S:
             return
         if pts - self.last_pts < VIDEO_RATE // SLATE_FPS:
+            return
+        if self.remuxing and self.last_keyframe_unit is not None:
+            # The publisher's last keyframe again: nothing is decoded for a pause.
+            units = nal_units(self.last_keyframe_unit)
+            self._write(avcc_sample(units), pts, True)
+            self.resume_on_keyframe = True
+            self.repeated += 1
             return
         frame = self.last_frame
         if frame is None:
@@ -261,38 +358,66 @@ class _VideoTrack:
     def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         if pts <= self.last_pts:
             return
-        if self.container is None:
-            self.open((frame.width, frame.height))
-        assert self.stream is not None and self.container is not None and self.size is not None
-        if (frame.width, frame.height) != self.size or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
-        self.last_frame = frame
+        encoder = self.encoder
+        if encoder is None:
+            encoder = self.encoder = _h264_encoder(self.size or (frame.width, frame.height))
+        size = (encoder.width, encoder.height)
+        if (frame.width, frame.height) != size or frame.format.name != "yuv420p":
+            frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
         out.pts = pts
         out.time_base = Fraction(1, VIDEO_RATE)
-        if pts - self.last_keyframe >= self.segment_s * VIDEO_RATE:
+        if self.remuxing or pts - self.last_keyframe >= self.segment_s * VIDEO_RATE:
             out.pict_type = av.video.frame.PictureType.I
+        self.encoded += 1
+        for packet in encoder.encode(out):
+            units = nal_units(bytes(packet))
+            if self.container is None:
+                sets = parameter_sets(units)
+                if sets is None:
+                    continue
+                self.open(*sets)
+            self._write(avcc_sample(units), packet.pts, packet.is_keyframe)
+            self.remuxing = False
+
+    def _write(self, sample: bytes, pts: int, keyframe: bool) -> None:
+        if pts <= self.last_pts or self.container is None or self.stream is None:
+            return
+        packet = av.Packet(sample)
+        packet.stream = self.stream
+        packet.time_base = Fraction(1, VIDEO_RATE)
+        packet.pts = packet.dts = pts
+        if keyframe:
+            packet.is_keyframe = True
             self.last_keyframe = pts
         self.last_pts = pts
-        for packet in self.stream.encode(out):
-            self.container.mux(packet)
-
-    @property
-    def codec(self) -> str | None:
-        """The RFC 6381 codec of the stream (``avc1.42c01e``), once it is encoding."""
-        if self.stream is None:
-            return None
-        extradata = self.stream.codec_context.extradata or b""
-        at = extradata.find(b"\x00\x00\x01\x67")
-        if at < 0 or len(extradata) < at + 7:
-            return "avc1.42c01f"
-        return "avc1." + extradata[at + 4 : at + 7].hex()
+        self.container.mux(packet)
 
     def close(self) -> None:
-        if self.stream is not None and self.container is not None:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+        if self.container is not None:
             self.container.close()
+
+
+def _h264_encoder(size: tuple[int, int]) -> av.CodecContext:
+    """x264 for the pictures the node encodes itself; parameter sets in-band, so its
+    keyframes decode in a stream whose init segment holds another encoder's."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height = size
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = Fraction(1, VIDEO_RATE)
+    # The level x264 writes follows the frame rate it is told (not the time base's).
+    encoder.framerate = Fraction(30)
+    encoder.bit_rate = VIDEO_BITRATE
+    encoder.options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        # Keyframes come where the packager says (a segment's start), not by count.
+        "g": "100000",
+        "keyint_min": "100000",
+        "sc_threshold": "0",
+    }
+    return encoder
 
 
 def _segments(directory: Path, name: str, options: dict[str, str]) -> dict[str, str]:
@@ -359,6 +484,19 @@ class HlsPackager:
         return track.size if track is not None else None
 
     @property
+    def video_frames_remuxed(self) -> int:
+        """Pictures written as the publisher sent them (H.264), never decoded."""
+        track = self._video_track
+        return track.remuxed if track is not None else 0
+
+    @property
+    def video_frames_encoded(self) -> int:
+        """Pictures this node encoded (VP8 sources, and the picture shown while the
+        program carries none)."""
+        track = self._video_track
+        return track.encoded if track is not None else 0
+
+    @property
     def cpu_s(self) -> float:
         """CPU time the worker thread has used (decoding, encoding, writing)."""
         return self._cpu_s
@@ -410,7 +548,7 @@ class HlsPackager:
             ]
             if self._video is not None:
                 self._video_track = _VideoTrack(
-                    self.directory, self._video.name, self._options, self.segment_s
+                    self.directory, self._video.name, self._options, self.segment_s, self.origin
                 )
             self._work()
         except Exception as exc:  # a full disk, a codec refusing: HLS stops, live goes on
@@ -440,8 +578,12 @@ class HlsPackager:
                 kind, index, pts, data = item
                 if kind == "audio":
                     self._audio_tracks[index].packet(pts, data)
-                elif self._video_track is not None:
-                    self._video_track.frame(pts, data, self.clock())
+                elif self._video_track is None:
+                    pass
+                elif kind == "h264":
+                    self._video_track.remux(pts, data, self.clock())
+                else:
+                    self._video_track.transcode(kind, pts, data, self.clock())
             wall = self.clock()
             behind = round((wall - self.origin - AUDIO_LAG_S) * OPUS_RATE)
             for track in self._audio_tracks:

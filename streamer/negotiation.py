@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from aiortc import (
     RTCBundlePolicy,
@@ -20,21 +21,30 @@ from aiortc import (
     RTCRtpSender,
 )
 from aiortc import sdp as aiortc_sdp
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 
-from .errors import InvalidSdp
+from .errors import InvalidNetworkSetting, InvalidSdp
 
 MAX_SDP_LENGTH = 64 * 1024
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
-# What the streamer forwards, in order of preference. H.264 is only chosen for
-# a publisher that offers no VP8; subscribers are offered both, so a slot can
-# carry either whatever source it is pointed at.
-_PREFERRED_MIME_TYPES = {
-    "audio": ("audio/opus",),
-    "video": ("video/VP8", "video/H264", "video/rtx"),
+#: The video codec a node prefers when a publisher's browser offers both (VP8 is
+#: always accepted from a browser that cannot send H.264, and H.264 from one that
+#: cannot send VP8). Preferring H.264 lets HLS and recordings repackage the
+#: speaker's picture instead of decoding and encoding it again.
+VideoCodec = Literal["vp8", "h264"]
+VIDEO_CODECS: tuple[VideoCodec, ...] = ("vp8", "h264")
+
+# What the streamer forwards, in order of preference. Subscribers are offered both
+# video codecs, so a slot can carry either whatever source it is pointed at.
+_PREFERRED_MIME_TYPES: dict[str, dict[VideoCodec, tuple[str, ...]]] = {
+    "audio": {"vp8": ("audio/opus",), "h264": ("audio/opus",)},
+    "video": {
+        "vp8": ("video/VP8", "video/H264", "video/rtx"),
+        "h264": ("video/H264", "video/VP8", "video/rtx"),
+    },
 }
 
 _CANDIDATE_HOST = re.compile(
@@ -42,10 +52,20 @@ _CANDIDATE_HOST = re.compile(
 )
 
 
-def codec_preferences(kind: str) -> list[RTCRtpCodecCapability]:
+def check_video_codec(video_codec: object) -> VideoCodec:
+    if video_codec not in VIDEO_CODECS:
+        raise InvalidNetworkSetting(
+            f"the preferred video codec is one of {', '.join(VIDEO_CODECS)}, "
+            f"not {video_codec!r:.40}"
+        )
+    return video_codec  # type: ignore[return-value]
+
+
+def codec_preferences(kind: str, video_codec: VideoCodec = "vp8") -> list[RTCRtpCodecCapability]:
+    """The codecs a transceiver of `kind` negotiates, the preferred one first."""
     codecs = RTCRtpSender.getCapabilities(kind).codecs
     ordered: list[RTCRtpCodecCapability] = []
-    for mime in _PREFERRED_MIME_TYPES[kind]:
+    for mime in _PREFERRED_MIME_TYPES[kind][video_codec]:
         ordered.extend(c for c in codecs if c.mimeType.lower() == mime.lower())
     return ordered
 
@@ -126,15 +146,29 @@ def check_publisher_offer(sdp: str) -> list[str]:
         if media.direction not in (None, "sendonly", "sendrecv"):
             raise InvalidSdp(f"the offer's {media.kind} section does not send ({media.direction})")
         _check_transport(media, "offer")
-        wanted = {m.lower() for m in _PREFERRED_MIME_TYPES[media.kind]} - {"video/rtx"}
-        if not any(c.mimeType.lower() in wanted for c in media.rtp.codecs):
-            offered = ", ".join(sorted({c.mimeType for c in media.rtp.codecs})) or "none"
+        if not any(_forwarded(c) for c in media.rtp.codecs):
+            offered = ", ".join(sorted({_described(c) for c in media.rtp.codecs})) or "none"
+            accepted = "Opus" if media.kind == "audio" else "VP8, H264 (packetization-mode 1)"
             raise InvalidSdp(
                 f"the offer's {media.kind} section has no codec the streamer forwards "
-                f"(offered: {offered}; accepted: "
-                f"{', '.join(sorted(m.split('/')[1] for m in wanted))})"
+                f"(offered: {offered}; accepted: {accepted})"
             )
     return kinds
+
+
+def _forwarded(codec: RTCRtpCodecParameters) -> bool:
+    mime = codec.mimeType.lower()
+    if mime == "video/h264":
+        # aiortc depacketizes mode 1 only (single NAL units, STAP-A, FU-A).
+        return str(codec.parameters.get("packetization-mode", "0")) == "1"
+    return mime in ("audio/opus", "video/vp8")
+
+
+def _described(codec: RTCRtpCodecParameters) -> str:
+    if codec.mimeType.lower() == "video/h264":
+        mode = codec.parameters.get("packetization-mode", "0")
+        return f"{codec.name} (packetization-mode {mode})"
+    return codec.name
 
 
 def check_subscriber_answer(sdp: str, offered_kinds: list[str]) -> aiortc_sdp.SessionDescription:

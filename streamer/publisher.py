@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from .aiortc_internals import InboundTap
 from .errors import InvalidSdp, StreamerError
 from .forwarder import Forwarder
-from .negotiation import codec_preferences
+from .negotiation import VideoCodec, codec_preferences
 from .source import Source, source_id
 
 
@@ -35,10 +35,15 @@ class Publisher:
 
 
 def _make_source(
-    publisher_id: str, kind: str, pc: RTCPeerConnection, on_error: Callable[[], None]
+    publisher_id: str,
+    kind: str,
+    pc: RTCPeerConnection,
+    on_error: Callable[[], None],
+    video_codec: VideoCodec,
 ) -> Source:
     transceiver = pc.addTransceiver(kind, direction="recvonly")
-    transceiver.setCodecPreferences(codec_preferences(kind))
+    # The answer lists the preferred codec first: the browser sends with it.
+    transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
     tap: InboundTap | None = None
 
     async def request_upstream(urgent: bool) -> bool:
@@ -62,12 +67,15 @@ async def open_publisher(
     kinds: list[str],
     pc: RTCPeerConnection,
     on_error: Callable[[], None] = lambda: None,
+    *,
+    video_codec: VideoCodec = "vp8",
 ) -> tuple[Publisher, RTCSessionDescription]:
     """Answer a publisher's (already checked) offer; the peer connection is ours to close.
-    `on_error` is called for each received packet whose forwarding raised."""
+    `on_error` is called for each received packet whose forwarding raised; `video_codec`
+    is asked for when the browser offers both."""
     publisher = Publisher(id=publisher_id, pc=pc)
     for kind in kinds:
-        publisher.sources[kind] = _make_source(publisher_id, kind, pc, on_error)
+        publisher.sources[kind] = _make_source(publisher_id, kind, pc, on_error, video_codec)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

@@ -14,7 +14,14 @@ what subscribers got, switches included:
 - Video starts on a keyframe and, after a lost packet or a switch, waits for the next
   one (the tap asks the publisher for it, as a joining subscriber does).
 
-The file is written as a live WebM (clusters of at most a second, flushed at every
+H.264 video goes into the file the same way (its access units as they came, the first
+keyframe's parameter sets in the track's ``avcC``), but WebM holds VP8 only: a recording
+whose video is H.264 is written as Matroska, its path's suffix turned to ``.mkv``. The
+codec of a recording's video is the one of its first picture (or, with none within
+`FIRST_KEYFRAME_WAIT_S`, the `video_codec` the recording was told to expect); pictures of
+the other codec (a speaker whose browser could not send it) are left out, the sound goes on.
+
+The file is written as a live WebM or Matroska (clusters of at most a second, flushed at every
 packet): a process that dies leaves a file readable up to its last second. A write
 that fails (a full disk) stops this recording, says why in `problem`, and calls
 `on_failure`; the live event never sees the error.
@@ -22,6 +29,7 @@ that fails (a full disk) stops this recording, says why in `problem`, and calls
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -35,10 +43,20 @@ from .frames import (
     OPUS_FRAME_SAMPLES,
     OPUS_RATE,
     VIDEO_RATE,
+    H264Frames,
     TapClock,
     Vp8Frames,
     opus_samples,
     vp8_keyframe_size,
+)
+from .h264 import (
+    H264Error,
+    avc_decoder_configuration,
+    avcc_sample,
+    is_idr,
+    nal_units,
+    parameter_sets,
+    read_sps,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +77,10 @@ DEFAULT_SIZE = (640, 480)
 MAX_PENDING_AUDIO = 400
 #: Container options: a live WebM, clusters of at most a second, flushed at each packet.
 WEBM_OPTIONS = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
+#: The file suffix of a recording whose video is H.264 (WebM cannot hold it).
+MATROSKA_SUFFIX = ".mkv"
+#: libavcodec's AV_CODEC_FLAG_GLOBAL_HEADER.
+GLOBAL_HEADER = 1 << 22
 
 FailureCallback = Callable[["Recording", str], None]
 
@@ -114,8 +136,12 @@ class Recording:
         metadata: dict[str, str] | None = None,
         on_failure: FailureCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        video_codec: str = "vp8",
     ) -> None:
         self.path = Path(path)
+        # "VP8" or "H264": fixed by the first picture, or this default without one.
+        self._default_codec = "H264" if video_codec.lower() == "h264" else "VP8"
+        self.video_codec: str | None = None
         self.problem: str | None = None
         self.closed = False
         self._metadata = dict(metadata or {})
@@ -129,6 +155,7 @@ class Recording:
         self._audio_next = 0  # end of what the audio track holds, in samples
         self._video_last = -1  # pts of the last frame written
         self._frames = Vp8Frames()
+        self._h264 = H264Frames()
         self._video_codec_refused: str | None = None
         self._pending_audio: list[tuple[int, int, bytes]] = []
         self._container: av.container.OutputContainer | None = None
@@ -177,15 +204,22 @@ class Recording:
         """Returns True while the recording waits for a keyframe."""
         if self.closed:
             return False
-        if codec.name != "VP8":
-            if self._video_codec_refused is None:
-                self._video_codec_refused = codec.name
+        name = codec.name.upper()
+        if name not in ("VP8", "H264") or (self.video_codec not in (None, name)):
+            if self._video_codec_refused != name:
+                self._video_codec_refused = name
                 logger.warning(
-                    "%s: %s video cannot go into WebM; this recording keeps the sound only",
+                    "%s: %s video cannot go into this file (its video is %s); "
+                    "it keeps the sound until the picture is %s again",
                     self.path.name,
                     codec.name,
+                    self.video_codec or "VP8",
+                    self.video_codec or "VP8",
                 )
             return False
+        self._video_codec_refused = None
+        if name == "H264":
+            return self._h264_packet(stream, seq, ts, marker, payload, wall)
         frames = self._frames
         whole = frames.push(stream, seq, ts, marker, payload)
         if whole is None:
@@ -195,21 +229,63 @@ class Recording:
         if pts <= self._video_last:
             return False
         if self._container is None:
-            self._open(size or DEFAULT_SIZE)
+            self._open(size or DEFAULT_SIZE, "VP8")
         if self.closed:
             return False
         self._mux(self._video_stream, whole, pts, None, VIDEO_RATE, keyframe=size is not None)
         self._video_last = pts
         return False
 
+    def _h264_packet(
+        self, stream: object, seq: int, ts: int, marker: bool, payload: bytes, wall: float
+    ) -> bool:
+        frames = self._h264
+        whole = frames.push(stream, seq, ts, marker, payload)
+        if whole is None:
+            return frames.need_keyframe
+        units = nal_units(whole)
+        pts = self._video_clock.pts(stream, ts, wall, self._video_last + 1)
+        if pts <= self._video_last:
+            return False
+        if self._container is None:
+            sets = parameter_sets(units)
+            if sets is None:
+                frames.need_keyframe = True
+                return True  # a keyframe without its parameter sets cannot start a file
+            self._open(None, "H264", sets)
+        if self.closed:
+            return False
+        self._mux(
+            self._video_stream, avcc_sample(units), pts, None, VIDEO_RATE, keyframe=is_idr(units)
+        )
+        self._video_last = pts
+        return False
+
     # -- file ---------------------------------------------------------------------
 
-    def _open(self, size: tuple[int, int] | None) -> None:
+    def _open(
+        self,
+        size: tuple[int, int] | None,
+        codec: str | None = None,
+        parameter_sets: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """Start the file: `size` and `codec` of its video (none: sound only);
+        an H.264 file's first SPS and PPS."""
+        if size is not None or codec is not None:
+            codec = codec or self._default_codec
+            self.video_codec = codec
+        h264 = codec == "H264"
+        if h264:
+            self.path = self.path.with_suffix(MATROSKA_SUFFIX)
         try:
-            container = av.open(str(self.path), "w", format="webm", options=WEBM_OPTIONS)
+            container = av.open(
+                str(self.path), "w", format="matroska" if h264 else "webm", options=WEBM_OPTIONS
+            )
             for key, value in self._metadata.items():
                 container.metadata[key] = value
-            if size is not None:
+            if h264:
+                self._video_stream = _h264_stream(container, parameter_sets)
+            elif size is not None:
                 video = container.add_stream("libvpx", rate=30)
                 video.codec_context.width, video.codec_context.height = size
                 video.codec_context.pix_fmt = "yuv420p"
@@ -315,3 +391,55 @@ class Recording:
             return self.path.stat().st_size
         except OSError:
             return 0
+
+
+def _h264_stream(
+    container: av.container.OutputContainer, parameter_sets: tuple[bytes, bytes] | None
+) -> av.video.stream.VideoStream:
+    """A video track for H.264 packets as they came, described by their SPS and PPS.
+
+    Without the global-header flag, the encoder PyAV opens behind the stream (and never
+    feeds) leaves the ``avcC`` set here alone. With no picture yet (a file started on
+    its sound, nobody on air), the ``avcC`` is x264's for a black picture of the default
+    size: every keyframe carries its own parameter sets in-band, which decoders follow.
+    """
+    stream = container.add_stream("h264", rate=30)
+    context = stream.codec_context
+    context.flags = context.flags & ~GLOBAL_HEADER
+    context.pix_fmt = "yuv420p"
+    try:
+        sps = read_sps(parameter_sets[0]) if parameter_sets is not None else None
+    except H264Error as exc:
+        logger.warning("recording: an H.264 SPS that cannot be read: %s", exc)
+        sps = None
+    if parameter_sets is None or sps is None:
+        parameter_sets = _slate_parameter_sets(DEFAULT_SIZE)
+        width, height = DEFAULT_SIZE
+    else:
+        width, height = sps.width, sps.height
+    context.extradata = avc_decoder_configuration(*parameter_sets)
+    context.width, context.height = width, height
+    stream.time_base = Fraction(1, 1000)
+    return stream
+
+
+@functools.cache
+def _slate_parameter_sets(size: tuple[int, int]) -> tuple[bytes, bytes]:
+    """SPS and PPS of x264 for pictures of `size` (one black picture encoded, once)."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height = size
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = Fraction(1, VIDEO_RATE)
+    # The level x264 writes follows the frame rate it is told (not the time base's).
+    encoder.framerate = Fraction(30)
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline"}
+    frame = av.VideoFrame(size[0], size[1], "yuv420p")
+    frame.pts = 0
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    units = [unit for packet in encoder.encode(frame) for unit in nal_units(bytes(packet))]
+    units += [unit for packet in encoder.encode(None) for unit in nal_units(bytes(packet))]
+    sets = parameter_sets(units)
+    if sets is None:
+        raise H264Error("x264 wrote no parameter sets")
+    return sets

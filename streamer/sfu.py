@@ -78,9 +78,11 @@ from .errors import (
 from .hls import HlsPackager, Rendition
 from .negotiation import (
     IceServer,
+    VideoCodec,
     bundle_tag_candidates,
     check_publisher_offer,
     check_subscriber_answer,
+    check_video_codec,
     rtc_configuration,
     with_public_address,
 )
@@ -128,6 +130,11 @@ class SfuConfig:
     gathered on (loopback allowed); empty: every non-loopback interface, as
     aioice finds them.
 
+    `video_codec`: the video codec publishers are asked for when their browser
+    offers both VP8 and H.264 ("vp8" or "h264"; the other one is still accepted from
+    a browser that cannot send it). H.264 is packaged into HLS and recorded without
+    being decoded; VP8 is encoded once for HLS.
+
     `link_secret`: the key every node of the cluster shares (at least 16 bytes);
     without it this node opens no node link. `link_limits`: bounds on edges
     served and outputs pulled (streamer/node_link.py).
@@ -139,6 +146,7 @@ class SfuConfig:
     host_addresses: tuple[str, ...] = ()
     link_secret: bytes | None = field(default=None, repr=False)
     link_limits: LinkLimits = field(default_factory=LinkLimits)
+    video_codec: VideoCodec = "vp8"
 
 
 def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
@@ -196,6 +204,7 @@ class Sfu:
         # Shared by every peer so that ports are handed out in turn across all of them.
         self._ports = _port_allocator(self.config.port_range)
         self._host_addresses = _host_addresses(self.config.host_addresses)
+        self._video_codec = check_video_codec(self.config.video_codec)
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}
@@ -222,7 +231,12 @@ class Sfu:
             await self.close_publisher(publisher_id)
         pc = self._peer_connection()
         publisher, answer = await open_publisher(
-            publisher_id, offer_sdp, kinds, pc, self.errors.forwarding_failed
+            publisher_id,
+            offer_sdp,
+            kinds,
+            pc,
+            self.errors.forwarding_failed,
+            video_codec=self._video_codec,
         )
         if self._closed:
             await publisher.close()
@@ -371,7 +385,9 @@ class Sfu:
         on_failure: FailureCallback | None = None,
     ) -> Recording:
         """Write what an audio output (and a video output, in the same file) carries
-        into a WebM file at `path`, from now until `close()` on the returned recording.
+        into a WebM file at `path`, from now until `close()` on the returned recording
+        (a Matroska file, its suffix turned to ``.mkv``, when the video is H.264: the
+        recording's `path` says which).
 
         The outputs' packets are muxed as forwarded (no decoding); `on_failure` is
         called if a write fails (a full disk), and the recording stops by itself.
@@ -388,7 +404,12 @@ class Sfu:
                     f"output {video!r} carries audio; a recording's picture is video"
                 )
         return Recording(
-            Path(path), audio_output, video_output, metadata=metadata, on_failure=on_failure
+            Path(path),
+            audio_output,
+            video_output,
+            metadata=metadata,
+            on_failure=on_failure,
+            video_codec=self._video_codec,
         )
 
     def package_hls(
@@ -456,6 +477,7 @@ class Sfu:
                 streams,
                 reports=self._reports,
                 on_rtcp_error=self.errors.rtcp_failed,
+                video_codec=self._video_codec,
             )
         except BaseException:
             await pc.close()

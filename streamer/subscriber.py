@@ -45,6 +45,7 @@ from .negotiation import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,
+    VideoCodec,
     codec_preferences,
 )
 from .rtp_rewriter import RtpRewriter
@@ -286,6 +287,7 @@ async def open_subscriber(
     *,
     reports: SenderReports,
     on_rtcp_error: Callable[[], None] = lambda: None,
+    video_codec: VideoCodec = "vp8",
 ) -> tuple[Subscriber, RTCSessionDescription]:
     """Create the slots and the server's offer (one sendonly section per slot).
 
@@ -299,7 +301,7 @@ async def open_subscriber(
         for name, output in outputs.items():
             slot = Slot(name, output.kind, output)
             transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
-            transceiver.setCodecPreferences(codec_preferences(output.kind))
+            transceiver.setCodecPreferences(codec_preferences(output.kind, video_codec))
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))

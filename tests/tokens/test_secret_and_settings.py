@@ -194,3 +194,14 @@ def test_default_event_file_does_not_depend_on_the_working_directory(
     event_file = Settings().event_file
     assert event_file.is_absolute()
     assert event_file.is_file()
+
+
+def test_video_codec_is_vp8_or_h264(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().video_codec == "vp8"
+    monkeypatch.setenv("DRAGOMAN_VIDEO_CODEC", "h264")
+    assert load_settings().video_codec == "h264"
+    monkeypatch.setenv("DRAGOMAN_VIDEO_CODEC", "av1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "DRAGOMAN_VIDEO_CODEC" in str(caught.value)
+    assert "vp8" in str(caught.value) and "h264" in str(caught.value)
