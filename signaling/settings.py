@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     #: The video codec asked of speakers' browsers that offer both: ``h264`` lets HLS and
     #: the program recording take the picture as sent (no decoding); ``vp8`` is encoded
     #: once for HLS. The other codec is still accepted from a browser that cannot send it.
-    video_codec: Literal["vp8", "h264"] = "vp8"
+    video_codec: Literal["vp8", "h264"] = "h264"
 
     @field_validator("ice_servers", mode="before")
     @classmethod
