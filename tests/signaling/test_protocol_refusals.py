@@ -109,7 +109,12 @@ async def test_welcome_says_role_scope_and_event(connect):
     welcome = client.welcome
     assert welcome["v"] == 1
     assert welcome["role"] == "interpreter"
-    assert welcome["scope"] == {"subject": "anna", "booth": "ru-fr", "speaker": None}
+    assert welcome["scope"] == {
+        "subject": "anna",
+        "booth": "ru-fr",
+        "speaker": None,
+        "invitation": None,  # the fixture's link is not a recorded invitation
+    }
     assert [lang["code"] for lang in welcome["event"]["languages"]] == ["ru", "fr"]
     assert welcome["event"]["booths"][0]["works_into"] == ["ru", "fr"]
     assert client.state["you"]["booth"] == "ru-fr"
