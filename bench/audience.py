@@ -41,6 +41,19 @@ from bench.node_link import proc_cpu
 from bench.peers import Listener, ToneTrack, cpu_seconds, new_peer, receive
 from signaling.tokens import Role, TokenSigner
 
+#: A bench's whole audience comes from loopback: one address, thousands of listeners. The
+#: caps a node sets per client address (against one abusive client) would refuse it.
+LOOPBACK_AUDIENCE = {
+    "ws_connections_per_address": 1_000_000,
+    "http_connections_per_address": 1_000_000,
+}
+
+
+def loopback_audience_env() -> dict[str, str]:
+    """`LOOPBACK_AUDIENCE` as the environment of a `dragoman serve` process."""
+    return {f"DRAGOMAN_{name.upper()}": str(value) for name, value in LOOPBACK_AUDIENCE.items()}
+
+
 SECRET = "bench-audience-secret-" + "x" * 24
 RUSSIAN_SPEAKER = "alexander-tokovinin"
 BOOTH = "ru-fr"
@@ -112,8 +125,7 @@ class Server:
         env.update(
             DRAGOMAN_SECRET=SECRET,
             DRAGOMAN_RTC_ADDRESSES="127.0.0.1",
-            # The whole audience comes from loopback: one address, thousands of listeners.
-            DRAGOMAN_WS_CONNECTIONS_PER_ADDRESS="1000000",
+            **loopback_audience_env(),
             PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ import aiohttp
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
+from bench.audience import LOOPBACK_AUDIENCE, loopback_audience_env
 from bench.network import Client, free_port
 from bench.peers import ToneTrack, new_peer
 from signaling.app import SIGNER_KEY, create_app, make_runner
@@ -83,6 +84,7 @@ async def _node(directory: Path, name: str, **options: Any) -> tuple[web.AppRunn
         secret=SECRET,
         rtc_addresses=["127.0.0.1"],
         redis_url=options.get("redis_url"),
+        **LOOPBACK_AUDIENCE,
     )
     extensions = [partial(install_live, bus=options["bus"])] if "bus" in options else None
     app = create_app(settings, extensions=extensions)
@@ -194,6 +196,7 @@ async def recovery(rounds: int, directory: Path) -> dict[str, Any]:
         **{k: v for k, v in os.environ.items() if not k.startswith("DRAGOMAN_")},
         "DRAGOMAN_SECRET": SECRET,
         "DRAGOMAN_RTC_ADDRESSES": "127.0.0.1",
+        **loopback_audience_env(),
     }
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "signaling.cli", "serve", "--workers", "3",
