@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError
 
+from signaling import untrusted_json
 from signaling.tokens import Role
 
 PROTOCOL_VERSION = 1
@@ -371,58 +372,6 @@ def _is_text(value: str) -> bool:
     return True
 
 
-class _Unacceptable(ValueError):
-    """JSON that parses, or would, but that no honest client sends (the sentence says why)."""
-
-
-def _refuse_long_number(text: str) -> Any:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Unacceptable(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
-    return int(text)
-
-
-def _refuse_long_float(text: str) -> Any:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _Unacceptable(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
-    return float(text)
-
-
-def _refuse_constant(text: str) -> Any:
-    raise _Unacceptable(f"{text} is not a JSON number")
-
-
-def _load_json(raw: str) -> Any:
-    """The JSON value of a frame; `ValueError` for what is not JSON, `_Unacceptable` for
-    JSON that is not plain, shallow and encodable."""
-    try:
-        data = json.loads(
-            raw,
-            parse_int=_refuse_long_number,
-            parse_float=_refuse_long_float,
-            parse_constant=_refuse_constant,
-        )
-    except RecursionError:
-        raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels") from None
-    # Iteratively, so that checking a deep value cannot itself run out of stack.
-    pending: list[tuple[Any, int]] = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict):
-            if depth > MAX_NESTING:
-                raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels")
-            for key, item in value.items():
-                if not _is_text(key):
-                    raise _Unacceptable("a key holds a lone surrogate (\\ud800-\\udfff), not text")
-                pending.append((item, depth + 1))
-        elif isinstance(value, list):
-            if depth > MAX_NESTING:
-                raise _Unacceptable(f"it nests deeper than {MAX_NESTING} levels")
-            pending.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str) and not _is_text(value):
-            raise _Unacceptable("a string holds a lone surrogate (\\ud800-\\udfff), not text")
-    return data
-
-
 def _describe_validation(type_: str, exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False)[:5]:
@@ -441,14 +390,12 @@ def parse_client_message(raw: str | bytes) -> Any:
         raise ProtocolError("malformed", "messages are JSON text frames, not binary frames")
     size = len(raw.encode("utf-8", "surrogatepass"))
     try:
-        data = _load_json(raw)
-    except ValueError as exc:
+        data = untrusted_json.loads(raw, max_depth=MAX_NESTING, max_number_chars=MAX_NUMBER_CHARS)
+    except untrusted_json.UntrustedJson as exc:
         if size > MAX_SDP_MESSAGE_BYTES:
             data = None  # too large says more than malformed
-        elif isinstance(exc, _Unacceptable):
-            raise ProtocolError("malformed", f"the message is refused: {exc}") from None
         else:
-            raise ProtocolError("malformed", f"the message is not valid JSON ({exc})") from None
+            raise ProtocolError("malformed", f"the message is refused: {exc}") from None
     if size > MAX_SDP_MESSAGE_BYTES:
         # Parsed anyway (the transport caps frames) only to echo the sender's id.
         ref = _ref_of(data) if isinstance(data, dict) else None

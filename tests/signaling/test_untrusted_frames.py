@@ -68,7 +68,7 @@ async def test_a_lone_surrogate_gets_an_error_that_can_be_written(connect, frame
     await client.ws.send_str(frame)
     error = await client.next("error")
     assert error["code"] == "malformed"
-    assert "lone surrogate" in error["message"]
+    assert "lone UTF-16 surrogate" in error["message"]
     await client.alive()
     # The connection still does what it is for.
     ref = await client.send("select_channel", language="fr")
