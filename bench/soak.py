@@ -12,7 +12,9 @@ size while people come and go.
 Every `--sample-every` seconds, right after a churn has settled, the server's resident
 memory, open descriptors, UDP sockets (bench/footprint.py, from /proc) and event-loop
 tasks (`dragoman_asyncio_tasks` on its /metrics), and its CPU. After `--warmup` seconds
-the first sample is the reference; printed: each sample, then the growth of each figure
+(a third of the run, at most five minutes: resident memory climbs while the allocator
+finds its high-water marks over the first few hundred joins) the first sample is the
+reference; printed: each sample, then the growth of each figure
 from the reference to the end (the mean of the last three samples, so one join in flight
 does not decide it), and the verdict: flat when every figure grew under 5 %
 (`--max-growth`). Each sample also says how many listeners received the channel since
@@ -373,13 +375,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-every", type=positive(float), default=10.0, help="seconds")
     parser.add_argument("--sample-every", type=positive(float), default=30.0, help="seconds")
     parser.add_argument(
-        "--warmup", type=float, default=60.0, help="seconds before the reference sample"
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds before the reference sample (a third of the run, at most 300)",
     )
     parser.add_argument("--max-growth", type=positive(float), default=5.0, help="percent")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     options = parser.parse_args(argv)
     if options.churn > options.listeners:
         parser.error(f"--churn {options.churn} is more than the {options.listeners} listeners")
+    if options.warmup is None:
+        # The allocator's high-water marks settle over the first few hundred joins.
+        options.warmup = min(300.0, 20.0 * options.minutes)
     result = asyncio.run(run(options))
     if options.json:
         json.dump(result, sys.stdout)
