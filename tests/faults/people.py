@@ -33,7 +33,7 @@ SPEAKER_HZ, INTERPRETER_HZ = 1000.0, 440.0
 RUSSIAN_SPEAKER = "alexander-tokovinin"
 BOOTH = "ru-fr"
 #: The pages' back-off (signaling/static/console/connection.js): first wait and cap.
-FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0
+FIRST_RETRY_S, MAX_RETRY_S = 0.5, 4.0
 
 #: Rewrites the media address a node announces in an SDP (to reach it by another way).
 Rewrite = Callable[[str], str]

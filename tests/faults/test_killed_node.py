@@ -41,11 +41,10 @@ from tests.support.server import dragoman, dragoman_env
 pytestmark = pytest.mark.timeout(240)
 
 SECRET = "faults-killed-node-" + "x" * 24
-#: The issue's goal is 5 s after the node answers again (measured here: about 2 s). The
-#: pages' own back-off bounds what is possible: retries 0.5 s apart doubling up to 8 s,
-#: +-25 % jitter, so a page that tried just before the node came back waits up to 10 s
-#: when the node was down long (a loaded machine restarts it slowly). The bound is that.
-PAGES_BACK_S = 10.0
+#: The issue's goal: 5 s after the node answers again (measured here: about 2 s). The
+#: pages retry at most 5 s apart (4 s +-25 %); the welcome itself may take a second more
+#: on a loaded machine.
+PAGES_BACK_S = 6.0
 #: Hearing again needs ICE and DTLS anew on a machine shared with other work.
 HEARS_AGAIN_S = 20.0
 REGISTRANTS = 4

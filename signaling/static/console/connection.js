@@ -5,7 +5,9 @@
 
 export const PROTOCOL_VERSION = 1;
 const FIRST_DELAY_MS = 500;
-const MAX_DELAY_MS = 8000;
+// At most 4 s (5 s with the jitter) between attempts: a page is back within 5 s of its
+// server answering again, and a room of pages retrying costs the server little.
+const MAX_DELAY_MS = 4000;
 // Closed by the server for good (docs/protocol.md): another page has this link's seat
 // (4409), or the organizer revoked the link (4410). Retrying would only repeat it.
 const FINAL_CLOSE_CODES = new Set([4409, 4410]);
@@ -33,7 +35,7 @@ export class Connection {
     // Set by claimSeat(): the next auth asks to take over the seat from another page.
     this.claiming = false;
     // The browser knows when its network is back: no point waiting out the back-off
-    // (up to 8 s), the page's media is waiting for the socket to be restored.
+    // (up to 5 s), the page's media is waiting for the socket to be restored.
     window.addEventListener("online", () => this.retryNow());
   }
 
