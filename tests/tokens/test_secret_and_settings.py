@@ -197,9 +197,9 @@ def test_default_event_file_does_not_depend_on_the_working_directory(
 
 
 def test_video_codec_is_vp8_or_h264(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().video_codec == "vp8"
-    monkeypatch.setenv("DRAGOMAN_VIDEO_CODEC", "h264")
     assert load_settings().video_codec == "h264"
+    monkeypatch.setenv("DRAGOMAN_VIDEO_CODEC", "vp8")
+    assert load_settings().video_codec == "vp8"
     monkeypatch.setenv("DRAGOMAN_VIDEO_CODEC", "av1")
     with pytest.raises(SettingsError) as caught:
         load_settings()
