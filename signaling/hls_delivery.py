@@ -14,7 +14,7 @@ While a session is in progress the node publishes an HLS presentation:
 Low-latency HLS: media playlists list ~0.5 s parts and a preload hint for the next one,
 and can block. A playlist request with ``_HLS_msn=M`` (and ``_HLS_part=P``) is held
 until the playlist holds segment M (part P of it), at most three target durations
-(then 503); a number further ahead than the next segment but one is 400 at once, as
+(then 503); a number more than two past the last complete segment is 400 at once, as
 the specification asks. A request for the hinted part waits for it the same way.
 Waiting requests are counted: past `MAX_WAITING` the node answers 503 at once rather
 than hold more.

@@ -261,9 +261,12 @@ class PartedPlaylist:
             f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * self.part_s:.3f}",
             f"#EXT-X-PART-INF:PART-TARGET={self.part_s:.3f}",
             f"#EXT-X-MEDIA-SEQUENCE:{listed[0].msn if listed else self._next_msn}",
-            "#EXT-X-INDEPENDENT-SEGMENTS",
             f'#EXT-X-MAP:URI="{self.init_uri}"',
         ]
+        if all(s.parts[0].independent for s in listed if s.parts):
+            # Not when a source sent no keyframe for too long and a segment was cut
+            # without one: the tag would promise what a player cannot do.
+            lines.insert(-1, "#EXT-X-INDEPENDENT-SEGMENTS")
         # Parts are listed for the last complete segment and the one in progress: well
         # within the three target durations the specification allows.
         with_parts = listed[-2:] if current is not None else listed[-1:]

@@ -1,10 +1,11 @@
 """HLS packaging: outputs turned into fMP4 (CMAF) segments and media playlists, once each.
 
 An `HlsPackager` taps a video output and any number of audio outputs and writes, in
-its directory, one media playlist per output (``<name>.m3u8``), its init segment
-(``<name>_init.mp4``) and its segments (``<name>_00001.m4s``...), about `segment_s`
-long. Encoding happens once per output, whatever the number of viewers (an HTTP cache
-or CDN serves those):
+its directory, one low-latency media playlist per output (``<name>.m3u8``), its init
+segment (``<name>_init.mp4``), its segments (``<name>_00001.m4s``...), about `segment_s`
+long, and their ~0.5 s parts (``<name>_00001.0.m4s``...), cut by streamer/cmaf.py.
+Encoding happens once per output, whatever the number of viewers (an HTTP cache or CDN
+serves those):
 
 - audio: the forwarded Opus is decoded and encoded to AAC-LC (what every HLS player
   plays); a time the output carries nothing (a cough, nobody on air) is silence;
