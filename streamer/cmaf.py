@@ -5,7 +5,10 @@ libav's mp4 muxer) and writes, in its directory:
 
 - ``<name>_init.mp4``: the init segment (``ftyp`` + ``moov``);
 - ``<name>_00007.2.m4s``: part 2 of segment 7, one fMP4 fragment (``moof`` + ``mdat``)
-  of at most `part_s` (a single sample longer than that, a stalled source, excepted);
+  of at most `part_s`. One exception: a sample longer than that (a picture shown while
+  the source stalled, until the packager repeats it) cannot be split, and its part is
+  longer than PART-TARGET: players take it; the alternative, a hole in the timeline,
+  stalls them;
 - ``<name>_00007.m4s``: segment 7, the concatenation of its parts, for players that
   ignore parts. A segment starts on a sync sample (a keyframe) once the last one is
   long enough, and is cut anyway before it could round above the target duration;
