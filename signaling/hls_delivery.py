@@ -260,6 +260,23 @@ class HlsDelivery:
         ready = functools.partial(self._passed, packager, name, msn, part)
         await self.until(ready, self.block_s)
 
+    def with_rendition_reports(self, name: str, playlist: str) -> str:
+        """An audio playlist, with where each other audio rendition is (its last part):
+        a player switching language at the live edge asks for the right part at once."""
+        packager = self.packager
+        audio = [ORIGINAL, *self.event.language_codes]
+        if packager is None or name not in audio or "#EXT-X-ENDLIST" in playlist:
+            return playlist
+        reports = []
+        for other in audio:
+            last = packager.last_part(other) if other != name else None
+            if last is not None:
+                reports.append(
+                    f'#EXT-X-RENDITION-REPORT:URI="{other}.m3u8",'
+                    f"LAST-MSN={last[0]},LAST-PART={last[1]}"
+                )
+        return playlist.rstrip("\n") + "\n" + "".join(r + "\n" for r in reports)
+
     async def watch_idle(self) -> None:
         """Stop packaging when nobody has asked for it lately (the owner cancels this)."""
         while True:
@@ -319,7 +336,7 @@ def _quoted(text: str) -> str:
 
 
 #: Tags whose URI attribute names a file of the run.
-_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:")
+_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:", "#EXT-X-RENDITION-REPORT:")
 
 
 def with_token(playlist: str, token: str) -> str:
@@ -437,6 +454,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
             text = await asyncio.to_thread(path.read_text, "utf-8")
         except OSError:
             raise _not_found(f"no HLS playlist {run}/{name}") from None
+        if run == delivery.run:
+            text = delivery.with_rendition_reports(match["name"], text)
         return web.Response(
             text=with_token(text, token) if token else text,
             content_type=_CONTENT_TYPES[kind],

@@ -142,6 +142,8 @@ class PartedPlaylist:
         self.on_publish = on_publish
         #: (segment in progress, parts of it published): what the playlist shows.
         self.progress = (0, 0)
+        #: (segment, part index) of the last part published, for rendition reports.
+        self.last_part: tuple[int, int] | None = None
         self.ended = False
         self.target = max(1, math.ceil(segment_s))
         self._segment_ticks = round(segment_s * self.timescale)
@@ -295,6 +297,9 @@ class PartedPlaylist:
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.name}_{msn:05d}.{index}.m4s"')
         self._write(f"{self.name}.m3u8", ("\n".join(lines) + "\n").encode())
         self.progress = (current.msn, len(current.parts)) if current else (self._next_msn, 0)
+        with_any = [s for s in self._segments if s.parts]
+        if with_any:
+            self.last_part = (with_any[-1].msn, len(with_any[-1].parts) - 1)
         self.ended = ended
         if self.on_publish is not None:
             self.on_publish(self.name)

@@ -547,6 +547,11 @@ class HlsPackager:
         playlist = self._playlists.get(name)
         return playlist.progress if playlist is not None else None
 
+    def last_part(self, name: str) -> tuple[int, int] | None:
+        """(media sequence number, part index) of the last part of playlist `name`."""
+        playlist = self._playlists.get(name)
+        return playlist.last_part if playlist is not None else None
+
     def _published(self, name: str) -> None:
         if self.on_publish is not None:
             self.on_publish(name)

@@ -186,6 +186,19 @@ async def test_low_latency_playlists_block_until_the_part_exists(
     uris = re.findall(r'URI="([^"]+)"', body.decode())
     assert any(".m4s" in uri for uri in uris) and playlist.preload_hint
     assert all(uri.endswith(f"?token={attendee}") for uri in uris), uris
+    # Where the other audio renditions are, for a language switch at the live edge.
+    reports = {
+        r["URI"].split("?")[0]: r
+        for r in (
+            ll_hls.attributes(line)
+            for line in body.decode().splitlines()
+            if line.startswith("#EXT-X-RENDITION-REPORT:")
+        )
+    }
+    assert set(reports) == {"original.m3u8", "ru.m3u8"}, reports
+    for report in reports.values():
+        assert abs(int(report["LAST-MSN"]) - playlist.last_part()[0]) <= 1
+        assert int(report["LAST-PART"]) >= 0
 
     # The next part: the request is held until it exists, then lists it.
     msn, part = playlist.last_part()
