@@ -15,7 +15,8 @@ Low-latency HLS: media playlists list ~0.5 s parts and a preload hint for the ne
 and can block. A playlist request with ``_HLS_msn=M`` (and ``_HLS_part=P``) is held
 until the playlist holds segment M (part P of it), at most three target durations
 (then 503); a number more than two past the last complete segment is 400 at once, as
-the specification asks. A request for the hinted part waits for it the same way.
+the specification asks. A request for the hinted part waits for it the same way. Audio
+playlists end with rendition reports of the other languages.
 Waiting requests are counted: past `MAX_WAITING` the node answers 503 at once rather
 than hold more.
 
