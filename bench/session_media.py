@@ -22,7 +22,9 @@ a tone) on air, and two attendee pages in headless Chromium, one over WebRTC and
 HLS (``DRAGOMAN_DELIVERY=hls`` on a second node sharing nothing else). The interpreter's
 tone changes frequency `--switches` times; each page's WebAudio analysis says when it
 hears the new one: glass-to-glass delay (from the publisher's samples to the attendee's
-ears, capture excluded), HLS beside WebRTC.
+ears, capture excluded), HLS beside WebRTC. Two HLS pages: the watch page as it is
+(hls.js in low-latency mode: parts, blocking reload) and the same page with hls.js told
+to ignore parts (``lowLatencyMode: false``), as a player without LL-HLS plays.
 
     python -m bench.session_media                 # both parts
     python -m bench.session_media --cpu --window 20
@@ -35,6 +37,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import re
 import shutil
 import statistics
 import subprocess
@@ -211,7 +214,10 @@ async def delay_part(switches: int) -> dict[str, Any]:
     from signaling.tokens import Role
 
     freqs = (440.0, 660.0)
-    results: dict[str, list[float]] = {"webrtc": [], "hls": []}
+    # "hls" is the watch page as it is (hls.js in low-latency mode, parts and blocking
+    # reload); "hls_classic" the same page and node with hls.js told to ignore parts, as
+    # a player without LL-HLS plays: segments only, two behind the live edge.
+    results: dict[str, list[float]] = {"webrtc": [], "hls": [], "hls_classic": []}
     async with aiohttp.ClientSession() as http:
         with tempfile.TemporaryDirectory(prefix="dragoman-bench-") as tmp:
             nodes = {}
@@ -294,6 +300,22 @@ async def delay_part(switches: int) -> dict[str, Any]:
                 async for _ in sock:
                     pass
 
+            async def choose_french(page: Any) -> None:
+                # The channels are in the player's language menu (the globe button).
+                await page.get_by_role("button", name=re.compile(r"^Language\s")).click()
+                menu = page.get_by_role("radiogroup", name="Language")
+                await menu.get_by_role("radio", name="Français", exact=True).check()
+                await page.locator("#language-menu").press("Escape")
+
+            async def without_low_latency(route: Any) -> None:
+                response = await route.fetch()
+                text = await response.text()
+                assert "lowLatencyMode: true" in text
+                await route.fulfill(
+                    response=response,
+                    body=text.replace("lowLatencyMode: true", "lowLatencyMode: false"),
+                )
+
             readers = [asyncio.ensure_future(drain(sock)) for sock in sockets]
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(
@@ -308,17 +330,23 @@ async def delay_part(switches: int) -> dict[str, Any]:
                     ],
                 )
                 pages = {}
-                for delivery in nodes:
+                for kind, delivery in (
+                    ("webrtc", "webrtc"),
+                    ("hls", "hls"),
+                    ("hls_classic", "hls"),
+                ):
                     page = await browser.new_page()
-                    await page.goto(link(delivery, "watch", Role.ATTENDEE, f"att-{delivery}"))
-                    await page.get_by_role("radio", name="Français", exact=True).check()
+                    if kind == "hls_classic":
+                        await page.route("**/console/hls_fallback.js", without_low_latency)
+                    await page.goto(link(delivery, "watch", Role.ATTENDEE, f"att-{kind}"))
+                    await choose_french(page)
                     if delivery == "hls":
                         await page.wait_for_function(
                             "() => window.dragomanDebug.delivery.status === 'playing'",
                             timeout=60_000,
                         )
                     await page.get_by_role("button", name="Play").click()
-                    pages[delivery] = page
+                    pages[kind] = page
 
                 async def hears(page: Any, hz: float) -> bool:
                     reading = await page.evaluate("() => window.dragomanDebug.analyse('channel')")
@@ -370,7 +398,14 @@ async def delay_part(switches: int) -> dict[str, Any]:
         "delay_s": {d: [round(x, 2) for x in v] for d, v in results.items()},
         "median_s": {d: round(m, 2) for d, m in medians.items()},
         "hls_over_webrtc": (
-            round(medians["hls"] / medians["webrtc"], 1) if len(medians) == 2 else None
+            round(medians["hls"] / medians["webrtc"], 1)
+            if "hls" in medians and "webrtc" in medians
+            else None
+        ),
+        "hls_classic_over_webrtc": (
+            round(medians["hls_classic"] / medians["webrtc"], 1)
+            if "hls_classic" in medians and "webrtc" in medians
+            else None
         ),
     }
 
@@ -407,8 +442,8 @@ def main() -> None:
     if "delay" in out:
         d = out["delay"]
         print(
-            f"glass-to-glass, median of {d['switches']}: {d['median_s']}  (HLS/WebRTC: "
-            f"{d['hls_over_webrtc']}x)"
+            f"glass-to-glass, median of {d['switches']}: {d['median_s']}  (LL-HLS/WebRTC: "
+            f"{d['hls_over_webrtc']}x, HLS without parts/WebRTC: {d['hls_classic_over_webrtc']}x)"
         )
 
 

@@ -7,9 +7,18 @@ While a session is in progress the node publishes an HLS presentation:
   ``NAME="Français"``), and so is the original (the floor), the ``DEFAULT`` one: what
   the room hears. Every rendition is ``AUTOSELECT`` (a player may pick its user's
   language).
-- ``GET /hls/<run>/<file>``: media playlists, init segments and fMP4 segments of one
-  packaging run (a run per session start: names never come back with other content,
-  so segments are immutable).
+- ``GET /hls/<run>/<file>``: media playlists, init segments, fMP4 segments and their
+  parts of one packaging run (a run per session start: names never come back with
+  other content, so segments and parts are immutable).
+
+Low-latency HLS: media playlists list ~0.5 s parts and a preload hint for the next one,
+and can block. A playlist request with ``_HLS_msn=M`` (and ``_HLS_part=P``) is held
+until the playlist holds segment M (part P of it), at most three target durations
+(then 503); a number more than two past the last complete segment is 400 at once, as
+the specification asks. A request for the hinted part waits for it the same way. Audio
+playlists end with rendition reports of the other languages.
+Waiting requests are counted: past `MAX_WAITING` the node answers 503 at once rather
+than hold more.
 
 Packaging (streamer/hls.py: AAC once per audio output; the video's H.264 remuxed, or
 VP8 encoded once)
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
 import re
 import shutil
 import time
@@ -62,7 +73,16 @@ AAC_BANDWIDTH = 70_000
 VIDEO_BANDWIDTH = 900_000
 
 _RUN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_FILE = re.compile(r"^(?P<name>[A-Za-z0-9-]+)(?P<kind>\.m3u8|_init\.mp4|_\d{5,}\.m4s)$")
+#: A blocking request waits at most this many target durations (the specification's).
+BLOCK_TARGETS = 3
+#: Requests held waiting at once, the node over: past it, 503 at once.
+MAX_WAITING = 2000
+
+_FILE = re.compile(
+    r"^(?P<name>[A-Za-z0-9-]+)(?P<kind>\.m3u8|_init\.mp4|"
+    r"_(?P<msn>\d{5,})(?:\.(?P<part>\d+))?\.m4s)$"
+)
+_COUNT = re.compile(r"^\d{1,9}$")
 _CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     "_init.mp4": "video/mp4",
@@ -72,6 +92,10 @@ _CONTENT_TYPES = {
 
 class NotLive(Exception):
     """No session is in progress: there is nothing to watch."""
+
+
+class TooManyWaiting(Exception):
+    """So many requests are held already that one more is refused."""
 
 
 class HlsDelivery:
@@ -97,8 +121,14 @@ class HlsDelivery:
         self.run: str | None = None
         self.packager: HlsPackager | None = None
         self.last_request = 0.0
+        #: The longest a blocking request is held, and how many may be at once.
+        self.block_s = BLOCK_TARGETS * max(1, math.ceil(segment_s))
+        self.max_waiting = MAX_WAITING
+        self.waiting = 0
         self._starting: asyncio.Lock = asyncio.Lock()
         self._runs = 0
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the session -----------------------------------------------------------------
 
@@ -138,17 +168,115 @@ class HlsDelivery:
         run = f"{session}-{int(time.time())}-{self._runs}"
         directory = self.root / run
         languages = self.event.language_codes
+        self._loop = asyncio.get_running_loop()
         self.packager = self.sfu.package_hls(
             directory,
             (PROGRAM, PROGRAM_VIDEO),
             [(ORIGINAL, FLOOR), *((code, channel_output(code)) for code in languages)],
             segment_s=self.segment_s,
         )
+        self.packager.on_publish = self._published
         self.run = run
         log.info("HLS packaging started", extra={"run": run})
         for old in self.root.iterdir():
             if old.is_dir() and old.name != run:
                 shutil.rmtree(old, ignore_errors=True)
+
+    # -- blocking requests ---------------------------------------------------------------
+
+    def _published(self, name: str) -> None:
+        # Called from the packager's thread.
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def until(self, ready: Callable[[], bool], within: float) -> bool:
+        """Wait, at most `within` seconds, for a playlist to show what `ready` wants;
+        TooManyWaiting when `max_waiting` requests wait already."""
+        if ready():
+            return True
+        if self.waiting >= self.max_waiting:
+            raise TooManyWaiting("too many viewers are waiting for the next part: retry")
+        self.waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + within
+            while not ready():
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), left)
+            return True
+        finally:
+            self.waiting -= 1
+
+    def _passed(self, packager: HlsPackager, name: str, msn: int, part: int | None) -> bool:
+        """Whether playlist `name` holds segment `msn` (part `part` of it, when given), or
+        will hold nothing more."""
+        if packager is not self.packager:
+            return True  # stopped: its playlists are final
+        progress = packager.progress(name)
+        if progress is None:
+            return False
+        current, parts = progress
+        return msn < current or (part is not None and msn == current and part < parts)
+
+    async def block_playlist(self, run: str, name: str, msn: int, part: int | None) -> None:
+        """Hold a playlist request until it can be answered (LL-HLS blocking reload)."""
+        packager = self.packager
+        if run != self.run or packager is None:
+            return  # a finished run: its playlists hold all there will be
+        progress = packager.progress(name)
+        if progress is None:
+            return  # no such playlist: answered as one
+        if msn > progress[0] + 1:
+            raise web.HTTPBadRequest(
+                text=f"_HLS_msn={msn} is too far ahead: the playlist is at segment "
+                f"{progress[0]}, and a request may only wait for the next",
+                headers={"Cache-Control": "no-store"},
+            )
+        ready = functools.partial(self._passed, packager, name, msn, part)
+        if not await self.until(ready, self.block_s):
+            raise web.HTTPServiceUnavailable(
+                text=f"segment {msn} of {name} did not come in time",
+                headers={"Cache-Control": "no-store", "Retry-After": "1"},
+            )
+
+    async def block_part(self, run: str, name: str, msn: int, part: int) -> None:
+        """Hold a request for the part a preload hint names until it is written."""
+        packager = self.packager
+        if run != self.run or packager is None:
+            return
+        progress = packager.progress(name)
+        if progress is None or (msn, part) not in (progress, (progress[0] + 1, 0)):
+            return  # not the next part: there or not, it is answered at once
+        ready = functools.partial(self._passed, packager, name, msn, part)
+        await self.until(ready, self.block_s)
+
+    def with_rendition_reports(self, name: str, playlist: str) -> str:
+        """An audio playlist, with where each other audio rendition is (its last part):
+        a player switching language at the live edge asks for the right part at once."""
+        packager = self.packager
+        audio = [ORIGINAL, *self.event.language_codes]
+        if packager is None or name not in audio or "#EXT-X-ENDLIST" in playlist:
+            return playlist
+        reports = []
+        for other in audio:
+            last = packager.last_part(other) if other != name else None
+            if last is not None:
+                reports.append(
+                    f'#EXT-X-RENDITION-REPORT:URI="{other}.m3u8",'
+                    f"LAST-MSN={last[0]},LAST-PART={last[1]}"
+                )
+        return playlist.rstrip("\n") + "\n" + "".join(r + "\n" for r in reports)
 
     async def watch_idle(self) -> None:
         """Stop packaging when nobody has asked for it lately (the owner cancels this)."""
@@ -208,14 +336,18 @@ def _quoted(text: str) -> str:
     return text.replace('"', "'").replace("\n", " ").replace("\r", " ")
 
 
+#: Tags whose URI attribute names a file of the run.
+_URI_TAGS = ("#EXT-X-MAP:", "#EXT-X-PART:", "#EXT-X-PRELOAD-HINT:", "#EXT-X-RENDITION-REPORT:")
+
+
 def with_token(playlist: str, token: str) -> str:
-    """A media playlist whose segment and init URIs carry the viewer's token."""
+    """A media playlist whose segment, part, hint and init URIs carry the viewer's token."""
     query = f"?token={quote(token, safe='')}"
     out = []
     for line in playlist.splitlines():
         if line and not line.startswith("#"):
             line += query
-        elif line.startswith("#EXT-X-MAP:"):
+        elif line.startswith(_URI_TAGS):
             line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m[1]}{query}"', line)
         out.append(line)
     return "\n".join(out) + "\n"
@@ -249,6 +381,18 @@ def _token(request: web.Request) -> str | None:
     except TokenError as exc:
         raise web.HTTPForbidden(text=str(exc), headers={"Cache-Control": "no-store"}) from None
     return token
+
+
+def _count(request: web.Request, key: str) -> int | None:
+    value = request.query.get(key)
+    if value is None:
+        return None
+    if not _COUNT.match(value):
+        raise web.HTTPBadRequest(
+            text=f"{key} must be a whole number, not {value[:20]!r}",
+            headers={"Cache-Control": "no-store"},
+        )
+    return int(value)
 
 
 def _not_found(text: str) -> web.HTTPNotFound:
@@ -291,11 +435,28 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         **({"Access-Control-Allow-Origin": "*"} if public else {}),
     }
     kind = next(suffix for suffix in _CONTENT_TYPES if match["kind"].endswith(suffix))
+    try:
+        if playlist:
+            msn, part = _count(request, "_HLS_msn"), _count(request, "_HLS_part")
+            if part is not None and msn is None:
+                raise web.HTTPBadRequest(
+                    text="_HLS_part needs _HLS_msn", headers={"Cache-Control": "no-store"}
+                )
+            if msn is not None:
+                await delivery.block_playlist(run, match["name"], msn, part)
+        elif match["part"] is not None and not path.is_file():
+            await delivery.block_part(run, match["name"], int(match["msn"]), int(match["part"]))
+    except TooManyWaiting as exc:
+        raise web.HTTPServiceUnavailable(
+            text=str(exc), headers={"Cache-Control": "no-store", "Retry-After": "1"}
+        ) from None
     if playlist:
         try:
             text = await asyncio.to_thread(path.read_text, "utf-8")
         except OSError:
             raise _not_found(f"no HLS playlist {run}/{name}") from None
+        if run == delivery.run:
+            text = delivery.with_rendition_reports(match["name"], text)
         return web.Response(
             text=with_token(text, token) if token else text,
             content_type=_CONTENT_TYPES[kind],

@@ -1,10 +1,11 @@
 """HLS packaging: outputs turned into fMP4 (CMAF) segments and media playlists, once each.
 
 An `HlsPackager` taps a video output and any number of audio outputs and writes, in
-its directory, one media playlist per output (``<name>.m3u8``), its init segment
-(``<name>_init.mp4``) and its segments (``<name>_00001.m4s``...), about `segment_s`
-long. Encoding happens once per output, whatever the number of viewers (an HTTP cache
-or CDN serves those):
+its directory, one low-latency media playlist per output (``<name>.m3u8``), its init
+segment (``<name>_init.mp4``), its segments (``<name>_00001.m4s``...), about `segment_s`
+long, and their ~0.5 s parts (``<name>_00001.0.m4s``...), cut by streamer/cmaf.py.
+Encoding happens once per output, whatever the number of viewers (an HTTP cache or CDN
+serves those):
 
 - audio: the forwarded Opus is decoded and encoded to AAC-LC (what every HLS player
   plays); a time the output carries nothing (a cough, nobody on air) is silence;
@@ -26,6 +27,7 @@ packets. The master playlist is the caller's to write (it knows the languages):
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
+from .cmaf import LIST_SIZE, PART_S, PartedPlaylist
 from .frames import OPUS_RATE, VIDEO_RATE, H264Frames, TapClock, Vp8Frames, opus_samples
 from .h264 import (
     H264Error,
@@ -58,8 +61,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SEGMENT_S = 2.0
-#: Segments each media playlist lists (older ones are deleted).
-LIST_SIZE = 6
 AAC_BITRATE = 64_000
 VIDEO_BITRATE = 800_000
 AAC_FRAME = 1024
@@ -168,22 +169,19 @@ class _VideoTap:
 class _AudioTrack:
     """Worker side of one audio rendition: Opus in, AAC segments out."""
 
-    def __init__(self, directory: Path, name: str, options: dict[str, str]) -> None:
+    def __init__(self, directory: Path, name: str, playlist: _PlaylistOptions) -> None:
         self.decoder = av.CodecContext.create("opus", "r")
         self.decoder.sample_rate = OPUS_RATE
         self.decoder.layout = "stereo"
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=OPUS_RATE)
         self.fifo = av.AudioFifo()
-        self.container = av.open(
-            str(directory / f"{name}.m3u8"),
-            "w",
-            format="hls",
-            options=_segments(directory, name, options),
-        )
+        self.container, header = _header_only()
         self.stream = self.container.add_stream("aac", rate=OPUS_RATE)
         self.stream.codec_context.layout = "mono"
         self.stream.codec_context.bit_rate = AAC_BITRATE
         self.stream.time_base = Fraction(1, OPUS_RATE)
+        self.container.start_encoding()
+        self.playlist = playlist.open(directory, name, header.getvalue())
         self.next_pts = 0  # samples handed to the encoder so far
         self.encoded = 0
 
@@ -219,11 +217,17 @@ class _AudioTrack:
             chunk.time_base = Fraction(1, OPUS_RATE)
             self.encoded += AAC_FRAME
             for packet in self.stream.encode(chunk):
-                self.container.mux(packet)
+                self._add(packet)
+
+    def _add(self, packet: av.Packet) -> None:
+        # The encoder's priming samples come first: decode times start at the origin.
+        if packet.dts is not None:
+            self.playlist.add(packet.dts + AAC_FRAME, bytes(packet), True)
 
     def close(self) -> None:
         for packet in self.stream.encode(None):
-            self.container.mux(packet)
+            self._add(packet)
+        self.playlist.close()
         self.container.close()
 
 
@@ -243,13 +247,14 @@ class _VideoTrack:
         self,
         directory: Path,
         name: str,
-        options: dict[str, str],
+        playlist: _PlaylistOptions,
         segment_s: float,
         started: float,
     ):
         self.directory = directory
         self.name = name
-        self.options = options
+        self.playlist_options = playlist
+        self.playlist: PartedPlaylist | None = None
         self.segment_s = segment_s
         self.decoders: dict[str, av.CodecContext] = {}
         self.encoder: av.CodecContext | None = None
@@ -278,12 +283,7 @@ class _VideoTrack:
         parameters = read_sps(sps)
         self.size = (parameters.width, parameters.height)
         self.codec = parameters.codec
-        self.container = av.open(
-            str(self.directory / f"{self.name}.m3u8"),
-            "w",
-            format="hls",
-            options=_segments(self.directory, self.name, self.options),
-        )
+        self.container, header = _header_only()
         # A stream for packets only: without the global-header flag, the encoder PyAV
         # opens behind it (and never feeds) leaves the avcC set here alone.
         stream = self.container.add_stream("h264", rate=30)
@@ -294,6 +294,15 @@ class _VideoTrack:
         context.extradata = avc_decoder_configuration(sps, pps)
         stream.time_base = Fraction(1, VIDEO_RATE)
         self.stream = stream
+        self.container.start_encoding()
+        self.playlist = self.playlist_options.open(
+            # A segment may end on a keyframe a little early: a remuxed stream's is asked
+            # for shortly before the segment is due (margin: it may come a bit sooner).
+            self.directory,
+            self.name,
+            header.getvalue(),
+            KEYFRAME_LEAD - 0.1,
+        )
 
     def remux(self, pts: int, data: bytes, wall: float) -> None:
         """One H.264 access unit from the publisher, into the segments as it is."""
@@ -381,19 +390,18 @@ class _VideoTrack:
             self.remuxing = False
 
     def _write(self, sample: bytes, pts: int, keyframe: bool) -> None:
-        if pts <= self.last_pts or self.container is None or self.stream is None:
+        if pts <= self.last_pts or self.playlist is None:
             return
-        packet = av.Packet(sample)
-        packet.stream = self.stream
-        packet.time_base = Fraction(1, VIDEO_RATE)
-        packet.pts = packet.dts = pts
         if keyframe:
-            packet.is_keyframe = True
             self.last_keyframe = pts
         self.last_pts = pts
-        self.container.mux(packet)
+        # No B-frames (constrained baseline, as browsers send and x264 is told): the
+        # decode time is the presentation time.
+        self.playlist.add(pts, sample, keyframe)
 
     def close(self) -> None:
+        if self.playlist is not None:
+            self.playlist.close()
         if self.container is not None:
             self.container.close()
 
@@ -420,12 +428,38 @@ def _h264_encoder(size: tuple[int, int]) -> av.CodecContext:
     return encoder
 
 
-def _segments(directory: Path, name: str, options: dict[str, str]) -> dict[str, str]:
-    return {
-        **options,
-        "hls_fmp4_init_filename": f"{name}_init.mp4",
-        "hls_segment_filename": str(directory / f"{name}_%05d.m4s"),
-    }
+def _header_only() -> tuple[av.container.OutputContainer, io.BytesIO]:
+    """An mp4 muxer whose only product is the init segment (``ftyp`` + ``moov``, made
+    for fragments): the fragments themselves are cut by the playlist."""
+    header = io.BytesIO()
+    container = av.open(
+        header, "w", format="mp4", options={"movflags": "empty_moov+default_base_moof+frag_custom"}
+    )
+    return container, header
+
+
+@dataclass(frozen=True)
+class _PlaylistOptions:
+    segment_s: float
+    part_s: float
+    list_size: int
+    on_publish: Callable[[str], None]
+    playlists: dict[str, PartedPlaylist]
+
+    def open(
+        self, directory: Path, name: str, init: bytes, keyframe_lead: float = 1.0
+    ) -> PartedPlaylist:
+        playlist = self.playlists[name] = PartedPlaylist(
+            directory,
+            name,
+            init,
+            segment_s=self.segment_s,
+            part_s=self.part_s,
+            list_size=self.list_size,
+            keyframe_lead=keyframe_lead,
+            on_publish=self.on_publish,
+        )
+        return playlist
 
 
 class HlsPackager:
@@ -438,6 +472,7 @@ class HlsPackager:
         audio: Sequence[Rendition],
         *,
         segment_s: float = SEGMENT_S,
+        part_s: float = PART_S,
         list_size: int = LIST_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -448,13 +483,13 @@ class HlsPackager:
         self.origin = clock()
         self.problem: str | None = None
         self.dropped = 0
-        self._options = {
-            "hls_time": f"{segment_s:g}",
-            "hls_list_size": str(list_size),
-            "hls_segment_type": "fmp4",
-            # temp_file: a segment appears under its name only once complete.
-            "hls_flags": "delete_segments+independent_segments+temp_file+program_date_time",
-        }
+        self.part_s = part_s
+        #: Told (from the worker thread) the name of each playlist that changed.
+        self.on_publish: Callable[[str], None] | None = None
+        self._playlists: dict[str, PartedPlaylist] = {}
+        self._options = _PlaylistOptions(
+            segment_s, part_s, list_size, self._published, self._playlists
+        )
         self._queue: queue.SimpleQueue[tuple[str, int, int, bytes] | None] = queue.SimpleQueue()
         self._video = video
         self._audio = list(audio)
@@ -502,16 +537,24 @@ class HlsPackager:
         return self._cpu_s
 
     def ready(self) -> bool:
-        """Every playlist lists at least one segment."""
+        """Every playlist lists at least one complete segment."""
         names = [r.name for r in self._audio] + ([self._video.name] if self._video else [])
-        for name in names:
-            playlist = self.directory / f"{name}.m3u8"
-            try:
-                if ".m4s" not in playlist.read_text():
-                    return False
-            except OSError:
-                return False
-        return True
+        return all((self.progress(name) or (0, 0))[0] > 0 for name in names)
+
+    def progress(self, name: str) -> tuple[int, int] | None:
+        """(media sequence number of the segment in progress, parts of it published) in
+        playlist `name`; None before it exists."""
+        playlist = self._playlists.get(name)
+        return playlist.progress if playlist is not None else None
+
+    def last_part(self, name: str) -> tuple[int, int] | None:
+        """(media sequence number, part index) of the last part of playlist `name`."""
+        playlist = self._playlists.get(name)
+        return playlist.last_part if playlist is not None else None
+
+    def _published(self, name: str) -> None:
+        if self.on_publish is not None:
+            self.on_publish(name)
 
     # -- the loop side ----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ plays). With DRAGOMAN_DELIVERY=hls the page plays HLS from the start.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,8 @@ async def test_the_organizer_can_choose_hls_for_everyone(
     try:
         await on_air.start(node, http)
         browser, watch, _errors = await open_watch(playwright_instance, node)
+        requested: list[str] = []
+        watch.on("request", lambda request: requested.append(request.url))
         try:
             await expect(
                 watch.get_by_role("status").filter(has_text="few seconds behind")
@@ -213,6 +216,9 @@ async def test_the_organizer_can_choose_hls_for_everyone(
             # Never tried WebRTC: no offer was even answered.
             assert await watch.evaluate("() => window.dragomanDebug.offers") == 0
             await switches_renditions_by_ear(watch)
+            # hls.js plays low-latency HLS: blocking playlist reloads, and parts.
+            assert any("_HLS_msn=" in url for url in requested), requested[-20:]
+            assert any(re.search(r"_\d{5}\.\d+\.m4s", url) for url in requested)
             if SCREENSHOTS:
                 await screenshots(playwright_instance, node, screenshots_dir(SCREENSHOTS))
         finally:

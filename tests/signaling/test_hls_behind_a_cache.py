@@ -20,6 +20,7 @@ from signaling.hls_delivery import install_hls
 from signaling.websocket import install_live
 from tests.signaling.conftest import Connect
 from tests.signaling.media_peers import on_air_setup
+from tests.support import ll_hls
 from tests.support.server import RunningServer, StartServer, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -149,3 +150,27 @@ async def test_a_caching_proxy_serves_repeated_segment_requests_itself(
     async with http.get(f"{cache}/hls/{french}") as response:
         assert response.headers["X-Cache-Status"] in ("EXPIRED", "MISS")
         assert await response.text() != playlist, "the playlist did not move on"
+
+    # Low latency through the cache: a blocking reload comes back once the next part
+    # exists, and the hinted part, fetched before it exists, is then cached for good.
+    directory = french.split("/")[0]
+    now = ll_hls.parse(await (await http.get(f"{cache}/hls/{french}")).text())
+    msn, part = now.last_part()
+    blocking = f"{cache}/hls/{french}?_HLS_msn={msn}&_HLS_part={part + 1}"
+    async with http.get(blocking) as response:
+        assert response.status == 200
+        after = ll_hls.parse(await response.text())
+    after.check()
+    assert after.last_part() > (msn, part)
+    assert after.preload_hint is not None
+    hinted = f"{cache}/hls/{directory}/{after.preload_hint}"
+    async with http.get(hinted) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        part_data = await response.read()
+    assert part_data[4:8] == b"moof"
+    before = await node_hls_requests(http, live_server)
+    async with http.get(hinted) as response:
+        assert response.headers["X-Cache-Status"] == "HIT"
+        assert await response.read() == part_data
+    assert await node_hls_requests(http, live_server) == before

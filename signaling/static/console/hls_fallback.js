@@ -120,6 +120,9 @@ export function hlsFallback({ video, onChange }) {
       const hls = new Hls({
         // The page's Content-Security-Policy allows no blob: workers.
         enableWorker: false,
+        // The node's playlists list ~0.5 s parts and block until the next one exists:
+        // at the live edge the player stays PART-HOLD-BACK (1.5 s) behind the room.
+        lowLatencyMode: true,
         liveSyncDurationCount: 2,
         liveMaxLatencyDurationCount: 6,
       });
