@@ -24,6 +24,7 @@ from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode, open_page
 from tests.e2e.test_speaker_switch_video import connect
 from tests.e2e.test_studio_recordings import screenshots_dir
+from tests.streamer.peers import eventually
 from tests.support.browser import launch_chromium
 from tests.support.impaired_network import PAGE_PEERS_KEPT
 from tests.support.server import free_port
@@ -141,9 +142,13 @@ async def test_a_chromium_speaker_sends_h264_and_hls_plays_it_remuxed(
         packager = node.app[HLS_KEY].packager
         assert packager is not None
         remuxed, encoded = packager.video_frames_remuxed, packager.video_frames_encoded
-        await asyncio.sleep(3.0)
         # While the speaker is on air every picture is his, as sent: nothing is encoded.
-        assert packager.video_frames_remuxed > remuxed + 20
+        # (A loaded machine may starve the browser's encoder for seconds: wait for 20.)
+        await eventually(
+            lambda: packager.video_frames_remuxed > remuxed + 20,
+            within=15.0,
+            what="20 more pictures remuxed",
+        )
         assert packager.video_frames_encoded == encoded
         assert packager.video_codec is not None and packager.video_codec.startswith("avc1.")
     finally:

@@ -48,6 +48,18 @@ def extinf(playlist: str) -> list[float]:
     return [float(m) for m in re.findall(r"#EXTINF:([0-9.]+),", playlist)]
 
 
+def joined_segments(directory: Path, playlist: str, joined: Path) -> Path:
+    """The playlist's init segment and listed segments, in one MP4 file at `joined`."""
+    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
+    assert init is not None
+    data = (directory / init[1]).read_bytes()
+    for line in playlist.splitlines():
+        if line.endswith(".m4s"):
+            data += (directory / line).read_bytes()
+    joined.write_bytes(data)
+    return joined
+
+
 async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
     h264_sfu: Sfu, h264_peers: Peers, tmp_path: Path
 ) -> None:
@@ -94,14 +106,7 @@ async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
     # Parts of a remuxed stream follow the LL-HLS rules too: a segment's first part
     # starts on the publisher's keyframe (INDEPENDENT=YES), none is over the target.
     ll_hls.parse(playlist).check(picture_gap=0.5)  # a stalled picture on a loaded machine
-    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
-    assert init is not None
-    data = (directory / init[1]).read_bytes()
-    for line in playlist.splitlines():
-        if line.endswith(".m4s"):
-            data += (directory / line).read_bytes()
-    joined = tmp_path / "program.mp4"
-    joined.write_bytes(data)
+    joined = joined_segments(directory, playlist, tmp_path / "program.mp4")
     with av.open(str(joined)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
@@ -197,14 +202,7 @@ async def test_a_switch_between_an_h264_and_a_vp8_speaker_plays_on(
 
     directory = tmp_path / "hls"
     playlist = (directory / "program.m3u8").read_text()
-    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
-    assert init is not None
-    data = (directory / init[1]).read_bytes()
-    for line in playlist.splitlines():
-        if line.endswith(".m4s"):
-            data += (directory / line).read_bytes()
-    joined = tmp_path / "program.mp4"
-    joined.write_bytes(data)
+    joined = joined_segments(directory, playlist, tmp_path / "program.mp4")
     with av.open(str(joined)) as container:
         sizes = [(f.width, f.height) for f in container.decode(video=0)]
     # Both speakers' pictures, in one playlist: the remuxed ones keep their own size,
@@ -244,14 +242,7 @@ async def test_a_remuxed_program_left_empty_repeats_its_last_keyframe_and_resume
         await asyncio.to_thread(packager.join, 10)
     directory = tmp_path / "hls"
     playlist = (directory / "program.m3u8").read_text()
-    init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist)
-    assert init is not None
-    data = (directory / init[1]).read_bytes()
-    for line in playlist.splitlines():
-        if line.endswith(".m4s"):
-            data += (directory / line).read_bytes()
-    joined = tmp_path / "program.mp4"
-    joined.write_bytes(data)
+    joined = joined_segments(directory, playlist, tmp_path / "program.mp4")
     with av.open(str(joined)) as container:
         times = [float(frame.time) for frame in container.decode(video=0)]
     # The listed segments (the last few seconds) span the empty stretch and the return:
