@@ -298,7 +298,10 @@ class HlsDelivery:
     def master(self, run: str, packager: HlsPackager, token: str | None) -> str:
         """The master playlist of `run`, every URI carrying `token` when given."""
         query = f"?token={quote(token, safe='')}" if token else ""
-        lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+        # No EXT-X-INDEPENDENT-SEGMENTS here: in a master playlist it would speak for every
+        # media playlist, and a video playlist whose source sent no keyframe in time drops
+        # it (streamer/cmaf.py); each media playlist says it for itself.
+        lines = ["#EXTM3U", "#EXT-X-VERSION:7"]
         renditions = [(ORIGINAL, None, ORIGINAL_NAME, True)] + [
             (language.code, language.code, language.name, False)
             for language in self.event.languages
