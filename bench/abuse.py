@@ -708,7 +708,11 @@ def ratio(value: float | None, base: float | None) -> float | None:
 async def run(options: argparse.Namespace) -> dict[str, Any]:
     sizes = dict(SMOKE if options.smoke else FULL)
     with tempfile.TemporaryDirectory(prefix="dragoman-abuse-") as tmp:
-        server = Server(1, Path(tmp) / "data", log_path=Path(tmp) / "server.log")
+        # The node's own per-address caps: the attacks come from another address than the
+        # probe's, as they would from the Internet.
+        server = Server(
+            1, Path(tmp) / "data", log_path=Path(tmp) / "server.log", loopback_audience=False
+        )
         await server.start()
         staff = Staff()
         probe = Probe(server.url)

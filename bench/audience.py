@@ -114,6 +114,9 @@ class Server:
     process: asyncio.subprocess.Process | None = None
     #: Where its log (stderr) goes; None: nowhere.
     log_path: Path | None = None
+    #: Lift the per-address caps for an audience that all comes from loopback
+    #: (`LOOPBACK_AUDIENCE`); False keeps the node's own (bench.abuse measures them).
+    loopback_audience: bool = True
     _drain: asyncio.Future[bytes] | None = None
 
     @property
@@ -125,7 +128,7 @@ class Server:
         env.update(
             DRAGOMAN_SECRET=SECRET,
             DRAGOMAN_RTC_ADDRESSES="127.0.0.1",
-            **loopback_audience_env(),
+            **(loopback_audience_env() if self.loopback_audience else {}),
             PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
