@@ -12,14 +12,27 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+import av
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 
-from .h264 import NAL_AUD, NAL_SPS, START_CODE, H264Error, depacketize, is_idr, nal_units
+from .h264 import (
+    NAL_AUD,
+    NAL_SPS,
+    START_CODE,
+    H264Error,
+    avc_decoder_configuration,
+    depacketize,
+    is_idr,
+    nal_units,
+)
 
 OPUS_RATE = 48000
 VIDEO_RATE = 90000
 OPUS_FRAME_SAMPLES = 960
+#: libavcodec's AV_CODEC_FLAG_GLOBAL_HEADER.
+GLOBAL_HEADER = 1 << 22
 #: Within one stream, a packet whose RTP time strays this far from its arrival time
 #: means the sender's clock jumped: the stream is re-anchored on arrival time.
 RESYNC_S = 2.0
@@ -210,3 +223,25 @@ class H264Frames:
                 return None
             self.need_keyframe = False
         return whole
+
+
+def add_h264_passthrough(
+    container: av.container.OutputContainer,
+    sps: bytes,
+    pps: bytes,
+    size: tuple[int, int],
+    time_base: Fraction,
+) -> av.video.stream.VideoStream:
+    """A video track of `container` for H.264 access units muxed as they came (nothing
+    decoded), described by their SPS and PPS (the ``avcC``) and picture `size`.
+
+    Without the global-header flag, the encoder PyAV opens behind the stream (and never
+    feeds) leaves the ``avcC`` set here alone."""
+    stream = container.add_stream("h264", rate=30)
+    context = stream.codec_context
+    context.flags = context.flags & ~GLOBAL_HEADER
+    context.pix_fmt = "yuv420p"
+    context.extradata = avc_decoder_configuration(sps, pps)
+    context.width, context.height = size
+    stream.time_base = time_base
+    return stream

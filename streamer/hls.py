@@ -42,10 +42,17 @@ import av
 import numpy as np
 
 from .cmaf import LIST_SIZE, PART_S, PartedPlaylist
-from .frames import OPUS_RATE, VIDEO_RATE, H264Frames, TapClock, Vp8Frames, opus_samples
+from .frames import (
+    OPUS_RATE,
+    VIDEO_RATE,
+    H264Frames,
+    TapClock,
+    Vp8Frames,
+    add_h264_passthrough,
+    opus_samples,
+)
 from .h264 import (
     H264Error,
-    avc_decoder_configuration,
     avcc_sample,
     is_idr,
     nal_units,
@@ -75,8 +82,6 @@ DEFAULT_SIZE = (640, 360)
 FIRST_PICTURE_WAIT_S = 1.0
 #: A remuxed stream asks its publisher for a keyframe this far into a segment.
 KEYFRAME_LEAD = 0.9
-#: libavcodec's AV_CODEC_FLAG_GLOBAL_HEADER.
-GLOBAL_HEADER = 1 << 22
 #: Largest queue of packets waiting for the worker (a few seconds of everything).
 MAX_QUEUE = 2000
 
@@ -284,16 +289,9 @@ class _VideoTrack:
         self.size = (parameters.width, parameters.height)
         self.codec = parameters.codec
         self.container, header = _header_only()
-        # A stream for packets only: without the global-header flag, the encoder PyAV
-        # opens behind it (and never feeds) leaves the avcC set here alone.
-        stream = self.container.add_stream("h264", rate=30)
-        context = stream.codec_context
-        context.flags = context.flags & ~GLOBAL_HEADER
-        context.width, context.height = self.size
-        context.pix_fmt = "yuv420p"
-        context.extradata = avc_decoder_configuration(sps, pps)
-        stream.time_base = Fraction(1, VIDEO_RATE)
-        self.stream = stream
+        self.stream = add_h264_passthrough(
+            self.container, sps, pps, self.size, Fraction(1, VIDEO_RATE)
+        )
         self.container.start_encoding()
         self.playlist = self.playlist_options.open(
             # A segment may end on a keyframe a little early: a remuxed stream's is asked

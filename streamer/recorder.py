@@ -46,12 +46,12 @@ from .frames import (
     H264Frames,
     TapClock,
     Vp8Frames,
+    add_h264_passthrough,
     opus_samples,
     vp8_keyframe_size,
 )
 from .h264 import (
     H264Error,
-    avc_decoder_configuration,
     avcc_sample,
     is_idr,
     nal_units,
@@ -79,8 +79,6 @@ MAX_PENDING_AUDIO = 400
 WEBM_OPTIONS = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
 #: The file suffix of a recording whose video is H.264 (WebM cannot hold it).
 MATROSKA_SUFFIX = ".mkv"
-#: libavcodec's AV_CODEC_FLAG_GLOBAL_HEADER.
-GLOBAL_HEADER = 1 << 22
 
 FailureCallback = Callable[["Recording", str], None]
 
@@ -398,15 +396,10 @@ def _h264_stream(
 ) -> av.video.stream.VideoStream:
     """A video track for H.264 packets as they came, described by their SPS and PPS.
 
-    Without the global-header flag, the encoder PyAV opens behind the stream (and never
-    feeds) leaves the ``avcC`` set here alone. With no picture yet (a file started on
-    its sound, nobody on air), the ``avcC`` is x264's for a black picture of the default
-    size: every keyframe carries its own parameter sets in-band, which decoders follow.
+    With no picture yet (a file started on its sound, nobody on air), the ``avcC`` is
+    x264's for a black picture of the default size: every keyframe carries its own
+    parameter sets in-band, which decoders follow.
     """
-    stream = container.add_stream("h264", rate=30)
-    context = stream.codec_context
-    context.flags = context.flags & ~GLOBAL_HEADER
-    context.pix_fmt = "yuv420p"
     try:
         sps = read_sps(parameter_sets[0]) if parameter_sets is not None else None
     except H264Error as exc:
@@ -417,10 +410,7 @@ def _h264_stream(
         width, height = DEFAULT_SIZE
     else:
         width, height = sps.width, sps.height
-    context.extradata = avc_decoder_configuration(*parameter_sets)
-    context.width, context.height = width, height
-    stream.time_base = Fraction(1, 1000)
-    return stream
+    return add_h264_passthrough(container, *parameter_sets, (width, height), Fraction(1, 1000))
 
 
 @functools.cache
