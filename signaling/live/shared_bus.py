@@ -9,7 +9,8 @@ reads the log from its id.
 Presence goes into the registry (every `HEARTBEAT_S`, and a log entry when the facts
 changed, so the others hear of it within milliseconds). A node whose presence is older
 than `PRESENCE_TIMEOUT_S` is gone: the live node with the lowest id says so with a
-`node_gone` change, which disconnects that node's interpreters everywhere.
+`node_gone` change, which disconnects that node's interpreters everywhere and frees
+its seats.
 
 The log going away stops nothing that is live: the node keeps its replica and its media
 (the others' presences are not aged while it is away: their channels keep flowing over
@@ -330,10 +331,10 @@ class SharedBus(ABC):
             if node not in alive and now - presence.at >= PRESENCE_TIMEOUT_S
         }
         if now - self._started_at >= PRESENCE_TIMEOUT_S:
-            # Nodes that held interpreters and died before this one started.
+            # Nodes that held interpreters or seats and died before this one started.
             gone |= {
                 node
-                for node in self._replica.connections
+                for node in self._replica.nodes_with_clients()
                 if node not in alive and node not in self._presences
             }
         if not gone:
@@ -344,7 +345,7 @@ class SharedBus(ABC):
             for node in sorted(gone):
                 log.warning("node %s stopped answering: its clients are gone with it", node)
                 await self._forget_presence(node)
-                if node in self._replica.connections:
+                if node in self._replica.nodes_with_clients():
                     await self.publish(Change("node_gone", {"node": node}, self.clock(), self.node))
         if self._on_presence is not None:
             self._on_presence()  # their sources and listeners no longer count
