@@ -49,6 +49,8 @@ REGISTRY_EVERY_S = 1.0
 SEEN_REFS = 4096
 #: Waits between attempts while the log does not answer.
 RETRY_S = 0.5
+#: How long `stop` waits for each of its tasks to end.
+STOP_WAIT_S = 2.0
 
 #: One log entry: its id and its fields.
 Entry = tuple[str, dict[str, str]]
@@ -87,6 +89,7 @@ class SharedBus(ABC):
         self._reader: asyncio.Task[None] | None = None
         self._registry: asyncio.Task[None] | None = None
         self._lost_log = False
+        self._stopping = False
         self._started_at = 0.0
         # When the log went away, and came back: see `_presence_now`.
         self._log_lost_at: float | None = None
@@ -151,11 +154,16 @@ class SharedBus(ABC):
         self._registry = loop.create_task(self._watch_registry())
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in (self._reader, self._registry):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # A client library may swallow the cancellation of a read it was in (seen
+                # with redis-py under load): the loop then ends at its next turn, and the
+                # stop does not wait for ever.
+                done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+                if not done:
+                    log.warning("a live bus task did not stop in time; left to end by itself")
         self._reader = self._registry = None
         for future in self._waiting.values():
             # Whoever waits (a leaving client's handler, say) is told, not cancelled.
@@ -186,7 +194,7 @@ class SharedBus(ABC):
             self._waiting.pop(ref, None)
 
     async def _read_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if self._lost_log:
                     await self._after_the_log_came_back()
@@ -297,7 +305,7 @@ class SharedBus(ABC):
             self._on_presence()
 
     async def _watch_registry(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(REGISTRY_EVERY_S)
             try:
                 await self._read_registry()
