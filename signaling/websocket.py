@@ -252,7 +252,7 @@ async def _take_seat(
 ) -> bool:
     """Whether this connection gets the seat of its link (`signaling.live.seats`); a
     refused one is told why and closed. While it waits, its closing withdraws the request."""
-    if live.seats.free(claims):
+    if await live.seats.sit_if_free(claims):
         return True
 
     async def notify(message: p.WireMessage) -> None:

@@ -57,6 +57,9 @@ class Client:
     closing: bool = False
     #: Its link was revoked: its media goes at once, without the grace of a blink.
     revoked: bool = False
+    #: Its seat went to a page on another node, which publishes there: its media goes
+    #: at once too (two nodes announcing one source would split the routing).
+    moved: bool = False
 
     def end(self, close_code: int, code: str, message: str) -> None:
         """Close this connection, saying why (``code``, for the page to say in words)."""

@@ -362,11 +362,11 @@ async def set_floor_language(live: LiveEvent, client: Client, message: p.SetFloo
 
 
 async def seat_here(live: LiveEvent, client: Client, message: p.SeatHere) -> None:
-    live.seats.here(client, message.check)
+    await live.seats.here(client, message.check)
 
 
 async def answer_claim(live: LiveEvent, client: Client, message: p.AnswerClaim) -> None:
-    live.seats.answer(client, message.claim, message.allow)
+    await live.seats.answer(client, message.claim, message.allow)
 
 
 async def list_links(live: LiveEvent, client: Client, message: p.ListLinks) -> None:

@@ -11,7 +11,8 @@ It owns the node's part of the event and wires the rooms of this package togethe
 - the media watch (`media_watch`): failover and alarms from what this node receives;
 - the views (`views`): the state pushed to each client, per role, coalesced;
 - the staff links (`staff_links`): revoked ones refused and their connections closed;
-- the seats (`seats`): one page per speaker and interpreter, no silent swap.
+- the seats (`seats`): one page per speaker and interpreter on all the nodes, no
+  silent swap.
 
 The durable part of the state is written to the store by the node that made the change,
 so a restart restores who was on air.
@@ -36,7 +37,7 @@ from signaling.live.commands import COMMANDS
 from signaling.live.media_plan import MediaPlan
 from signaling.live.media_watch import MONITOR_INTERVAL_S, MediaWatch
 from signaling.live.presence import HEARTBEAT_S, NodePresence
-from signaling.live.replica import Change, LiveReplica
+from signaling.live.replica import SEAT_OPS, Change, LiveReplica
 from signaling.live.seats import Seats
 from signaling.live.staff_links import StaffLinks
 from signaling.live.views import Views
@@ -161,6 +162,11 @@ class LiveEvent:
         return self.bus.node
 
     @property
+    def running(self) -> bool:
+        """Started and not stopping: changes made now reach the other nodes."""
+        return self._started
+
+    @property
     def booths(self) -> dict[str, LiveBooth]:
         return self.replica.booths
 
@@ -223,6 +229,7 @@ class LiveEvent:
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
         self._answer_waits.clear()
+        await self.seats.stop()
         await self.links.stop()
         await self.bus.stop()
 
@@ -249,6 +256,11 @@ class LiveEvent:
         if change.op == "revoke":
             self.links.revoked(str(change.args["invitation"]))
             return
+        if change.op in SEAT_OPS:
+            self.seats.on_change(change)  # nothing anyone is shown or hears changed
+            return
+        if change.op == "node_gone":
+            self.seats.node_gone(str(change.args["node"]))
         self.changed()
 
     def _on_presence(self) -> None:
@@ -382,7 +394,7 @@ class LiveEvent:
             )
         )
         client.send(self.views.state_for(client, self.views.common_state()))
-        if claims.role is Role.MODERATOR and self.seats.claims:
+        if claims.role is Role.MODERATOR and self.seats.waiting():
             client.send(self.seats.view())
         await self._send_chat_history(client)
         # Nothing else changed for anyone: an interpreter's arrival was a change of its own
@@ -394,14 +406,15 @@ class LiveEvent:
             return
         self.clients.discard(client)
         self.audience.left(client)
-        self.seats.left(client)
+        await self.seats.left(client)
         claims = client.claims
         if client.subscriber_id is not None:
             await self.close_subscriber(client)
         if client.publisher_id is not None:
             publisher_id, client.publisher_id = client.publisher_id, None
-            if client.revoked and not self.publisher_in_use(publisher_id):
-                # A revoked link's media goes now: no grace for a page that may come back.
+            if (client.revoked or client.moved) and not self.publisher_in_use(publisher_id):
+                # A revoked link's media goes now: no grace for a page that may come back;
+                # nor for a page whose seat went to another node, which publishes there.
                 self.cancel_release(publisher_id)
                 await self.quietly(self.sfu.close_publisher(publisher_id))
                 self.changed()

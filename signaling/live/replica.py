@@ -60,9 +60,23 @@ class Change:
         return change
 
 
+#: The seats' messages between nodes (`seats`): a node asks another's page whether it is
+#: still there and hears the answer; a request to take over a seat, its answer, its end.
+SEAT_ANNOUNCEMENTS = frozenset(
+    {"seat_check", "seat_here", "seat_claim", "seat_answer", "seat_claim_over"}
+)
+#: Everything `seats` is told of: its announcements and the seat table's changes.
+SEAT_OPS = SEAT_ANNOUNCEMENTS | {"sit", "unseat"}
+
 #: Changes that carry news and change no state (every node hears them, in order):
-#: a chat message; a staff link revoked (every node closes its connections).
-ANNOUNCEMENTS = frozenset({"chat", "revoke"})
+#: a chat message; a staff link revoked (every node closes its connections); the seats'.
+ANNOUNCEMENTS = frozenset({"chat", "revoke"}) | SEAT_ANNOUNCEMENTS
+
+
+class SeatTaken(BoothError):
+    """Another page sat down on the seat first (the log's order decided)."""
+
+    code = "seat_taken"
 
 
 class LiveReplica:
@@ -78,10 +92,16 @@ class LiveReplica:
         #: node -> booth -> interpreter -> open connections: a node that dies takes its
         #: interpreters' connections with it (`node_gone`).
         self.connections: dict[str, dict[str, dict[str, int]]] = {}
+        #: seat (`seats.seat_key`) -> the page holding it, {"node": ..., "ticket": ...}:
+        #: one table in the log's one order, so of two pages sitting down at once on two
+        #: nodes the first wins, and a node that dies frees its seats (`node_gone`).
+        self.seats: dict[str, dict[str, str]] = {}
         self._ops: dict[str, Callable[[Change], bool]] = {
             "connect": self._connect,
             "disconnect": self._disconnect,
             "node_gone": self._node_gone,
+            "sit": self._sit,
+            "unseat": self._unseat,
             "mic": self._booth_op(lambda b, c: b.mic(c.args["who"], c.args["on"], c.at)),
             "cough": self._booth_op(lambda b, c: b.cough(c.args["who"], c.args["on"])),
             "request_handover": self._booth_op(
@@ -130,6 +150,7 @@ class LiveReplica:
             "state": self.state.to_dict(),
             "booths": {booth_id: booth.to_dict() for booth_id, booth in self.booths.items()},
             "connections": self.connections,
+            "seats": self.seats,
         }
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -142,6 +163,15 @@ class LiveReplica:
             node: {b: dict(who) for b, who in booths.items() if b in self.booths}
             for node, booths in snapshot["connections"].items()
         }
+        # A snapshot of a release without seats has none.
+        self.seats = {
+            str(seat): {"node": str(held["node"]), "ticket": str(held["ticket"])}
+            for seat, held in snapshot.get("seats", {}).items()
+        }
+
+    def nodes_with_clients(self) -> set[str]:
+        """The nodes this replica says hold connections: interpreters, or seats."""
+        return set(self.connections) | {held["node"] for held in self.seats.values()}
 
     def _drop_stale_state(self) -> None:
         """Forget what the program no longer has (the program may change between runs)."""
@@ -229,13 +259,34 @@ class LiveReplica:
         return True
 
     def _node_gone(self, change: Change) -> bool:
-        """A node stopped answering: its interpreters' connections went with it."""
-        gone = self.connections.pop(change.args["node"], {})
+        """A node stopped answering: its interpreters' connections and its seats went
+        with it."""
+        node = change.args["node"]
+        self.seats = {seat: held for seat, held in self.seats.items() if held["node"] != node}
+        gone = self.connections.pop(node, {})
         for booth_id, seats in gone.items():
             for who, count in seats.items():
                 for _ in range(count):
                     self.booths[booth_id].disconnect(who)
         return bool(gone)
+
+    def _sit(self, change: Change) -> bool:
+        """A page of ``change.node`` sits down: on a free seat, or in place of the page
+        it was let in to replace (``replaces``); anyone else holding it came first."""
+        seat = str(change.args["seat"])
+        holder = {"node": change.node, "ticket": str(change.args["ticket"])}
+        current = self.seats.get(seat)
+        if current is not None and current != change.args.get("replaces") and current != holder:
+            raise SeatTaken("another page took this link over meanwhile")
+        self.seats[seat] = holder
+        return False
+
+    def _unseat(self, change: Change) -> bool:
+        """A page left its seat (if it still held it: a displaced page no longer does)."""
+        seat = str(change.args["seat"])
+        if self.seats.get(seat) == {"node": change.node, "ticket": str(change.args["ticket"])}:
+            del self.seats[seat]
+        return False
 
     def _fail_over(self, change: Change) -> bool:
         booth = self._booth(change)

@@ -9,7 +9,8 @@ reads the log from its id.
 Presence goes into the registry (every `HEARTBEAT_S`, and a log entry when the facts
 changed, so the others hear of it within milliseconds). A node whose presence is older
 than `PRESENCE_TIMEOUT_S` is gone: the live node with the lowest id says so with a
-`node_gone` change, which disconnects that node's interpreters everywhere.
+`node_gone` change, which disconnects that node's interpreters everywhere and frees
+its seats.
 
 The log going away stops nothing that is live: the node keeps its replica and its media
 (the others' presences are not aged while it is away: their channels keep flowing over
@@ -48,6 +49,8 @@ REGISTRY_EVERY_S = 1.0
 SEEN_REFS = 4096
 #: Waits between attempts while the log does not answer.
 RETRY_S = 0.5
+#: How long `stop` waits for each of its tasks to end.
+STOP_WAIT_S = 2.0
 
 #: One log entry: its id and its fields.
 Entry = tuple[str, dict[str, str]]
@@ -86,6 +89,7 @@ class SharedBus(ABC):
         self._reader: asyncio.Task[None] | None = None
         self._registry: asyncio.Task[None] | None = None
         self._lost_log = False
+        self._stopping = False
         self._started_at = 0.0
         # When the log went away, and came back: see `_presence_now`.
         self._log_lost_at: float | None = None
@@ -150,11 +154,16 @@ class SharedBus(ABC):
         self._registry = loop.create_task(self._watch_registry())
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in (self._reader, self._registry):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # A client library may swallow the cancellation of a read it was in (seen
+                # with redis-py under load): the loop then ends at its next turn, and the
+                # stop does not wait for ever.
+                done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+                if not done:
+                    log.warning("a live bus task did not stop in time; left to end by itself")
         self._reader = self._registry = None
         for future in self._waiting.values():
             # Whoever waits (a leaving client's handler, say) is told, not cancelled.
@@ -185,7 +194,7 @@ class SharedBus(ABC):
             self._waiting.pop(ref, None)
 
     async def _read_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if self._lost_log:
                     await self._after_the_log_came_back()
@@ -296,7 +305,7 @@ class SharedBus(ABC):
             self._on_presence()
 
     async def _watch_registry(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(REGISTRY_EVERY_S)
             try:
                 await self._read_registry()
@@ -330,10 +339,10 @@ class SharedBus(ABC):
             if node not in alive and now - presence.at >= PRESENCE_TIMEOUT_S
         }
         if now - self._started_at >= PRESENCE_TIMEOUT_S:
-            # Nodes that held interpreters and died before this one started.
+            # Nodes that held interpreters or seats and died before this one started.
             gone |= {
                 node
-                for node in self._replica.connections
+                for node in self._replica.nodes_with_clients()
                 if node not in alive and node not in self._presences
             }
         if not gone:
@@ -344,7 +353,7 @@ class SharedBus(ABC):
             for node in sorted(gone):
                 log.warning("node %s stopped answering: its clients are gone with it", node)
                 await self._forget_presence(node)
-                if node in self._replica.connections:
+                if node in self._replica.nodes_with_clients():
                     await self.publish(Change("node_gone", {"node": node}, self.clock(), self.node))
         if self._on_presence is not None:
             self._on_presence()  # their sources and listeners no longer count

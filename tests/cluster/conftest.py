@@ -32,24 +32,32 @@ def bus_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def start_node(
-    bus_kind: str, request: pytest.FixtureRequest, start_server
-) -> AsyncIterator[StartNode]:
-    hub: LiveHub | None = None
+async def live_hub(bus_kind: str) -> AsyncIterator[LiveHub | None]:
+    """The embedded hub of a ``hub`` test (None for ``redis``). Set up before the nodes'
+    servers, it is stopped after them: nodes that lose their hub first wait for it when
+    their last pages leave."""
+    if bus_kind != "hub":
+        yield None
+        return
     # Unix socket paths are short: not under pytest's long temporary directories.
     directory = Path(tempfile.mkdtemp(prefix="dragoman-hub-"))
-    if bus_kind == "hub":
-        hub = LiveHub(directory / "hub.sock")
-        await hub.start()
+    hub = LiveHub(directory / "hub.sock")
+    await hub.start()
+    yield hub
+    await hub.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def start_node(
+    bus_kind: str, live_hub: LiveHub | None, request: pytest.FixtureRequest, start_server
+) -> StartNode:
     redis_url = request.getfixturevalue("redis_url") if bus_kind == "redis" else None
 
     async def start() -> Any:
-        if hub is not None:
-            extension = partial(install_live, bus=HubBus(hub.path))
+        if live_hub is not None:
+            extension = partial(install_live, bus=HubBus(live_hub.path))
             return await start_server(extensions=[extension], secret=SECRET)
         return await start_server(extensions=[install_live], redis_url=redis_url, secret=SECRET)
 
-    yield start
-    if hub is not None:
-        await hub.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    return start

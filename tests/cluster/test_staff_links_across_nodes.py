@@ -24,25 +24,27 @@ async def two_nodes(start_server: Any, redis_url: str) -> list[Any]:
 
 
 async def interpreter_link(node: Any, invitation_id: str) -> str:
+    return await staff_link(node, invitation_id, Role.INTERPRETER, "anna", booth="ru-fr")
+
+
+async def staff_link(
+    node: Any, invitation_id: str, role: Role, subject: str, *, booth: str | None = None
+) -> str:
     now = datetime.now(UTC)
     await node.store.add_invitation(
         Invitation(
             id=invitation_id,
             event_id=node.event.id,
-            role=Role.INTERPRETER,
-            subject="anna",
-            booth="ru-fr",
-            name="Anna Petrova",
+            role=role,
+            subject=subject,
+            booth=booth,
+            name=subject.title(),
             issued_at=now,
             expires_at=now + timedelta(hours=2),
         )
     )
     return node.signer.issue(
-        Role.INTERPRETER,
-        subject="anna",
-        booth="ru-fr",
-        invitation=invitation_id,
-        ttl=timedelta(hours=2),
+        role, subject=subject, booth=booth, invitation=invitation_id, ttl=timedelta(hours=2)
     )
 
 
@@ -67,12 +69,13 @@ async def test_revoked_from_the_command_line_closes_the_pages_on_every_node(
     start_server, redis_url, open_ws
 ) -> None:
     a, b = await two_nodes(start_server, redis_url)
-    link = await interpreter_link(a, "annaxyz3")
+    # A studio link, which may be open on several pages (an interpreter's is one page
+    # on all the nodes: tests/cluster/test_seats_across_nodes.py).
+    link = await staff_link(a, "marexyz3", Role.MODERATOR, "marie")
     pages = [await welcomed(open_ws, node, link) for node in (a, b)]
-    # Two pages of one link on two nodes: seats are per node (docs/protocol.md).
 
     result = await dragoman(
-        "revoke", "annaxyz3", "--redis-url", redis_url, "--data-dir", a.settings.data_dir
+        "revoke", "marexyz3", "--redis-url", redis_url, "--data-dir", a.settings.data_dir
     )
     assert result.status == 0, result.stderr
 
