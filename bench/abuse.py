@@ -166,7 +166,9 @@ class Attack:
                 f"{self.url}/ws", heartbeat=None, max_msg_size=0, timeout=10
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self.tally.add(f"connect_refused:{type(exc).__name__}")
+            # A refused upgrade by its HTTP status (429: the address's connection rate).
+            why = exc.status if isinstance(exc, aiohttp.WSServerHandshakeError) else None
+            self.tally.add(f"connect_refused:{why or type(exc).__name__}")
             await asyncio.sleep(0.05)
             return None
         self.tally.add("connected")

@@ -45,6 +45,8 @@ from signaling.tokens import Role, TokenSigner
 #: caps a node sets per client address (against one abusive client) would refuse it.
 LOOPBACK_AUDIENCE = {
     "ws_connections_per_address": 1_000_000,
+    "ws_new_connection_burst": 1_000_000,
+    "ws_auth_failure_burst": 1_000_000,
     "http_connections_per_address": 1_000_000,
 }
 

@@ -37,7 +37,7 @@ from signaling.http_connections import (
     forwarded_requests_cap,
     install_connection_limits,
 )
-from signaling.logs import AccessLogger
+from signaling.logs import AccessLogger, suppressed_lines
 from signaling.mail import Mailer
 from signaling.metrics import Readings, Sample, node_registry
 from signaling.program import Event, load_program
@@ -205,6 +205,15 @@ def create_app(
         "HTTP requests answered, by route, method and status.",
         ("route", "method", "status"),
         registry=registry,
+    )
+    registry.register(
+        Readings(
+            "dragoman_log_lines_suppressed",
+            "Log lines this process did not write: repeats past the flood limit (each "
+            "window's count is written in one line when it ends).",
+            suppressed_lines,
+            kind="counter",
+        )
     )
     app.cleanup_ctx.append(_store_context)
     http_api.add_routes(app)

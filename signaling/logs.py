@@ -112,7 +112,12 @@ class RepeatLimit(logging.Filter):
 
     The count of a window is reported when a later record arrives after the window
     ended (any record: a node logs its requests), so no task or timer is needed.
+    Every record suppressed is also counted in `suppressed_total` (the process's, for
+    /metrics: a flood shows there at once, not when its window ends).
     """
+
+    #: Records suppressed by every limiter of this process since it started.
+    suppressed_total = 0
 
     def __init__(
         self,
@@ -189,6 +194,7 @@ class RepeatLimit(logging.Filter):
             window.passed += 1
             return True
         window.suppressed += 1
+        RepeatLimit.suppressed_total += 1
         return False
 
     def _sweep(self, now: float) -> list[logging.LogRecord]:
@@ -213,6 +219,11 @@ class RepeatLimit(logging.Filter):
         record._repeat_summary = True
         record.suppressed = window.suppressed
         return record
+
+
+def suppressed_lines() -> int:
+    """Log records this process has suppressed so far (`RepeatLimit`)."""
+    return RepeatLimit.suppressed_total
 
 
 def configure_logging(

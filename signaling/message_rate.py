@@ -94,6 +94,11 @@ class MessageRate:
             self.refused += 1
         return verdict
 
+    @property
+    def exceeded_name(self) -> str:
+        """The allowance the last refused frame exceeded: ``messages`` or ``media``."""
+        return "media" if self.exceeded is self.media else "messages"
+
     def limit(self, message_type: str | None) -> str:
         """The allowance the last refused frame exceeded, in words."""
         allowance = self.exceeded

@@ -182,6 +182,16 @@ class Settings(BaseSettings):
     #: Messages per second one connection may send, sustained, and at once (burst).
     ws_messages_per_s: float = Field(default=20.0, gt=0)
     ws_message_burst: int = Field(default=40, ge=1)
+    #: New ``/ws`` connections one client address may open on a node: at once (burst), then
+    #: per second (signaling/connection_rate.py). A venue of a hundred people behind one
+    #: address joining within a minute stays within the burst.
+    ws_new_connection_burst: int = Field(default=100, ge=1)
+    ws_new_connections_per_s: float = Field(default=2.0, gt=0)
+    #: Connections from one client address refused before their welcome for what they sent
+    #: (junk, a bad or expired link, silence): at once, then per second; past it the
+    #: address opens no new connection until the allowance refills.
+    ws_auth_failure_burst: int = Field(default=30, ge=1)
+    ws_auth_failures_per_s: float = Field(default=0.5, gt=0)
     #: Seconds a subscription offer waits for the page's answer before it is withdrawn
     #: and its sockets freed.
     subscribe_answer_timeout_s: float = Field(default=15.0, gt=0, le=600)

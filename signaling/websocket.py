@@ -8,7 +8,10 @@ sender's role, and handed to the `LiveEvent`; a refused frame gets an ``error`` 
 connection goes on, unless it keeps on sending past its rate.
 
 No client address and no link holds more than its share of the node's connections
-(`ConnectionCaps`): one more gets ``too_many_connections`` and is closed.
+(`ConnectionCaps`): one more gets ``too_many_connections`` and is closed. No client
+address opens new connections, or fails to authenticate, faster than its allowance
+(`ConnectionRate`): past it the upgrade is refused with HTTP 429 before any WebSocket
+exists. Every refusal is counted for /metrics (`Refusals`).
 
 `install_live(app)` is the application extension that adds all this to a node: the
 streamer, the live event service and the route (see `signaling.app.create_app`).
@@ -21,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -30,13 +33,17 @@ from signaling.alarms import Thresholds
 from signaling.appkeys import EVENT_KEY, METRICS_KEY, SETTINGS_KEY, SIGNER_KEY, STORE_KEY
 from signaling.client_address import client_address
 from signaling.connection_caps import ConnectionCaps
+from signaling.connection_rate import ConnectionRate
+from signaling.http_api import ApiError
+from signaling.http_connections import address_key
 from signaling.live import Client, LiveEvent
 from signaling.live.bus import LiveBus, LocalBus
 from signaling.live.clients import CLOSE_REVOKED, CLOSE_SEAT
 from signaling.live.redis_bus import RedisBus
 from signaling.message_rate import MessageRate, Verdict
 from signaling.metrics import Readings
-from signaling.origins import check_origin
+from signaling.origins import OriginRefused, check_origin
+from signaling.refusals import ORIGIN, PER_ADDRESS, PER_LINK, TOO_SLOW, Refusals
 from signaling.secret import load_or_create_secret
 from signaling.settings import Settings
 from signaling.tokens import Claims, TokenError
@@ -78,6 +85,8 @@ LIVE_KEY = web.AppKey("live", LiveEvent)
 SFU_KEY = web.AppKey("sfu", Sfu)
 _SOCKETS_KEY = web.AppKey("live_sockets", set)
 CAPS_KEY = web.AppKey("connection_caps", ConnectionCaps)
+RATE_KEY = web.AppKey("connection_rate", ConnectionRate)
+REFUSALS_KEY = web.AppKey("ws_refusals", Refusals)
 
 
 class Outbox:
@@ -90,8 +99,12 @@ class Outbox:
     closed.
     """
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, closed_for: Callable[[str], None] | None = None
+    ) -> None:
         self.ws = ws
+        #: Told why, when this outbox closes its connection for cause (for /metrics).
+        self._closed_for = closed_for
         self._queue: deque[str] = deque()
         # Kept as the model: only the state actually written is encoded.
         self._state: p.State | None = None
@@ -111,6 +124,8 @@ class Outbox:
             text = p.encode(message)
             if len(self._queue) >= MAX_PENDING_MESSAGES:
                 self._task.cancel()
+                if self._closed_for is not None:
+                    self._closed_for(TOO_SLOW)
                 self._closing = asyncio.get_running_loop().create_task(
                     self.ws.close(code=CLOSE_TOO_SLOW, message=b"too many unread messages")
                 )
@@ -151,6 +166,8 @@ class Outbox:
         """Send an ``error`` saying why, then close (the live service ends a connection)."""
         if self._task.done() or self._closing is not None:
             return
+        if self._closed_for is not None:
+            self._closed_for(code)
         self.send(p.Error(code=code, message=message))
         closing = self._close_after_idle(close_code, code)
         self._closing = asyncio.get_running_loop().create_task(closing)
@@ -197,20 +214,37 @@ class FailureLog:
 _failures = FailureLog()
 
 
-async def _refuse_and_close(ws: web.WebSocketResponse, code: str, message: str, close: int) -> None:
+async def _refuse_and_close(
+    ws: web.WebSocketResponse,
+    code: str,
+    message: str,
+    close: int,
+    *,
+    refusals: Refusals,
+    reason: str | None = None,
+) -> None:
+    """Refuse a connection before its welcome: say why, close, count it by `reason` (its
+    code unless said otherwise)."""
+    refusals.connection(reason or code)
     await ws.send_str(p.encode(p.Error(code=code, message=message)))
     await ws.close(code=close, message=code.encode())
 
 
 async def _authenticate(
-    ws: web.WebSocketResponse, app: web.Application, live: LiveEvent
+    ws: web.WebSocketResponse, app: web.Application, live: LiveEvent, address: str
 ) -> tuple[Claims, bool] | None:
-    """The claims of the connection's link, and whether it asks to take over a seat."""
+    """The claims of the connection's link, and whether it asks to take over a seat. A
+    refusal counts against the address's allowance of failed authentications."""
+    refusals = app[REFUSALS_KEY]
+
+    async def refuse(code: str, message: str, close: int) -> None:
+        app[RATE_KEY].auth_failed(address)
+        await _refuse_and_close(ws, code, message, close, refusals=refusals)
+
     try:
         frame = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT_S)
     except TimeoutError:
-        await _refuse_and_close(
-            ws,
+        await refuse(
             "auth_timeout",
             f"no auth message within {AUTH_TIMEOUT_S:.0f} s: send auth with your token first",
             CLOSE_AUTH_TIMEOUT,
@@ -221,11 +255,10 @@ async def _authenticate(
     try:
         message = p.parse_client_message(frame.data)
     except p.ProtocolError as exc:
-        await _refuse_and_close(ws, exc.code, exc.message, CLOSE_UNAUTHENTICATED)
+        await refuse(exc.code, exc.message, CLOSE_UNAUTHENTICATED)
         return None
     if not isinstance(message, p.Auth):
-        await _refuse_and_close(
-            ws,
+        await refuse(
             "unauthenticated",
             f"send auth with your token before {message.type}",
             CLOSE_UNAUTHENTICATED,
@@ -234,21 +267,21 @@ async def _authenticate(
     try:
         claims = app[SIGNER_KEY].verify(message.token)
     except TokenError as exc:
-        await _refuse_and_close(ws, exc.code, str(exc), CLOSE_UNAUTHENTICATED)
+        await refuse(exc.code, str(exc), CLOSE_UNAUTHENTICATED)
         return None
     problem = live.scope_problem(claims)
     if problem is not None:
-        await _refuse_and_close(ws, "out_of_scope", problem, CLOSE_OUT_OF_SCOPE)
+        await refuse("out_of_scope", problem, CLOSE_OUT_OF_SCOPE)
         return None
     withdrawn = await live.links.refusal(claims)
     if withdrawn is not None:
-        await _refuse_and_close(ws, withdrawn.code, str(withdrawn), CLOSE_REVOKED)
+        await refuse(withdrawn.code, str(withdrawn), CLOSE_REVOKED)
         return None
     return claims, message.claim
 
 
 async def _take_seat(
-    ws: web.WebSocketResponse, live: LiveEvent, claims: Claims, claim: bool
+    ws: web.WebSocketResponse, live: LiveEvent, claims: Claims, claim: bool, refusals: Refusals
 ) -> bool:
     """Whether this connection gets the seat of its link (`signaling.live.seats`); a
     refused one is told why and closed. While it waits, its closing withdraws the request."""
@@ -277,12 +310,14 @@ async def _take_seat(
         return False
     refusal = admitting.result()
     if refusal is not None:
-        await _refuse_and_close(ws, refusal.code, refusal.message, CLOSE_SEAT)
+        await _refuse_and_close(ws, refusal.code, refusal.message, CLOSE_SEAT, refusals=refusals)
         return False
     return True
 
 
-async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: MessageRate) -> bool:
+async def _dispatch(
+    live: LiveEvent, client: Client, data: str | bytes, rate: MessageRate, refusals: Refusals
+) -> bool:
     """Carry out (or refuse) one frame; False when the client is to be closed for its rate."""
     refusal: p.ProtocolError | None = None
     message = None
@@ -294,6 +329,7 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: Me
     type_ = message.type if message is not None else None
     verdict = rate.take(type_)
     if verdict is not Verdict.ACCEPT:
+        refusals.message(rate.exceeded_name)
         sentence = rate.refusal(type_)
         if verdict is Verdict.CLOSE:
             sentence = (
@@ -343,14 +379,32 @@ async def _dispatch(live: LiveEvent, client: Client, data: str | bytes, rate: Me
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     app = request.app
+    refusals = app[REFUSALS_KEY]
     # Before the upgrade: a refused page gets a plain 403 that says why.
-    check_origin(request, app[SETTINGS_KEY])
+    try:
+        check_origin(request, app[SETTINGS_KEY])
+    except OriginRefused:
+        refusals.connection(ORIGIN)
+        raise
+    address = client_address(request)
+    # Before the upgrade too, as cheap as a refusal gets: a client opening connections in
+    # a loop gets no WebSocket, no task, no parse (a page reads nothing of it, and tries
+    # again after its back-off).
+    rate_key = address_key(address) or address
+    too_fast = app[RATE_KEY].admit(rate_key)
+    if too_fast is not None:
+        refusals.connection(too_fast.code)
+        raise ApiError(
+            429,
+            too_fast.code,
+            too_fast.message,
+            headers={"Retry-After": str(too_fast.retry_after_s), "Cache-Control": "no-store"},
+        )
     live = app[LIVE_KEY]
     caps = app[CAPS_KEY]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     # After the upgrade, so that a page can read why (a refused upgrade is a bare error).
-    address = client_address(request)
     if not caps.admit_address(address):
         await _refuse_and_close(
             ws,
@@ -358,12 +412,14 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             f"{caps.per_address} connections from your address are open on this server "
             "already: close some of them, or try again later",
             CLOSE_TOO_MANY_CONNECTIONS,
+            refusals=refusals,
+            reason=PER_ADDRESS,
         )
         return ws
     sockets = app[_SOCKETS_KEY]
     sockets.add(ws)
     try:
-        authenticated = await _authenticate(ws, app, live)
+        authenticated = await _authenticate(ws, app, live, rate_key)
         if authenticated is None:
             return ws
         claims, claim = authenticated
@@ -374,13 +430,15 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 f"this link is open in {caps.per_link} pages on this server already: close "
                 "one of them first",
                 CLOSE_TOO_MANY_CONNECTIONS,
+                refusals=refusals,
+                reason=PER_LINK,
             )
             return ws
         try:
             # The link's share is counted first: a page refused for it never displaces the
             # page that holds the seat.
-            if await _take_seat(ws, live, claims, claim):
-                await _serve(ws, live, claims, app[SETTINGS_KEY])
+            if await _take_seat(ws, live, claims, claim, refusals):
+                await _serve(ws, live, claims, app[SETTINGS_KEY], refusals)
         finally:
             caps.release_link(claims)
     finally:
@@ -390,10 +448,14 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _serve(
-    ws: web.WebSocketResponse, live: LiveEvent, claims: Claims, settings: Settings
+    ws: web.WebSocketResponse,
+    live: LiveEvent,
+    claims: Claims,
+    settings: Settings,
+    refusals: Refusals,
 ) -> None:
     """An authenticated connection, from its welcome to its close."""
-    outbox = Outbox(ws)
+    outbox = Outbox(ws, refusals.connection)
     client = Client(claims=claims, send=outbox.send, close=outbox.end)
     rate = MessageRate(settings.ws_messages_per_s, settings.ws_message_burst)
     flooded = False
@@ -402,7 +464,7 @@ async def _serve(
         log.info("client joined", extra={"role": claims.role.value})
         async for frame in ws:
             if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                if not await _dispatch(live, client, frame.data, rate):
+                if not await _dispatch(live, client, frame.data, rate, refusals):
                     flooded = True
                     break
             elif frame.type == WSMsgType.ERROR:
@@ -411,6 +473,7 @@ async def _serve(
         await live.leave(client)
         await outbox.flush_and_close()
     if flooded:
+        refusals.connection("rate_limited")
         log.warning(
             "closed a client that kept sending past its rate",
             extra={"role": claims.role.value, "refused": rate.refused},
@@ -508,6 +571,13 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
         per_address=settings.ws_connections_per_address,
         per_link=settings.ws_connections_per_link,
     )
+    app[RATE_KEY] = ConnectionRate(
+        settings.ws_new_connections_per_s,
+        settings.ws_new_connection_burst,
+        settings.ws_auth_failures_per_s,
+        settings.ws_auth_failure_burst,
+    )
+    app[REFUSALS_KEY] = Refusals(app[METRICS_KEY])
     app.cleanup_ctx.append(_live_context)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)

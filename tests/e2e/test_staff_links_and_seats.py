@@ -88,15 +88,24 @@ async def test_a_second_page_asks_and_the_studio_lets_it_take_over(
     await expect(second.locator("#connection-status")).to_have_attribute("data-state", "refused")
     await connected(first)
 
-    # Asked from the second page: the first page keeps it.
+    join = second.get_by_role("button", name="Join")
+    await expect(join).to_be_visible()
+
+    # Asked from the second page: while it waits it says so, for how long at most, offers
+    # to give up, and shows nothing that contradicts it (no Join); the first page keeps it.
     await second.get_by_role("button", name="Take over on this page").click()
     await expect(second.locator("#seat")).to_contain_text("waiting for the other page")
+    await expect(second.locator("#seat")).to_contain_text("within 60 s")
+    await expect(second.get_by_role("button", name="Cancel the request")).to_be_visible()
+    await expect(second.locator("#connection-status")).to_have_attribute("data-state", "waiting")
+    await expect(join).to_be_hidden()
     asked = first.get_by_role("alert").filter(has_text="Let it take over?")
     await expect(asked).to_be_visible()
     claim = studio.get_by_role("alert").filter(has_text=f"Speaker: {SPEAKER_NAME}")
     await expect(claim).to_contain_text("asks to take over")
     await first.get_by_role("button", name="Keep it here").click()
     await expect(second.locator("#seat")).to_contain_text("kept this link")
+    await expect(join).to_be_visible()
     await expect(asked).to_be_hidden()
     await expect(claim).to_be_hidden()
     await connected(first)
@@ -113,6 +122,35 @@ async def test_a_second_page_asks_and_the_studio_lets_it_take_over(
     await expect(first.locator("#connection-status")).to_have_attribute("data-state", "refused")
     await expect(first.get_by_role("button", name="Take over on this page")).to_be_visible()
     for page in (studio, first, second):
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_booth_page_waiting_for_its_seat_shows_only_that_and_may_give_up(
+    live_node: LiveNode, browser: Browser
+) -> None:
+    link = live_node.link("booth", Role.INTERPRETER, "anna", booth="ru-fr")
+    holder = await open_page(browser, link)
+    await connected(holder)
+    newcomer = await open_page(browser, link)
+    take_over = newcomer.get_by_role("button", name="Take over on this page")
+    await expect(take_over).to_be_visible()
+    # Without the seat the booth knows nothing of the booth: no console that would guess.
+    console = newcomer.get_by_role("button", name="Start listening")
+    await expect(console).to_be_hidden()
+    await expect(newcomer.get_by_text("No partner connected")).to_be_hidden()
+
+    await take_over.click()
+    asked = holder.get_by_role("alert").filter(has_text="Let it take over?")
+    await expect(asked).to_be_visible()
+    await expect(newcomer.locator("#seat")).to_contain_text("Time left: 0:")
+    await expect(console).to_be_hidden()
+    # Giving up withdraws the request: the holder is no longer asked; the offer is back.
+    await newcomer.get_by_role("button", name="Cancel the request").click()
+    await expect(asked).to_be_hidden()
+    await expect(take_over).to_be_visible()
+    await expect(newcomer.locator("#connection-status")).to_have_attribute("data-state", "refused")
+    await connected(holder)
+    for page in (holder, newcomer):
         assert page.errors == []  # type: ignore[attr-defined]
 
 

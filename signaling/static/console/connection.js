@@ -124,6 +124,19 @@ export class Connection {
     this.start();
   }
 
+  /** Gives up waiting for the seat: closing the socket withdraws the request; the page
+   * stays refused (it may ask again). */
+  giveUpClaim() {
+    this.claiming = false;
+    this.closedForGood = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close();
+    this.onStatus("refused", "seat_taken");
+  }
+
   /** Sends a message on the open socket, welcomed or not (the seat's answers). */
   sendNow(message) {
     const socket = this.socket;

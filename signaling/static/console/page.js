@@ -3,13 +3,14 @@
 // program of the event.
 
 import { Connection } from "./connection.js";
-import { seatPanel } from "./seat.js";
+import { isSeatRefusal, seatPanel } from "./seat.js";
 import { has, t } from "/static/common/i18n.js";
 import { fetchEvent, pageToken } from "/static/common/api.js";
 
 /**
  * Starts a console page.
- * @param {object} handlers  {onWelcome(welcome, again), onMessage(message)}
+ * @param {object} handlers  {onWelcome(welcome, again), onMessage(message), onSeat(seat)?}
+ *   onSeat: the page's seat is "refused", "waiting" (asked to take over) or null (granted)
  * @returns {Connection|null}
  */
 export function startConsole(handlers) {
@@ -20,7 +21,14 @@ export function startConsole(handlers) {
     showStatus(status);
     return null;
   }
-  const seat = seatPanel(() => connection);
+  const seat = seatPanel(() => connection, (state) => {
+    // Waiting for the seat is not "connecting": the status line says what it waits for.
+    if (state === "waiting") {
+      socketStatus = { state: "waiting", detail: undefined };
+      showStatus(status);
+    }
+    handlers.onSeat?.(state);
+  });
   const connection = new Connection({
     token,
     onWelcome: handlers.onWelcome,
@@ -29,7 +37,12 @@ export function startConsole(handlers) {
       else if (!seat.message(message)) handlers.onMessage(message);
     },
     onStatus: (state, code) => {
-      socketStatus = { state, detail: code ? errorText(code) : undefined };
+      // A refusal for the seat is said in full, with what to do, by the seat's notice:
+      // the status line only names it (not "access refused": the link is fine).
+      socketStatus =
+        state === "refused" && isSeatRefusal(code)
+          ? { state, words: t("console.status.seat_elsewhere") }
+          : { state, detail: code ? errorText(code) : undefined };
       showStatus(status);
       seat.status(state, code);
       // Welcomed (again): what was refused before no longer holds (a page displaced,
@@ -55,7 +68,8 @@ export async function loadProgram() {
 
 // The WebSocket's status, and the page's media connections being restored after
 // a network outage (the socket itself may well have stayed up).
-let socketStatus = { state: "connecting", detail: undefined };
+// `words`: what the status line says instead of the state's own words.
+let socketStatus = { state: "connecting", detail: undefined, words: undefined };
 const restoringMedia = new Set();
 
 /** Says on the status line whether the media connection `name` is being restored. */
@@ -70,7 +84,8 @@ function showStatus(element) {
   const { detail } = socketStatus;
   const state = socketStatus.state === "online" && restoringMedia.size > 0 ? "restoring" : socketStatus.state;
   element.dataset.state = state;
-  const words = t(`console.status.${state}`);
+  const own = state === socketStatus.state ? socketStatus.words : undefined;
+  const words = own ?? t(`console.status.${state}`);
   element.textContent = detail ? `${words} ${detail}` : words;
   document.body.dataset.connection = state;
 }

@@ -20,6 +20,7 @@ const view = {
   muted: false,
   left: false,
   deviceProblem: null,
+  seat: null, // "refused", "waiting" (asked to take over) or null: see seat.js
   onAirSince: null, // server clock, seconds: when this page first saw the speaker on air
   clockOffset: 0,
 };
@@ -204,7 +205,9 @@ function render() {
   // One sentence that says what the page shows: never "connected" while it is not.
   const status = view.deviceProblem
     ? t("stage.no_devices", { error: view.deviceProblem })
-    : view.joined
+    : view.seat === "waiting"
+      ? t("stage.waiting_for_seat")
+      : view.joined
       ? live
         ? t(view.muted ? "stage.status_on_air_muted" : "stage.status_on_air")
         : view.muted
@@ -270,7 +273,14 @@ window.dragomanDebug = {
   },
 };
 
-connection = startConsole({ onWelcome, onMessage });
+connection = startConsole({
+  onWelcome,
+  onMessage,
+  onSeat: (seat) => {
+    view.seat = seat;
+    render();
+  },
+});
 loadProgram().then((program) => {
   view.program = program;
   render();
