@@ -264,6 +264,12 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                             f", publishers {held.publishers}, subscribers {held.subscribers}"
                             f", fr packets {held.channel_packets}"
                             f", load {sample['load_avg']:.1f}"
+                            + (
+                                ""
+                                if held.collections is None
+                                else f", collections {held.collections}"
+                                f" ({1000 * (held.collection_s or 0.0):.0f} ms)"
+                            )
                         )
                         if options.memory_probe:
                             log(f"         {probe_summary(sample['memory'])}")
@@ -398,6 +404,13 @@ def print_report(result: dict[str, Any]) -> None:
         )
     else:
         print(f"verdict: {result['verdict']} (every figure under {limit} % growth)")
+    last = result["samples"][-1] if result["samples"] else {}
+    if last.get("collections"):
+        pause_ms = 1000 * (last.get("collection_s") or 0.0)
+        print(
+            f"collections of departed peers: {last['collections']}, {pause_ms:.0f} ms in all "
+            f"({pause_ms / last['collections']:.0f} ms each on average)"
+        )
     print(f"server log: {result['server_log_levels']}")
     for line in result["server_log_errors"]:
         print(f"  {line}")

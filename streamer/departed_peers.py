@@ -26,10 +26,13 @@ import time
 
 logger = logging.getLogger(__name__)
 
-#: From a departure to the collection that frees its peer. Long enough for aiortc's
-#: closing tasks to finish (they still reference the peer), and for the departures of
-#: one wave to share a collection; short enough that few peers wait for it.
-COLLECT_AFTER_S = 10.0
+#: From a departure to the collection that frees its peer. A full collection walks every
+#: object the node tracks (tens of milliseconds with a hundred listeners, during which
+#: the event loop forwards nothing): long enough that a steady churn pays it twice a
+#: minute at most and the departures of one wave share it, short enough that few peers
+#: (a few hundred kilobytes each) wait for it. aiortc's closing tasks, which still
+#: reference the peer, have long finished by then.
+COLLECT_AFTER_S = 30.0
 
 
 class DepartedPeers:
@@ -44,8 +47,9 @@ class DepartedPeers:
         #: Collections run, and the unreachable objects they found (for the metrics).
         self.collections = 0
         self.freed_objects = 0
-        #: How long the last collection held the event loop, in seconds.
+        #: How long the last collection held the event loop, and all of them, in seconds.
         self.last_pause_s = 0.0
+        self.pause_s = 0.0
         self._closed = False
 
     def left(self) -> None:
@@ -60,6 +64,7 @@ class DepartedPeers:
         started = time.perf_counter()
         found = gc.collect()
         self.last_pause_s = time.perf_counter() - started
+        self.pause_s += self.last_pause_s
         self.collections += 1
         self.freed_objects += found
         logger.debug(
