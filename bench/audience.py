@@ -119,6 +119,10 @@ class Server:
     #: Lift the per-address caps for an audience that all comes from loopback
     #: (`LOOPBACK_AUDIENCE`); False keeps the node's own (bench.abuse measures them).
     loopback_audience: bool = True
+    #: The module `python -m` runs: the node's CLI, or bench/memory_probe.py around it.
+    module: str = "signaling.cli"
+    #: More environment for the process (e.g. `MALLOC_ARENA_MAX`).
+    extra_env: dict[str, str] = field(default_factory=dict)
     _drain: asyncio.Future[bytes] | None = None
 
     @property
@@ -133,12 +137,13 @@ class Server:
             **(loopback_audience_env() if self.loopback_audience else {}),
             PYTHONPATH=os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p),
         )
+        env.update(self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         stderr: Any = asyncio.subprocess.DEVNULL
         if self.log_path is not None:
             stderr = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "signaling.cli", "serve",
+            sys.executable, "-m", self.module, "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data_dir), "--workers", str(self.workers),
             stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,

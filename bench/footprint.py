@@ -5,7 +5,8 @@
   CPU-seconds (utime+stime of /proc/PID/stat);
 - from the node's own `/metrics`: the tasks of its event loop (`dragoman_asyncio_tasks`;
   None when the node does not expose it), its publishers and subscribers, and the RTP
-  packets forwarded into the French channel so far (is the media still flowing?).
+  packets forwarded into the French channel so far (is the media still flowing?), and the
+  collections it ran to free departed peers and the time they took.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from bench.node_link import proc_cpu
 _TASKS = re.compile(r"^dragoman_asyncio_tasks (\S+)$", re.MULTILINE)
 _PUBLISHERS = re.compile(r"^dragoman_streamer_publishers (\S+)$", re.MULTILINE)
 _SUBSCRIBERS = re.compile(r"^dragoman_streamer_subscribers (\S+)$", re.MULTILINE)
+_COLLECTIONS = re.compile(r"^dragoman_streamer_departed_collections_total (\S+)$", re.MULTILINE)
+_COLLECTION_S = re.compile(
+    r"^dragoman_streamer_departed_collection_seconds_total (\S+)$", re.MULTILINE
+)
 _CHANNEL_PACKETS = re.compile(
     r'^dragoman_streamer_output_packets_total\{kind="audio",output="channel:fr"\} (\S+)$',
     re.MULTILINE,
@@ -38,6 +43,9 @@ class Footprint:
     publishers: int | None = None
     subscribers: int | None = None
     channel_packets: int | None = None
+    #: Collections the node ran to free departed peers, and the seconds they took.
+    collections: int | None = None
+    collection_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,22 +89,25 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def node_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, int | None]:
+async def node_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     """What the node's /metrics says of its tasks and media; None for what it does not say."""
     try:
         async with session.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
             text = await r.text()
     except (aiohttp.ClientError, TimeoutError):
         text = ""
-    found: dict[str, int | None] = {}
+    found: dict[str, Any] = {}
     for name, pattern in (
         ("tasks", _TASKS),
         ("publishers", _PUBLISHERS),
         ("subscribers", _SUBSCRIBERS),
         ("channel_packets", _CHANNEL_PACKETS),
+        ("collections", _COLLECTIONS),
     ):
         match = pattern.search(text)
         found[name] = int(float(match.group(1))) if match else None
+    match = _COLLECTION_S.search(text)
+    found["collection_s"] = float(match.group(1)) if match else None
     return found
 
 

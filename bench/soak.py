@@ -37,6 +37,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,7 @@ import aiohttp
 
 from bench.audience import Attendee, Server, Staff, cpu_between, issue, join, log
 from bench.footprint import footprint
+from bench.memory_probe import PROBE_ENV
 from bench.peers import receive
 from signaling.tokens import Role
 
@@ -194,7 +196,17 @@ def growth(samples: list[dict[str, Any]], reference: int) -> dict[str, float | N
 
 async def run(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dragoman-soak-") as tmp:
-        server = Server(1, Path(tmp) / "data", log_path=Path(tmp) / "server.log")
+        probe_path = Path(tmp) / "memory.jsonl"
+        server = Server(
+            1,
+            Path(tmp) / "data",
+            log_path=Path(tmp) / "server.log",
+            module="bench.memory_probe" if options.memory_probe else "signaling.cli",
+            extra_env={
+                **dict(options.server_env),
+                **({PROBE_ENV: str(probe_path)} if options.memory_probe else {}),
+            },
+        )
         await server.start()
         assert server.process is not None
         staff = Staff()
@@ -238,6 +250,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                             # Runnable processes on the machine (it is shared).
                             "load_avg": os.getloadavg()[0],
                         }
+                        if options.memory_probe:
+                            sample["memory"] = await probe(server.process.pid, probe_path)
                         cpu0, t0 = cpu1, t1
                         samples.append(sample)
                         if reference is None and sample["t_s"] >= options.warmup:
@@ -250,7 +264,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                             f", publishers {held.publishers}, subscribers {held.subscribers}"
                             f", fr packets {held.channel_packets}"
                             f", load {sample['load_avg']:.1f}"
+                            + (
+                                ""
+                                if held.collections is None
+                                else f", collections {held.collections}"
+                                f" ({1000 * (held.collection_s or 0.0):.0f} ms)"
+                            )
                         )
+                        if options.memory_probe:
+                            log(f"         {probe_summary(sample['memory'])}")
                         next_sample += options.sample_every
                         if now >= end:
                             break
@@ -302,6 +324,44 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def probe(pid: int, path: Path) -> dict[str, Any] | None:
+    """Ask bench/memory_probe.py in the node for its heap figures (SIGUSR1), and read them."""
+    before = _probe_size(path)
+    os.kill(pid, signal.SIGUSR1)
+    for _ in range(300):
+        await asyncio.sleep(0.1)
+        line = _probe_line(path, before)
+        if line is not None:
+            return line
+    return None
+
+
+def _probe_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _probe_line(path: Path, before: int) -> dict[str, Any] | None:
+    """The line the probe appended after `before` bytes, once it is whole."""
+    if _probe_size(path) <= before:
+        return None
+    text = path.read_text()
+    return dict(json.loads(text[before:].splitlines()[0])) if text.endswith("\n") else None
+
+
+def probe_summary(memory: dict[str, Any] | None) -> str:
+    if memory is None:
+        return "memory probe: no answer"
+    traced = memory.get("python_traced_mb")
+    return (
+        f"pymalloc arenas {memory.get('pymalloc_arenas_mb')} MB (used "
+        f"{memory.get('pymalloc_used_mb')} MB), "
+        f"heap in use {memory.get('heap_in_use_mb')} MB, free in heap "
+        f"{memory.get('heap_free_mb')} MB, mmapped {memory.get('mmapped_mb')} MB, arenas "
+        f"{memory.get('arenas')}, threads {memory.get('threads')}, objects "
+        f"{memory.get('objects')}" + ("" if traced is None else f", python traced {traced} MB")
+    )
+
+
 def read_log(path: Path) -> tuple[dict[str, int], list[str]]:
     """The server's log lines by level, and its last few warnings and errors."""
     levels: collections.Counter[str] = collections.Counter()
@@ -344,6 +404,13 @@ def print_report(result: dict[str, Any]) -> None:
         )
     else:
         print(f"verdict: {result['verdict']} (every figure under {limit} % growth)")
+    last = result["samples"][-1] if result["samples"] else {}
+    if last.get("collections"):
+        pause_ms = 1000 * (last.get("collection_s") or 0.0)
+        print(
+            f"collections of departed peers: {last['collections']}, {pause_ms:.0f} ms in all "
+            f"({pause_ms / last['collections']:.0f} ms each on average)"
+        )
     print(f"server log: {result['server_log_levels']}")
     for line in result["server_log_errors"]:
         print(f"  {line}")
@@ -366,6 +433,13 @@ def positive(kind: type) -> Any:
     return parse
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--listeners", type=positive(int), default=100)
@@ -382,6 +456,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-growth", type=positive(float), default=5.0, help="percent")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument(
+        "--memory-probe",
+        action="store_true",
+        help="run the node under bench/memory_probe.py: each sample adds its malloc figures",
+    )
+    parser.add_argument(
+        "--server-env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="more environment for the node (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
     options = parser.parse_args(argv)
     if options.churn > options.listeners:
         parser.error(f"--churn {options.churn} is more than the {options.listeners} listeners")

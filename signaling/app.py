@@ -129,6 +129,22 @@ def install_streamer_metrics(app: web.Application) -> None:
         )
     registry.register(
         Readings(
+            "dragoman_streamer_departed_collections_total",
+            "Garbage collections run to free the peer connections of departed clients.",
+            lambda: sfu.departed.collections,
+            kind="counter",
+        )
+    )
+    registry.register(
+        Readings(
+            "dragoman_streamer_departed_collection_seconds_total",
+            "Time those collections held the event loop.",
+            lambda: sfu.departed.pause_s,
+            kind="counter",
+        )
+    )
+    registry.register(
+        Readings(
             "dragoman_streamer_forwarding_errors_total",
             "Received packets whose forwarding failed unexpectedly (the first is logged).",
             lambda: sfu.errors.forwarding,

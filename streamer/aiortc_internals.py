@@ -27,6 +27,8 @@ release is refused before the first attendee connects:
   sender loop awaits it forever, so it never encodes, sends or wakes up.
 - `start_skipped_sender` starts a negotiated sender that aiortc's connection
   task left unstarted (see `SUBSCRIBER_BUNDLE_POLICY` for how that happened).
+- `drop_bandwidth_estimator` frees the unused REMB estimator (a thousand small
+  objects) of a subscriber's sendonly video section.
 - `set_stream_id` names the media stream (the msid) a sender's track belongs to:
   aiortc gives every sender its own, and only tracks of one stream are kept in
   sync (lip sync) by the receiving browser.
@@ -769,6 +771,20 @@ def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
     sender._stream_id = stream_id  # type: ignore[attr-defined]
 
 
+def drop_bandwidth_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free the REMB estimator of a receiver that will never receive (a subscriber's
+    sendonly section).
+
+    aiortc gives every video receiver a `RemoteBitrateEstimator` whose rate counter
+    holds a thousand one-millisecond bucket objects (about 100 kB); a subscriber's video
+    section only sends, so its estimator is never fed, yet it lived as long as the
+    subscriber and was freed only by a full cycle collection after it left. The receiver
+    skips the estimator when it is None, as it does for audio.
+    """
+    _require(receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
 ComponentCandidates = Callable[..., Awaitable[list[Candidate]]]
 
 
@@ -1016,6 +1032,14 @@ async def check() -> None:
                 "aiortc: RTCRtpSender.stop no longer waits for its RTCP loop's exit event"
             )
         set_stream_id(sender_transceiver.sender, "check")
+        drop_bandwidth_estimator(receiver_transceiver.receiver)
+        if "self.__remote_bitrate_estimator is not None" not in _source_of(
+            RTCRtpReceiver._handle_rtp_packet
+        ):
+            raise AiortcIncompatible(
+                "aiortc: RTCRtpReceiver._handle_rtp_packet no longer skips a None "
+                "remote bitrate estimator; drop_bandwidth_estimator would break it"
+            )
         offer = await pc.createOffer()
         if "a=msid:check " not in offer.sdp:
             raise AiortcIncompatible(

@@ -63,6 +63,7 @@ from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionD
 
 from .activity import LossInterval, Reception, SourceActivity, age
 from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY, restrict_ice
+from .departed_peers import DepartedPeers
 from .errors import (
     InvalidNetworkSetting,
     InvalidSdp,
@@ -216,6 +217,8 @@ class Sfu:
         self._links: NodeLinks | None = None
         # The RTCP sender reports of every subscriber slot, from one timer.
         self._reports = SenderReports()
+        # Frees the memory of closed peer connections soon after they go.
+        self.departed = DepartedPeers()
         self._closed = False
         #: Failures on the media path of the whole node (for the metrics endpoint).
         self.errors = NodeErrors()
@@ -545,6 +548,7 @@ class Sfu:
         for publisher in list(self._publishers.values()):
             await self._remove_publisher(publisher)
         self._reports.close()
+        self.departed.close()
         # Tasks cleaning up after vanished peers are short; cancelling one would
         # cancel aiortc's shared "closed" future under its own close() call.
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
@@ -726,11 +730,13 @@ class Sfu:
         for source in publisher.sources.values():
             self._remove_source(source)
         await publisher.close()
+        self.departed.left()
         logger.info("publisher %s closed", publisher.id)
 
     async def _remove_subscriber(self, subscriber: Subscriber) -> None:
         if _unregister(self._subscribers, subscriber):
             await subscriber.close()
+            self.departed.left()
 
     def _watch(self, pc: RTCPeerConnection, on_failed: Callable[[], Any]) -> None:
         @pc.on("connectionstatechange")

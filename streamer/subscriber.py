@@ -35,6 +35,7 @@ from .aiortc_internals import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     SenderLink,
+    drop_bandwidth_estimator,
     rtx_packet,
     set_stream_id,
     start_skipped_sender,
@@ -302,6 +303,7 @@ async def open_subscriber(
             slot = Slot(name, output.kind, output)
             transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(output.kind, video_codec))
+            drop_bandwidth_estimator(transceiver.receiver)
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))

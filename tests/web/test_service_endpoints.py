@@ -91,6 +91,8 @@ async def test_metrics_are_in_prometheus_text_format(
     assert families["dragoman_streamer_output_packets_total"] == "counter"
     assert families["dragoman_streamer_forwarding_errors_total"] == "counter"
     assert families["dragoman_streamer_rtcp_errors_total"] == "counter"
+    assert families["dragoman_streamer_departed_collections_total"] == "counter"
+    assert "dragoman_streamer_departed_collection_seconds_total 0.0\n" in text
     # The process's own, from the library.
     assert families["process_cpu_seconds_total"] == "counter"
     assert families["process_resident_memory_bytes"] == "gauge"
