@@ -45,6 +45,7 @@ from .cmaf import LIST_SIZE, PART_S, PartedPlaylist
 from .frames import (
     OPUS_RATE,
     VIDEO_RATE,
+    AudioReorder,
     H264Frames,
     TapClock,
     Vp8Frames,
@@ -99,6 +100,7 @@ class _AudioTap:
         self.packager = packager
         self.index = index
         self.clock = TapClock(OPUS_RATE, packager.origin)
+        self.reorder = AudioReorder()
         self.next_pts = 0
 
     def on_packet(
@@ -111,11 +113,12 @@ class _AudioTap:
         payload: bytes,
         wall: float,
     ) -> bool:
-        pts = self.clock.pts(stream, timestamp, wall, self.next_pts)
-        if pts < self.next_pts:
-            return False
-        self.next_pts = pts + opus_samples(payload)
-        self.packager.put(("audio", self.index, pts, payload))
+        for in_order, ts, data, at in self.reorder.push(stream, seq, timestamp, payload, wall):
+            pts = self.clock.pts(in_order, ts, at, self.next_pts)
+            if pts < self.next_pts:
+                continue
+            self.next_pts = pts + opus_samples(data)
+            self.packager.put(("audio", self.index, pts, data))
         return False
 
 
@@ -141,32 +144,34 @@ class _VideoTap:
     ) -> bool:
         name = codec.name.upper()
         if name == "H264":
-            whole = self.h264.push(stream, seq, timestamp, marker, payload)
-            if whole is None:
-                return self.h264.need_keyframe or self._keyframe_due(wall)
-            keyframe = self.h264.keyframe
+            frames = self.h264.push(stream, seq, timestamp, marker, payload)
+            need_keyframe = self.h264.need_keyframe
         elif name == "VP8":
-            whole = self.vp8.push(stream, seq, timestamp, marker, payload)
-            if whole is None:
-                return self.vp8.need_keyframe
-            keyframe = False  # VP8 is encoded again: its keyframes are the encoder's
+            frames = self.vp8.push(stream, seq, timestamp, marker, payload)
+            need_keyframe = self.vp8.need_keyframe
         else:
             if self.refused != codec.name:
                 self.refused = codec.name
                 logger.warning("HLS: %s video is not packaged (VP8 and H.264 are)", codec.name)
             return False
-        pts = self.clock.pts(stream, timestamp, wall, self.last_pts + 1)
-        if pts > self.last_pts:
-            self.last_pts = pts
-            if keyframe:
-                self.last_keyframe = pts
-            self.packager.put((name.lower(), 0, pts, whole))
-        return name == "H264" and self._keyframe_due(wall)
+        for frame in frames:
+            # A frame completed late (a repaired loss) is placed by its own timestamp.
+            pts = self.clock.pts(stream, frame.ts, wall, self.last_pts + 1)
+            if pts > self.last_pts:
+                self.last_pts = pts
+                # VP8 is encoded again: its keyframes are the encoder's.
+                if frame.keyframe and name == "H264":
+                    self.last_keyframe = pts
+                self.packager.put((name.lower(), 0, pts, frame.data))
+        return need_keyframe or (name == "H264" and self._keyframe_due(wall))
 
     def _keyframe_due(self, wall: float) -> bool:
         # Remuxed segments can only start where the publisher sent a keyframe: one is
         # asked for shortly before each segment is due (the forwarder keeps it to one
-        # request at a time, so every packet may say so).
+        # request at a time, so every packet may say so), unless one is arriving: its
+        # packets may wait for a retransmission, and asking then would bring another.
+        if self.h264.keyframe_coming:
+            return False
         at = self.clock.at(wall)
         return at - self.last_keyframe >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
 
