@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from .cmaf import LIST_SIZE, PART_S, PartedPlaylist
+from .cmaf import LIST_SIZE, PART_S, PartedPlaylist, longest_segment_s
 from .frames import (
     OPUS_RATE,
     VIDEO_RATE,
@@ -81,8 +81,12 @@ SLATE_FPS = 5
 DEFAULT_SIZE = (640, 360)
 #: How long the video playlist waits for a first picture before it shows black.
 FIRST_PICTURE_WAIT_S = 1.0
-#: A remuxed stream asks its publisher for a keyframe this far into a segment.
-KEYFRAME_LEAD = 0.9
+#: A remuxed stream asks its publisher for a keyframe this far into a segment. Early
+#: enough that over a lossy path (the request lost and sent again, the keyframe's lost
+#: packets retransmitted) it still comes before the segment must be cut without one:
+#: at 0.9 of two seconds, a 5 % loss path often cut segments on a picture that needs
+#: an earlier one, which a player starting there cannot decode.
+KEYFRAME_LEAD = 0.75
 #: Largest queue of packets waiting for the worker (a few seconds of everything).
 MAX_QUEUE = 2000
 
@@ -129,7 +133,9 @@ class _VideoTap:
         self.vp8 = Vp8Frames()
         self.h264 = H264Frames()
         self.last_pts = -1
-        self.last_keyframe = -(10**12)
+        # Where the segment in progress started, as far as the tap can tell (see
+        # `_follow_segments`).
+        self.segment_start = -(10**12)
         self.refused: str | None = None
 
     def on_packet(
@@ -159,9 +165,8 @@ class _VideoTap:
             pts = self.clock.pts(stream, frame.ts, wall, self.last_pts + 1)
             if pts > self.last_pts:
                 self.last_pts = pts
-                # VP8 is encoded again: its keyframes are the encoder's.
-                if frame.keyframe and name == "H264":
-                    self.last_keyframe = pts
+                if name == "H264":  # VP8 is encoded again: its keyframes are the encoder's
+                    self._follow_segments(pts, frame.keyframe)
                 self.packager.put((name.lower(), 0, pts, frame.data))
         return need_keyframe or (name == "H264" and self._keyframe_due(wall))
 
@@ -173,7 +178,20 @@ class _VideoTap:
         if self.h264.keyframe_coming:
             return False
         at = self.clock.at(wall)
-        return at - self.last_keyframe >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
+        return at - self.segment_start >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
+
+    def _follow_segments(self, pts: int, keyframe: bool) -> None:
+        # The packager cuts a segment on a keyframe once it is long enough, or without
+        # one when it would be too long (streamer/cmaf.py). Requests are timed from where
+        # the segment started, not from the last keyframe: one that came early (asked
+        # for by a subscriber that lost a picture) starts no segment, and timing from it
+        # put the next request off past the cut.
+        segment = self.packager.segment_s
+        since = (pts - self.segment_start) / VIDEO_RATE
+        if (keyframe and since >= (KEYFRAME_LEAD - 0.1) * segment) or since > longest_segment_s(
+            segment
+        ):
+            self.segment_start = pts
 
 
 class _AudioTrack:
