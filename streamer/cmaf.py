@@ -73,6 +73,17 @@ class _Segment:
         return f"{name}_{self.msn:05d}.m4s"
 
 
+def target_duration(segment_s: float) -> int:
+    """EXT-X-TARGETDURATION of segments of `segment_s`."""
+    return max(1, math.ceil(segment_s))
+
+
+def longest_segment_s(segment_s: float) -> float:
+    """Where a segment is cut even without a keyframe: its EXTINF rounded to the nearest
+    second must not exceed the target."""
+    return target_duration(segment_s) + 0.45
+
+
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
@@ -145,11 +156,10 @@ class PartedPlaylist:
         #: (segment, part index) of the last part published, for rendition reports.
         self.last_part: tuple[int, int] | None = None
         self.ended = False
-        self.target = max(1, math.ceil(segment_s))
+        self.target = target_duration(segment_s)
         self._segment_ticks = round(segment_s * self.timescale)
         self._part_ticks = round(part_s * self.timescale)
-        # A segment's EXTINF rounded to the nearest second must not exceed the target.
-        self._longest = round((self.target + 0.45) * self.timescale)
+        self._longest = round(longest_segment_s(segment_s) * self.timescale)
         self._pending: _Sample | None = None
         self._part: list[_Sample] = []
         self._part_dts = 0

@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from .cmaf import LIST_SIZE, PART_S, PartedPlaylist
+from .cmaf import LIST_SIZE, PART_S, PartedPlaylist, longest_segment_s
 from .frames import (
     OPUS_RATE,
     VIDEO_RATE,
+    AudioReorder,
     H264Frames,
     TapClock,
     Vp8Frames,
@@ -80,8 +81,12 @@ SLATE_FPS = 5
 DEFAULT_SIZE = (640, 360)
 #: How long the video playlist waits for a first picture before it shows black.
 FIRST_PICTURE_WAIT_S = 1.0
-#: A remuxed stream asks its publisher for a keyframe this far into a segment.
-KEYFRAME_LEAD = 0.9
+#: A remuxed stream asks its publisher for a keyframe this far into a segment. Early
+#: enough that over a lossy path (the request lost and sent again, the keyframe's lost
+#: packets retransmitted) it still comes before the segment must be cut without one:
+#: at 0.9 of two seconds, a 5 % loss path often cut segments on a picture that needs
+#: an earlier one, which a player starting there cannot decode.
+KEYFRAME_LEAD = 0.75
 #: Largest queue of packets waiting for the worker (a few seconds of everything).
 MAX_QUEUE = 2000
 
@@ -99,6 +104,7 @@ class _AudioTap:
         self.packager = packager
         self.index = index
         self.clock = TapClock(OPUS_RATE, packager.origin)
+        self.reorder = AudioReorder()
         self.next_pts = 0
 
     def on_packet(
@@ -111,11 +117,12 @@ class _AudioTap:
         payload: bytes,
         wall: float,
     ) -> bool:
-        pts = self.clock.pts(stream, timestamp, wall, self.next_pts)
-        if pts < self.next_pts:
-            return False
-        self.next_pts = pts + opus_samples(payload)
-        self.packager.put(("audio", self.index, pts, payload))
+        for in_order, ts, data, at in self.reorder.push(stream, seq, timestamp, payload, wall):
+            pts = self.clock.pts(in_order, ts, at, self.next_pts)
+            if pts < self.next_pts:
+                continue
+            self.next_pts = pts + opus_samples(data)
+            self.packager.put(("audio", self.index, pts, data))
         return False
 
 
@@ -126,7 +133,9 @@ class _VideoTap:
         self.vp8 = Vp8Frames()
         self.h264 = H264Frames()
         self.last_pts = -1
-        self.last_keyframe = -(10**12)
+        # Where the segment in progress started, as far as the tap can tell (see
+        # `_follow_segments`).
+        self.segment_start = -(10**12)
         self.refused: str | None = None
 
     def on_packet(
@@ -141,34 +150,48 @@ class _VideoTap:
     ) -> bool:
         name = codec.name.upper()
         if name == "H264":
-            whole = self.h264.push(stream, seq, timestamp, marker, payload)
-            if whole is None:
-                return self.h264.need_keyframe or self._keyframe_due(wall)
-            keyframe = self.h264.keyframe
+            frames = self.h264.push(stream, seq, timestamp, marker, payload)
+            need_keyframe = self.h264.need_keyframe
         elif name == "VP8":
-            whole = self.vp8.push(stream, seq, timestamp, marker, payload)
-            if whole is None:
-                return self.vp8.need_keyframe
-            keyframe = False  # VP8 is encoded again: its keyframes are the encoder's
+            frames = self.vp8.push(stream, seq, timestamp, marker, payload)
+            need_keyframe = self.vp8.need_keyframe
         else:
             if self.refused != codec.name:
                 self.refused = codec.name
                 logger.warning("HLS: %s video is not packaged (VP8 and H.264 are)", codec.name)
             return False
-        pts = self.clock.pts(stream, timestamp, wall, self.last_pts + 1)
-        if pts > self.last_pts:
-            self.last_pts = pts
-            if keyframe:
-                self.last_keyframe = pts
-            self.packager.put((name.lower(), 0, pts, whole))
-        return name == "H264" and self._keyframe_due(wall)
+        for frame in frames:
+            # A frame completed late (a repaired loss) is placed by its own timestamp.
+            pts = self.clock.pts(stream, frame.ts, wall, self.last_pts + 1)
+            if pts > self.last_pts:
+                self.last_pts = pts
+                if name == "H264":  # VP8 is encoded again: its keyframes are the encoder's
+                    self._follow_segments(pts, frame.keyframe)
+                self.packager.put((name.lower(), 0, pts, frame.data))
+        return need_keyframe or (name == "H264" and self._keyframe_due(wall))
 
     def _keyframe_due(self, wall: float) -> bool:
         # Remuxed segments can only start where the publisher sent a keyframe: one is
         # asked for shortly before each segment is due (the forwarder keeps it to one
-        # request at a time, so every packet may say so).
+        # request at a time, so every packet may say so), unless one is arriving: its
+        # packets may wait for a retransmission, and asking then would bring another.
+        if self.h264.keyframe_coming:
+            return False
         at = self.clock.at(wall)
-        return at - self.last_keyframe >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
+        return at - self.segment_start >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
+
+    def _follow_segments(self, pts: int, keyframe: bool) -> None:
+        # The packager cuts a segment on a keyframe once it is long enough, or without
+        # one when it would be too long (streamer/cmaf.py). Requests are timed from where
+        # the segment started, not from the last keyframe: one that came early (asked
+        # for by a subscriber that lost a picture) starts no segment, and timing from it
+        # put the next request off past the cut.
+        segment = self.packager.segment_s
+        since = (pts - self.segment_start) / VIDEO_RATE
+        if (keyframe and since >= (KEYFRAME_LEAD - 0.1) * segment) or since > longest_segment_s(
+            segment
+        ):
+            self.segment_start = pts
 
 
 class _AudioTrack:

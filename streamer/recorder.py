@@ -43,6 +43,7 @@ from .frames import (
     OPUS_FRAME_SAMPLES,
     OPUS_RATE,
     VIDEO_RATE,
+    AudioReorder,
     H264Frames,
     TapClock,
     Vp8Frames,
@@ -53,7 +54,6 @@ from .frames import (
 from .h264 import (
     H264Error,
     avcc_sample,
-    is_idr,
     nal_units,
     parameter_sets,
     read_sps,
@@ -86,6 +86,7 @@ FailureCallback = Callable[["Recording", str], None]
 class _AudioTap:
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
+        self.reorder = AudioReorder()
 
     def on_packet(
         self,
@@ -97,7 +98,8 @@ class _AudioTap:
         payload: bytes,
         wall: float,
     ) -> bool:
-        self.recording.audio_packet(stream, timestamp, payload, wall)
+        for in_order, ts, data, at in self.reorder.push(stream, seq, timestamp, payload, wall):
+            self.recording.audio_packet(in_order, ts, data, at)
         return False
 
 
@@ -219,47 +221,49 @@ class Recording:
         if name == "H264":
             return self._h264_packet(stream, seq, ts, marker, payload, wall)
         frames = self._frames
-        whole = frames.push(stream, seq, ts, marker, payload)
-        if whole is None:
-            return frames.need_keyframe
-        size = vp8_keyframe_size(whole)
-        pts = self._video_clock.pts(stream, ts, wall, self._video_last + 1)
-        if pts <= self._video_last:
-            return False
-        if self._container is None:
-            self._open(size or DEFAULT_SIZE, "VP8")
-        if self.closed:
-            return False
-        self._mux(self._video_stream, whole, pts, None, VIDEO_RATE, keyframe=size is not None)
-        self._video_last = pts
-        return False
+        for frame in frames.push(stream, seq, ts, marker, payload):
+            size = vp8_keyframe_size(frame.data)
+            # A frame completed late (a repaired loss) is placed by its own timestamp.
+            pts = self._video_clock.pts(stream, frame.ts, wall, self._video_last + 1)
+            if pts <= self._video_last:
+                continue
+            if self._container is None:
+                self._open(size or DEFAULT_SIZE, "VP8")
+            if self.closed:
+                return False
+            self._mux(
+                self._video_stream, frame.data, pts, None, VIDEO_RATE, keyframe=size is not None
+            )
+            self._video_last = pts
+        return frames.need_keyframe
 
     def _h264_packet(
         self, stream: object, seq: int, ts: int, marker: bool, payload: bytes, wall: float
     ) -> bool:
         frames = self._h264
-        whole = frames.push(stream, seq, ts, marker, payload)
-        if whole is None:
-            return frames.need_keyframe
-        units = nal_units(whole)
-        pts = self._video_clock.pts(stream, ts, wall, self._video_last + 1)
-        if pts <= self._video_last:
-            return False
-        if self._container is None:
-            sets = parameter_sets(units)
-            if sets is None:
-                frames.need_keyframe = True
-                return True  # a keyframe without its parameter sets cannot start a file
-            self._open(None, "H264", sets)
-        if self.closed:
-            return False
-        self._mux(
-            self._video_stream, avcc_sample(units), pts, None, VIDEO_RATE, keyframe=is_idr(units)
-        )
-        self._video_last = pts
-        return False
-
-    # -- file ---------------------------------------------------------------------
+        for frame in frames.push(stream, seq, ts, marker, payload):
+            units = nal_units(frame.data)
+            pts = self._video_clock.pts(stream, frame.ts, wall, self._video_last + 1)
+            if pts <= self._video_last:
+                continue
+            if self._container is None:
+                sets = parameter_sets(units)
+                if sets is None:
+                    frames.need_keyframe = True
+                    return True  # a keyframe without its parameter sets cannot start a file
+                self._open(None, "H264", sets)
+            if self.closed:
+                return False
+            self._mux(
+                self._video_stream,
+                avcc_sample(units),
+                pts,
+                None,
+                VIDEO_RATE,
+                keyframe=frame.keyframe,
+            )
+            self._video_last = pts
+        return frames.need_keyframe
 
     def _open(
         self,

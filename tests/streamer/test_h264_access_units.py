@@ -78,10 +78,8 @@ def test_aiortc_packets_become_the_access_units_they_were() -> None:
         payloads = H264Encoder._packetize(H264Encoder._split_bitstream(unit))
         for position, payload in enumerate(payloads):
             last = position == len(payloads) - 1
-            whole = frames.push(stream, seq, index * 3000, last, payload)
+            got.extend(f.data for f in frames.push(stream, seq, index * 3000, last, payload))
             seq += 1
-            if whole is not None:
-                got.append(whole)
     assert [nal_units(g) for g in got] == [nal_units(u) for u in units]
     assert is_idr(nal_units(got[0])) and not is_idr(nal_units(got[1]))
 
@@ -98,8 +96,8 @@ def test_a_lost_packet_waits_for_the_next_keyframe() -> None:
             seq += 1
             if index == 1 and position == 0:
                 continue  # lost
-            whole = frames.push(stream, seq, index * 3000, position == len(payloads) - 1, payload)
-            if whole is not None:
+            last = position == len(payloads) - 1
+            if frames.push(stream, seq, index * 3000, last, payload):
                 delivered.append(index)
     # Frame 1 lost a packet; frame 2 refers to it: only the next IDR goes on.
     assert delivered == [0, 3]
@@ -148,7 +146,7 @@ def test_unusable_payloads_are_refused_saying_why(payload: bytes, problem: str) 
     with pytest.raises(H264Error, match=problem):
         depacketize(payload)
     frames = H264Frames()
-    assert frames.push(object(), 1, 0, True, payload) is None
+    assert frames.push(object(), 1, 0, True, payload) == []
     assert frames.need_keyframe
 
 
