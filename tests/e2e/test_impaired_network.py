@@ -3,10 +3,14 @@ only through a relay that loses 5 % of packets, delays them with 30 ms of jitter
 reorders and duplicates them, both ways (testbed/impaired_network.py).
 
 The channel still carries the speaker's tone, and what the attendee's page reports in
-getStats() says how: packets still missing after NACK, samples concealed.
+getStats() says how: packets still missing after NACK, samples concealed. With nobody on
+air, an answer to a connectivity check lost on the way does not make the page drop its
+working connection.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from playwright.async_api import Playwright, expect
@@ -15,6 +19,7 @@ from signaling.tokens import Role
 from tests.e2e.conftest import SPEAKER_HZ, LiveNode, open_page
 from tests.e2e.listening import wait_for_tone
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, RUSSIAN_SPEAKER, choose, go_live, join_stage
+from tests.e2e.test_network_outage import STATUS_HISTORY, status_history
 from tests.support.browser import launch_chromium, page_errors
 from tests.support.impaired_network import (
     PAGE_BEHIND_NAT,
@@ -27,6 +32,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 BAD_WIFI = Impairment(
     loss=0.05, delay_ms=10, jitter_ms=30, duplicate=0.01, reorder=0.02, reorder_ms=20
 )
+
+#: Nothing on air: time for the connectivity checks to settle to their steady pace.
+QUIET_SETTLE_S = 4.0
+#: Nothing reaches the page for this long: one check's answer (every 2.5 s) is lost.
+ONE_ANSWER_LOST_S = 3.0
+#: Watched after that: the page would have taken the connection for lost within it.
+QUIET_AFTER_S = 5.0
 
 #: The attendee's inbound audio as getStats() reports it, summed over its peers.
 INBOUND_AUDIO = """
@@ -91,4 +103,42 @@ async def test_the_channel_carries_the_speaker_through_loss_jitter_and_reorderin
         assert errors == {"stage": [], "watch": []}, errors
     finally:
         await speaker_browser.close()
+        await audience.close()
+
+
+async def test_a_quiet_connection_that_misses_one_answer_is_not_torn_down(
+    node_behind_relay: LiveNode, relay: UdpRelay, playwright_instance: Playwright
+) -> None:
+    """Nobody on air: only the answers to the browser's connectivity checks arrive, every
+    2.5 s. One of them lost (here: nothing reaches the page for `ONE_ANSWER_LOST_S`) must
+    not make the page take its working connection for dead and connect a new one, as it
+    did when it waited 3 s whatever usually arrived."""
+    node = node_behind_relay
+    audience = await launch_chromium(playwright_instance, fake_media=True)
+    try:
+        watch = await open_page(
+            audience,
+            node.link("watch", Role.ATTENDEE, "att-quiet"),
+            PAGE_BEHIND_NAT + STATUS_HISTORY,
+        )
+        errors = page_errors(watch)
+        await watch.get_by_role("button", name="Play").click()
+        status = watch.locator("#connection-status")
+        await expect(status).to_have_attribute("data-state", "online", timeout=MEDIA_TIMEOUT_MS)
+        await asyncio.sleep(QUIET_SETTLE_S)  # the checks slow down to their steady pace
+        await expect(status).to_have_attribute("data-state", "online")
+        await status_history(watch, forget=True)
+        # Right after something reached the page, nothing does for a while.
+        arrived = relay.downstream.counters.received
+        while relay.downstream.counters.received == arrived:  # noqa: ASYNC110 (a counter, no event)
+            await asyncio.sleep(0.005)
+        relay.cut(upstream=False)
+        await asyncio.sleep(ONE_ANSWER_LOST_S)
+        relay.restore()
+        await asyncio.sleep(QUIET_AFTER_S)
+        assert relay.downstream.counters.cut >= 1, "nothing was held back: the test proved nothing"
+        assert "restoring" not in await status_history(watch)
+        await expect(status).to_have_attribute("data-state", "online")
+        assert errors == [], errors
+    finally:
         await audience.close()

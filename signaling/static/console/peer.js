@@ -80,11 +80,16 @@ export function microphoneConstraints(deviceId) {
 }
 
 // Chromium says "disconnected" only after several unanswered checks, well
-// after a network is gone (more than 5 s): the page listens itself. Something
-// arrives on a live connection at least every 2.5 s, even with no media (the
-// answers to the browser's own connectivity checks); this long without anything
-// and the network is taken for lost.
+// after a network is gone (more than 5 s): the page listens itself. While media
+// or its reports flow, something arrives at least every 1.5 s: this long without
+// anything and the network is taken for lost.
 const SILENT_FOR_MS = 3000;
+// With no media (nobody on air yet), only the answers to the browser's own
+// connectivity checks arrive, every 2.5 s: one answer lost on the way, or late
+// from a busy server, must not tear down a working connection (two lost are 7.5 s).
+const QUIET_SILENT_FOR_MS = 6500;
+// Arrivals further apart than this are only connectivity checks.
+const QUIET_GAP_MS = 2000;
 const LISTEN_EVERY_MS = 500;
 // While the network is lost, a new connection is tried this often, a little
 // less often each time (a loaded machine may need longer to connect one).
@@ -131,6 +136,8 @@ export class MediaKeeper {
     this.tries = 0;
     this.arrived = null;
     this.heardAt = 0;
+    // Only connectivity checks arrive: a longer silence is still a live network.
+    this.quiet = false;
   }
 
   /** The peer connection now in use; each new one is handed over here. */
@@ -138,6 +145,7 @@ export class MediaKeeper {
     this.pc = pc;
     this.arrived = null;
     this.heardAt = performance.now();
+    this.quiet = false;
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc !== pc) return;
       if (pc.connectionState === "connected") this.recovered();
@@ -158,10 +166,11 @@ export class MediaKeeper {
     if (pc !== this.pc) return;
     const now = performance.now();
     if (arrived !== null && arrived !== this.arrived) {
+      if (this.arrived !== null) this.quiet = now - this.heardAt > QUIET_GAP_MS;
       this.arrived = arrived;
       this.heardAt = now;
       this.recovered();
-    } else if (now - this.heardAt > SILENT_FOR_MS) {
+    } else if (now - this.heardAt > (this.quiet ? QUIET_SILENT_FOR_MS : SILENT_FOR_MS)) {
       this.lost();
     }
   }
