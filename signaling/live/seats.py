@@ -416,9 +416,9 @@ class Seats:
             del self._asked[check]
             await self._tell_others("seat_here", {"check": check, "to": asked[1], "here": True})
 
-    async def left(self, client: Client) -> None:
+    def left(self, client: Client) -> None:
         """A connection went: a request waiting on it is granted (nobody holds the seat),
-        and the other nodes are told the seat is free."""
+        and the other nodes are told the seat is free (without holding up the leaving)."""
         ticket = self._tickets.pop(client, None)
         for request in list(self.claims.values()):
             if request.holder.client is client and not request.decided.done():
@@ -429,12 +429,9 @@ class Seats:
         if ticket is None or seat is None or not self.live.running:
             return
         if self._table(seat) == {"node": self.node, "ticket": ticket}:
-            try:
-                await self.live.publish(
-                    Change("unseat", {"seat": seat_key(seat), "ticket": ticket})
-                )
-            except BusUnavailable:
-                log.warning("could not tell the other nodes that a seat is free", exc_info=True)
+            self._soon(
+                self.live.publish(Change("unseat", {"seat": seat_key(seat), "ticket": ticket}))
+            )
 
     async def answer(self, client: Client, claim_id: str, allow: bool) -> None:
         """``answer_claim``: the seat's holder or a moderator decides a request, on any
