@@ -406,7 +406,7 @@ class LiveEvent:
             return
         self.clients.discard(client)
         self.audience.left(client)
-        await self.seats.left(client)
+        self.seats.left(client)
         claims = client.claims
         if client.subscriber_id is not None:
             await self.close_subscriber(client)

@@ -297,14 +297,18 @@ class Seats:
             if holder.client is not None:
                 holder.client.send(p.SeatClaim(claim=request.id, pending=True, wait_s=self.wait_s))
             self._tell_moderators()
-            await self._tell_others(
-                "seat_claim",
-                {
-                    "view": request.view().model_dump(mode="json"),
-                    "holder": holder.entry(),
-                    "wait_s": self.wait_s,
-                },
-            )
+            try:
+                await self._tell_others(
+                    "seat_claim",
+                    {
+                        "view": request.view().model_dump(mode="json"),
+                        "holder": holder.entry(),
+                        "wait_s": self.wait_s,
+                    },
+                )
+            except BusUnavailable:
+                # This node's holder and studios are asked all the same.
+                log.warning("could not tell the other nodes of a request to take over a seat")
             await notify(p.SeatWaiting(claim=request.id, wait_s=self.wait_s))
             try:
                 allowed = await asyncio.wait_for(asyncio.shield(request.decided), self.wait_s)
@@ -414,11 +418,16 @@ class Seats:
         asked = self._asked.get(check)
         if asked is not None and asked[0] is client:
             del self._asked[check]
-            await self._tell_others("seat_here", {"check": check, "to": asked[1], "here": True})
+            try:
+                answer = {"check": check, "to": asked[1], "here": True}
+                await self._tell_others("seat_here", answer)
+            except BusUnavailable:
+                # Nothing the page can do: the other node takes its silence for absence.
+                log.warning("could not answer another node's seat check")
 
-    async def left(self, client: Client) -> None:
+    def left(self, client: Client) -> None:
         """A connection went: a request waiting on it is granted (nobody holds the seat),
-        and the other nodes are told the seat is free."""
+        and the other nodes are told the seat is free (without holding up the leaving)."""
         ticket = self._tickets.pop(client, None)
         for request in list(self.claims.values()):
             if request.holder.client is client and not request.decided.done():
@@ -429,12 +438,9 @@ class Seats:
         if ticket is None or seat is None or not self.live.running:
             return
         if self._table(seat) == {"node": self.node, "ticket": ticket}:
-            try:
-                await self.live.publish(
-                    Change("unseat", {"seat": seat_key(seat), "ticket": ticket})
-                )
-            except BusUnavailable:
-                log.warning("could not tell the other nodes that a seat is free", exc_info=True)
+            self._soon(
+                self.live.publish(Change("unseat", {"seat": seat_key(seat), "ticket": ticket}))
+            )
 
     async def answer(self, client: Client, claim_id: str, allow: bool) -> None:
         """``answer_claim``: the seat's holder or a moderator decides a request, on any

@@ -106,6 +106,16 @@ async def test_a_link_open_on_one_node_is_refused_on_another_until_its_holder_or
     )
     await taking.alive()
 
+    # Asked from A while the page on B leaves: the seat is the newcomer's.
+    back = await arriving(open_ws, a, link, claim=True)
+    await answer_check(taking)
+    await taking.next("seat_claim")
+    await back.next("seat_waiting")
+    await taking.close()
+    back.welcome = await back.next("welcome")
+    assert back.welcome["node"] == a.app[LIVE_KEY].node
+    await back.alive()
+
 
 class Page:
     """A page opening a link as the product's pages do: it answers ``seat_check`` at once,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from signaling.live.seats import SEAT_CHECK_S
 from signaling.registration import NewRegistration
 from signaling.tokens import Role, TokenSigner
 from signaling.websocket import install_live
@@ -195,7 +197,12 @@ async def test_a_node_that_dies_takes_its_interpreters_with_it(
     await moderator.state_where(
         lambda s: not any(i["connected"] for i in _booth(s)["interpreters"]), within=10.0
     )
-    for client in (moderator, boris):
+    # His seat went with the node: his page, back on A, is not kept waiting for an answer
+    # from a page that is gone (SEAT_CHECK_S).
+    started = time.monotonic()
+    back = await connect_to(a, Role.INTERPRETER, "boris", booth="ru-fr")
+    assert time.monotonic() - started < SEAT_CHECK_S - 0.5
+    for client in (moderator, boris, back):
         await client.close()
     assert isinstance(ws_session, aiohttp.ClientSession)
 

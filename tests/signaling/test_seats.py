@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from signaling.live.clients import CLOSE_SEAT
+from signaling.live.replica import Change
 from signaling.tokens import Role
 from signaling.websocket import LIVE_KEY
 from tests.support.server import RunningServer
@@ -236,3 +237,22 @@ async def test_of_two_pages_asking_at_once_only_one_gets_the_seat(
             message = await page.receive()
         outcomes.append(message.get("code", "welcome"))
     assert sorted(outcomes) == ["seat_taken", "welcome"]
+
+
+async def test_a_seat_message_from_another_node_that_cannot_be_read_is_skipped(
+    live_server, open_ws, caplog
+) -> None:
+    live = live_server.app[LIVE_KEY]
+    holder = await holding(open_ws, live_server, speaker_link(live_server))
+    garbled: list[dict[str, Any]] = [
+        {},
+        {"view": {"claim": 7}, "holder": {"node": live.node, "ticket": "t"}, "wait_s": 1},
+        {"check": "c", "to": live.node},
+        {"seat": 3},
+    ]
+    for args in garbled:
+        for op in ("sit", "unseat", "seat_check", "seat_here", "seat_claim", "seat_answer"):
+            live.seats.on_change(Change(op, args, 1.0, "another-node"))
+    assert "skipped a seat message that could not be read" in caplog.text
+    assert live.seats.view().claims == []
+    await holder.alive()
