@@ -61,17 +61,21 @@ class DepartedPeers:
 
     def _collect(self) -> None:
         self._pending = None
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         found = gc.collect()
         self.last_pause_s = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         self.pause_s += self.last_pause_s
         self.collections += 1
         self.freed_objects += found
-        logger.debug(
-            "collected %d departed peers: %d unreachable objects, %.1f ms",
+        # Info: the pause is the node's, operators may want to see it beside its effects.
+        logger.info(
+            "collected %d departed peers: %d unreachable objects, the loop held %.1f ms "
+            "(%.1f ms of CPU)",
             self.waiting,
             found,
             1000 * self.last_pause_s,
+            1000 * cpu,
         )
         self.waiting = 0
 
