@@ -20,7 +20,8 @@ of one frame, which leave the publisher back to back: packets of the keyframe th
 overtook its first one are kept (the last `RECENT_VIDEO_PACKETS` of the source) and
 sent right after it, or the subscriber would get a keyframe with a hole and wait
 for the next one. A source that resumes after a silence (its publisher's network
-came back) is asked for a keyframe at once, for subscribers stuck on its last frame.
+came back) is asked for a keyframe at once, for subscribers stuck on its last frame,
+and again until one comes (the request itself may be lost).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Forwarder:
         self.last_packet_at = 0.0
         self.last_sound_at = 0.0
         self.has_levels = False
+        # A video source resumed after a silence and no keyframe has come since.
+        self._resumed_without_keyframe = False
         # Video: (extended seq, timestamp, marker, payload) of the latest packets.
         self._recent: deque[tuple[int, int, int, bytes]] = deque(maxlen=RECENT_VIDEO_PACKETS)
 
@@ -121,7 +124,10 @@ class Forwarder:
         counters.packets += 1
         counters.bytes += size
         wall = time.monotonic()
-        resumed = bool(self.last_packet_at) and wall - self.last_packet_at > RESUMED_AFTER_S
+        if bool(self.last_packet_at) and wall - self.last_packet_at > RESUMED_AFTER_S:
+            # Kept until a keyframe comes: the request may be lost on the way (a lossy
+            # uplink, a node link), and subscribers on a frozen picture may never ask.
+            self._resumed_without_keyframe = self.kind == "video"
         self.last_packet_at = wall
         level = None
         if self.kind == "audio":
@@ -167,6 +173,7 @@ class Forwarder:
                 keyframe = is_keyframe_start(mime, payload)
             if keyframe:
                 self._throttle.keyframe_arrived()
+                self._resumed_without_keyframe = False
             # abs-send-time: 6.18 fixed-point seconds, from the NTP clock.
             value = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         else:
@@ -224,7 +231,8 @@ class Forwarder:
                     if slot.counters.errors == 1:
                         logger.exception("forwarding to slot %r failed", slot.name)
 
-        return want_keyframe or (resumed and self.kind == "video")
+        # Asked for again (throttled: `KEYFRAME_PENDING_S`) until it comes.
+        return want_keyframe or self._resumed_without_keyframe
 
     def _tap(
         self,

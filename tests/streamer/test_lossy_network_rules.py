@@ -315,3 +315,20 @@ def test_a_sender_that_writes_small_ids_in_seven_bits_keeps_counting_through_its
         for n, i in enumerate(ids)
     ]
     assert out == [(1001 + n) & 0x7FFF for n in range(len(ids))]
+
+
+async def test_a_video_source_back_from_a_silence_asks_for_a_keyframe_until_one_comes() -> None:
+    # The request may be lost on the lossy path that caused the silence (an uplink, a
+    # node link): asked once, a lost request left subscribers on a broken picture.
+    forwarder = Forwarder("video", no_upstream)
+    output = Output(name="program-video", kind="video")
+    open_slot(output, "video")
+    forwarder.add_output(output)
+    keyframe, inter = vp8_payload(1, keyframe=True), vp8_payload(2, keyframe=False)
+    forwarder.forward(packet(100, 0, keyframe, 7, 96), VP8)
+    assert not forwarder.forward(packet(101, 3000, inter, 7, 96), VP8)
+    forwarder.last_packet_at -= 1.0  # a second of silence
+    wants = [forwarder.forward(packet(seq, seq * 3000, inter, 7, 96), VP8) for seq in (102, 103)]
+    assert wants == [True, True], "asked once only after the silence"
+    assert not forwarder.forward(packet(104, 104 * 3000, vp8_payload(3, keyframe=True), 7, 96), VP8)
+    assert not forwarder.forward(packet(105, 105 * 3000, inter, 7, 96), VP8)
