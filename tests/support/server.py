@@ -331,4 +331,10 @@ async def serve_process() -> AsyncIterator[StartServeProcess]:
 
     yield start
     # Together: each waits for its own graceful shutdown, which needs nothing of the others.
-    await asyncio.gather(*(process.stop() for process in reversed(started)))
+    # Every one is stopped before a failure to stop one is raised.
+    stopped = await asyncio.gather(
+        *(process.stop() for process in reversed(started)), return_exceptions=True
+    )
+    for outcome in stopped:
+        if isinstance(outcome, BaseException):
+            raise outcome
