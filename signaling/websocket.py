@@ -135,6 +135,14 @@ class Outbox:
         self._wake.set()
 
     async def _write(self) -> None:
+        try:
+            await self._write_until_closed()
+        finally:
+            # Nothing more will be written: whoever waits for the outbox to drain (the
+            # handler's last step, a closing for cause) must not wait out its timeout.
+            self._idle.set()
+
+    async def _write_until_closed(self) -> None:
         while True:
             self._idle.set()
             await self._wake.wait()

@@ -57,9 +57,11 @@ async def test_join_wave_runs_at_a_tiny_size():
 
 
 async def test_scale_runs_at_a_tiny_size():
+    # One client process: join_wave's two already prove the audience spreads over several.
     result = await run_bench(
-        "bench.scale", "--workers", "1,2", "--n", "4", "--window", "2", "--warmup", "1"
-    )
+        "bench.scale", "--workers", "1,2", "--n", "4", "--window", "2", "--warmup", "0.5",
+        "--clients", "1",
+    )  # fmt: skip
     one, two = result["rows"]
     assert (one["workers"], two["workers"]) == (1, 2)
     for row in (one, two):
@@ -93,7 +95,7 @@ async def test_the_benches_refuse_bad_sizes_with_the_reason():
 
 async def test_abuse_runs_every_attack_at_a_tiny_size():
     result = await run_bench(
-        "bench.abuse", "--smoke", "--window", "1.5", "--ramp", "0.5", "--rest", "0.2"
+        "bench.abuse", "--smoke", "--window", "1", "--ramp", "0.3", "--rest", "0.1"
     )
     phases = [row["phase"] for row in result["rows"]]
     assert phases == [
@@ -124,8 +126,8 @@ async def test_abuse_runs_every_attack_at_a_tiny_size():
 
 async def test_soak_runs_with_joins_and_leaves_at_a_tiny_size():
     result = await run_bench(
-        "bench.soak", "--listeners", "4", "--minutes", "0.5", "--sample-every", "5",
-        "--churn-every", "3", "--warmup", "5",
+        "bench.soak", "--listeners", "4", "--minutes", "0.25", "--sample-every", "4",
+        "--churn-every", "3", "--warmup", "4",
     )  # fmt: skip
     assert result["joins"] > 4 and result["leaves"] >= 1, result
     assert result["failed_joins"] == 0, result["errors"]

@@ -42,7 +42,9 @@ from tests.support.server import dragoman_env
 pytestmark = pytest.mark.timeout(180)
 
 SECRET = "faults-publisher-outage-" + "x" * 24
-OUTAGE_S = 6.0
+#: Past the 1 s after which the node takes a publisher's media for stopped, and long
+#: enough to show his voice gone (2 s of listening) before it returns.
+OUTAGE_S = 4.0
 #: The goal is a few seconds; a loaded machine shared with other work gets more room.
 BACK_WITHIN_S = 15.0
 

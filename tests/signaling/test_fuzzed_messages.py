@@ -34,7 +34,11 @@ from tests.signaling.conftest import WsClient, token
 
 pytestmark = pytest.mark.timeout(300)
 
-EXAMPLES = 30
+#: Per role. Every example is a batch holding two frames of every message type (a
+#: plausible one, a mangled one) and some garbage: each example covers the whole protocol,
+#: and the cost is hypothesis drawing those batches (up to a second each on a loaded
+#: machine), so more examples widen the values tried, not the types.
+EXAMPLES = 15
 
 #: Every client message model, by its type.
 MODELS = {

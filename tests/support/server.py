@@ -330,5 +330,11 @@ async def serve_process() -> AsyncIterator[StartServeProcess]:
         return process
 
     yield start
-    for process in reversed(started):
-        await process.stop()
+    # Together: each waits for its own graceful shutdown, which needs nothing of the others.
+    # Every one is stopped before a failure to stop one is raised.
+    stopped = await asyncio.gather(
+        *(process.stop() for process in reversed(started)), return_exceptions=True
+    )
+    for outcome in stopped:
+        if isinstance(outcome, BaseException):
+            raise outcome
