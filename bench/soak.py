@@ -12,8 +12,9 @@ size while people come and go.
 Every `--sample-every` seconds, right after a churn has settled, the server's resident
 memory, open descriptors, UDP sockets (bench/footprint.py, from /proc) and event-loop
 tasks (`dragoman_asyncio_tasks` on its /metrics), and its CPU. After `--warmup` seconds
-(a third of the run, at most five minutes: resident memory climbs while the allocator
-finds its high-water marks over the first few hundred joins) the first sample is the
+(a third of the run, at most five minutes: set against a climb over the first few
+hundred joins, which was departed peers waiting for a full collection, see
+bench/README.md) the first sample is the
 reference; printed: each sample, then the growth of each figure
 from the reference to the end (the mean of the last three samples, so one join in flight
 does not decide it), and the verdict: flat when every figure grew under 5 %
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.churn > options.listeners:
         parser.error(f"--churn {options.churn} is more than the {options.listeners} listeners")
     if options.warmup is None:
-        # The allocator's high-water marks settle over the first few hundred joins.
+        # Kept from before departed peers were collected promptly (bench/README.md).
         options.warmup = min(300.0, 20.0 * options.minutes)
     result = asyncio.run(run(options))
     if options.json:

@@ -34,7 +34,7 @@ async def test_departed_subscribers_are_freed_by_the_sfus_collection(
     sfu: Sfu, peers: Peers, no_automatic_collection: None
 ) -> None:
     # Seconds, not the production delay: the test waits for it.
-    sfu.departed.collect_after_s = 1.0
+    sfu.departed.collect_after_s = 3.0
     await peers.publisher("speaker", [ToneTrack(1000), PatternVideoTrack()])
     sfu.declare_output("floor", "audio")
     sfu.declare_output("program-video", "video")
