@@ -23,12 +23,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
-
-from aiohttp import web
+from typing import TYPE_CHECKING, TextIO
 
 from signaling.data_files import private_directory, private_file
-from signaling.http_api import attendee_ttl
 from signaling.i18n import SUPPORTED_LANGUAGES
 from signaling.invitations import (
     AlreadyRevoked,
@@ -41,13 +38,19 @@ from signaling.letters import registration_letter, staff_letter, ui_language
 from signaling.logs import configure_logging
 from signaling.mail import Mailer, MailError
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
-from signaling.recordings import RecordingError, list_recordings
 from signaling.registration import Registration, normalise_email
 from signaling.secret import SecretError, load_or_create_secret
 from signaling.settings import Settings, SettingsError, default_event_file, load_settings
 from signaling.store import StoreError, open_store
 from signaling.tls import TlsError, server_ssl_context
 from signaling.tokens import Role, TokenSigner
+
+# Imported where needed, not here: the HTTP application (aiohttp.web, signaling.http_api)
+# and the recordings (signaling.recordings, which reaches the media stack: aiortc, PyAV)
+# take seconds to import, which every command (`invite`, `revoke`, `--help` ...) would
+# otherwise wait for.
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -294,6 +297,8 @@ async def _run_worker(
 async def _run_server(
     app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
 ) -> int:
+    from aiohttp import web
+
     runner = await _started_runner(app)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
@@ -645,6 +650,8 @@ def _registrations(args: argparse.Namespace) -> int:
     rows = asyncio.run(_load_registrations(settings, event))
     link: Callable[[Registration], str] | None = None
     if signer is not None:
+        from signaling.http_api import attendee_ttl
+
         ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
 
         def link(registration: Registration) -> str:
@@ -687,6 +694,8 @@ def _send_links(settings: Settings, event: Event, *, again: bool) -> int:
         done = set() if again or not journal.exists() else set(journal.read_text("utf-8").split())
     except OSError as exc:
         raise CommandError(f"cannot read {journal}: {exc.strerror}") from None
+    from signaling.http_api import attendee_ttl
+
     ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
     todo = [row for row in rows if row.id not in done]
     skipped = len(rows) - len(todo)
@@ -793,6 +802,8 @@ def _print_table(
 
 
 def _recordings(args: argparse.Namespace) -> int:
+    from signaling.recordings import RecordingError, list_recordings
+
     settings = _settings(args)
     try:
         found = list_recordings(settings.data_dir, args.session)
