@@ -127,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         rtc_ports=args.rtc_ports,
         workers=args.workers,
     )
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, repeat_interval_s=settings.log_repeat_interval_s)
     try:
         ssl_context = server_ssl_context(settings)
     except TlsError as exc:
