@@ -24,12 +24,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
-
-from aiohttp import web
+from typing import TYPE_CHECKING, TextIO
 
 from signaling.data_files import private_directory, private_file
-from signaling.http_api import attendee_ttl
 from signaling.i18n import SUPPORTED_LANGUAGES
 from signaling.invitations import (
     AlreadyRevoked,
@@ -42,13 +39,19 @@ from signaling.letters import registration_letter, staff_letter, ui_language
 from signaling.logs import configure_logging
 from signaling.mail import Mailer, MailError
 from signaling.program import Event, ProgramError, UnknownBooth, UnknownSpeaker, load_program
-from signaling.recordings import RecordingError, list_recordings
 from signaling.registration import Registration, normalise_email
 from signaling.secret import SecretError, load_or_create_secret
 from signaling.settings import Settings, SettingsError, default_event_file, load_settings
 from signaling.store import StoreError, open_store
 from signaling.tls import TlsError, server_ssl_context
 from signaling.tokens import Role, TokenSigner
+
+# Imported where needed, not here: the HTTP application (aiohttp.web, signaling.http_api)
+# and the recordings (signaling.recordings, which reaches the media stack: aiortc, PyAV)
+# take seconds to import, which every command (`invite`, `revoke`, `--help` ...) would
+# otherwise wait for.
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -125,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
         rtc_ports=args.rtc_ports,
         workers=args.workers,
     )
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, repeat_interval_s=settings.log_repeat_interval_s)
     try:
         ssl_context = server_ssl_context(settings)
     except TlsError as exc:
@@ -301,6 +304,8 @@ async def _run_worker(
 async def _run_server(
     app: web.Application, settings: Settings, event: Event, ssl_context: ssl.SSLContext | None
 ) -> int:
+    from aiohttp import web
+
     runner = await _started_runner(app)
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
@@ -652,6 +657,8 @@ def _registrations(args: argparse.Namespace) -> int:
     rows = asyncio.run(_load_registrations(settings, event))
     link: Callable[[Registration], str] | None = None
     if signer is not None:
+        from signaling.http_api import attendee_ttl
+
         ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
 
         def link(registration: Registration) -> str:
@@ -694,6 +701,8 @@ def _send_links(settings: Settings, event: Event, *, again: bool) -> int:
         done = set() if again or not journal.exists() else set(journal.read_text("utf-8").split())
     except OSError as exc:
         raise CommandError(f"cannot read {journal}: {exc.strerror}") from None
+    from signaling.http_api import attendee_ttl
+
     ttl = attendee_ttl(event, settings.token_ttl_hours, datetime.now(UTC))
     todo = [row for row in rows if row.id not in done]
     skipped = len(rows) - len(todo)
@@ -800,6 +809,8 @@ def _print_table(
 
 
 def _recordings(args: argparse.Namespace) -> int:
+    from signaling.recordings import RecordingError, list_recordings
+
     settings = _settings(args)
     try:
         found = list_recordings(settings.data_dir, args.session)

@@ -117,7 +117,11 @@ async def read_json_object(request: web.Request, max_bytes: int = MAX_BODY_BYTES
         async with asyncio.timeout(timeout_s):
             body = await _read_body(request, max_bytes)
     except TimeoutError:
-        # The rest of the body may never come: the connection is not kept for it.
+        # The rest of the body may never come: the connection is not kept for it, nor held
+        # open after the answer waiting for it (`GuardedRequestHandler.abandon_body`).
+        abandon_body = getattr(request.protocol, "abandon_body", None)
+        if abandon_body is not None:
+            abandon_body()
         raise ApiError(
             408,
             "body_timeout",

@@ -209,6 +209,12 @@ class GuardedRequestHandler(RequestHandler):
             response.headers.setdefault(name, value)
         return response
 
+    def abandon_body(self) -> None:
+        """Close the connection as soon as the answer is sent, without aiohttp's lingering
+        read of the rest of the body (up to 10 s): for a body that stopped arriving, it
+        would only hold the connection that long for nothing."""
+        self._lingering_time = 0.0
+
     def _between_requests(self) -> bool:
         return self._current_request is None and not self._upgraded
 

@@ -227,12 +227,16 @@ def suppressed_lines() -> int:
 
 
 def configure_logging(
-    log_format: str = "auto", level: int | str = logging.INFO, stream: TextIO | None = None
+    log_format: str = "auto",
+    level: int | str = logging.INFO,
+    stream: TextIO | None = None,
+    *,
+    repeat_interval_s: float = 10.0,
 ) -> None:
     """Install the node's single log handler on the root logger.
 
     `log_format` is "json", "text" or "auto" (JSON unless `stream` is a terminal). What
-    clients can trigger at will is limited by `RepeatLimit`.
+    clients can trigger at will is limited by `RepeatLimit`, per `repeat_interval_s`.
     """
     stream = stream if stream is not None else sys.stderr
     fmt = (log_format or "auto").lower()
@@ -242,7 +246,7 @@ def configure_logging(
         fmt = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(RepeatLimit(handler.handle))
+    handler.addFilter(RepeatLimit(handler.handle, interval_s=repeat_interval_s))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

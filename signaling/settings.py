@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     dead_air_s: float = Field(default=5.0, gt=0, le=3600)
     #: ``auto``: JSON lines unless the output is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
+    #: Seconds over which a kind of log line a client can trigger at will (a refusal, a
+    #: warning) passes a few times; the rest is counted in one line per interval.
+    log_repeat_interval_s: float = Field(default=10.0, gt=0, le=86400)
     #: PEM certificate (chain) and private key: both set, the node serves HTTPS and WSS
     #: itself. Checked by `signaling.tls` before anything starts.
     tls_cert: Path | None = None

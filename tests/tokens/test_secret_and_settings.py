@@ -187,6 +187,21 @@ def test_invalid_settings_name_the_variable_and_hide_the_secret(
     assert "hunter2" not in str(caught.value)
 
 
+def test_the_log_repeat_interval_is_read_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().log_repeat_interval_s == 10.0
+    monkeypatch.setenv("DRAGOMAN_LOG_REPEAT_INTERVAL_S", "2.5")
+    assert Settings().log_repeat_interval_s == 2.5
+    monkeypatch.setenv("DRAGOMAN_LOG_REPEAT_INTERVAL_S", "0")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert any(
+        p.startswith("log_repeat_interval_s (DRAGOMAN_LOG_REPEAT_INTERVAL_S): ")
+        for p in caught.value.problems
+    ), caught.value.problems
+
+
 def test_default_event_file_does_not_depend_on_the_working_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

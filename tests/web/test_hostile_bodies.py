@@ -96,4 +96,6 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_connection_is_closed(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), answer[:200]
     assert json.loads(body)["error"]["code"] == "body_timeout"
-    assert 0.8 <= waited < 15
+    # Closed once the second is over, not held for the rest of the body (aiohttp would
+    # wait 10 s more for it): the bound leaves a loaded machine 7 s of margin.
+    assert 0.8 <= waited < 8, waited
