@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -111,7 +113,10 @@ async def _seen(client: Client, session: str | None, started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def measure(kind: str, changes: int, directory: Path) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def two_nodes(kind: str, directory: Path) -> AsyncIterator[tuple[str, str, Any]]:
+    """Nodes a and b of one event on `kind` ("redis": a redis-server started for them, or
+    "hub"): their base URLs and the event's signer; everything stopped on leaving."""
     redis: asyncio.subprocess.Process | None = None
     hub: LiveHub | None = None
     runners = []
@@ -125,6 +130,19 @@ async def measure(kind: str, changes: int, directory: Path) -> dict[str, Any]:
             nodes = [await _node(directory, n, bus=HubBus(hub.path)) for n in ("a", "b")]
         runners = [runner for runner, _, _ in nodes]
         (_, base_a, signer), (_, base_b, _) = nodes
+        yield base_a, base_b, signer
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        if hub is not None:
+            await hub.stop()
+        if redis is not None:
+            redis.terminate()
+            await redis.wait()
+
+
+async def measure(kind: str, changes: int, directory: Path) -> dict[str, Any]:
+    async with two_nodes(kind, directory) as (base_a, base_b, signer):
         local, remote = [], []
         async with aiohttp.ClientSession() as http:
             moderator, _ = await _connect(http, base_a, signer, Role.MODERATOR, "mod")
@@ -147,14 +165,6 @@ async def measure(kind: str, changes: int, directory: Path) -> dict[str, Any]:
             for client in (moderator, same, other):
                 await client.close()
         return {"bus": kind, "same_node": _summary(local), "other_node": _summary(remote)}
-    finally:
-        for runner in runners:
-            await runner.cleanup()
-        if hub is not None:
-            await hub.stop()
-        if redis is not None:
-            redis.terminate()
-            await redis.wait()
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -31,9 +31,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.cluster import _connect, _node, _start_redis, _summary
+from bench.cluster import _connect, _summary, two_nodes
 from bench.network import Client
-from signaling.live.hub import HubBus, LiveHub
 from signaling.tokens import Role
 
 SPEAKER = "alexander-tokovinin"
@@ -61,19 +60,7 @@ async def _refused(http: aiohttp.ClientSession, base: str, token: str) -> str:
 
 
 async def measure(kind: str, rounds: int, directory: Path) -> dict[str, Any]:
-    redis: asyncio.subprocess.Process | None = None
-    hub: LiveHub | None = None
-    runners = []
-    try:
-        if kind == "redis":
-            redis, url = await _start_redis(directory)
-            nodes = [await _node(directory, n, redis_url=url) for n in ("a", "b")]
-        else:
-            hub = LiveHub(directory / "hub.sock")
-            await hub.start()
-            nodes = [await _node(directory, n, bus=HubBus(hub.path)) for n in ("a", "b")]
-        runners = [runner for runner, _, _ in nodes]
-        (_, base_a, signer), (_, base_b, _) = nodes
+    async with two_nodes(kind, directory) as (base_a, base_b, signer):
         link = signer.issue(Role.SPEAKER, subject=SPEAKER, speaker=SPEAKER, ttl=timedelta(hours=1))
         baseline, sit, refused = [], [], []
         async with aiohttp.ClientSession() as http:
@@ -109,14 +96,6 @@ async def measure(kind: str, rounds: int, directory: Path) -> dict[str, Any]:
             summary["ratio_median"] = round(summary["median_ms"] / base["median_ms"], 2)
             result[name] = summary
         return result
-    finally:
-        for runner in runners:
-            await runner.cleanup()
-        if hub is not None:
-            await hub.stop()
-        if redis is not None:
-            redis.terminate()
-            await redis.wait()
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
