@@ -28,14 +28,13 @@ from .aiortc_internals import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     HeaderExtensionsMap,
-    IdleTrack,
     NegotiatedSend,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
     SenderLink,
-    drop_bandwidth_estimator,
+    add_sendonly_transceiver,
     rtx_packet,
     set_stream_id,
     start_skipped_sender,
@@ -126,7 +125,7 @@ class Slot:
         )
         self.history = PacketHistory() if negotiated.nack else None
         self.ready = True
-        self.output.refresh()
+        self.output.refresh(self)
 
     def point(self, output: Output) -> None:
         if output is self.output:
@@ -142,7 +141,7 @@ class Slot:
         self.paused = paused
         if not paused:
             self.restart()
-        self.output.refresh()
+        self.output.refresh(self)
 
     def restart(self) -> None:
         """A new stretch begins: re-anchor numbering; video waits for a keyframe."""
@@ -301,9 +300,8 @@ async def open_subscriber(
     try:
         for name, output in outputs.items():
             slot = Slot(name, output.kind, output)
-            transceiver = pc.addTransceiver(IdleTrack(output.kind), direction="sendonly")
+            transceiver = add_sendonly_transceiver(pc, output.kind)
             transceiver.setCodecPreferences(codec_preferences(output.kind, video_codec))
-            drop_bandwidth_estimator(transceiver.receiver)
             # aiortc puts every track added to a connection in one stream: the browser
             # would sync the video with whichever audio it finds first.
             set_stream_id(transceiver.sender, (streams or {}).get(name) or str(uuid.uuid4()))
