@@ -49,8 +49,10 @@ class Output:
     source_id: str | None = None
     source: Source | None = None
     slots: set[Slot] = field(default_factory=set)
-    # Slots that get packets right now (negotiated and not paused): the hot loop's list.
+    # Slots that get packets right now (negotiated and not paused): the hot loop's list,
+    # rebuilt from `_receiving` (ordered like a set, kept one slot at a time).
     sinks: tuple[Slot, ...] = ()
+    _receiving: dict[Slot, None] = field(default_factory=dict)
     counters: OutputCounters = field(default_factory=OutputCounters)
     # Recordings and packagers listening to this output, whatever its source.
     taps: tuple[OutputTap, ...] = ()
@@ -70,11 +72,11 @@ class Output:
 
     def attach(self, slot: Slot) -> None:
         self.slots.add(slot)
-        self.refresh()
+        self.refresh(slot)
 
     def detach(self, slot: Slot) -> None:
         self.slots.discard(slot)
-        self.refresh()
+        self.refresh(slot)
 
     def add_tap(self, tap: OutputTap) -> None:
         if tap not in self.taps:
@@ -83,8 +85,18 @@ class Output:
     def remove_tap(self, tap: OutputTap) -> None:
         self.taps = tuple(t for t in self.taps if t is not tap)
 
-    def refresh(self) -> None:
-        self.sinks = tuple(slot for slot in self.slots if slot.receiving)
+    def refresh(self, slot: Slot) -> None:
+        """`slot` was attached, detached, started, paused or resumed: update the hot
+        loop's list. One slot's state is read, not every slot's: a join wave of N
+        subscribers on one output costs N small updates, not N walks over N slots."""
+        receiving = slot.receiving and slot in self.slots
+        if receiving == (slot in self._receiving):
+            return
+        if receiving:
+            self._receiving[slot] = None
+        else:
+            del self._receiving[slot]
+        self.sinks = tuple(self._receiving)
 
     async def request_keyframe(self, *, urgent: bool = False) -> None:
         """A subscriber of this output lost a picture: ask the current publisher
