@@ -164,14 +164,17 @@ class MediaPlan:
         """
         live = self.live
         holders = live.source_holders()
-        needed = live.needed_outputs()
+        # Who listens here is a walk over every client: only asked when a source is
+        # elsewhere (never on a lone node), once per call.
+        needed: set[str] | None = None
         for output, source in wanted.items():
             feed: tuple[str, str | None] = ("point", None)
             if source in live.sources:
                 feed = ("point", source)
-            elif source is not None and output in needed:
-                holder = holders.get(source)
-                if holder is not None and holder.link:
+            elif source is not None and (holder := holders.get(source)) and holder.link:
+                if needed is None:
+                    needed = live.needed_outputs()
+                if output in needed:
                     feed = ("pull", holder.link)
             if self._fed.get(output) == feed:
                 continue
