@@ -30,6 +30,14 @@ release is refused before the first attendee connects:
 - `add_sendonly_transceiver` adds a subscriber's sendonly section without the REMB
   estimator aiortc builds for every video receiver (a thousand small objects, about
   3 ms of CPU per section, for a receiver that never receives).
+- `NodeCertificate` is one DTLS certificate for every peer connection of a node, as
+  Janus and mediasoup keep one per process: aiortc generates a key and a certificate
+  for each connection, computes its three fingerprints each time it writes an offer
+  or answer, and builds an SSL context for each DTLS transport; together about 3 ms of
+  CPU per attendee joining. `node_peer_connection` builds a connection that uses it.
+- `cache_host_addresses` makes aioice enumerate the machine's network interfaces at
+  most once every few seconds instead of once per gathering (a join wave's
+  `get_adapters`).
 - `set_stream_id` names the media stream (the msid) a sender's track belongs to:
   aiortc gives every sender its own, and only tracks of one stream are kept in
   sync (lip sync) by the receiving browser.
@@ -46,6 +54,7 @@ release is refused before the first attendee connects:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import ipaddress
 import logging
@@ -72,9 +81,16 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
 )
+from aiortc import rtcpeerconnection as _rtcpeerconnection
 from aiortc import rtcrtpreceiver as _rtcrtpreceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import (
+    RTCCertificate,
+    RTCDtlsFingerprint,
+    RTCDtlsTransport,
+    SRTPProtectionProfile,
+    State,
+)
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -102,6 +118,9 @@ from aiortc.rtp import (
     unwrap_rtx,
     wrap_rtx,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session
 
@@ -160,6 +179,7 @@ __all__ = [
     "IdleTrack",
     "InboundTap",
     "NackGenerator",
+    "NodeCertificate",
     "RtcpPsfbPacket",
     "RtcpRrPacket",
     "RtcpRtpfbPacket",
@@ -167,11 +187,14 @@ __all__ = [
     "RtpPacket",
     "SenderLink",
     "add_sendonly_transceiver",
+    "cache_host_addresses",
     "check",
     "check_once",
     "link_extensions_map",
     "local_ice_addresses",
+    "node_peer_connection",
     "ntp_time",
+    "peer_certificates",
     "restrict_ice",
     "rtx_packet",
     "set_stream_id",
@@ -802,6 +825,100 @@ def has_bandwidth_estimator(receiver: RTCRtpReceiver) -> bool:
     return _require(receiver, "_RTCRtpReceiver__remote_bitrate_estimator") is not None
 
 
+class NodeCertificate(RTCCertificate):
+    """One DTLS certificate shared by every peer connection of a node.
+
+    The fingerprint a connection announces is in its SDP, which the signalling carries
+    over an authenticated channel: sharing the certificate between connections, as
+    Janus and mediasoup do, changes nothing in what a peer checks. What it saves:
+    generating a key and a certificate, hashing it three ways for each offer or answer,
+    and building an SSL context for each DTLS transport. The contexts are built once per
+    set of SRTP profiles and shared (OpenSSL makes a connection per transport from one
+    context; nothing here changes a context after its first connection).
+    """
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        super().__init__(key, cert)
+        self._fingerprints: list[RTCDtlsFingerprint] | None = None
+        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = super()._create_ssl_context(srtp_profiles)
+        return context
+
+    def expires_within(self, seconds: float) -> bool:
+        remaining = self.expires - datetime.datetime.now(datetime.UTC)
+        return remaining.total_seconds() < seconds
+
+
+class _IssuesOne:
+    """Stands in for `RTCCertificate` in aiortc's peer connection module while one
+    connection is built: its `generateCertificate` hands out the node's certificate."""
+
+    def __init__(self, certificate: RTCCertificate) -> None:
+        self._certificate = certificate
+
+    def generateCertificate(self) -> RTCCertificate:
+        return self._certificate
+
+
+def node_peer_connection(
+    certificate: NodeCertificate, configuration: RTCConfiguration
+) -> RTCPeerConnection:
+    """A peer connection whose DTLS transports use `certificate` (aiortc generates one
+    in the constructor; the module's name is swapped meanwhile: one thread, nothing
+    awaits in between)."""
+    original = _rtcpeerconnection.RTCCertificate
+    _rtcpeerconnection.RTCCertificate = _IssuesOne(certificate)  # type: ignore[assignment,misc]
+    try:
+        return RTCPeerConnection(configuration)
+    finally:
+        _rtcpeerconnection.RTCCertificate = original  # type: ignore[misc]
+
+
+def peer_certificates(pc: RTCPeerConnection) -> list[RTCCertificate]:
+    return _require(pc, "_RTCPeerConnection__certificates")  # type: ignore[return-value]
+
+
+# How long aioice's enumeration of the machine's interfaces is reused.
+HOST_ADDRESSES_TTL_S = 5.0
+_host_addresses_cache: tuple[float, tuple[bool, bool], list[str]] | None = None
+
+
+def cache_host_addresses() -> None:
+    """Make aioice's `get_host_addresses` reuse its answer for `HOST_ADDRESSES_TTL_S`.
+
+    aioice enumerates every interface (`ifaddr`) for each ICE gathering, that is for
+    each attendee joining; interfaces change far less often. Idempotent; covers every
+    aioice connection of the process.
+    """
+    current = _require(aioice.ice, "get_host_addresses", aioice)
+    if getattr(current, "_dragoman_cached", False):
+        return
+    enumerate_addresses: Callable[..., list[str]] = current  # type: ignore[assignment]
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        global _host_addresses_cache
+        now = time.monotonic()
+        families = (use_ipv4, use_ipv6)
+        cached = _host_addresses_cache
+        if cached is None or cached[1] != families or now - cached[0] > HOST_ADDRESSES_TTL_S:
+            cached = (now, families, enumerate_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+            _host_addresses_cache = cached
+        return list(cached[2])
+
+    get_host_addresses._dragoman_cached = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[assignment]
+
+
 ComponentCandidates = Callable[..., Awaitable[list[Candidate]]]
 
 
@@ -1023,6 +1140,8 @@ async def check() -> None:
             f"{AIORTC_VERSION} (see streamer/aiortc_internals.py)"
         )
     check_srtp_protector()
+    check_node_certificate()
+    _require(aioice.ice, "get_host_addresses", aioice)
     pc = RTCPeerConnection()
     try:
         sender_transceiver = pc.addTransceiver(IdleTrack("audio"), direction="sendonly")
@@ -1096,6 +1215,28 @@ async def check() -> None:
     finally:
         await pc.close()
     await check_restrict_ice()
+
+
+def check_node_certificate() -> None:
+    """A connection built by `node_peer_connection` uses the node's certificate, and
+    aiortc still asks the certificate for its fingerprints and SSL contexts."""
+    certificate = NodeCertificate.generateCertificate()
+    _require(_rtcpeerconnection, "RTCCertificate")
+    pc = node_peer_connection(certificate, RTCConfiguration())
+    if peer_certificates(pc) != [certificate]:
+        raise AiortcIncompatible(
+            "aiortc: RTCPeerConnection no longer gets its certificate from "
+            "aiortc.rtcpeerconnection.RTCCertificate.generateCertificate"
+        )
+    for method, name in [
+        (RTCDtlsTransport.getLocalParameters, "getFingerprints()"),
+        (RTCDtlsTransport.start, "_create_ssl_context("),
+    ]:
+        if name not in _source_of(method):
+            raise AiortcIncompatible(
+                f"aiortc: RTCDtlsTransport.{method.__name__} no longer calls the "
+                f"certificate's {name}; NodeCertificate would not be used"
+            )
 
 
 async def check_restrict_ice() -> None:

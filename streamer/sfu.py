@@ -62,7 +62,13 @@ from typing import Any, TypeVar
 from aiortc import RTCBundlePolicy, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from .activity import LossInterval, Reception, SourceActivity, age
-from .aiortc_internals import SUBSCRIBER_BUNDLE_POLICY, restrict_ice
+from .aiortc_internals import (
+    SUBSCRIBER_BUNDLE_POLICY,
+    NodeCertificate,
+    cache_host_addresses,
+    node_peer_connection,
+    restrict_ice,
+)
 from .departed_peers import DepartedPeers
 from .errors import (
     InvalidNetworkSetting,
@@ -150,6 +156,11 @@ class SfuConfig:
     video_codec: VideoCodec = "vp8"
 
 
+# A node's DTLS certificate is replaced this long before it expires (connections made
+# with the old one keep it).
+CERTIFICATE_RENEWAL_S = 7 * 24 * 3600
+
+
 def _port_allocator(port_range: tuple[int, int] | None) -> PortAllocator | None:
     if port_range is None:
         return None
@@ -206,6 +217,9 @@ class Sfu:
         self._ports = _port_allocator(self.config.port_range)
         self._host_addresses = _host_addresses(self.config.host_addresses)
         self._video_codec = check_video_codec(self.config.video_codec)
+        # One DTLS certificate for every peer connection (see NodeCertificate).
+        self._certificate = NodeCertificate.generateCertificate()
+        cache_host_addresses()
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}
@@ -683,7 +697,12 @@ class Sfu:
     def _peer_connection(
         self, bundle_policy: RTCBundlePolicy = RTCBundlePolicy.BALANCED
     ) -> RTCPeerConnection:
-        pc = RTCPeerConnection(rtc_configuration(self.config.ice_servers, bundle_policy))
+        if self._certificate.expires_within(CERTIFICATE_RENEWAL_S):
+            # aiortc's certificates are valid 30 days; a node may run longer.
+            self._certificate = NodeCertificate.generateCertificate()
+        pc = node_peer_connection(
+            self._certificate, rtc_configuration(self.config.ice_servers, bundle_policy)
+        )
         # Before any transceiver: the hook also covers transports created later.
         restrict_ice(pc, self._host_addresses, self._ports)
         return pc

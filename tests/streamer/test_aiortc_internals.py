@@ -9,22 +9,27 @@ import asyncio
 import os
 from pathlib import Path
 
+import aioice.ice
 import aiortc
+import ifaddr
 import pytest
 from aioice.ice import Connection
 from aiortc import RTCBundlePolicy, RTCPeerConnection, clock
 from aiortc.mediastreams import MediaStreamTrack
 
-from streamer import Sfu
+from streamer import Sfu, aiortc_internals
 from streamer.aiortc_internals import (
     AIORTC_VERSION,
     AiortcIncompatible,
     IdleTrack,
     InboundTap,
+    NodeCertificate,
     SenderLink,
+    cache_host_addresses,
     check,
     check_restrict_ice,
     ntp_time,
+    peer_certificates,
     restrict_ice,
     start_skipped_sender,
 )
@@ -95,6 +100,70 @@ async def test_idle_sender_sends_nothing_until_an_output_has_a_source(
     await eventually(lambda: listener.rtp["voice"].count() > 10, what="forwarded packets")
     # Everything the subscriber got came from the forwarder, none from an encoder.
     assert sfu.stats()["subscribers"]["listener"]["packets"] >= listener.rtp["voice"].count()
+
+
+async def test_every_connection_of_a_node_shares_its_dtls_certificate(
+    sfu: Sfu, peers: Peers
+) -> None:
+    """Two subscribers and a publisher: one fingerprint, each connected and receiving
+    (a DTLS handshake each, over SSL contexts the certificate built once)."""
+    await peers.publisher("speaker", [ToneTrack(1000)])
+    sfu.declare_output("floor", "audio")
+    sfu.point("floor", "speaker/audio")
+    listeners = [
+        await peers.subscriber(name, {"voice": "floor"}, decode=False) for name in ("a", "b")
+    ]
+    for listener in listeners:
+        await eventually(lambda p=listener: p.rtp["voice"].count() > 10, what="media")
+    a, b = (
+        {
+            line
+            for line in listener.pc.remoteDescription.sdp.splitlines()
+            if line.startswith("a=fingerprint:")
+        }
+        for listener in listeners
+    )
+    assert a and a == b, (a, b)
+    certificate = sfu._certificate
+    assert all(
+        peer_certificates(peer.pc) == [certificate]
+        for peer in [*sfu._subscribers.values(), *sfu._publishers.values()]
+    )
+    assert len(certificate._contexts) == 1
+
+
+async def test_a_node_certificate_near_its_end_is_replaced_for_new_connections(
+    sfu: Sfu, peers: Peers
+) -> None:
+    old = sfu._certificate
+    assert not old.expires_within(29 * 24 * 3600)  # aiortc's: 30 days
+    sfu._certificate = old = NodeCertificate(old._key, old._cert)
+    old.expires_within = lambda seconds: True  # type: ignore[method-assign]
+    sfu.declare_output("floor", "audio")
+    await peers.subscriber("late", {"voice": "floor"}, decode=False)
+    assert sfu._certificate is not old
+    assert peer_certificates(sfu._subscribers["late"].pc) == [sfu._certificate]
+
+
+def test_aioice_enumerates_interfaces_once_for_many_gatherings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    enumerations = []
+    enumerate_adapters = ifaddr.get_adapters
+
+    def counted() -> list:
+        enumerations.append(1)
+        return enumerate_adapters()
+
+    monkeypatch.setattr(ifaddr, "get_adapters", counted)
+    monkeypatch.setattr(aiortc_internals, "_host_addresses_cache", None)
+    cache_host_addresses()
+    first = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+    for _ in range(20):
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == first
+    assert len(enumerations) == 1
+    aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+    assert len(enumerations) == 2, "other address families are asked for again"
 
 
 def test_ntp_time_matches_aiortc_clock() -> None:
