@@ -77,19 +77,32 @@ class Client:
 class Audience:
     """This node's clients counted by role, and its attendees with media by channel,
     kept as they come, choose and go: reading them costs the same however many there
-    are (the metrics endpoint, the node's presence)."""
+    are (the metrics endpoint, the node's presence), and so does finding one attendee's
+    pages (his own choices are answered to him alone)."""
 
     def __init__(self, channels: Iterable[str]) -> None:
         self.roles: dict[Role, int] = dict.fromkeys(Role, 0)
         self.listeners: dict[str, int] = dict.fromkeys(channels, 0)
         self._counted: dict[int, str] = {}  # client number -> the channel he is counted in
+        self._pages: dict[str, list[Client]] = {}  # attendee -> his connections here
 
     def joined(self, client: Client) -> None:
         self.roles[client.role] += 1
+        if client.role is Role.ATTENDEE:
+            self._pages.setdefault(client.claims.subject, []).append(client)
 
     def left(self, client: Client) -> None:
         self.roles[client.role] -= 1
         self.stopped(client)
+        pages = self._pages.get(client.claims.subject)
+        if client.role is Role.ATTENDEE and pages is not None and client in pages:
+            pages.remove(client)
+            if not pages:
+                del self._pages[client.claims.subject]
+
+    def pages_of(self, subject: str) -> tuple[Client, ...]:
+        """The attendee's connections to this node (a few at most: per-link cap)."""
+        return tuple(self._pages.get(subject, ()))
 
     def listening(self, client: Client, channel: str) -> None:
         """The client receives `channel` now (counted once, wherever he was before)."""

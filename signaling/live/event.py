@@ -434,8 +434,8 @@ class LiveEvent:
     def choice_changed(self, subject: str) -> None:
         """An attendee chose: he hears of it at once, everyone else with the counts."""
         common = self.views.common_state()
-        for client in self.clients:
-            if client.role is Role.ATTENDEE and client.claims.subject == subject:
+        for client in self.audience.pages_of(subject):
+            if client in self.clients:
                 if client.subscribed:
                     self.audience.listening(client, self.choices[subject].channel)
                 client.send(self.views.state_for(client, common))

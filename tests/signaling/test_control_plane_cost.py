@@ -47,14 +47,18 @@ async def test_an_attendee_choice_is_answered_to_him_alone_and_counts_reach_staf
 ):
     moderator = await connect(Role.MODERATOR)
     chooser = await connect(Role.ATTENDEE, subject="reg-chooser")
+    his_other_tab = await connect(Role.ATTENDEE, subject="reg-chooser")
     others = [await connect(Role.ATTENDEE, subject=f"reg-{n}") for n in range(5)]
-    peers.extend([moderator, chooser, *others])
+    peers.extend([moderator, chooser, his_other_tab, *others])
     for language in ["fr", "ru"] * 10:
         await chooser.send("select_channel", language=language)
     answers = [m for m in await _messages_within(chooser, QUIET_S) if m["type"] == "state"]
     # Answered (states waiting in his queue are merged into the newest, as for any client).
     assert 1 <= len(answers) <= 20
     assert answers[-1]["you"]["channel"] == "ru"
+    # His other tab of the same link follows his choice too.
+    tab = [m for m in await _messages_within(his_other_tab, 0.1) if m["type"] == "state"]
+    assert tab and tab[-1]["you"]["channel"] == "ru", tab
     received = await asyncio.gather(*(_messages_within(o, 0.1) for o in others))
     assert [len(r) for r in received] == [0] * len(others)
     # 20 choices in well under a second: the staff got the counts at most twice.
