@@ -39,7 +39,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import AudioFrame, VideoFrame
 
 from signaling.demo.media import PacedTrack, audio_frame
-from streamer.aiortc_internals import restrict_ice
+from streamer.aiortc_internals import NodeCertificate, node_peer_connection, restrict_ice
 
 AUDIO_RATE = 48000
 
@@ -49,11 +49,21 @@ AUDIO_RATE = 48000
 LOOPBACK = ("127.0.0.1",)
 
 
+_certificate: NodeCertificate | None = None
+
+
 def new_peer() -> RTCPeerConnection:
-    # iceServers=[] on purpose: the aiortc default contacts a public STUN server.
-    pc = RTCPeerConnection(
+    """A client peer connection on loopback. Every peer of a client process shares one
+    DTLS certificate (generating one costs a few milliseconds of the cores the server
+    is measured on; a browser would generate its own on its own machine)."""
+    global _certificate
+    if _certificate is None:
+        _certificate = NodeCertificate.generateCertificate()
+    pc = node_peer_connection(
+        _certificate,
+        # iceServers=[] on purpose: the aiortc default contacts a public STUN server.
         # Like browsers: one transport for every section (the server requires it).
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE),
     )
     restrict_ice(pc, LOOPBACK)
     return pc
