@@ -252,6 +252,12 @@ def configure_logging(
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # aioice writes each ICE check's state change at INFO: several lines for every
+    # attendee joining, a flood in a join wave. A connection lost is logged by the
+    # streamer (publisher/subscriber "lost its connection"); aioice's warnings stay,
+    # and at DEBUG it says everything again.
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("aioice").setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 class AccessLogger(AbstractAccessLogger):

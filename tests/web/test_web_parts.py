@@ -108,12 +108,33 @@ def root_logger() -> Iterator[logging.Logger]:
     """The root logger, given back to pytest as it was found."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    aioice_level = logging.getLogger("aioice").level
     yield root
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
+    logging.getLogger("aioice").setLevel(aioice_level)
+
+
+def test_ice_check_chatter_stays_out_of_the_log_unless_debugging(
+    root_logger: logging.Logger,
+) -> None:
+    """aioice logs every ICE check at INFO, several lines per attendee joining."""
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    aioice = logging.getLogger("aioice.ice")
+    aioice.info("Connection(3) Check CandidatePair(...) State.WAITING -> State.IN_PROGRESS")
+    aioice.warning("something aioice warns about")
+    logging.getLogger("streamer.sfu").info("subscriber x lost its connection")
+    messages = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert messages == ["something aioice warns about", "subscriber x lost its connection"]
+
+    stream = io.StringIO()
+    configure_logging("json", logging.DEBUG, stream=stream)
+    aioice.info("ICE completed")
+    assert json.loads(stream.getvalue())["message"] == "ICE completed"
 
 
 def test_json_logs_are_one_object_per_line_and_never_carry_a_token(
