@@ -18,8 +18,9 @@ multiplexed by SSRC, never decoded.
   video packets go upstream as control messages; the origin asks its own
   source through the same throttle as for its own subscribers.
 
-Wire format (every datagram): `body || tag`, the tag being the first 16 bytes
-of HMAC-SHA256 over `body`, keyed from the cluster's shared secret. A body is
+Wire format (every datagram): `sender || number || AES-256-GCM(body) || tag`: the
+body is encrypted and authenticated (with the sender id and number) under a key
+derived from the cluster's shared secret and the sender's id (see `LinkKey`). A body is
 either an RTP packet (first byte 0x80-0xBF; payload types and the audio-level
 and abs-send-time extension ids are fixed, `LINK_PAYLOAD_TYPES`, `AUDIO_LEVEL_ID`,
 `ABS_SEND_TIME_ID`) or a JSON object (first byte `{`), a control message:
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -65,6 +67,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .aiortc_internals import NackGenerator, NegotiatedSend, RtpPacket, link_extensions_map
 from .errors import LinkError, LinkLimitReached
@@ -79,9 +83,16 @@ logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
-#: Bytes of HMAC-SHA256 kept as each datagram's tag.
+#: Bytes of AES-GCM tag at the end of each datagram.
 TAG_LENGTH = 16
-_KEY_CONTEXT = b"dragoman node link v1"
+#: A sealing endpoint's random id, then its datagram number (8 bytes), open each datagram.
+SENDER_ID_LENGTH = 8
+SEAL_HEADER_LENGTH = SENDER_ID_LENGTH + 8
+#: Sender keys kept (an endpoint start each: a cluster's nodes and their restarts).
+MAX_KNOWN_SENDERS = 256
+_KEY_CONTEXT = b"dragoman node link v2"
+_SENDER_CONTEXT = b"sender "
+_NONCE_PAD = bytes(4)
 #: Edge -> origin pull (keepalive) period; the origin answers each one.
 KEEPALIVE_S = 0.25
 #: An edge that hears nothing from its origin this long counts the link down...
@@ -195,26 +206,57 @@ class EndpointCounters:
 
 
 class LinkKey:
-    """Seals and opens datagrams with the cluster secret."""
+    """Seals and opens datagrams with the cluster secret: encrypted and authenticated.
 
-    __slots__ = ("_key",)
+    AES-256-GCM (`cryptography`, in C: under a microsecond per packet here, less than
+    the HMAC it replaced). Each `LinkKey` (one per endpoint start) picks a random
+    sender id and numbers what it seals; its key is derived from the cluster key and
+    that id, and the nonce is the number, so no nonce is ever used twice under one
+    key without coordination between nodes. The id and the number travel in the clear
+    (`SEAL_HEADER_LENGTH` bytes) and are authenticated with the body.
+    """
+
+    __slots__ = ("_cluster_key", "_counter", "_opened", "_sealer", "_sender")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes) or len(secret) < 16:
             raise LinkError("the node link secret must be at least 16 bytes")
-        # Derived, so the secret itself is never used as a MAC key elsewhere by mistake.
-        self._key = hmac.digest(secret, _KEY_CONTEXT, "sha256")
+        # Derived, so the secret itself is never used as a key elsewhere by mistake.
+        self._cluster_key = hmac.digest(secret, _KEY_CONTEXT, "sha256")
+        self._sender = os.urandom(SENDER_ID_LENGTH)
+        self._sealer = AESGCM(self._sender_key(self._sender))
+        self._counter = itertools.count(1)
+        # Keys of the senders heard from, once one of their datagrams opened.
+        self._opened: OrderedDict[bytes, AESGCM] = OrderedDict()
+
+    def _sender_key(self, sender: bytes) -> bytes:
+        return hmac.digest(self._cluster_key, _SENDER_CONTEXT + sender, "sha256")
 
     def seal(self, body: bytes) -> bytes:
-        return body + hmac.digest(self._key, body, "sha256")[:TAG_LENGTH]
+        number = next(self._counter).to_bytes(8, "big")
+        header = self._sender + number
+        return header + self._sealer.encrypt(_NONCE_PAD + number, body, header)
 
     def open(self, datagram: bytes) -> bytes | None:
         """The body of an authentic datagram; None for anything else."""
-        if len(datagram) <= TAG_LENGTH:
+        if len(datagram) <= SEAL_HEADER_LENGTH + TAG_LENGTH:
             return None
-        body = datagram[:-TAG_LENGTH]
-        tag = hmac.digest(self._key, body, "sha256")[:TAG_LENGTH]
-        return body if hmac.compare_digest(tag, datagram[-TAG_LENGTH:]) else None
+        header = datagram[:SEAL_HEADER_LENGTH]
+        sender = header[:SENDER_ID_LENGTH]
+        known = self._opened.get(sender)
+        aead = known if known is not None else AESGCM(self._sender_key(sender))
+        try:
+            body = aead.decrypt(
+                _NONCE_PAD + header[SENDER_ID_LENGTH:], datagram[SEAL_HEADER_LENGTH:], header
+            )
+        except InvalidTag:
+            return None
+        if known is None:
+            # Remembered only once authentic: forged ids cannot fill the table.
+            self._opened[sender] = aead
+            if len(self._opened) > MAX_KNOWN_SENDERS:
+                self._opened.popitem(last=False)
+        return body
 
 
 class LinkSender:
