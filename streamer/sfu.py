@@ -67,7 +67,9 @@ from .aiortc_internals import (
     NodeCertificate,
     cache_host_addresses,
     node_peer_connection,
+    parsed_sdp,
     restrict_ice,
+    reuse_parsed_sdp,
 )
 from .departed_peers import DepartedPeers
 from .errors import (
@@ -220,6 +222,7 @@ class Sfu:
         # One DTLS certificate for every peer connection (see NodeCertificate).
         self._certificate = NodeCertificate.generateCertificate()
         cache_host_addresses()
+        reuse_parsed_sdp()
         self.on_source_added: SourceCallback | None = None
         self.on_source_removed: SourceCallback | None = None
         self._outputs: dict[str, Output] = {}
@@ -518,8 +521,9 @@ class Sfu:
             answer_sdp, [slot.kind for slot in subscriber.slots.values()]
         )
         try:
+            # Parsed once: aiortc takes the description checked above.
             await subscriber.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=answer_sdp, type="answer")
+                RTCSessionDescription(sdp=parsed_sdp(answer_sdp, description), type="answer")
             )
         except Exception as exc:
             raise InvalidSdp(f"the answer was refused: {exc or type(exc).__name__}") from None

@@ -15,9 +15,11 @@ import ifaddr
 import pytest
 from aioice.ice import Connection
 from aiortc import RTCBundlePolicy, RTCPeerConnection, clock
+from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamTrack
 
 from streamer import Sfu, aiortc_internals
+from streamer import sfu as sfu_module
 from streamer.aiortc_internals import (
     AIORTC_VERSION,
     AiortcIncompatible,
@@ -33,7 +35,7 @@ from streamer.aiortc_internals import (
     restrict_ice,
     start_skipped_sender,
 )
-from streamer.negotiation import rtc_configuration
+from streamer.negotiation import check_subscriber_answer, rtc_configuration
 from streamer.sender_reports import SenderReports
 from tests.streamer.conftest import Peers
 from tests.streamer.peers import ReceivedRtp, eventually, peer_connection
@@ -143,6 +145,30 @@ async def test_a_node_certificate_near_its_end_is_replaced_for_new_connections(
     await peers.subscriber("late", {"voice": "floor"}, decode=False)
     assert sfu._certificate is not old
     assert peer_certificates(sfu._subscribers["late"].pc) == [sfu._certificate]
+
+
+async def test_a_subscriber_answer_is_parsed_once(
+    sfu: Sfu, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamer parses the answer to check it; aiortc takes that very description
+    instead of parsing the text again. Plain text still parses."""
+    await peers.publisher("speaker", [ToneTrack(1000)])
+    sfu.declare_output("floor", "audio")
+    sfu.point("floor", "speaker/audio")
+    checked = []
+
+    def check_and_keep(sdp: str, kinds: list[str]) -> aiortc_sdp.SessionDescription:
+        checked.append(check_subscriber_answer(sdp, kinds))
+        return checked[-1]
+
+    monkeypatch.setattr(sfu_module, "check_subscriber_answer", check_and_keep)
+    listener = await peers.subscriber("listener", {"voice": "floor"}, decode=False)
+    await eventually(lambda: listener.rtp["voice"].count() > 10, what="media")
+    pc = sfu._subscribers["listener"].pc
+    assert pc._RTCPeerConnection__currentRemoteDescription is checked[0]
+    text = listener.pc.localDescription.sdp
+    plain = aiortc_sdp.SessionDescription.parse(text)
+    assert plain is not checked[0] and [m.kind for m in plain.media] == ["audio"]
 
 
 def test_aioice_enumerates_interfaces_once_for_many_gatherings(
