@@ -135,15 +135,17 @@ def _serve(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     event = _program(settings)
     _signer(settings)  # a broken secret file is reported before anything starts
+    if args.worker_index is not None and args.handoff is not None:
+        return _serve_as_worker(args, settings, event, ssl_context)
+    if settings.workers > 1:
+        # The supervisor never loads the application (media stack included): its
+        # workers do.
+        _store_ready(settings)
+        return asyncio.run(_supervise(settings, event))
     # Imported here: the application pulls in the media stack, which the other
     # commands do not need and would wait for.
     from signaling.app import create_app
 
-    if args.worker_index is not None and args.handoff is not None:
-        return _serve_as_worker(args, settings, event, ssl_context)
-    if settings.workers > 1:
-        _store_ready(settings)
-        return asyncio.run(_supervise(settings, event))
     app = create_app(settings, event=event)
     return asyncio.run(_run_server(app, settings, event, ssl_context))
 

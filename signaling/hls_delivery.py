@@ -50,7 +50,7 @@ from aiohttp import web
 
 from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY
 from signaling.data_files import private_directory
-from signaling.live import PROGRAM_VIDEO, channel_output
+from signaling.live.outputs import PROGRAM_VIDEO, channel_output
 from signaling.program import Event
 from signaling.routing_rule import FLOOR
 from signaling.tokens import TokenError

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from signaling.appkeys import EVENT_KEY, SETTINGS_KEY, SIGNER_KEY
 from signaling.http_api import ApiError, json_response
-from signaling.live import PROGRAM_VIDEO, channel_output
+from signaling.live.outputs import PROGRAM_VIDEO, channel_output
 from signaling.recordings import (
     RecordingError,
     SessionRecordings,

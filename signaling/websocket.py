@@ -36,9 +36,9 @@ from signaling.connection_caps import ConnectionCaps
 from signaling.connection_rate import ConnectionRate
 from signaling.http_api import ApiError
 from signaling.http_connections import address_key
-from signaling.live import Client, LiveEvent
 from signaling.live.bus import LiveBus, LocalBus
-from signaling.live.clients import CLOSE_REVOKED, CLOSE_SEAT
+from signaling.live.clients import CLOSE_REVOKED, CLOSE_SEAT, Client
+from signaling.live.event import LiveEvent
 from signaling.live.redis_bus import RedisBus
 from signaling.message_rate import MessageRate, Verdict
 from signaling.metrics import Readings

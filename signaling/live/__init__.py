@@ -8,28 +8,10 @@ One `LiveEvent` per node and event (`event`). Its rooms:
 - `media_plan`: the routing rule's result pointed at the streamer's outputs and slots;
 - `media_watch`: failover from stopped voices, and the alarms;
 - `views`: the state each role is shown;
-- `outputs`, `clients`: the names given to the streamer, and the connections.
+- `outputs`, `clients`: the names given to the streamer, and the connections;
+- `hub`: the embedded bus between the workers of one machine (run by their supervisor).
+
+Import what you need from its module (`signaling.live.event`, `signaling.live.clients`,
+`signaling.live.outputs`, ...): this package imports nothing itself, so that the
+workers' supervisor, which runs the `hub` alone, does not load the streamer and aiortc.
 """
-
-from signaling.live.clients import AttendeeChoice, Client
-from signaling.live.event import LiveEvent
-from signaling.live.outputs import (
-    PROGRAM_VIDEO,
-    channel_output,
-    interpreter_publisher,
-    preview_output,
-    sign_output,
-    speaker_publisher,
-)
-
-__all__ = [
-    "PROGRAM_VIDEO",
-    "AttendeeChoice",
-    "Client",
-    "LiveEvent",
-    "channel_output",
-    "interpreter_publisher",
-    "preview_output",
-    "sign_output",
-    "speaker_publisher",
-]

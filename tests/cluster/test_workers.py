@@ -82,6 +82,12 @@ def _pid(node: str) -> int:
     return int(node.rsplit("-", 1)[1])
 
 
+def _mapped_files(pid: int) -> str:
+    """What the process has loaded (its shared libraries among them)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return maps.read()
+
+
 async def test_workers_share_one_port_one_event_and_survive_a_killed_worker(
     tmp_path: Path, serve_process, ws_session: aiohttp.ClientSession
 ):
@@ -111,6 +117,11 @@ async def test_workers_share_one_port_one_event_and_survive_a_killed_worker(
         # Placed by load: both workers serve; every attendee hears the interpreter,
         # wherever he publishes.
         assert len({m.node for m in everyone}) == 2
+        # The supervisor itself never loaded the media stack: its workers did.
+        assert server.process is not None
+        supervisor_maps = _mapped_files(server.process.pid)
+        assert "srtp" in _mapped_files(_pid(attendees[0].node))
+        assert "srtp" not in supervisor_maps and "libavcodec" not in supervisor_maps
         for attendee in attendees:
             await attendee.media[0].hears("channel", INTERPRETER_HZ)
 
