@@ -182,7 +182,8 @@ async def test_three_nodes_on_redis_one_dies_and_its_attendee_hears_again_elsewh
     loopback): staff on A, an attendee on B; B dies; the attendee's page reconnects
     through the proxy to a node that lives (C) and hears the channel again."""
     env = dragoman_env(DRAGOMAN_SECRET=SECRET, DRAGOMAN_REDIS_URL=redis_url)
-    a, b, c = [await serve_process(tmp_path / name, env=env) for name in "abc"]
+    # Started together, as a deployment starts them: each waits only for its own start.
+    a, b, c = await asyncio.gather(*(serve_process(tmp_path / n, env=env) for n in "abc"))
     moderator = Member(Role.MODERATOR, "mod")
     speaker = Member(Role.SPEAKER, RUSSIAN_SPEAKER, {"speaker": RUSSIAN_SPEAKER})
     interpreter = Member(Role.INTERPRETER, "anna", {"booth": "ru-fr"})
