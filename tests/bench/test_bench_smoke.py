@@ -126,8 +126,8 @@ async def test_abuse_runs_every_attack_at_a_tiny_size():
 
 async def test_soak_runs_with_joins_and_leaves_at_a_tiny_size():
     result = await run_bench(
-        "bench.soak", "--listeners", "4", "--minutes", "0.25", "--sample-every", "4",
-        "--churn-every", "3", "--warmup", "4",
+        "bench.soak", "--listeners", "4", "--minutes", "0.1", "--sample-every", "2",
+        "--churn-every", "2", "--warmup", "2",
     )  # fmt: skip
     assert result["joins"] > 4 and result["leaves"] >= 1, result
     assert result["failed_joins"] == 0, result["errors"]
