@@ -48,9 +48,7 @@ async def soon_node(tmp_path: Path) -> AsyncIterator[tuple[LiveNode, datetime]]:
     that start (programs give it to the minute, so it is rounded up)."""
     data = yaml.safe_load(SEED_PROGRAM.read_text("utf-8"))
     zone = ZoneInfo(data["timezone"])
-    start = (datetime.now(zone) + timedelta(hours=2, minutes=1)).replace(
-        second=0, microsecond=0
-    )
+    start = (datetime.now(zone) + timedelta(hours=2, minutes=1)).replace(second=0, microsecond=0)
     data["starts_at"] = start.replace(tzinfo=None).isoformat(timespec="minutes")
     program = tmp_path / "soon.yaml"
     program.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
