@@ -5,9 +5,9 @@ single process, for W > 1 the supervisor and its W workers sharing the event thr
 embedded hub), a speaker and an interpreter on air, then:
 
 1. *Idle*: the server tree's CPU (utime+stime of the supervisor and every worker, /proc)
-   over `--window` seconds with the staff only: cpu0(W). With W > 1 this includes the node
-   links that carry the interpreter's channel from the worker he publishes on to the
-   others, and the hub.
+   over `--window` seconds (`--idle-window` if given) with the staff only: cpu0(W). With
+   W > 1 this includes the node links that carry the interpreter's channel from the worker
+   he publishes on to the others, and the hub.
 2. *Loaded*: N attendees (`--n`) join as pages do over the WebSocket (auth, pick French,
    audio only, subscribe, answer) on light aiortc peers (RTP packets counted, not decoded),
    spread over `--clients` client processes; the supervisor places them. After
@@ -76,7 +76,7 @@ async def one(workers: int, options: argparse.Namespace) -> dict[str, Any]:
         try:
             await staff.on_air(server.url)
             await asyncio.sleep(options.warmup)
-            idle, _, idle_busy = await window(server, options.window)
+            idle, _, idle_busy = await window(server, options.idle_window)
             log(f"W={workers}: idle {idle:.4f} CPU-s/s; {options.n} attendees joining")
             n = options.n
             tokens = [issue(Role.ATTENDEE, f"scale-{i}") for i in range(n)]
@@ -176,6 +176,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="attendees per run (100)")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured (10)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each (3)")
+    parser.add_argument(
+        "--idle-window",
+        type=float,
+        help="seconds the idle CPU is measured (as --window); shorter only for a quick try",
+    )
     parser.add_argument("--join-every", type=float, default=0.05, help="s between joins (0.05)")
     parser.add_argument("--clients", type=int, default=2, help="client processes (2)")
     parser.add_argument(
@@ -189,8 +194,10 @@ def main() -> None:
         parser.error(f"--workers: {options.workers!r} is not a list like 1,2,3")
     if any(w < 1 for w in options.workers) or options.n < 1 or options.clients < 1:
         parser.error("--workers, --n and --clients must be at least 1")
-    if options.window <= 0 or options.budget <= 0:
-        parser.error("--window and --budget must be positive")
+    if options.idle_window is None:
+        options.idle_window = options.window
+    if options.window <= 0 or options.idle_window <= 0 or options.budget <= 0:
+        parser.error("--window, --idle-window and --budget must be positive")
     result = asyncio.run(bench(options))
     if options.json:
         print(json.dumps(result))

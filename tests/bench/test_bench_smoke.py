@@ -58,9 +58,10 @@ async def test_join_wave_runs_at_a_tiny_size():
 
 async def test_scale_runs_at_a_tiny_size():
     # One client process: join_wave's two already prove the audience spreads over several.
+    # The loaded window stays 2 s (the 80 % packet-rate check needs it), not the idle one.
     result = await run_bench(
         "bench.scale", "--workers", "1,2", "--n", "4", "--window", "2", "--warmup", "0.5",
-        "--clients", "1",
+        "--clients", "1", "--idle-window", "0.5",
     )  # fmt: skip
     one, two = result["rows"]
     assert (one["workers"], two["workers"]) == (1, 2)
@@ -126,8 +127,8 @@ async def test_abuse_runs_every_attack_at_a_tiny_size():
 
 async def test_soak_runs_with_joins_and_leaves_at_a_tiny_size():
     result = await run_bench(
-        "bench.soak", "--listeners", "4", "--minutes", "0.25", "--sample-every", "4",
-        "--churn-every", "3", "--warmup", "4",
+        "bench.soak", "--listeners", "4", "--minutes", "0.1", "--sample-every", "2",
+        "--churn-every", "2", "--warmup", "2",
     )  # fmt: skip
     assert result["joins"] > 4 and result["leaves"] >= 1, result
     assert result["failed_joins"] == 0, result["errors"]

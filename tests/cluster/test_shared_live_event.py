@@ -172,8 +172,7 @@ async def test_a_node_that_dies_takes_its_interpreters_with_it(
     tmp_path: Path, redis_url, serve_process, ws_session
 ):
     env = dragoman_env(DRAGOMAN_REDIS_URL=redis_url, DRAGOMAN_SECRET=SECRET)
-    a = await serve_process(tmp_path / "a", env=env)
-    b = await serve_process(tmp_path / "b", env=env)
+    a, b = await asyncio.gather(*(serve_process(tmp_path / n, env=env) for n in "ab"))
     signer = TokenSigner(SECRET.encode())
 
     async def connect_to(node: Any, role: Role, subject: str, **scope: Any) -> WsClient:

@@ -81,6 +81,16 @@ async def open_page(browser: Browser, url: str, *, lang: str = "en", size=(1366,
     return page
 
 
+async def layout_problems_at(page: Page, width: int, height: int) -> list[str]:
+    """The page's layout problems once it is resized and a frame is drawn at the new size
+    (its layout is CSS alone: no script waits for the resize)."""
+    await page.set_viewport_size({"width": width, "height": height})
+    await page.evaluate(
+        "() => new Promise((drawn) => requestAnimationFrame(() => requestAnimationFrame(drawn)))"
+    )
+    return await page.evaluate(LAYOUT_PROBLEMS)
+
+
 def booth_link(node: LiveNode, who: str) -> str:
     return node.link("booth", Role.INTERPRETER, who, booth="ru-fr")
 
@@ -339,9 +349,7 @@ async def test_booth_and_stage_fit_a_phone_and_a_laptop(
 
     for size_name, (width, height) in SIZES.items():
         for name, page in (("booth", anna), ("booth-partner", boris), ("stage", stage_here)):
-            await page.set_viewport_size({"width": width, "height": height})
-            await page.wait_for_timeout(200)
-            problems = await page.evaluate(LAYOUT_PROBLEMS)
+            problems = await layout_problems_at(page, width, height)
             assert problems == [], (name, lang, size_name, problems)
             if shots:
                 await page.screenshot(

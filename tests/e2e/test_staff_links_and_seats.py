@@ -24,7 +24,7 @@ from signaling.appkeys import EVENT_KEY, SIGNER_KEY, STORE_KEY
 from signaling.invitations import Invitation, new_invitation_id
 from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode
-from tests.e2e.test_booth_and_stage_pages import LAYOUT_PROBLEMS, SIZES, open_page
+from tests.e2e.test_booth_and_stage_pages import SIZES, layout_problems_at, open_page
 from tests.support.browser import launch_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -222,9 +222,7 @@ async def test_the_seat_and_links_fit_a_phone_and_a_laptop(
     pages = (("studio", studio), ("stage-asked", holder), ("stage-waiting", newcomer))
     for size_name, (width, height) in SIZES.items():
         for name, page in pages:
-            await page.set_viewport_size({"width": width, "height": height})
-            await page.wait_for_timeout(200)
-            problems = await page.evaluate(LAYOUT_PROBLEMS)
+            problems = await layout_problems_at(page, width, height)
             assert problems == [], (name, lang, size_name, problems)
             await shoot(page, f"links-{name}-{size_name}-{lang}")
     await holder.locator("#seat .seat-keep").click()
@@ -233,9 +231,7 @@ async def test_the_seat_and_links_fit_a_phone_and_a_laptop(
     await expect(booth.locator("#connection-status")).to_have_attribute("data-state", "refused")
     for size_name, (width, height) in SIZES.items():
         for name, page in (("stage-refused", newcomer), ("booth-revoked", booth)):
-            await page.set_viewport_size({"width": width, "height": height})
-            await page.wait_for_timeout(200)
-            problems = await page.evaluate(LAYOUT_PROBLEMS)
+            problems = await layout_problems_at(page, width, height)
             assert problems == [], (name, lang, size_name, problems)
             await shoot(page, f"links-{name}-{size_name}-{lang}")
     for page in (studio, holder, newcomer, booth):

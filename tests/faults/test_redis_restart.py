@@ -61,7 +61,8 @@ async def test_three_nodes_keep_the_event_and_its_media_across_a_redis_restart(
     tmp_path: Path, serve_process, durable_redis: RedisServer
 ):
     env = dragoman_env(DRAGOMAN_SECRET=SECRET, DRAGOMAN_REDIS_URL=durable_redis.url())
-    a, b, c = [await serve_process(tmp_path / name, env=env) for name in "abc"]
+    # Started together, as a deployment starts them: each waits only for its own start.
+    a, b, c = await asyncio.gather(*(serve_process(tmp_path / n, env=env) for n in "abc"))
     moderator, speaker, interpreter = staff(SECRET)
     on_b = Person(Role.ATTENDEE, "reg-b", SECRET)
     on_c = Person(Role.ATTENDEE, "reg-c", SECRET)

@@ -105,11 +105,14 @@ async def test_revoking_twice_or_an_unknown_id_is_a_clear_error(
     data_dir = live_server.settings.data_dir
     assert (await dragoman("revoke", invitation, "--data-dir", data_dir)).status == 0
 
-    again = await dragoman("revoke", invitation, "--data-dir", data_dir)
+    # Both refused, so neither changes what the other finds: run together.
+    again, unknown = await asyncio.gather(
+        dragoman("revoke", invitation, "--data-dir", data_dir),
+        dragoman("revoke", "nosuchid", "--data-dir", data_dir),
+    )
     assert again.status == 1
     assert f"staff link {invitation} (a speaker for speaker elena-naumova" in again.stderr
     assert "was already revoked on" in again.stderr
-    unknown = await dragoman("revoke", "nosuchid", "--data-dir", data_dir)
     assert unknown.status == 1
     assert "there is no staff link with id 'nosuchid'" in unknown.stderr
     assert "dragoman invite --list" in unknown.stderr
@@ -123,7 +126,13 @@ async def test_invite_list_shows_every_link_with_its_status(live_server: Running
     _, elena = await invite(live_server, "--role", "speaker", "--speaker", "elena-naumova")
     await dragoman("revoke", anna, "--data-dir", data_dir)
 
-    table = await dragoman("invite", "--list", "--data-dir", data_dir)
+    # Four commands that only read: run together, as four terminals would.
+    table, listed, confused, neither = await asyncio.gather(
+        dragoman("invite", "--list", "--data-dir", data_dir),
+        dragoman("invite", "--list", "--json", "--data-dir", data_dir),
+        dragoman("invite", "--list", "--role", "moderator", "--data-dir", data_dir),
+        dragoman("invite", "--data-dir", data_dir),
+    )
     assert table.status == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].startswith("2 staff links for ")
@@ -134,14 +143,11 @@ async def test_invite_list_shows_every_link_with_its_status(live_server: Running
     elena_line = next(line for line in lines if line.startswith(elena))
     assert "Elena Naumova" in elena_line and elena_line.rstrip().endswith("active")
 
-    listed = await dragoman("invite", "--list", "--json", "--data-dir", data_dir)
     links = {link["id"]: link for link in json.loads(listed.stdout)}
     assert links[anna]["status"] == "revoked" and links[anna]["revoked_at"].endswith("Z")
     assert links[elena]["speaker"] == "elena-naumova" and links[elena]["revoked_at"] is None
 
-    confused = await dragoman("invite", "--list", "--role", "moderator", "--data-dir", data_dir)
     assert confused.status == 1 and "--list shows the links already issued" in confused.stderr
-    neither = await dragoman("invite", "--data-dir", data_dir)
     assert neither.status == 1 and "--role moderator|interpreter|speaker" in neither.stderr
 
 

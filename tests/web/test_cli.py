@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime, timedelta
@@ -196,13 +197,19 @@ async def test_registrations_list_and_csv_export(server: RunningServer, tmp_path
     await register(server, "Алла Жуплатова", "alla@example.org", "ru")
     await register(server, '=HYPERLINK("http://evil.example")', "eve@example.org", "fr")
     data_dir = server.settings.data_dir
+    out = tmp_path / "export.csv"
+    with_links = ("--csv", out, "--links", "--public-url", server.url)
 
-    listed = await dragoman("registrations", "--data-dir", data_dir)
+    # Three commands that only read the registrations: run together.
+    listed, exported, to_file = await asyncio.gather(
+        dragoman("registrations", "--data-dir", data_dir),
+        dragoman("registrations", "--data-dir", data_dir, "--csv", "-"),
+        dragoman("registrations", "--data-dir", data_dir, *with_links),
+    )
     assert listed.status == 0, listed.stderr
     assert "2 registrations for Shared Historical Memory" in listed.stdout
     assert "Алла Жуплатова <alla@example.org>" in listed.stdout
 
-    exported = await dragoman("registrations", "--data-dir", data_dir, "--csv", "-")
     assert exported.status == 0, exported.stderr
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert [row["email"] for row in rows] == ["alla@example.org", "eve@example.org"]
@@ -211,11 +218,6 @@ async def test_registrations_list_and_csv_export(server: RunningServer, tmp_path
     # A name that a spreadsheet would run as a formula is exported as text.
     assert rows[1]["name"] == '\'=HYPERLINK("http://evil.example")'
 
-    out = tmp_path / "export.csv"
-    to_file = await dragoman(
-        "registrations", "--data-dir", data_dir, "--csv", out, "--links",
-        "--public-url", server.url,
-    )  # fmt: skip
     assert to_file.status == 0, to_file.stderr
     rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
     assert len(rows) == 2

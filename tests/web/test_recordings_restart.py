@@ -66,7 +66,12 @@ async def test_a_crash_mid_session_keeps_the_recording_and_starts_a_new_part(
     await asyncio.sleep(2.0)
     assert await again.stop() == 0
 
-    listed = await dragoman("recordings", "--json", "--data-dir", data_dir)
+    # Three listings that only read the data directory: run together.
+    listed, table, unknown = await asyncio.gather(
+        dragoman("recordings", "--json", "--data-dir", data_dir),
+        dragoman("recordings", "--session", "plenary", "--data-dir", data_dir),
+        dragoman("recordings", "--session", "closing", "--data-dir", data_dir),
+    )
     assert listed.status == 0, listed.stderr
     rows = json.loads(listed.stdout)
     order = [(row["part"], row["channel"]) for row in rows]
@@ -93,9 +98,7 @@ async def test_a_crash_mid_session_keeps_the_recording_and_starts_a_new_part(
     sound = decode_audio(data_dir / first["original"]["path"])
     assert sound.tone(0.5, 2.0) == pytest.approx(SPEAKER_HZ, abs=25)
 
-    table = await dragoman("recordings", "--session", "plenary", "--data-dir", data_dir)
     assert table.status == 0
     assert "recordings/plenary/original.002.webm" in table.stdout
-    unknown = await dragoman("recordings", "--session", "closing", "--data-dir", data_dir)
     assert unknown.status == 1
     assert "no recordings of session 'closing' (recorded: plenary)" in unknown.stderr

@@ -3,6 +3,7 @@ nodes sharing one Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from pathlib import Path
 from typing import Any
@@ -20,19 +21,6 @@ PERSON = {"name": "Алла Жуплатова", "email": "alla@example.org", "l
 async def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
         return response.status, await response.json()
-
-
-async def test_serve_prints_where_to_go_and_how_to_invite_staff(
-    serve_process: StartServeProcess, tmp_path: Path
-) -> None:
-    node = await serve_process(tmp_path / "data")
-    printed = "".join(node.stdout_lines)
-    assert f"Open {node.url}/ in a browser." in printed
-    assert "dragoman invite --role moderator" in printed
-    assert f"--data-dir {tmp_path / 'data'}" in printed
-    assert f"--public-url {node.url}" in printed
-    assert "dragoman invite --role interpreter --booth ru-fr" in printed
-    assert await node.stop() == 0
 
 
 async def test_a_restart_keeps_registrations_and_links(
@@ -61,8 +49,9 @@ async def test_two_nodes_on_one_redis_share_registrations(
     serve_process: StartServeProcess, tmp_path: Path, redis_url: str
 ) -> None:
     env = dragoman_env(DRAGOMAN_SECRET="x" * 40)
-    a = await serve_process(tmp_path / "a", "--redis-url", redis_url, env=env)
-    b = await serve_process(tmp_path / "b", "--redis-url", redis_url, env=env)
+    a, b = await asyncio.gather(
+        *(serve_process(tmp_path / n, "--redis-url", redis_url, env=env) for n in "ab")
+    )
     status, on_a = await post(f"{a.url}/api/registrations", PERSON)
     assert status == 201
     status, on_b = await post(f"{b.url}/api/registrations", {**PERSON, "email": "ALLA@example.org"})
@@ -72,12 +61,17 @@ async def test_two_nodes_on_one_redis_share_registrations(
         assert response.status == 200
 
 
-async def test_the_printed_invite_command_works_pasted_as_is(
+async def test_serve_prints_where_to_go_and_an_invite_command_that_works_pasted_as_is(
     serve_process: StartServeProcess, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "event data"  # a space, as in many organizers' folders
     node = await serve_process(data_dir)
     printed = "".join(node.stdout_lines)
+    assert f"Open {node.url}/ in a browser." in printed
+    assert "dragoman invite --role moderator" in printed
+    assert f"--data-dir {shlex.quote(str(data_dir))}" in printed
+    assert f"--public-url {node.url}" in printed
+    assert "dragoman invite --role interpreter --booth ru-fr" in printed
     assert await node.stop() == 0
     line = next(row for row in printed.splitlines() if "invite --role moderator" in row)
     argv = shlex.split(line.strip())
