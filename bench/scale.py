@@ -194,6 +194,8 @@ def main() -> None:
         parser.error(f"--workers: {options.workers!r} is not a list like 1,2,3")
     if any(w < 1 for w in options.workers) or options.n < 1 or options.clients < 1:
         parser.error("--workers, --n and --clients must be at least 1")
+    if options.workers[0] != 1:
+        parser.error("--workers must start with 1: every other count is compared with it")
     if options.idle_window is None:
         options.idle_window = options.window
     if options.window <= 0 or options.idle_window <= 0 or options.budget <= 0:

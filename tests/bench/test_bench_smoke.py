@@ -78,6 +78,7 @@ async def test_the_benches_refuse_bad_sizes_with_the_reason():
     for module, args, reason in [
         ("bench.scale", ["--workers", "1,x"], "is not a list like 1,2,3"),
         ("bench.scale", ["--workers", "0"], "must be at least 1"),
+        ("bench.scale", ["--workers", "2,1"], "must start with 1"),
         ("bench.join_wave", ["--n", "0"], "must be at least 1"),
     ]:
         process = await asyncio.create_subprocess_exec(
