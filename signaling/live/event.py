@@ -218,13 +218,7 @@ class LiveEvent:
         ]
         for task in tasks:
             if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-                except Exception:  # it had failed already; stopping goes on
-                    log.debug("a live task had failed before the stop", exc_info=True)
+                await _cancel_and_wait(task)
         self._push_task = self._listeners_task = self._wake_task = None
         self._monitor_task = self._heartbeat_task = None
         self._releases.clear()
@@ -326,7 +320,7 @@ class LiveEvent:
         )
 
     async def _heartbeat(self) -> None:
-        while True:
+        while self._started:
             try:
                 await self.bus.announce(self._presence())
             except Exception:
@@ -658,3 +652,19 @@ def _pulled(source_id: str) -> bool:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("could not announce this node", exc_info=task.exception())
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended, however it ends.
+
+    A cancellation can be lost: one that reaches a Redis call just as it completes is
+    swallowed by the client or by Python 3.11's `asyncio.wait_for`, and the task goes
+    on as if nothing was asked (a heartbeat loop would go on for ever, and the node's
+    stop with it). So it is asked again until the task is done.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        # It had failed already; stopping goes on.
+        log.debug("a live task had failed before the stop", exc_info=task.exception())
