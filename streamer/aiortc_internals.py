@@ -64,7 +64,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -815,12 +816,20 @@ def add_sendonly_transceiver(pc: RTCPeerConnection, kind: str) -> RTCRtpTranscei
     for audio; it is None from the start here (aiortc's module name is swapped while
     the receiver is built: one thread, nothing awaits in between).
     """
-    original = _rtcrtpreceiver.RemoteBitrateEstimator
-    _rtcrtpreceiver.RemoteBitrateEstimator = _no_estimator  # type: ignore[assignment,misc]
-    try:
+    with _name_swapped(_rtcrtpreceiver, "RemoteBitrateEstimator", _no_estimator):
         return pc.addTransceiver(IdleTrack(kind), direction="sendonly")
+
+
+@contextmanager
+def _name_swapped(module: ModuleType, name: str, value: object) -> Iterator[None]:
+    """`module.name` is `value` until the block ends: for a synchronous aiortc call that
+    builds an object from that name (one thread, nothing awaits in between)."""
+    original = _require(module, name)
+    setattr(module, name, value)
+    try:
+        yield
     finally:
-        _rtcrtpreceiver.RemoteBitrateEstimator = original  # type: ignore[misc]
+        setattr(module, name, original)
 
 
 def _no_estimator() -> None:
@@ -882,12 +891,8 @@ def node_peer_connection(
     """A peer connection whose DTLS transports use `certificate` (aiortc generates one
     in the constructor; the module's name is swapped meanwhile: one thread, nothing
     awaits in between)."""
-    original = _rtcpeerconnection.RTCCertificate
-    _rtcpeerconnection.RTCCertificate = _IssuesOne(certificate)  # type: ignore[assignment,misc]
-    try:
+    with _name_swapped(_rtcpeerconnection, "RTCCertificate", _IssuesOne(certificate)):
         return RTCPeerConnection(configuration)
-    finally:
-        _rtcpeerconnection.RTCCertificate = original  # type: ignore[misc]
 
 
 def peer_certificates(pc: RTCPeerConnection) -> list[RTCCertificate]:
@@ -1182,11 +1187,10 @@ async def check() -> None:
     check_srtp_protector()
     check_node_certificate()
     _require(aioice.ice, "get_host_addresses", aioice)
-    if _require(
-        _rtcpeerconnection, "sdp"
-    ) is not aiortc_sdp or "sdp.SessionDescription.parse(" not in _source_of(
+    parses_remote = "sdp.SessionDescription.parse(" in _source_of(
         RTCPeerConnection.setRemoteDescription
-    ):
+    )
+    if _require(_rtcpeerconnection, "sdp") is not aiortc_sdp or not parses_remote:
         raise AiortcIncompatible(
             "aiortc: setRemoteDescription no longer parses with aiortc.sdp's "
             "SessionDescription.parse; reuse_parsed_sdp would not be used"
