@@ -208,12 +208,11 @@ class EndpointCounters:
 class LinkKey:
     """Seals and opens datagrams with the cluster secret: encrypted and authenticated.
 
-    AES-256-GCM (`cryptography`, in C: under a microsecond per packet here, less than
-    the HMAC it replaced). Each `LinkKey` (one per endpoint start) picks a random
-    sender id and numbers what it seals; its key is derived from the cluster key and
-    that id, and the nonce is the number, so no nonce is ever used twice under one
-    key without coordination between nodes. The id and the number travel in the clear
-    (`SEAL_HEADER_LENGTH` bytes) and are authenticated with the body.
+    AES-256-GCM (`cryptography`, in C). Each `LinkKey` (one per endpoint start) picks
+    a random sender id and numbers what it seals; its key is derived from the cluster
+    key and that id, and the nonce is the number, so no nonce is ever used twice under
+    one key without coordination between nodes. The id and the number travel in the
+    clear (`SEAL_HEADER_LENGTH` bytes) and are authenticated with the body.
     """
 
     __slots__ = ("_cluster_key", "_counter", "_opened", "_sealer", "_sender")
