@@ -429,10 +429,9 @@ class LiveEvent:
         """An attendee chose: he hears of it at once, everyone else with the counts."""
         common = self.views.common_state()
         for client in self.audience.pages_of(subject):
-            if client in self.clients:
-                if client.subscribed:
-                    self.audience.listening(client, self.choices[subject].channel)
-                client.send(self.views.state_for(client, common))
+            if client.subscribed:
+                self.audience.listening(client, self.choices[subject].channel)
+            client.send(self.views.state_for(client, common))
         self.listeners_changed()
 
     def listeners_changed(self) -> None:

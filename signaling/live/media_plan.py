@@ -288,6 +288,5 @@ class MediaPlan:
     def reslot_attendees(self, subject: str) -> None:
         # Every tab of the same link follows the choice: the choice belongs to the person.
         for client in self.live.audience.pages_of(subject):
-            if client in self.live.clients:
-                self.reslot(client)
+            self.reslot(client)
         self.refresh_feeds()
