@@ -112,6 +112,7 @@ from aiortc.rtp import (
     RTCP_SR,
     AnyRtcpPacket,
     HeaderExtensionsMap,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -119,6 +120,7 @@ from aiortc.rtp import (
     RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
     pack_remb_fci,
     unwrap_rtx,
     wrap_rtx,
@@ -363,7 +365,93 @@ class InboundTap:
         self.closed = True
 
 
-RtcpHandler = Callable[[AnyRtcpPacket], Awaitable[bool]]
+#: A slot's handling of one RTCP packet from its subscriber; True if nothing is left to do.
+RtcpHandler = Callable[[AnyRtcpPacket], bool]
+
+#: Smoothing of the round-trip estimate, as aiortc's own (`RTT_ALPHA`).
+ROUND_TRIP_ALPHA = 0.85
+
+
+class RtcpShortcut:
+    """RTCP from one subscriber's connection, handled in the datagram callback.
+
+    aiortc queues every datagram for the DTLS transport's receive task, which then
+    unprotects it, parses it and awaits each recipient's handler; for a receiver
+    report, aiortc's sender also builds a stats object with a datetime. A subscriber
+    sends a report or two a second per connection, so on a node of listeners that
+    detour cost about as much as their consent checks and sender reports together.
+    Here the SRTCP datagram is unprotected and parsed where aioice hands it over,
+    and each packet goes straight to its `SenderLink`, synchronously: no queue, no
+    task. What is not for one of our links (aiortc's own receivers) goes on to aiortc
+    as before, already unprotected. Anything else (DTLS, RTP) takes aiortc's path.
+    """
+
+    __slots__ = ("_connection", "_dtls", "_links", "_original", "malformed", "refused")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._links: dict[RTCRtpSender, SenderLink] = {}
+        connection: Connection = dtls.transport._connection  # type: ignore[attr-defined]
+        self._connection = connection
+        self._original = connection.data_received
+        #: Datagrams SRTCP refused (replayed, forged) and compounds that did not parse.
+        self.refused = 0
+        self.malformed = 0
+        # aioice's protocols call `self.receiver.data_received`: the instance attribute
+        # takes precedence over the method.
+        connection.data_received = self._data_received  # type: ignore[method-assign]
+
+    @classmethod
+    def of(cls, dtls: RTCDtlsTransport) -> RtcpShortcut:
+        """The shortcut of `dtls`'s connection, installed by the first link to ask."""
+        shortcut = dtls.__dict__.get(_SHORTCUT_ATTRIBUTE)
+        if shortcut is None:
+            shortcut = cls(dtls)
+            setattr(dtls, _SHORTCUT_ATTRIBUTE, shortcut)
+        return shortcut  # type: ignore[no-any-return]
+
+    def add(self, sender: RTCRtpSender, link: SenderLink) -> None:
+        self._links[sender] = link
+
+    def remove(self, sender: RTCRtpSender) -> None:
+        self._links.pop(sender, None)
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        dtls = self._dtls
+        srtp = dtls._rx_srtp  # type: ignore[attr-defined]
+        if srtp is None or not is_rtcp(data) or dtls._state is not _CONNECTED:  # type: ignore[attr-defined]
+            self._original(data, component)
+            return
+        try:
+            plain = srtp.unprotect_rtcp(data)
+        except SrtpError:
+            self.refused += 1
+            return
+        try:
+            packets = RtcpPacket.parse(plain)
+        except ValueError:
+            self.malformed += 1
+            return
+        route = dtls._rtp_router.route_rtcp  # type: ignore[attr-defined]
+        links = self._links
+        for packet in packets:
+            for recipient in route(packet):
+                link = links.get(recipient)
+                if link is not None:
+                    link.rtcp_received(packet)
+                else:
+                    _spawn(recipient._handle_rtcp_packet(packet))
+
+
+_SHORTCUT_ATTRIBUTE = "_dragoman_rtcp_shortcut"
+#: Tasks started from a datagram callback, held until done.
+_background: set[asyncio.Future[None]] = set()
+
+
+def _spawn(coroutine: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 @dataclass(slots=True)
@@ -451,8 +539,6 @@ class SenderLink:
         for name in (
             "_RTCRtpSender__packet_count",
             "_RTCRtpSender__octet_count",
-            "_RTCRtpSender__lsr",
-            "_RTCRtpSender__lsr_time",
             "_RTCRtpSender__rtcp_started",
             "_RTCRtpSender__rtcp_exited",
             "_run_rtcp",
@@ -495,7 +581,12 @@ class SenderLink:
         self._on_rtcp_error = on_rtcp_error
         self._rtcp_failed = False
         self._original_send = sender.send
-        self._original_rtcp = sender._handle_rtcp_packet
+        # The last sender report: its middle NTP bits and when it left (the subscriber's
+        # receiver reports echo them, RFC 3550 6.4.1); the round trip estimated from them.
+        self._lsr = 0
+        self._lsr_time = 0.0
+        self.round_trip_s: float | None = None
+        self._shortcut: RtcpShortcut | None = None
         self.closed = False
         self._pending: set[asyncio.Future[None]] = set()
         # Instance attributes shadow the methods aiortc calls.
@@ -560,6 +651,8 @@ class SenderLink:
                     payload_types[mime] = codec.payloadType
         header_extensions = HeaderExtensionsMap()
         header_extensions.configure(parameters)
+        self._shortcut = RtcpShortcut.of(dtls)
+        self._shortcut.add(self._sender, self)
         nack = bool(codecs) and any(
             fb.type == "nack" and not fb.parameter for fb in codecs[0].rtcpFeedback
         )
@@ -616,11 +709,10 @@ class SenderLink:
         if not self._transmit_rtcp(report):
             return False
         self.reports_sent += 1
+        self._lsr = (ntp >> 16) & 0xFFFFFFFF
+        self._lsr_time = time.time()
+        # aiortc's getStats reads the counts from the sender.
         sender = self._sender
-        # aiortc's receiver-report handling estimates the round trip from the last
-        # report's middle NTP bits and when it left; its getStats reads the counts.
-        sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
-        sender._RTCRtpSender__lsr_time = time.time()  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count = self.packet_count  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count = self.octet_count  # type: ignore[attr-defined]
         return True
@@ -647,18 +739,37 @@ class SenderLink:
         return True
 
     async def _handle_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """aiortc's path (before the shortcut is installed, or RTCP it did not take)."""
+        self.rtcp_received(packet)
+
+    def rtcp_received(self, packet: AnyRtcpPacket) -> None:
+        """One RTCP packet from the subscriber about this sender."""
         try:
-            handled = await self._on_rtcp(packet)
+            handled = self._on_rtcp(packet)
         except Exception:
-            # An exception here would end the subscriber's DTLS receive loop. Logged
-            # once: a subscriber's RTCP arrives several times a second.
+            # Logged once: a subscriber's RTCP arrives several times a second.
             self._on_rtcp_error()
             if not self._rtcp_failed:
                 self._rtcp_failed = True
                 logger.exception("handling RTCP from a subscriber failed")
-            handled = True
-        if not handled:
-            await self._original_rtcp(packet)
+            return
+        if not handled and isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            self._estimate_round_trip(packet)
+
+    def _estimate_round_trip(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
+        """RFC 3550 6.4.1: the report echoes our last sender report and how long the
+        subscriber held it; the rest of the time since it left is the round trip."""
+        for report in packet.reports:
+            if report.ssrc == self.ssrc and report.dlsr and report.lsr == self._lsr:
+                sample = time.time() - self._lsr_time - report.dlsr / 65536
+                if sample < 0:
+                    continue
+                previous = self.round_trip_s
+                self.round_trip_s = (
+                    sample
+                    if previous is None
+                    else ROUND_TRIP_ALPHA * previous + (1 - ROUND_TRIP_ALPHA) * sample
+                )
 
     def send(self, data: bytes, rtp_timestamp: int, ntp: int, octets: int) -> bool:
         """Protect and send one RTP packet; True if it left.
@@ -761,6 +872,8 @@ class SenderLink:
     def close(self) -> None:
         self.closed = True
         self._reports.remove(self)
+        if self._shortcut is not None:
+            self._shortcut.remove(self._sender)
         for task in self._pending:
             task.cancel()
 
@@ -1203,7 +1316,7 @@ async def check() -> None:
         async def ignore_packet(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
             return None
 
-        async def ignore_rtcp(packet: AnyRtcpPacket) -> bool:
+        def ignore_rtcp(packet: AnyRtcpPacket) -> bool:
             return False
 
         tap = InboundTap(receiver_transceiver.receiver, ignore_packet)
@@ -1247,10 +1360,16 @@ async def check() -> None:
         _require(pc, "_RTCPeerConnection__localRtp")
         _require(sender_transceiver, "_bundled")
         dtls = sender_transceiver.sender.transport
-        for name in ("_state", "_send_rtp", "_rtp_router"):
+        for name in ("_state", "_send_rtp", "_rtp_router", "_rx_srtp"):
             _require(dtls, name)
+        _require(dtls._rtp_router, "route_rtcp")
         _require(dtls.transport, "_connection")
         _require(dtls.transport._connection, "_nominated")
+        if "self.receiver.data_received(" not in _source_of(StunProtocol.datagram_received):
+            raise AiortcIncompatible(
+                "aioice: StunProtocol.datagram_received no longer hands data to "
+                "self.receiver.data_received; RtcpShortcut would not see subscribers' RTCP"
+            )
         _require(CandidatePair, "remote_addr")
         for name in (
             "_RTCPeerConnection__iceTransports",

@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Keyframe requests on their way to a publisher, held until sent.
+_keyframe_requests: set[asyncio.Future[None]] = set()
+
 # aiortc starts every sender on a bundled transport in the same step as DTLS
 # connects; a slot still unstarted after this long was skipped.
 START_GRACE_S = 0.5
@@ -150,8 +153,9 @@ class Slot:
         self.vp8.reanchor()
         self.awaiting_keyframe = self.kind == "video"
 
-    async def handle_rtcp(self, packet: AnyRtcpPacket) -> bool:
-        """RTCP from the subscriber about this slot; True if nothing is left for aiortc."""
+    def handle_rtcp(self, packet: AnyRtcpPacket) -> bool:
+        """RTCP from the subscriber about this slot (called from the datagram callback:
+        it must not wait); True if nothing is left for the link to do."""
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._retransmit(packet.lost)
             return True
@@ -159,7 +163,9 @@ class Slot:
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 self.counters.keyframe_requests += 1
                 if self.kind == "video":
-                    await self.output.request_keyframe()
+                    request = asyncio.ensure_future(self.output.request_keyframe())
+                    _keyframe_requests.add(request)
+                    request.add_done_callback(_keyframe_requests.discard)
             # REMB (and anything else) would only tune an encoder that does not run here.
             return True
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
@@ -168,7 +174,7 @@ class Slot:
                     self.counters.packets_lost = report.packets_lost
                     self.counters.fraction_lost = report.fraction_lost
                     self.counters.jitter = report.jitter
-        # Receiver reports also feed aiortc's round-trip estimate.
+        # Receiver reports also feed the link's round-trip estimate.
         return False
 
     def _retransmit(self, lost: list[int]) -> None:
