@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -154,6 +155,30 @@ def check_origin(origin: object) -> Address:
     except Exception:
         raise LinkError(f"an origin's host is an IP address, not {origin[0]!r:.60}") from None
     return (host, origin[1])
+
+
+def check_public_address(public: object) -> tuple[str, int | None]:
+    """`public` as an (ip, port or None) pair other nodes can send to, or LinkError."""
+    if (
+        not isinstance(public, (tuple, list))
+        or len(public) != 2
+        or not (
+            public[1] is None or (isinstance(public[1], int) and not isinstance(public[1], bool))
+        )
+    ):
+        raise LinkError(f"a public address is an (ip, port or None) pair, not {public!r:.80}")
+    try:
+        host = check_address(public[0])
+    except Exception:
+        raise LinkError(
+            f"a public address's host is an IP address, not {public[0]!r:.60}"
+        ) from None
+    if ipaddress.ip_address(host).is_unspecified:
+        raise LinkError(f"{host} names no machine: give the address other nodes send to")
+    port = public[1]
+    if port is not None and not 1 <= port <= 65535:
+        raise LinkError(f"a public address's port is from 1 to 65535, not {port}")
+    return (host, port)
 
 
 @dataclass(frozen=True)
@@ -375,7 +400,10 @@ class NodeLinks(asyncio.DatagramProtocol):
         self.boot = os.urandom(8).hex()
         self._n = 0
         self._transport: asyncio.DatagramTransport | None = None
+        #: Where the other nodes send to (what the node announces), and the socket's own
+        #: address: the same unless a NAT stands between (`open`'s `public`).
         self.address: Address | None = None
+        self.bound: Address | None = None
         self.edges: dict[Address, EdgeSession] = {}
         self.origins: dict[Address, OriginSession] = {}
         self._pulled: dict[str, OriginSession] = {}  # output name -> the origin it comes from
@@ -389,9 +417,23 @@ class NodeLinks(asyncio.DatagramProtocol):
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def open(self, host: str, ports: PortAllocator | None) -> Address:
-        """Bind the endpoint on `host` (in the port range if one is given)."""
-        sock = bind_udp(host, ports)
+    async def open(
+        self,
+        host: str,
+        ports: PortAllocator | None,
+        public: tuple[str, int | None] | None = None,
+        port: int | None = None,
+    ) -> Address:
+        """Bind the endpoint on `host`, on `port` if given, else in the port range if one
+        is given; returns the address
+        the other nodes send to: `public` (its port, or the bound one if None), else the
+        bound address.
+
+        Nothing else changes behind a NAT: an edge sends to the announced address and
+        takes the answers coming from it for its origin's (the NAT sends them from
+        there); an origin answers each edge at the address its datagrams came from,
+        whatever NAT the edge stands behind."""
+        sock = bind_udp(host, ports, port or 0)
         loop = asyncio.get_running_loop()
         try:
             await loop.create_datagram_endpoint(lambda: self, sock=sock)
@@ -399,9 +441,13 @@ class NodeLinks(asyncio.DatagramProtocol):
             sock.close()
             raise
         bound = sock.getsockname()
-        self.address = (bound[0], bound[1])
+        self.bound = (bound[0], bound[1])
+        self.address = self.bound if public is None else (public[0], public[1] or bound[1])
         self._timer = asyncio.ensure_future(self._keep_alive())
-        logger.info("node link endpoint on %s:%d", *self.address)
+        if self.address == self.bound:
+            logger.info("node link endpoint on %s:%d", *self.address)
+        else:
+            logger.info("node link endpoint on %s:%d, reached at %s:%d", *self.bound, *self.address)
         return self.address
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -435,7 +481,7 @@ class NodeLinks(asyncio.DatagramProtocol):
                 f"this node already pulls {len(self._pulled)} outputs, the most it may "
                 f"(max_pulled); stop pulling one first"
             )
-        if origin == self.address:
+        if origin in (self.address, self.bound):
             raise LinkError(f"{origin[0]}:{origin[1]} is this node's own link endpoint")
         session = self.origins.get(origin)
         if session is None:
@@ -795,7 +841,8 @@ class NodeLinks(asyncio.DatagramProtocol):
     def stats(self) -> dict[str, Any]:
         """Per link (by the peer's "host:port"): traffic, outputs carried, rebuilds."""
         return {
-            "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
+            "address": _host_port(self.address),
+            "bound": _host_port(self.bound),
             "refused": self.counters.as_dict(),
             "edges": {
                 f"{a[0]}:{a[1]}": {
@@ -816,3 +863,7 @@ class NodeLinks(asyncio.DatagramProtocol):
                 for a, s in self.origins.items()
             },
         }
+
+
+def _host_port(address: Address | None) -> str | None:
+    return f"{address[0]}:{address[1]}" if address else None
