@@ -14,9 +14,13 @@ multiplexed by SSRC, never decoded.
 - On the edge, the pulled output is bound to a *remote source* named
   `<output>@link` (see `remote_source_id`), which feeds its local slots as a
   publisher's source would, keyframe logic included.
-- Keyframe requests (a subscriber's PLI, a slot joining) and NACKs for lost
-  video packets go upstream as control messages; the origin asks its own
-  source through the same throttle as for its own subscribers.
+- Keyframe requests (a subscriber's PLI, a slot joining) go upstream as control
+  messages; the origin asks its own source through the same throttle as for its
+  own subscribers.
+- Packets lost on the link, audio and video, are asked for again (`nack`) once
+  and sent again from the link slot's history; the edge forwards every packet as
+  it comes, and a repair when it comes, unless an audio one comes too late to be
+  played (streamer/link_losses.py).
 
 Wire format (every datagram): `sender || number || AES-256-GCM(body) || tag`: the
 body is encrypted and authenticated (with the sender id and number) under a key
@@ -71,9 +75,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .aiortc_internals import NackGenerator, NegotiatedSend, RtpPacket, link_extensions_map
+from .aiortc_internals import NegotiatedSend, RtpPacket, link_extensions_map
 from .errors import LinkError, LinkLimitReached
 from .forwarder import Forwarder
+from .history import PacketHistory
+from .link_losses import AUDIO_REPAIR, MAX_ASKED, VIDEO_REPAIR, Arrival, LinkLosses
 from .negotiation import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
 from .output import Output
 from .port_range import PortAllocator, bind_udp, check_address
@@ -108,7 +114,9 @@ MAX_CLOCK_SKEW_S = 30.0
 #: Largest control message read; a pull of 64 outputs with long names fits.
 MAX_CONTROL_SIZE = 32 * 1024
 #: Sequence numbers one NACK message may name.
-MAX_NACK = 64
+MAX_NACK = MAX_ASKED
+#: Audio packets an origin's link slot keeps to send again (at 20 ms a packet, 1.3 s).
+AUDIO_LINK_HISTORY = 64
 #: Boots whose counters are remembered (replay protection).
 _REMEMBERED_BOOTS = 4096
 #: A control message this many counts behind the newest from its boot is too old to
@@ -207,6 +215,8 @@ class LinkCounters:
     bytes_out: int = 0
     keyframe_requests: int = 0  # edge: sent upstream; origin: received
     nacked: int = 0  # sequence numbers asked for again (edge: sent; origin: received)
+    repaired: int = 0  # edge: missing numbers that came in time (sent again, or overtaken)
+    too_late: int = 0  # edge: missing numbers that came past their deadline (audio): dropped
     rebuilds: int = 0  # edge: the link came back after being down or the origin restarted
 
     def as_dict(self) -> dict[str, int]:
@@ -331,13 +341,20 @@ class LinkSlot(Slot):
                 mid=None,
                 payload_types={m: LINK_PAYLOAD_TYPES[m] for m in mimes},
                 rtx_payload_types={},
-                nack=output.kind == "video",
+                nack=True,
                 extension_ids={
                     AUDIO_LEVEL_URI: AUDIO_LEVEL_ID,
                     ABS_SEND_TIME_URI: ABS_SEND_TIME_ID,
                 },
             )
         )
+
+    def start(self, negotiated: NegotiatedSend) -> None:
+        super().start(negotiated)
+        if self.kind == "audio":
+            # An edge asks for a lost audio packet at once, and drops it if it comes
+            # later than a listener could play it: a second is more than enough.
+            self.history = PacketHistory(AUDIO_LINK_HISTORY)
 
     def retransmit(self, lost: list[int]) -> None:
         self._retransmit(lost)
@@ -368,7 +385,7 @@ class PulledOutput:
     source: Source
     ssrc: int | None = None
     problem: str | None = None
-    nack: NackGenerator | None = None
+    losses: LinkLosses | None = None
 
 
 @dataclass(eq=False)
@@ -594,14 +611,22 @@ class NodeLinks(asyncio.DatagramProtocol):
         counters = session.counters
         counters.packets_in += 1
         counters.bytes_in += size
+        arrival, lost = Arrival.NEWEST, ()
+        losses = pulled.losses
+        if losses is not None:
+            arrival, lost = losses.arrived(packet.sequence_number, time.monotonic())
+            if arrival is Arrival.TOO_LATE:
+                counters.too_late += 1
+                return
+            if arrival is Arrival.REPAIRED:
+                counters.repaired += 1
+        # Forwarded at once, after a gap too: a retransmission takes its place later.
         forwarder = pulled.source.forwarder
         if forwarder.forward(packet, codec):
             self._spawn(forwarder.request_keyframe(urgent=True))
-        nack = pulled.nack
-        if nack is not None and nack.add(packet):
-            lost = sorted(nack.missing)[-MAX_NACK:]
+        if lost:
             counters.nacked += len(lost)
-            self._send_control(address, {"type": "nack", "output": pulled.name, "lost": lost})
+            self._send_control(address, {"type": "nack", "output": pulled.name, "lost": list(lost)})
 
     def _parse_control(self, body: bytes) -> dict[str, Any] | None:
         try:
@@ -764,7 +789,9 @@ class NodeLinks(asyncio.DatagramProtocol):
                 if pulled.ssrc != entry["ssrc"]:
                     # A new stream (a rebuilt link): numbered afresh, its losses tracked afresh.
                     pulled.ssrc = entry["ssrc"]
-                    pulled.nack = NackGenerator() if pulled.kind == "video" else None
+                    pulled.losses = LinkLosses(
+                        AUDIO_REPAIR if pulled.kind == "audio" else VIDEO_REPAIR
+                    )
                 pulled.problem = None
                 announced[pulled.ssrc] = pulled
             elif isinstance(refused.get(name), str):

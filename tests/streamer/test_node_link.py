@@ -280,6 +280,45 @@ async def test_video_lost_on_the_link_is_asked_for_again(
     assert served["retransmitted"] >= 1  # from the origin slot's history
 
 
+def missing_numbers(packets: list[tuple[float, int, int, int, int]]) -> tuple[int, int]:
+    """(numbers missing, numbers spanned) between the first and the newest packet a slot
+    received (one stream: the same SSRC throughout)."""
+    seqs = [packet[1] for packet in packets]
+    first = seqs[0]
+    offsets = {(seq - first) & 0xFFFF for seq in seqs}
+    span = max(offset for offset in offsets if offset < 0x8000) + 1
+    return span - len({offset for offset in offsets if offset < span}), span
+
+
+async def test_audio_lost_on_the_link_is_sent_again_in_time(
+    nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
+) -> None:
+    origin, edge = await open_node(nodes), await open_node(nodes)
+    relay, origin_address = await relay_to(relays, origin)
+    await peers_of(peer_sets, origin).publisher("interpreter", [ToneTrack(440)])
+    for sfu in (origin, edge):
+        sfu.declare_output("channel-fr", "audio")
+    origin.point("channel-fr", "interpreter/audio")
+    edge.pull("channel-fr", origin_address)
+    listener = await peers_of(peer_sets, edge).subscriber("listener", {"voice": "channel-fr"})
+    await hears(listener.audio["voice"], 440)
+
+    # From now on the origin -> edge path loses one datagram in five.
+    relay.set_impairment(Impairment(), Impairment(loss=0.2))
+    received = listener.rtp["voice"].packets
+    start = len(received)
+    await eventually(lambda: len(received) >= start + 125, what="125 packets more")
+    missing, span = missing_numbers(received[start:])
+    assert relay.downstream.counters.lost >= 15, relay.downstream.counters
+    # Without repair a fifth would be missing; with it, about what loses the repair too.
+    assert missing <= 0.08 * span, f"{missing} of {span} packets missing on the edge"
+    link = f"{origin_address[0]}:{origin_address[1]}"
+    pulled = edge.stats()["links"]["origins"][link]
+    assert pulled["nacked"] > 0 and pulled["repaired"] > 0, pulled
+    (served,) = origin.stats()["links"]["edges"].values()
+    assert served["retransmitted"] > 0, served
+
+
 async def test_a_cut_path_is_rebuilt(
     nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
 ) -> None:
