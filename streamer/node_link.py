@@ -442,9 +442,8 @@ class NodeLinks(asyncio.DatagramProtocol):
         port: int | None = None,
     ) -> Address:
         """Bind the endpoint on `host`, on `port` if given, else in the port range if one
-        is given; returns the address
-        the other nodes send to: `public` (its port, or the bound one if None), else the
-        bound address.
+        is given. Returns the address the other nodes send to: `public` (with the port
+        bound if its own is None), else the address bound.
 
         Nothing else changes behind a NAT: an edge sends to the announced address and
         takes the answers coming from it for its origin's (the NAT sends them from
