@@ -37,6 +37,7 @@ def default_event_file() -> Path:
 #: Ports below this one need root; a node never should.
 LOWEST_RTC_PORT = 1024
 _PORT_RANGE = re.compile(r"(\d{1,5})-(\d{1,5})")
+_PORT = re.compile(r"[0-9]{1,5}")
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _TURN_URL = re.compile(
     r"(?P<scheme>turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
@@ -100,6 +101,14 @@ class Settings(BaseSettings):
     #: media link to (UDP, one port of ``rtc_ports``). Unset: the first of
     #: ``rtc_addresses``, else 127.0.0.1 (nodes on one machine).
     link_host: str | None = None
+    #: The UDP port of that link (a port a NAT or a container's published port forwards
+    #: to). Unset: one of ``rtc_ports``, else any free port.
+    link_port: int | None = Field(default=None, ge=LOWEST_RTC_PORT, le=65535)
+    #: With several nodes, when the other nodes do not reach ``link_host`` itself (a 1:1
+    #: NAT, a container's published port): the address they send this node's media link
+    #: to, ``IP`` or ``IP:PORT`` (``[IPv6]:PORT``); without a port, the port bound is
+    #: announced (a NAT that keeps ports). Unset: ``link_host`` as it is bound.
+    link_public_address: Annotated[tuple[str, int | None] | None, NoDecode] = None
     #: Processes serving the event on this machine behind the one port (``auto``: one
     #: per core); each is a node of the event (see signaling/workers.py).
     workers: Annotated[int, NoDecode] = 1
@@ -285,6 +294,14 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("link_public_address", mode="before")
+    @classmethod
+    def _link_public_address(cls, value: object) -> object:
+        if isinstance(value, str):
+            # Empty is unset, as a compose file's ``${VARIABLE:-}`` gives it.
+            return parse_link_address(value) if value.strip() else None
+        return value
+
     @field_validator("turn_urls", mode="before")
     @classmethod
     def _split_turn_urls(cls, value: object) -> object:
@@ -381,6 +398,36 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _link_settings_fit(self) -> Settings:
+        given = [
+            f"DRAGOMAN_{name.upper()}"
+            for name in ("link_port", "link_public_address")
+            if getattr(self, name) is not None
+        ]
+        if given and not self.redis_url:
+            raise ValueError(
+                f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+                "DRAGOMAN_REDIS_URL is not: only nodes sharing a Redis link to other "
+                "machines (the workers of one machine link on 127.0.0.1)"
+            )
+        if self.workers == 1:
+            return self
+        if self.link_port is not None:
+            raise ValueError(
+                f"DRAGOMAN_LINK_PORT is set ({self.link_port}) but DRAGOMAN_WORKERS starts "
+                f"{self.workers} nodes, which cannot all bind it: leave it unset (each "
+                "worker's link then takes a port of its share of DRAGOMAN_RTC_PORTS)"
+            )
+        if self.link_public_address is not None and self.link_public_address[1] is not None:
+            host, port = self.link_public_address
+            raise ValueError(
+                f"DRAGOMAN_LINK_PUBLIC_ADDRESS names one port ({port}) but "
+                f"DRAGOMAN_WORKERS starts {self.workers} nodes, each with a link port of "
+                f"its own: give the address alone ({host}) and forward the ports as they are"
+            )
+        return self
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -446,6 +493,42 @@ def origin_of(url: URL) -> str:
         host = f"[{host}]"
     origin = f"{url.scheme.lower()}://{host}"
     return origin if url.is_default_port() else f"{origin}:{url.port}"
+
+
+_LINK_ADDRESS_EXAMPLE = "like 203.0.113.7, 203.0.113.7:40000 or [2001:db8::7]:40000"
+
+
+def parse_link_address(text: str) -> tuple[str, int | None]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` as (ip, port or None); ``ValueError`` saying
+    what is wrong, with the text as given."""
+    shown = text.strip()[:80]
+    host, port_text = text.strip(), None
+    if host.startswith("["):
+        inside, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{shown!r} is not an address {_LINK_ADDRESS_EXAMPLE}")
+        host, port_text = inside, rest[1:] if rest else None
+    elif host.count(":") == 1:
+        host, _, port_text = host.partition(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{shown!r} is not an IP address, optionally with a port, "
+            f"{_LINK_ADDRESS_EXAMPLE} (not a host name: nodes pull from an IP address)"
+        ) from None
+    if address.is_unspecified:
+        raise ValueError(
+            f"{shown!r} is the wildcard address, which names no machine: give the address "
+            "the other nodes send to (the wildcard may be bound: DRAGOMAN_LINK_HOST)"
+        )
+    if address.is_multicast:
+        raise ValueError(f"{shown!r} is a multicast address, not one machine's")
+    if port_text is None:
+        return str(address), None
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{shown!r}: the port must be a number from 1 to 65535")
+    return str(address), int(port_text)
 
 
 def _ice_server(entry: object, number: int) -> IceServer:

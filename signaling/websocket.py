@@ -532,11 +532,16 @@ def _link_host(settings: Settings) -> str:
         return settings.link_host
     if settings.rtc_addresses:
         return settings.rtc_addresses[0]
+    if settings.link_public_address is not None:
+        # The other nodes send to the NAT, which forwards to an interface of this
+        # machine: any of them.
+        return "::" if ":" in settings.link_public_address[0] else "0.0.0.0"
     if not settings.redis_url:
         return "127.0.0.1"  # workers of one machine
     log.warning(
         "the media link listens on 127.0.0.1: nodes on other machines cannot pull from this "
-        "one (set DRAGOMAN_LINK_HOST to an address they reach)"
+        "one (set DRAGOMAN_LINK_HOST to an address they reach, or DRAGOMAN_LINK_PUBLIC_ADDRESS "
+        "behind NAT)"
     )
     return "127.0.0.1"
 
@@ -578,6 +583,8 @@ def install_live(app: web.Application, *, bus: LiveBus | None = None) -> None:
         bus=bus or LocalBus(),
         address=settings.public_url or "",
         link_host=_link_host(settings) if shared else None,
+        link_port=settings.link_port,
+        link_public_address=settings.link_public_address,
         ice_servers=PageIceServers.from_settings(settings),
         thresholds=Thresholds(dead_air_after_s=settings.dead_air_s),
         answer_timeout_s=settings.subscribe_answer_timeout_s,

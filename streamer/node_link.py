@@ -14,9 +14,13 @@ multiplexed by SSRC, never decoded.
 - On the edge, the pulled output is bound to a *remote source* named
   `<output>@link` (see `remote_source_id`), which feeds its local slots as a
   publisher's source would, keyframe logic included.
-- Keyframe requests (a subscriber's PLI, a slot joining) and NACKs for lost
-  video packets go upstream as control messages; the origin asks its own
-  source through the same throttle as for its own subscribers.
+- Keyframe requests (a subscriber's PLI, a slot joining) go upstream as control
+  messages; the origin asks its own source through the same throttle as for its
+  own subscribers.
+- Packets lost on the link, audio and video, are asked for again (`nack`) once
+  and sent again from the link slot's history; the edge forwards every packet as
+  it comes, and a repair when it comes, unless an audio one comes too late to be
+  played (streamer/link_losses.py).
 
 Wire format (every datagram): `sender || number || AES-256-GCM(body) || tag`: the
 body is encrypted and authenticated (with the sender id and number) under a key
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -70,9 +75,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .aiortc_internals import NackGenerator, NegotiatedSend, RtpPacket, link_extensions_map
+from .aiortc_internals import NegotiatedSend, RtpPacket, link_extensions_map
 from .errors import LinkError, LinkLimitReached
 from .forwarder import Forwarder
+from .history import PacketHistory
+from .link_losses import AUDIO_REPAIR, MAX_ASKED, VIDEO_REPAIR, Arrival, LinkLosses
 from .negotiation import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI
 from .output import Output
 from .port_range import PortAllocator, bind_udp, check_address
@@ -107,7 +114,9 @@ MAX_CLOCK_SKEW_S = 30.0
 #: Largest control message read; a pull of 64 outputs with long names fits.
 MAX_CONTROL_SIZE = 32 * 1024
 #: Sequence numbers one NACK message may name.
-MAX_NACK = 64
+MAX_NACK = MAX_ASKED
+#: Audio packets an origin's link slot keeps to send again (at 20 ms a packet, 1.3 s).
+AUDIO_LINK_HISTORY = 64
 #: Boots whose counters are remembered (replay protection).
 _REMEMBERED_BOOTS = 4096
 #: A control message this many counts behind the newest from its boot is too old to
@@ -156,6 +165,30 @@ def check_origin(origin: object) -> Address:
     return (host, origin[1])
 
 
+def check_public_address(public: object) -> tuple[str, int | None]:
+    """`public` as an (ip, port or None) pair other nodes can send to, or LinkError."""
+    if (
+        not isinstance(public, (tuple, list))
+        or len(public) != 2
+        or not (
+            public[1] is None or (isinstance(public[1], int) and not isinstance(public[1], bool))
+        )
+    ):
+        raise LinkError(f"a public address is an (ip, port or None) pair, not {public!r:.80}")
+    try:
+        host = check_address(public[0])
+    except Exception:
+        raise LinkError(
+            f"a public address's host is an IP address, not {public[0]!r:.60}"
+        ) from None
+    if ipaddress.ip_address(host).is_unspecified:
+        raise LinkError(f"{host} names no machine: give the address other nodes send to")
+    port = public[1]
+    if port is not None and not 1 <= port <= 65535:
+        raise LinkError(f"a public address's port is from 1 to 65535, not {port}")
+    return (host, port)
+
+
 @dataclass(frozen=True)
 class LinkLimits:
     """Bounds on what a node's links hold: edges it sends to, outputs per edge, outputs
@@ -182,6 +215,8 @@ class LinkCounters:
     bytes_out: int = 0
     keyframe_requests: int = 0  # edge: sent upstream; origin: received
     nacked: int = 0  # sequence numbers asked for again (edge: sent; origin: received)
+    repaired: int = 0  # edge: missing numbers that came in time (sent again, or overtaken)
+    too_late: int = 0  # edge: missing numbers that came past their deadline (audio): dropped
     rebuilds: int = 0  # edge: the link came back after being down or the origin restarted
 
     def as_dict(self) -> dict[str, int]:
@@ -306,13 +341,20 @@ class LinkSlot(Slot):
                 mid=None,
                 payload_types={m: LINK_PAYLOAD_TYPES[m] for m in mimes},
                 rtx_payload_types={},
-                nack=output.kind == "video",
+                nack=True,
                 extension_ids={
                     AUDIO_LEVEL_URI: AUDIO_LEVEL_ID,
                     ABS_SEND_TIME_URI: ABS_SEND_TIME_ID,
                 },
             )
         )
+
+    def start(self, negotiated: NegotiatedSend) -> None:
+        super().start(negotiated)
+        if self.kind == "audio":
+            # An edge asks for a lost audio packet at once, and drops it if it comes
+            # later than a listener could play it: a second is more than enough.
+            self.history = PacketHistory(AUDIO_LINK_HISTORY)
 
     def retransmit(self, lost: list[int]) -> None:
         self._retransmit(lost)
@@ -343,7 +385,7 @@ class PulledOutput:
     source: Source
     ssrc: int | None = None
     problem: str | None = None
-    nack: NackGenerator | None = None
+    losses: LinkLosses | None = None
 
 
 @dataclass(eq=False)
@@ -375,7 +417,10 @@ class NodeLinks(asyncio.DatagramProtocol):
         self.boot = os.urandom(8).hex()
         self._n = 0
         self._transport: asyncio.DatagramTransport | None = None
+        #: Where the other nodes send to (what the node announces), and the socket's own
+        #: address: the same unless a NAT stands between (`open`'s `public`).
         self.address: Address | None = None
+        self.bound: Address | None = None
         self.edges: dict[Address, EdgeSession] = {}
         self.origins: dict[Address, OriginSession] = {}
         self._pulled: dict[str, OriginSession] = {}  # output name -> the origin it comes from
@@ -389,9 +434,22 @@ class NodeLinks(asyncio.DatagramProtocol):
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def open(self, host: str, ports: PortAllocator | None) -> Address:
-        """Bind the endpoint on `host` (in the port range if one is given)."""
-        sock = bind_udp(host, ports)
+    async def open(
+        self,
+        host: str,
+        ports: PortAllocator | None,
+        public: tuple[str, int | None] | None = None,
+        port: int | None = None,
+    ) -> Address:
+        """Bind the endpoint on `host`, on `port` if given, else in the port range if one
+        is given. Returns the address the other nodes send to: `public` (with the port
+        bound if its own is None), else the address bound.
+
+        Nothing else changes behind a NAT: an edge sends to the announced address and
+        takes the answers coming from it for its origin's (the NAT sends them from
+        there); an origin answers each edge at the address its datagrams came from,
+        whatever NAT the edge stands behind."""
+        sock = bind_udp(host, ports, port or 0)
         loop = asyncio.get_running_loop()
         try:
             await loop.create_datagram_endpoint(lambda: self, sock=sock)
@@ -399,9 +457,13 @@ class NodeLinks(asyncio.DatagramProtocol):
             sock.close()
             raise
         bound = sock.getsockname()
-        self.address = (bound[0], bound[1])
+        self.bound = (bound[0], bound[1])
+        self.address = self.bound if public is None else (public[0], public[1] or bound[1])
         self._timer = asyncio.ensure_future(self._keep_alive())
-        logger.info("node link endpoint on %s:%d", *self.address)
+        if self.address == self.bound:
+            logger.info("node link endpoint on %s:%d", *self.address)
+        else:
+            logger.info("node link endpoint on %s:%d, reached at %s:%d", *self.bound, *self.address)
         return self.address
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -435,7 +497,7 @@ class NodeLinks(asyncio.DatagramProtocol):
                 f"this node already pulls {len(self._pulled)} outputs, the most it may "
                 f"(max_pulled); stop pulling one first"
             )
-        if origin == self.address:
+        if origin in (self.address, self.bound):
             raise LinkError(f"{origin[0]}:{origin[1]} is this node's own link endpoint")
         session = self.origins.get(origin)
         if session is None:
@@ -548,14 +610,22 @@ class NodeLinks(asyncio.DatagramProtocol):
         counters = session.counters
         counters.packets_in += 1
         counters.bytes_in += size
+        arrival, lost = Arrival.NEWEST, ()
+        losses = pulled.losses
+        if losses is not None:
+            arrival, lost = losses.arrived(packet.sequence_number, time.monotonic())
+            if arrival is Arrival.TOO_LATE:
+                counters.too_late += 1
+                return
+            if arrival is Arrival.REPAIRED:
+                counters.repaired += 1
+        # Forwarded at once, after a gap too: a retransmission takes its place later.
         forwarder = pulled.source.forwarder
         if forwarder.forward(packet, codec):
             self._spawn(forwarder.request_keyframe(urgent=True))
-        nack = pulled.nack
-        if nack is not None and nack.add(packet):
-            lost = sorted(nack.missing)[-MAX_NACK:]
+        if lost:
             counters.nacked += len(lost)
-            self._send_control(address, {"type": "nack", "output": pulled.name, "lost": lost})
+            self._send_control(address, {"type": "nack", "output": pulled.name, "lost": list(lost)})
 
     def _parse_control(self, body: bytes) -> dict[str, Any] | None:
         try:
@@ -718,7 +788,9 @@ class NodeLinks(asyncio.DatagramProtocol):
                 if pulled.ssrc != entry["ssrc"]:
                     # A new stream (a rebuilt link): numbered afresh, its losses tracked afresh.
                     pulled.ssrc = entry["ssrc"]
-                    pulled.nack = NackGenerator() if pulled.kind == "video" else None
+                    pulled.losses = LinkLosses(
+                        AUDIO_REPAIR if pulled.kind == "audio" else VIDEO_REPAIR
+                    )
                 pulled.problem = None
                 announced[pulled.ssrc] = pulled
             elif isinstance(refused.get(name), str):
@@ -795,7 +867,8 @@ class NodeLinks(asyncio.DatagramProtocol):
     def stats(self) -> dict[str, Any]:
         """Per link (by the peer's "host:port"): traffic, outputs carried, rebuilds."""
         return {
-            "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
+            "address": _host_port(self.address),
+            "bound": _host_port(self.bound),
             "refused": self.counters.as_dict(),
             "edges": {
                 f"{a[0]}:{a[1]}": {
@@ -816,3 +889,7 @@ class NodeLinks(asyncio.DatagramProtocol):
                 for a, s in self.origins.items()
             },
         }
+
+
+def _host_port(address: Address | None) -> str | None:
+    return f"{address[0]}:{address[1]}" if address else None

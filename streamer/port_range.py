@@ -90,8 +90,11 @@ def check_address(address: object) -> str:
     return address  # type: ignore[return-value]
 
 
-def bind_udp(address: str, ports: PortAllocator | None) -> socket.socket:
-    """A non-blocking UDP socket on `address`: in the range if there is one, else any port."""
+def bind_udp(address: str, ports: PortAllocator | None, port: int = 0) -> socket.socket:
+    """A non-blocking UDP socket on `address`: on `port` if one is given, else in the range
+    if there is one, else any port."""
+    if port:
+        return _bound_socket(address, port)
     if ports is not None:
         return ports.bind(address)
     return _bound_socket(address, 0)

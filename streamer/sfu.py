@@ -51,6 +51,7 @@ back; subscribers keep their connections throughout.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import time
@@ -101,6 +102,7 @@ from .node_link import (
     LinkSlot,
     NodeLinks,
     check_origin,
+    check_public_address,
     remote_source_id,
 )
 from .output import Output
@@ -327,13 +329,25 @@ class Sfu:
 
     # -- node links ---------------------------------------------------------------
 
-    async def open_links(self, host: str) -> Address:
+    async def open_links(
+        self,
+        host: str,
+        *,
+        port: int | None = None,
+        public_address: tuple[str, int | None] | None = None,
+    ) -> Address:
         """Open this node's link endpoint on `host` (its media address); returns the
-        (host, port) other nodes pull from. The port is taken from the port range
-        if one is configured, else any free port.
+        (host, port) other nodes pull from. The port is `port` if given (a port a NAT
+        or a container's published port forwards to), else one of the port range if
+        one is configured, else any free port.
 
-        Give the address the other nodes reach, not a wildcard: an edge knows its
-        origin by the address answers come from."""
+        `public_address`: where the other nodes send to, when it is not the address
+        bound: behind a 1:1 NAT or a container's port mapping, `(public ip, port)`, or
+        `(public ip, None)` when the NAT keeps the port. The NAT must send the node's
+        answers from that address (a 1:1 NAT and a port mapping do): an edge knows its
+        origin by the address answers come from. `host` may then be a wildcard
+        (0.0.0.0, ::); without a public address it must be the address the other
+        nodes reach."""
         self._check_open()
         if self.config.link_secret is None:
             raise LinkError("node links need the cluster's shared secret (link_secret)")
@@ -345,11 +359,22 @@ class Sfu:
             raise LinkError(
                 f"a link endpoint is bound on an IP address, not {host!r:.60}"
             ) from None
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
+        ):
+            raise LinkError(f"a link endpoint's port is from 1 to 65535, not {port!r:.20}")
+        public = check_public_address(public_address) if public_address is not None else None
+        if public is None and ipaddress.ip_address(host).is_unspecified:
+            raise LinkError(
+                f"a link endpoint bound on every interface ({host}) needs the address the "
+                "other nodes reach it at (public_address): they pull from what it announces"
+            )
         links = NodeLinks(self.config.link_secret, self._outputs.get, self.config.link_limits)
         try:
-            address = await links.open(host, self._ports)
+            address = await links.open(host, self._ports, public, port)
         except OSError as exc:
-            raise LinkError(f"cannot open the link endpoint on {host}: {exc.strerror}") from None
+            where = host if port is None else f"{host}:{port}"
+            raise LinkError(f"cannot open the link endpoint on {where}: {exc.strerror}") from None
         if self._closed:
             await links.close()
             raise SfuClosed("the SFU was closed while its link endpoint opened")
@@ -358,8 +383,14 @@ class Sfu:
 
     @property
     def link_address(self) -> Address | None:
-        """Where other nodes reach this node's link endpoint; None until `open_links`."""
+        """Where other nodes reach this node's link endpoint (the public address when one
+        was given); None until `open_links`."""
         return self._links.address if self._links is not None else None
+
+    @property
+    def link_bound_address(self) -> Address | None:
+        """The address the link endpoint's socket is bound to; None until `open_links`."""
+        return self._links.bound if self._links is not None else None
 
     def pull(self, output_name: str, origin: Address) -> None:
         """Feed a declared output from the output of the same name on the node whose link

@@ -84,7 +84,13 @@ class MediaPlane(Protocol):
     async def close_publisher(self, publisher_id: str) -> Any: ...
     def activity(self) -> Mapping[str, SourceActivity]: ...
     def health(self) -> Mapping[str, Mapping[str, Reception]]: ...
-    async def open_links(self, host: str) -> tuple[str, int]: ...
+    async def open_links(
+        self,
+        host: str,
+        *,
+        port: int | None = None,
+        public_address: tuple[str, int | None] | None = None,
+    ) -> tuple[str, int]: ...
     def pull(self, output: str, origin: tuple[str, int]) -> Any: ...
 
 
@@ -100,6 +106,8 @@ class LiveEvent:
         bus: LiveBus | None = None,
         address: str = "",
         link_host: str | None = None,
+        link_port: int | None = None,
+        link_public_address: tuple[str, int | None] | None = None,
         take_over_after: float = TAKE_OVER_AFTER,
         publisher_grace_s: float = PUBLISHER_GRACE_S,
         clock: Callable[[], float] = time.time,
@@ -117,6 +125,11 @@ class LiveEvent:
         #: Where this node's media link listens, for other nodes to pull its outputs
         #: (None: a node alone, no link).
         self.link_host = link_host
+        #: Its port (None: one of the RTC range, else any).
+        self.link_port = link_port
+        #: Where the other nodes send to when a NAT stands between (port None: the
+        #: bound one); None: `link_host` as bound.
+        self.link_public_address = link_public_address
         self.link = ""
         self.clock = clock
         self.ice_servers = ice_servers or PageIceServers()
@@ -187,7 +200,9 @@ class LiveEvent:
         self.plan.declare_outputs()
         self.sources = {s for s in self.sfu.sources() if not _pulled(s)}
         if self.link_host is not None:
-            host, port = await self.sfu.open_links(self.link_host)
+            host, port = await self.sfu.open_links(
+                self.link_host, port=self.link_port, public_address=self.link_public_address
+            )
             self.link = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         await self.bus.start(self.replica, self._on_change, self._on_presence)
         self._started = True

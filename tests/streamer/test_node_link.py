@@ -280,6 +280,45 @@ async def test_video_lost_on_the_link_is_asked_for_again(
     assert served["retransmitted"] >= 1  # from the origin slot's history
 
 
+def missing_numbers(packets: list[tuple[float, int, int, int, int]]) -> tuple[int, int]:
+    """(numbers missing, numbers spanned) between the first and the newest packet a slot
+    received (one stream: the same SSRC throughout)."""
+    seqs = [packet[1] for packet in packets]
+    first = seqs[0]
+    offsets = {(seq - first) & 0xFFFF for seq in seqs}
+    span = max(offset for offset in offsets if offset < 0x8000) + 1
+    return span - len({offset for offset in offsets if offset < span}), span
+
+
+async def test_audio_lost_on_the_link_is_sent_again_in_time(
+    nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
+) -> None:
+    origin, edge = await open_node(nodes), await open_node(nodes)
+    relay, origin_address = await relay_to(relays, origin)
+    await peers_of(peer_sets, origin).publisher("interpreter", [ToneTrack(440)])
+    for sfu in (origin, edge):
+        sfu.declare_output("channel-fr", "audio")
+    origin.point("channel-fr", "interpreter/audio")
+    edge.pull("channel-fr", origin_address)
+    listener = await peers_of(peer_sets, edge).subscriber("listener", {"voice": "channel-fr"})
+    await hears(listener.audio["voice"], 440)
+
+    # From now on the origin -> edge path loses one datagram in five.
+    relay.set_impairment(Impairment(), Impairment(loss=0.2))
+    received = listener.rtp["voice"].packets
+    start = len(received)
+    await eventually(lambda: len(received) >= start + 125, what="125 packets more")
+    missing, span = missing_numbers(received[start:])
+    assert relay.downstream.counters.lost >= 15, relay.downstream.counters
+    # Without repair a fifth would be missing; with it, about what loses the repair too.
+    assert missing <= 0.08 * span, f"{missing} of {span} packets missing on the edge"
+    link = f"{origin_address[0]}:{origin_address[1]}"
+    pulled = edge.stats()["links"]["origins"][link]
+    assert pulled["nacked"] > 0 and pulled["repaired"] > 0, pulled
+    (served,) = origin.stats()["links"]["edges"].values()
+    assert served["retransmitted"] > 0, served
+
+
 async def test_a_cut_path_is_rebuilt(
     nodes: list[Sfu], peer_sets: dict[Sfu, Peers], relays: list[UdpRelay]
 ) -> None:
@@ -543,3 +582,52 @@ def test_what_crosses_a_link_is_encrypted_and_no_two_datagrams_share_a_nonce() -
     assert LinkKey(SECRET).seal(packet)[:8] != first[:8]  # ... under their own sender id
     with pytest.raises(LinkError):
         LinkKey("a text secret, long enough")  # type: ignore[arg-type]
+
+
+async def test_a_node_behind_a_nat_announces_its_public_address(nodes: list[Sfu]) -> None:
+    kept = node()
+    nodes.append(kept)
+    # A NAT that keeps ports: the public host, the port bound.
+    address = await kept.open_links("127.0.0.1", public_address=("203.0.113.7", None))
+    bound = kept.link_bound_address
+    assert bound is not None and bound[0] == "127.0.0.1"
+    assert address == kept.link_address == ("203.0.113.7", bound[1])
+    links = kept.stats()["links"]
+    assert links["address"] == f"203.0.113.7:{bound[1]}"
+    assert links["bound"] == f"127.0.0.1:{bound[1]}"
+
+    # A published port: the port forwarded to is bound, another port is announced.
+    mapped = node()
+    nodes.append(mapped)
+    (port, _) = free_udp_range(1)
+    address = await mapped.open_links("127.0.0.1", port=port, public_address=("127.0.0.1", 40123))
+    assert address == mapped.link_address == ("127.0.0.1", 40123)
+    bound = mapped.link_bound_address
+    assert bound == ("127.0.0.1", port)
+    mapped.declare_output("floor", "audio")
+    for own in (address, bound):
+        with pytest.raises(LinkError, match="own link endpoint"):
+            mapped.pull("floor", own)
+
+    refused = node()
+    nodes.append(refused)
+    with pytest.raises(LinkError, match=r"every interface \(0\.0\.0\.0\) needs"):
+        await refused.open_links("0.0.0.0")
+    with pytest.raises(LinkError, match=rf"cannot open the link endpoint on 127\.0\.0\.1:{port}"):
+        await refused.open_links("127.0.0.1", port=port)  # the other node holds it
+    for bad_port in (0, 65536, True, "4000"):
+        with pytest.raises(LinkError, match="port is from 1 to 65535"):
+            await refused.open_links("127.0.0.1", port=bad_port)  # type: ignore[arg-type]
+    for bad, says in (
+        (("localhost", None), "host is an IP address"),
+        (("0.0.0.0", 4000), "names no machine"),
+        (("::", None), "names no machine"),
+        (("127.0.0.1", 0), "from 1 to 65535"),
+        (("127.0.0.1", 65536), "from 1 to 65535"),
+        (("127.0.0.1", "4000"), "pair"),
+        (("127.0.0.1", True), "pair"),
+        ("127.0.0.1:4000", "pair"),
+    ):
+        with pytest.raises(LinkError, match=says):
+            await refused.open_links("127.0.0.1", public_address=bad)  # type: ignore[arg-type]
+    assert refused.link_address is None

@@ -220,3 +220,108 @@ def test_video_codec_is_vp8_or_h264(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
     assert "DRAGOMAN_VIDEO_CODEC" in str(caught.value)
     assert "vp8" in str(caught.value) and "h264" in str(caught.value)
+
+
+REDIS = "redis://127.0.0.1:6390/0"
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("203.0.113.7", ("203.0.113.7", None)),
+        (" 203.0.113.7:40000 ", ("203.0.113.7", 40000)),
+        ("2001:db8::7", ("2001:db8::7", None)),
+        ("[2001:db8::7]", ("2001:db8::7", None)),
+        ("[2001:db8::7]:40000", ("2001:db8::7", 40000)),
+        ("127.0.0.1:65535", ("127.0.0.1", 65535)),
+        ("", None),  # a compose file's ${VARIABLE:-}: unset
+    ],
+)
+def test_the_link_public_address_is_an_ip_with_or_without_a_port(
+    monkeypatch: pytest.MonkeyPatch, given: str, parsed: tuple[str, int | None] | None
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", REDIS)
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", given)
+    assert load_settings().link_public_address == parsed
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("nodes.example.org", "is not an IP address"),
+        ("nodes.example.org:40000", "is not an IP address"),
+        ("203.0.113.7:40000:1", "is not an IP address"),
+        ("0.0.0.0", "wildcard"),
+        ("[::]:40000", "wildcard"),
+        ("224.0.0.7", "multicast"),
+        ("203.0.113.7:0", "from 1 to 65535"),
+        ("203.0.113.7:65536", "from 1 to 65535"),
+        ("203.0.113.7:port", "from 1 to 65535"),
+        ("203.0.113.7:", "from 1 to 65535"),
+        ("[2001:db8::7]40000", "is not an address"),
+        ("[2001:db8::7", "is not an address"),
+    ],
+)
+def test_a_bad_link_public_address_is_refused_naming_the_setting_and_the_value(
+    monkeypatch: pytest.MonkeyPatch, given: str, says: str
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", REDIS)
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", given)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    (problem,) = caught.value.problems
+    assert problem.startswith("link_public_address (DRAGOMAN_LINK_PUBLIC_ADDRESS): "), problem
+    assert repr(given) in problem and says in problem, problem
+
+
+def test_a_link_public_address_needs_redis_and_one_port_per_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", "203.0.113.7:40000")
+    with pytest.raises(SettingsError, match="DRAGOMAN_REDIS_URL is not"):
+        load_settings()
+    monkeypatch.setenv("DRAGOMAN_LINK_PORT", "40000")
+    with pytest.raises(SettingsError, match="_PORT and DRAGOMAN_LINK_PUBLIC_ADDRESS are set"):
+        load_settings()
+    monkeypatch.delenv("DRAGOMAN_LINK_PORT")
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", REDIS)
+    # Each worker is a node with a link port of its own: one port cannot be theirs.
+    with pytest.raises(SettingsError, match=r"names one port \(40000\).* \(203\.0\.113\.7\)"):
+        load_settings(workers=2)
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", "203.0.113.7")
+    assert load_settings(workers=2).link_public_address == ("203.0.113.7", None)
+
+
+def test_a_node_behind_a_nat_binds_its_link_where_the_nat_forwards_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signaling.websocket import _link_host
+
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", REDIS)
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", "203.0.113.7")
+    # Nothing says which interface: every one (the NAT forwards to one of them).
+    assert _link_host(load_settings()) == "0.0.0.0"
+    monkeypatch.setenv("DRAGOMAN_RTC_ADDRESSES", "10.0.0.7")
+    assert _link_host(load_settings()) == "10.0.0.7"
+    monkeypatch.setenv("DRAGOMAN_LINK_HOST", "10.0.0.8")
+    assert _link_host(load_settings()) == "10.0.0.8"
+    monkeypatch.delenv("DRAGOMAN_RTC_ADDRESSES")
+    monkeypatch.delenv("DRAGOMAN_LINK_HOST")
+    monkeypatch.setenv("DRAGOMAN_LINK_PUBLIC_ADDRESS", "[2001:db8::7]:40000")
+    assert _link_host(load_settings()) == "::"
+
+
+def test_a_link_port_is_one_port_of_one_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRAGOMAN_LINK_PORT", "40000")
+    with pytest.raises(SettingsError, match="DRAGOMAN_LINK_PORT is set but DRAGOMAN_REDIS_URL"):
+        load_settings()
+    monkeypatch.setenv("DRAGOMAN_REDIS_URL", REDIS)
+    assert load_settings().link_port == 40000
+    with pytest.raises(SettingsError, match=r"DRAGOMAN_LINK_PORT is set \(40000\) but"):
+        load_settings(workers=3)
+    for bad in ("80", "65536", "forty"):
+        monkeypatch.setenv("DRAGOMAN_LINK_PORT", bad)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        (problem,) = caught.value.problems
+        assert problem.startswith("link_port (DRAGOMAN_LINK_PORT): "), problem
