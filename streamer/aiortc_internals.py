@@ -50,8 +50,11 @@ release is refused before the first attendee connects:
   connection's `RTCIceGatherer`s (aioice binds host sockets on port 0 of every
   non-loopback interface, and aiortc offers no setting for either).
 - Node links (streamer/node_link.py) parse the RTP they receive with aiortc's
-  `RtpPacket.parse` and a `HeaderExtensionsMap` (`link_extensions_map`), and
-  find lost video packets with the receiver's `NackGenerator`.
+  `RtpPacket.parse` and a `HeaderExtensionsMap` (`link_extensions_map`).
+- `RtcpShortcut` and `ConsentResponder` take a subscriber's RTCP and consent checks
+  where aioice hands them over (`Connection.data_received`, and the selected pair's
+  `StunProtocol.datagram_received`, replaced on the instance), instead of through
+  aiortc's receive task and aioice's generic STUN handling.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_BYE,
     RTCP_PSFB_APP,
@@ -187,7 +190,6 @@ __all__ = [
     "HeaderExtensionsMap",
     "IdleTrack",
     "InboundTap",
-    "NackGenerator",
     "NodeCertificate",
     "RtcpPsfbPacket",
     "RtcpRrPacket",
@@ -1511,9 +1513,6 @@ async def check() -> None:
             "_RTCPeerConnection__createDtlsTransport",
         ):
             _require(pc, name)
-        generator = NackGenerator()
-        if not (hasattr(generator, "missing") and callable(getattr(generator, "add", None))):
-            raise AiortcIncompatible("aiortc: NackGenerator no longer has add() and missing")
         if "recv()" not in _source_of(RTCRtpSender._next_encoded_frame):
             raise AiortcIncompatible(
                 "aiortc: RTCRtpSender no longer pulls frames with track.recv() in its loop; "
