@@ -471,10 +471,16 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    """How /watch should receive the event (``DRAGOMAN_DELIVERY``) and where HLS is."""
+    """How /watch should receive the event (``DRAGOMAN_DELIVERY``), where HLS is, and how
+    long WebRTC has to connect before the page falls back to it."""
     settings = request.app[SETTINGS_KEY]
     return web.json_response(
-        {"delivery": settings.delivery, "hls": "/hls/index.m3u8", "hls_public": settings.hls_public}
+        {
+            "delivery": settings.delivery,
+            "hls": "/hls/index.m3u8",
+            "hls_public": settings.hls_public,
+            "webrtc_fallback_s": settings.webrtc_fallback_s,
+        }
     )
 
 

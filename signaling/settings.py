@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     #: How ``/watch`` receives the event: ``webrtc`` (falling back to HLS by itself when
     #: WebRTC cannot connect) or ``hls`` for everyone.
     delivery: Literal["webrtc", "hls"] = "webrtc"
+    #: Seconds ``/watch`` gives its WebRTC connection to connect, after the node's offer,
+    #: before it plays HLS instead (with ``delivery`` ``webrtc``).
+    webrtc_fallback_s: float = Field(default=10.0, gt=0, le=600)
     # --- HTTP connections (signaling/http_connections.py, docs/operations.md) ---
     #: Seconds an idle HTTP connection is kept open between requests (aiohttp's run_app
     #: default).

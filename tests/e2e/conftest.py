@@ -5,6 +5,7 @@ of one scenario (one process per fake microphone), closed together."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -93,14 +94,21 @@ class LiveNode:
         return f"{self.url}/{page}?token={token}&lang=en"
 
 
-@pytest.fixture
-async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
-    node = LiveNode(tmp_path / "node", free_port())
+@contextlib.asynccontextmanager
+async def started_node(data_dir: Path, **settings: Any) -> AsyncIterator[LiveNode]:
+    """A LiveNode on a free port, started, and stopped at the end."""
+    node = LiveNode(data_dir, free_port(), **settings)
     await node.start()
     try:
         yield node
     finally:
         await node.stop()
+
+
+@pytest.fixture
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    async with started_node(tmp_path / "node") as node:
+        yield node
 
 
 @pytest.fixture

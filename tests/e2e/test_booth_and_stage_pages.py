@@ -18,14 +18,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.tokens import Role
 from signaling.websocket import LIVE_KEY
-from tests.e2e.conftest import LiveNode
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
+from tests.e2e.conftest import SPEAKER_HZ, WAV_SECONDS, LiveNode, started_node
+from tests.support.browser import (
+    DEFAULT_TIMEOUT_MS,
+    ON_THE_MODULE_LOOP,
+    close_contexts,
+    launch_chromium,
+    page_errors,
+)
+from tests.support.tones import write_tone_wav
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+#: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300), ON_THE_MODULE_LOOP]
 
 SPEAKER_ID, SPEAKER_NAME = "grigory-tsidenkov", "Grigory Tsidenkov"
 SIZES = {"phone": (390, 844), "laptop": (1366, 768)}
@@ -60,13 +69,32 @@ LAYOUT_PROBLEMS = """() => {
 }"""
 
 
-@pytest.fixture
-async def media_browser(playwright_instance: Playwright, tone_wavs) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(playwright_instance, fake_audio_wav=tone_wavs["speaker"])
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(
+    module_playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Browser]:
+    speaker_wav = write_tone_wav(
+        tmp_path_factory.mktemp("tones") / "speaker.wav", SPEAKER_HZ, WAV_SECONDS
+    )
+    browser = await launch_chromium(module_playwright, fake_audio_wav=speaker_wav)
     try:
         yield browser
     finally:
         await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    try:
+        yield module_browser
+    finally:
+        await close_contexts(module_browser)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    async with started_node(tmp_path / "node") as node:
+        yield node
 
 
 async def open_page(browser: Browser, url: str, *, lang: str = "en", size=(1366, 768)) -> Page:

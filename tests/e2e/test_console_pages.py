@@ -6,18 +6,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.app import SIGNER_KEY
 from signaling.tokens import Role
 from signaling.websocket import LIVE_KEY
-from tests.e2e.conftest import LiveNode
+from tests.e2e.conftest import LiveNode, started_node
 from tests.e2e.watching import open_language_menu
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium
+from tests.support.browser import (
+    DEFAULT_TIMEOUT_MS,
+    ON_THE_MODULE_LOOP,
+    close_contexts,
+    launch_chromium,
+)
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+#: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180), ON_THE_MODULE_LOOP]
 
 MEDIA_TIMEOUT_MS = 20_000
 # Counts the WebSockets a page opens, to see that a refused page stops retrying.
@@ -30,13 +38,27 @@ window.WebSocket = class extends Native {
 """
 
 
-@pytest.fixture
-async def media_browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(playwright_instance, fake_media=True)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(module_playwright, fake_media=True)
     try:
         yield browser
     finally:
         await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    try:
+        yield module_browser
+    finally:
+        await close_contexts(module_browser)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    async with started_node(tmp_path / "node") as node:
+        yield node
 
 
 async def open_page(browser: Browser, url: str, locale: str = "en-US") -> Page:

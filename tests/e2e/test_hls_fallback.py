@@ -23,8 +23,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from playwright.async_api import Locator, Page, Playwright, expect
 
 from signaling.tokens import Role
-from testbed.impaired_network import RELAY_HOST, UdpRelay, page_behind_nat
-from tests.e2e.conftest import LiveNode
+from testbed.impaired_network import RELAY_HOST, UdpRelay, page_behind_nat, relayed_node_settings
+from tests.e2e.conftest import LiveNode, started_node
 from tests.e2e.listening import wait_for_tone
 from tests.e2e.test_studio_recordings import screenshots_dir
 from tests.e2e.watching import choose
@@ -44,8 +44,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 #: Set to a directory to keep screenshots of the page over HLS (en/fr/ru, laptop, phone).
 SCREENSHOTS = os.environ.get("DRAGOMAN_TEST_SCREENSHOTS")
 
-#: The page gives WebRTC 10 s, then hls.js needs the first segments.
+#: The page gives WebRTC 10 s by default, then hls.js needs the first segments.
 FALLBACK_WITHIN_MS = 40_000
+#: The node's DRAGOMAN_WEBRTC_FALLBACK_S here: the time matters not, giving up does.
+WEBRTC_FALLBACK_S = 2.0
 
 
 async def publish_direct(client: WsClient, *tracks: MediaStreamTrack) -> RTCPeerConnection:
@@ -94,6 +96,16 @@ class OnAir:
     async def close(self) -> None:
         for item in reversed(self.opened):
             await item.close()
+
+
+@pytest.fixture
+async def node_giving_up_soon(tmp_path: Path, relay: UdpRelay) -> AsyncIterator[LiveNode]:
+    """`node_behind_relay` whose pages give WebRTC `WEBRTC_FALLBACK_S` to connect."""
+    settings = relayed_node_settings(relay)
+    async with started_node(
+        tmp_path / "node", webrtc_fallback_s=WEBRTC_FALLBACK_S, **settings
+    ) as node:
+        yield node
 
 
 @pytest.fixture
@@ -158,7 +170,7 @@ async def open_watch(playwright: Playwright, node: LiveNode, init_script: str | 
 
 
 async def test_watch_falls_back_to_hls_when_webrtc_cannot_connect(
-    node_behind_relay: LiveNode,
+    node_giving_up_soon: LiveNode,
     relay: UdpRelay,
     playwright_instance: Playwright,
     on_air: OnAir,
@@ -166,10 +178,10 @@ async def test_watch_falls_back_to_hls_when_webrtc_cannot_connect(
 ) -> None:
     # The publishers reach the node around the relay (their own addresses); the page
     # hides its own, so the relay is its only way, and the relay lets nothing through.
-    await on_air.start(node_behind_relay, http)
+    await on_air.start(node_giving_up_soon, http)
     relay.cut()
     browser, watch, errors = await open_watch(
-        playwright_instance, node_behind_relay, page_behind_nat()
+        playwright_instance, node_giving_up_soon, page_behind_nat()
     )
     try:
         await expect(

@@ -18,27 +18,43 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.appkeys import EVENT_KEY, SIGNER_KEY, STORE_KEY
 from signaling.invitations import Invitation, new_invitation_id
 from signaling.tokens import Role
-from tests.e2e.conftest import LiveNode
+from tests.e2e.conftest import LiveNode, started_node
 from tests.e2e.test_booth_and_stage_pages import SIZES, layout_problems_at, open_page
-from tests.support.browser import launch_chromium
+from tests.support.browser import ON_THE_MODULE_LOOP, close_contexts, launch_chromium
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+#: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300), ON_THE_MODULE_LOOP]
 
 SPEAKER_ID, SPEAKER_NAME = "grigory-tsidenkov", "Grigory Tsidenkov"
 
 
-@pytest.fixture
-async def browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(playwright_instance, fake_media=True)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(module_playwright, fake_media=True)
     try:
         yield browser
     finally:
         await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    try:
+        yield module_browser
+    finally:
+        await close_contexts(module_browser)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    async with started_node(tmp_path / "node") as node:
+        yield node
 
 
 async def invited(node: LiveNode, page: str, role: Role, subject: str, **scope: str) -> str:

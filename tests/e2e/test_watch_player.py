@@ -15,16 +15,24 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+import pytest_asyncio
 import yaml
 from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.tokens import Role
-from tests.e2e.conftest import LiveNode
+from tests.e2e.conftest import LiveNode, started_node
 from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, join_stage
-from tests.support.browser import DEFAULT_TIMEOUT_MS, launch_chromium, page_errors
-from tests.support.server import SEED_PROGRAM, free_port
+from tests.support.browser import (
+    DEFAULT_TIMEOUT_MS,
+    ON_THE_MODULE_LOOP,
+    close_contexts,
+    launch_chromium,
+    page_errors,
+)
+from tests.support.server import SEED_PROGRAM
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+#: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240), ON_THE_MODULE_LOOP]
 
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
 LOCALES = {"en": "en-GB", "fr": "fr-FR", "ru": "ru-RU"}
@@ -33,16 +41,35 @@ MENU = {"en": "Language", "fr": "Langue", "ru": "Язык"}
 SPEAKER = ("alexander-tokovinin", "Alexander Tokovinin")
 
 
-@pytest.fixture
-async def media_browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(playwright_instance, fake_media=True)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(module_playwright, fake_media=True)
     try:
         yield browser
     finally:
         await browser.close()
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    try:
+        yield module_browser
+    finally:
+        await close_contexts(module_browser)
+
+
 @pytest.fixture
+def playwright_instance(module_playwright: Playwright) -> Playwright:
+    return module_playwright
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def live_node(tmp_path: Path) -> AsyncIterator[LiveNode]:
+    async with started_node(tmp_path / "node") as node:
+        yield node
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def soon_node(tmp_path: Path) -> AsyncIterator[tuple[LiveNode, datetime]]:
     """A node whose event starts in about two hours (the seed's is months away), and
     that start (programs give it to the minute, so it is rounded up)."""
@@ -52,12 +79,8 @@ async def soon_node(tmp_path: Path) -> AsyncIterator[tuple[LiveNode, datetime]]:
     data["starts_at"] = start.replace(tzinfo=None).isoformat(timespec="minutes")
     program = tmp_path / "soon.yaml"
     program.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
-    node = LiveNode(tmp_path / "node", free_port(), event_file=program)
-    await node.start()
-    try:
+    async with started_node(tmp_path / "node", event_file=program) as node:
         yield node, start
-    finally:
-        await node.stop()
 
 
 async def open_sized(

@@ -142,6 +142,7 @@ async def test_public_hls_asks_for_nothing_and_lets_caches_keep_segments(
     status, _, body = await fetch(http, f"{server.url}/api/delivery")
     assert status == 200
     assert b'"delivery": "webrtc"' in body
+    assert b'"webrtc_fallback_s": 10.0' in body
 
     # Nobody asks any more: packaging stops (and starts again with the next request).
     delivery = server.app[HLS_KEY]

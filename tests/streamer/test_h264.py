@@ -178,12 +178,34 @@ async def test_a_switch_between_an_h264_and_a_vp8_speaker_plays_on(
     packager = sfu.package_hls(
         tmp_path / "hls", ("program", "program-video"), [("original", "floor")], segment_s=1.0
     )
+
+    def streamed(codec: str) -> int:
+        """The stream's pictures of a speaker sending `codec` so far: remuxed, or encoded."""
+        if codec == "H264":
+            return packager.video_frames_remuxed
+        return packager.video_frames_encoded
+
     counts = []
     try:
         await eventually(packager.ready, within=20, what="the first segments")
-        for source in ("vp8-speaker", "h264-speaker", "vp8-speaker"):
-            await asyncio.sleep(3.0)
-            counts.append(viewer.video["video"].frames)
+        # A speaker stays on air until the viewer has decoded more than ten of his pictures
+        # and the stream holds more than 30 of them; the last one for 3 s, so that the
+        # playlist's last segments (decoded below) are a few seconds of the stream.
+        on_air, shown, before = "H264", 0, 0
+        for source, codec in (
+            ("vp8-speaker", "VP8"),
+            ("h264-speaker", "H264"),
+            ("vp8-speaker", "VP8"),
+        ):
+            await eventually(
+                lambda on_air=on_air, shown=shown, before=before: (
+                    viewer.video["video"].frames > shown + 10 and streamed(on_air) > before + 30
+                ),
+                within=20,
+                what=f"the pictures of the {on_air} speaker",
+            )
+            shown, before, on_air = viewer.video["video"].frames, streamed(codec), codec
+            counts.append(shown)
             sfu.point("program-video", f"{source}/video")
         await asyncio.sleep(3.0)
         counts.append(viewer.video["video"].frames)

@@ -7,20 +7,32 @@ Fixtures:
 - `new_context`: a factory, `await new_context(locale="fr-FR", timezone_id="Asia/Tokyo")`
   (any `Browser.new_context` option); every context is closed at teardown.
 - `page`: a page in a fresh English context (locale en-US, time zone UTC).
+- `module_playwright`: the Playwright driver of a module whose tests share a browser (below).
 
 For media pages launch your own browser with fake devices:
 `await launch_chromium(playwright_instance, fake_media=True, fake_audio_wav=path)`.
 `page_errors(page)` collects uncaught page errors and console errors, to assert none.
+
+One browser for all the tests of a module (launching the driver and Chromium costs about a
+second a test): Playwright's objects belong to the event loop that made them, so such a
+module runs its tests on one loop (`pytestmark = [..., ON_THE_MODULE_LOOP]`), launches its
+browser from `module_playwright` in a module-scoped fixture with `loop_scope="module"`, and
+gives each test that browser through a function-scoped fixture that closes, after the test,
+the contexts it opened (`close_contexts`, or `contexts_in` for a `new_context`): every test
+still starts from fresh contexts. The async fixtures such a test uses run on the module's
+loop too (`loop_scope="module"`; `servers_in` and `started_node` make the usual ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 CHROMIUM_ARGS: tuple[str, ...] = (
@@ -42,6 +54,8 @@ FAKE_MEDIA_ARGS: tuple[str, ...] = (
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 )
+#: The mark of a module whose tests share one browser (and so one event loop).
+ON_THE_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 #: Playwright's default would wait 30 s on a missing element; a page of ours answers in far less.
 DEFAULT_TIMEOUT_MS = 10_000
 
@@ -104,8 +118,21 @@ def page_errors(page: Page) -> list[str]:
     return errors
 
 
+async def close_contexts(browser: Browser) -> None:
+    """Close every context open in `browser` (and so their pages): what a test opened."""
+    for context in list(browser.contexts):
+        await context.close()
+
+
 @pytest.fixture
 async def playwright_instance() -> AsyncIterator[Playwright]:
+    async with async_playwright() as playwright:
+        yield playwright
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_playwright() -> AsyncIterator[Playwright]:
+    """The Playwright driver of a module whose tests run on one loop (ON_THE_MODULE_LOOP)."""
     async with async_playwright() as playwright:
         yield playwright
 
@@ -122,8 +149,9 @@ async def browser(playwright_instance: Playwright) -> AsyncIterator[Browser]:
 NewContext = Callable[..., Awaitable[BrowserContext]]
 
 
-@pytest.fixture
-async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
+@contextlib.asynccontextmanager
+async def contexts_in(browser: Browser) -> AsyncIterator[NewContext]:
+    """`new_context`'s factory for `browser`; every context made is closed at the end."""
     contexts: list[BrowserContext] = []
 
     async def make(**options: Any) -> BrowserContext:
@@ -134,9 +162,17 @@ async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
         contexts.append(context)
         return context
 
-    yield make
-    for context in contexts:
-        await context.close()
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            await context.close()
+
+
+@pytest.fixture
+async def new_context(browser: Browser) -> AsyncIterator[NewContext]:
+    async with contexts_in(browser) as make:
+        yield make
 
 
 @pytest.fixture

@@ -143,21 +143,31 @@ async def _start(
 StartServer = Callable[..., Awaitable[RunningServer]]
 
 
-@pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+@contextlib.asynccontextmanager
+async def servers_in(directory: Path) -> AsyncIterator[StartServer]:
+    """`start_server`'s factory, its data directories under `directory`; every server
+    started is stopped at the end."""
     started: list[RunningServer] = []
     counter = 0
 
     async def start(**options: Any) -> RunningServer:
         nonlocal counter
         counter += 1
-        running = await _start(tmp_path / f"server-{counter}", **options)
+        running = await _start(directory / f"server-{counter}", **options)
         started.append(running)
         return running
 
-    yield start
-    for running in reversed(started):
-        await running.stop()
+    try:
+        yield start
+    finally:
+        for running in reversed(started):
+            await running.stop()
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    async with servers_in(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

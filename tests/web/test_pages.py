@@ -4,23 +4,74 @@ reader would: the event page, the registration form, three languages, escaping."
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import icalendar
 import pytest
+import pytest_asyncio
 import yaml
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, Playwright, expect
 
 from signaling.registration import RegistrationLimits
-from tests.support.browser import NewContext, page_errors
-from tests.support.server import REPO_ROOT, RunningServer, StartServer
-from tests.support.smtp_server import SmtpServer
+from tests.support.browser import (
+    ON_THE_MODULE_LOOP,
+    NewContext,
+    contexts_in,
+    launch_chromium,
+    page_errors,
+)
+from tests.support.server import REPO_ROOT, RunningServer, StartServer, servers_in
+from tests.support.smtp_server import SmtpServer, start_smtp_server
 
-pytestmark = pytest.mark.browser
+#: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
+#: The fixtures below are the usual ones (tests/support/), on the module's loop.
+pytestmark = [pytest.mark.browser, ON_THE_MODULE_LOOP]
 
 HOSTILE_NAME = "<script>alert(1)</script>"
 SEED = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
+    browser = await launch_chromium(module_playwright)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def new_context(module_browser: Browser) -> AsyncIterator[NewContext]:
+    async with contexts_in(module_browser) as make:
+        yield make
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(new_context: NewContext) -> Page:
+    context = await new_context()
+    return await context.new_page()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    async with servers_in(tmp_path) as start:
+        yield start
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def server(start_server: StartServer) -> RunningServer:
+    return await start_server()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def smtp_server() -> AsyncIterator[SmtpServer]:
+    server = await start_smtp_server()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 async def register(page: Page, *, name: str, email: str, language: str | None = "ru") -> None:

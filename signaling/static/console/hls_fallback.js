@@ -8,8 +8,9 @@
 
 import { pageToken } from "/static/common/api.js";
 
-/** Without a connected peer this long after the server's offer, WebRTC is given up. */
-export const FALLBACK_AFTER_MS = 10_000;
+/** Without a connected peer this long after the server's offer, WebRTC is given up
+ * (the node's DRAGOMAN_WEBRTC_FALLBACK_S, from /api/delivery; this until it is known). */
+export const FALLBACK_AFTER_S = 10;
 const RETRY_MS = 4_000;
 const ORIGINAL = "original";
 
@@ -18,7 +19,7 @@ const ORIGINAL = "original";
  *   `onChange` is called when HLS starts or its status changes (the page re-renders).
  */
 export function hlsFallback({ video, onChange }) {
-  let delivery = null; // {delivery, hls, hls_public} from /api/delivery
+  let delivery = null; // {delivery, hls, hls_public, webrtc_fallback_s} from /api/delivery
   let player = null; // an Hls instance, or "native"
   let language = ORIGINAL;
   let timer = null;
@@ -44,14 +45,14 @@ export function hlsFallback({ video, onChange }) {
       return delivery?.delivery === "hls";
     },
 
-    /** Gives WebRTC `FALLBACK_AFTER_MS` to connect this peer, then plays HLS instead. */
+    /** Gives WebRTC the node's fallback time to connect this peer, then plays HLS instead. */
     watchPeer(peer) {
       clearTimeout(timer);
       const giveUp = () => {
         clearTimeout(timer);
         if (peer.connectionState !== "connected" && !state.active) state.start("webrtc_failed");
       };
-      timer = setTimeout(giveUp, FALLBACK_AFTER_MS);
+      timer = setTimeout(giveUp, 1000 * (delivery?.webrtc_fallback_s ?? FALLBACK_AFTER_S));
       peer.addEventListener("connectionstatechange", () => {
         if (peer.connectionState === "connected") clearTimeout(timer);
         else if (peer.connectionState === "failed") giveUp();
