@@ -177,18 +177,18 @@ async def test_workers_share_one_port_one_event_and_survive_a_killed_worker(
 
 
 async def test_a_wrong_number_of_workers_is_refused_with_the_reason(tmp_path: Path):
-    for value, reason in [
-        ("0", "'0' is not a number of workers (1, 2, ... or auto)"),
-        ("many", "'many' is not a number of workers"),
-    ]:
-        result = await dragoman("serve", "--data-dir", tmp_path, "--workers", value)
+    cases = [
+        (["--workers", "0"], "'0' is not a number of workers (1, 2, ... or auto)"),
+        (["--workers", "many"], "'many' is not a number of workers"),
+        (["--workers", "4", "--rtc-ports", "40000-40005"], "too small for 4 workers"),
+    ]
+    # Each is refused before it serves anything: run together.
+    results = await asyncio.gather(
+        *(dragoman("serve", "--data-dir", tmp_path, *args) for args, _ in cases)
+    )
+    for (_, reason), result in zip(cases, results, strict=True):
         assert result.status != 0
         assert reason in result.stderr, result.stderr
-    result = await dragoman(
-        "serve", "--data-dir", tmp_path, "--workers", "4", "--rtc-ports", "40000-40005"
-    )
-    assert result.status != 0
-    assert "too small for 4 workers" in result.stderr, result.stderr
 
 
 async def test_three_nodes_on_redis_one_dies_and_its_attendee_hears_again_elsewhere(

@@ -74,10 +74,11 @@ async def closed_because(client: WsClient, code: str, close_code: int, within: f
 async def test_a_link_revoked_from_the_command_line_closes_its_page_and_is_refused_after(
     live_server: RunningServer, open_ws
 ) -> None:
-    token, invitation = await invite(
-        live_server, "--role", "interpreter", "--booth", "ru-fr", "--name", "Anna"
+    # Two links made at once, as two terminals would (the store takes both).
+    (token, invitation), (other_token, _) = await asyncio.gather(
+        invite(live_server, "--role", "interpreter", "--booth", "ru-fr", "--name", "Anna"),
+        invite(live_server, "--role", "interpreter", "--booth", "ru-fr"),
     )
-    other_token, _ = await invite(live_server, "--role", "interpreter", "--booth", "ru-fr")
     booth = await welcomed(open_ws, live_server, token)
     partner = await welcomed(open_ws, live_server, other_token)
 
@@ -120,10 +121,10 @@ async def test_revoking_twice_or_an_unknown_id_is_a_clear_error(
 
 async def test_invite_list_shows_every_link_with_its_status(live_server: RunningServer) -> None:
     data_dir = live_server.settings.data_dir
-    _, anna = await invite(
-        live_server, "--role", "interpreter", "--booth", "ru-fr", "--name", "Anna"
+    (_, anna), (_, elena) = await asyncio.gather(
+        invite(live_server, "--role", "interpreter", "--booth", "ru-fr", "--name", "Anna"),
+        invite(live_server, "--role", "speaker", "--speaker", "elena-naumova"),
     )
-    _, elena = await invite(live_server, "--role", "speaker", "--speaker", "elena-naumova")
     await dragoman("revoke", anna, "--data-dir", data_dir)
 
     # Four commands that only read: run together, as four terminals would.

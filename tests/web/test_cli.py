@@ -106,16 +106,18 @@ async def test_invite_moderator_link_is_accepted_by_the_server(server: RunningSe
 
 
 async def test_invite_interpreter_link_is_scoped_to_its_booth(server: RunningServer) -> None:
-    result = await invite(server, "--role", "interpreter", "--booth", "ru-fr")
+    # Two interpreters of one booth, invited at once.
+    result, second = await asyncio.gather(
+        invite(server, "--role", "interpreter", "--booth", "ru-fr"),
+        invite(server, "--role", "interpreter", "--booth", "ru-fr"),
+    )
     assert result.status == 0, result.stderr
     url = result.stdout.strip()
     assert url.startswith(f"{server.url}/booth?token=")
     claims = server.signer.verify(token_of(url))
     assert (claims.role, claims.booth) == (Role.INTERPRETER, "ru-fr")
     # Two interpreters of one booth get two identities.
-    other = server.signer.verify(
-        token_of((await invite(server, "--role", "interpreter", "--booth", "ru-fr")).stdout)
-    )
+    other = server.signer.verify(token_of(second.stdout))
     assert other.subject != claims.subject
 
 
