@@ -27,8 +27,7 @@ from tests.e2e.conftest import SPEAKER_HZ, WAV_SECONDS, LiveNode, started_node
 from tests.support.browser import (
     DEFAULT_TIMEOUT_MS,
     ON_THE_MODULE_LOOP,
-    close_contexts,
-    launch_chromium,
+    chromium,
     page_errors,
 )
 from tests.support.tones import write_tone_wav
@@ -76,19 +75,8 @@ async def module_browser(
     speaker_wav = write_tone_wav(
         tmp_path_factory.mktemp("tones") / "speaker.wav", SPEAKER_HZ, WAV_SECONDS
     )
-    browser = await launch_chromium(module_playwright, fake_audio_wav=speaker_wav)
-    try:
+    async with chromium(module_playwright, fake_audio_wav=speaker_wav) as browser:
         yield browser
-    finally:
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield module_browser
-    finally:
-        await close_contexts(module_browser)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -20,8 +20,7 @@ from tests.e2e.watching import open_language_menu
 from tests.support.browser import (
     DEFAULT_TIMEOUT_MS,
     ON_THE_MODULE_LOOP,
-    close_contexts,
-    launch_chromium,
+    chromium,
 )
 
 #: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
@@ -40,19 +39,8 @@ window.WebSocket = class extends Native {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(module_playwright, fake_media=True)
-    try:
+    async with chromium(module_playwright, fake_media=True) as browser:
         yield browser
-    finally:
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield module_browser
-    finally:
-        await close_contexts(module_browser)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -26,7 +26,7 @@ from signaling.invitations import Invitation, new_invitation_id
 from signaling.tokens import Role
 from tests.e2e.conftest import LiveNode, started_node
 from tests.e2e.test_booth_and_stage_pages import SIZES, layout_problems_at, open_page
-from tests.support.browser import ON_THE_MODULE_LOOP, close_contexts, launch_chromium
+from tests.support.browser import ON_THE_MODULE_LOOP, chromium
 
 #: The tests share one browser (each opens its own contexts): see tests/support/browser.py.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300), ON_THE_MODULE_LOOP]
@@ -36,19 +36,13 @@ SPEAKER_ID, SPEAKER_NAME = "grigory-tsidenkov", "Grigory Tsidenkov"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(module_playwright, fake_media=True)
-    try:
+    async with chromium(module_playwright, fake_media=True) as browser:
         yield browser
-    finally:
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def browser(module_browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield module_browser
-    finally:
-        await close_contexts(module_browser)
+async def browser(media_browser: Browser) -> Browser:
+    return media_browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -25,7 +25,7 @@ from tests.e2e.test_live_event import MEDIA_TIMEOUT_MS, join_stage
 from tests.support.browser import (
     DEFAULT_TIMEOUT_MS,
     ON_THE_MODULE_LOOP,
-    close_contexts,
+    chromium,
     launch_chromium,
     page_errors,
 )
@@ -43,19 +43,8 @@ SPEAKER = ("alexander-tokovinin", "Alexander Tokovinin")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(module_playwright, fake_media=True)
-    try:
+    async with chromium(module_playwright, fake_media=True) as browser:
         yield browser
-    finally:
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
-    try:
-        yield module_browser
-    finally:
-        await close_contexts(module_browser)
 
 
 @pytest.fixture

@@ -103,6 +103,16 @@ async def launch_chromium(
     )
 
 
+@contextlib.asynccontextmanager
+async def chromium(playwright: Playwright, **options: Any) -> AsyncIterator[Browser]:
+    """`launch_chromium(playwright, **options)`, closed on leaving."""
+    browser = await launch_chromium(playwright, **options)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
 def page_errors(page: Page) -> list[str]:
     """A list that fills with the page's uncaught errors and console errors from now on."""
     errors: list[str] = []
@@ -135,6 +145,16 @@ async def module_playwright() -> AsyncIterator[Playwright]:
     """The Playwright driver of a module whose tests run on one loop (ON_THE_MODULE_LOOP)."""
     async with async_playwright() as playwright:
         yield playwright
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def media_browser(module_browser: Browser) -> AsyncIterator[Browser]:
+    """The module's shared browser (its own `module_browser` fixture, launched with what
+    its tests need) for one test: the contexts the test opened are closed after it."""
+    try:
+        yield module_browser
+    finally:
+        await close_contexts(module_browser)
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from signaling.registration import RegistrationLimits
 from tests.support.browser import (
     ON_THE_MODULE_LOOP,
     NewContext,
+    chromium,
     contexts_in,
-    launch_chromium,
     page_errors,
 )
 from tests.support.server import REPO_ROOT, RunningServer, StartServer, servers_in
@@ -35,11 +35,8 @@ SEED = REPO_ROOT / "config" / "events" / "shared-historical-memory.yaml"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_browser(module_playwright: Playwright) -> AsyncIterator[Browser]:
-    browser = await launch_chromium(module_playwright)
-    try:
+    async with chromium(module_playwright) as browser:
         yield browser
-    finally:
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
