@@ -125,9 +125,11 @@ async def test_an_h264_program_is_recorded_as_matroska_without_decoding(
     sfu.declare_output("program-video", "video")
     sfu.declare_output("floor", "audio")
     sfu.point("floor", "speaker/audio")
-    # Nobody on air at first: the file starts on its sound, its picture comes later.
+    # Nobody on air at first: the file starts on its sound, once the recording has waited
+    # for a keyframe (1 s here, 3 s on a node), its picture comes later.
     recording = sfu.record(tmp_path / "program.001.webm", "floor", "program-video")
-    await asyncio.sleep(3.5)
+    recording.first_keyframe_wait_s = 1.0
+    await asyncio.sleep(1.5)
     sfu.point("program-video", "speaker/video")
     await asyncio.sleep(3.0)
     recording.close()
