@@ -148,6 +148,8 @@ class Recording:
         self._on_failure = on_failure
         self._clock = clock
         self._origin = clock()
+        #: How long the header waits for the first keyframe (`FIRST_KEYFRAME_WAIT_S`).
+        self.first_keyframe_wait_s = FIRST_KEYFRAME_WAIT_S
         self._audio_output = audio
         self._video_output = video
         self._audio_clock = TapClock(OPUS_RATE, self._origin)
@@ -183,7 +185,7 @@ class Recording:
             self._pending_audio.append((pts, samples, payload))
             if (
                 len(self._pending_audio) >= MAX_PENDING_AUDIO
-                or wall - self._origin >= FIRST_KEYFRAME_WAIT_S
+                or wall - self._origin >= self.first_keyframe_wait_s
             ):
                 self._open(DEFAULT_SIZE)
             else:

@@ -78,9 +78,21 @@ async def test_h264_is_negotiated_forwarded_and_remuxed_without_decoding(
     packager = sfu.package_hls(
         tmp_path / "hls", ("program", "program-video"), [("original", "floor")], segment_s=1.0
     )
+    playlist_path = tmp_path / "hls" / "program.m3u8"
     try:
         await eventually(packager.ready, within=20, what="the first segments")
-        await asyncio.sleep(5.0)
+        # Until the playlist lists five segments (at least four are checked below, with
+        # more than 60 pictures), the viewer has decoded more than 30 and more than 60 are
+        # remuxed: what a fixed 5 s gave, about 4 s of pictures.
+        await eventually(
+            lambda: (
+                len(extinf(playlist_path.read_text())) >= 5
+                and viewer.video["video"].frames > 30
+                and packager.video_frames_remuxed > 60
+            ),
+            within=20,
+            what="four segments",
+        )
         assert packager.problem is None
         assert packager.video_frames_remuxed > 60
         assert packager.video_frames_encoded == 0  # nothing decoded, nothing encoded
@@ -125,9 +137,11 @@ async def test_an_h264_program_is_recorded_as_matroska_without_decoding(
     sfu.declare_output("program-video", "video")
     sfu.declare_output("floor", "audio")
     sfu.point("floor", "speaker/audio")
-    # Nobody on air at first: the file starts on its sound, its picture comes later.
+    # Nobody on air at first: the file starts on its sound, once the recording has waited
+    # for a keyframe (1 s here, 3 s on a node), its picture comes later.
     recording = sfu.record(tmp_path / "program.001.webm", "floor", "program-video")
-    await asyncio.sleep(3.5)
+    recording.first_keyframe_wait_s = 1.0
+    await asyncio.sleep(1.5)
     sfu.point("program-video", "speaker/video")
     await asyncio.sleep(3.0)
     recording.close()

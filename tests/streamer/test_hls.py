@@ -57,11 +57,25 @@ async def test_outputs_become_playlists_of_segments_that_decode(
         [("original", "floor"), ("fr", "channel:fr")],
         segment_s=1.0,
     )
+
+    def segments_done(name: str) -> int:
+        """Complete segments of playlist `name` so far."""
+        return (packager.progress(name) or (0, 0))[0]
+
     try:
         await eventually(packager.ready, within=20, what="the first segments")
-        await asyncio.sleep(3.0)
+        # The interpreter for two segments, then a cough for three more: the French
+        # playlist starts on his tone and ends on two whole segments of silence.
+        await eventually(lambda: segments_done("fr") >= 2, within=20, what="two segments")
         sfu.point("channel:fr", None)  # a cough
-        await asyncio.sleep(3.0)
+        coughed_in = segments_done("fr")
+        await eventually(
+            lambda: all(
+                segments_done(name) >= coughed_in + 3 for name in ("program", "original", "fr")
+            ),
+            within=20,
+            what="three segments more",
+        )
         assert packager.problem is None
         assert packager.video_codec is not None and packager.video_codec.startswith("avc1.42")
         assert packager.size == (320, 240)
