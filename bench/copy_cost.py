@@ -16,9 +16,17 @@ The receivers either sit in this process and are drained between bursts (the ker
 send path alone), or, with `--receivers-asleep`, in child processes blocked in select, as
 real subscribers are: then every burst also pays for waking them.
 
+`--cold` forwards as a server does: one packet at a time, 15 ms apart, and before each
+the CPU caches are swept (`--sweep-mib` of memory copied, outside the measured time) as the
+subscribers' processes and everything else on the machine sweep them between two packets
+of a channel. A copy then finds its slot's objects, its SRTP context and its socket out of
+the cache, which is what the per-subscriber figures of a real server (bench/vs_janus.py)
+measure; bursts of back-to-back packets measure the same code with warm caches.
+
     python -m bench.copy_cost                          # video, 50 slots
     python -m bench.copy_cost --kind audio --n 100
     python -m bench.copy_cost --receivers-asleep --json
+    python -m bench.copy_cost --receivers-asleep --cold --packets 300 --rounds 3
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ VIDEO_PAYLOAD = 1100
 AUDIO_PAYLOAD = 80
 #: Packets forwarded back to back before the receivers are drained (a video frame's worth).
 BURST = 20
+#: Time between two packets when the receivers sleep, or the caches are swept.
+PAUSE_S = 0.015
 
 VARIANTS = ("everything", "no picture ids", "no history", "no SRTP", "no send")
 
@@ -67,6 +77,8 @@ class Bench:
     packets: int
     rounds: int
     receivers_asleep: bool
+    #: MiB of memory swept between two packets, one packet at a time (0: warm bursts).
+    sweep_mib: int = 0
 
 
 class Rig:
@@ -161,30 +173,28 @@ class Rig:
     @contextmanager
     def asleep(self) -> Iterator[None]:
         """The receivers in child processes blocked in select (as subscribers are)."""
-        children = []
-        for share in range(5):
-            sockets = self.receivers[share::5]
-            pid = os.fork()
-            if pid == 0:
-                _drain_forever(sockets)
-            children.append(pid)
         mine, self.receivers = self.receivers, []
         try:
-            yield
+            with receivers_asleep(mine):
+                yield
         finally:
-            for pid in children:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
             self.receivers = mine
 
-    def measure(self, packets: int, pause_s: float) -> tuple[float, float]:
-        """User and system CPU-us per copy over `packets` packets."""
+    def measure(self, packets: int, pause_s: float, sweep_mib: int = 0) -> tuple[float, float]:
+        """User and system CPU-us per copy over `packets` packets.
+
+        With `sweep_mib`, packets go one at a time, each after a sweep of the caches.
+        """
         stream = self.packets(packets)
         forward, codec = self.forwarder.forward, self.codec
+        burst = 1 if sweep_mib else BURST
+        sweep = CacheSweep(sweep_mib) if sweep_mib else None
         user = system = 0.0
-        for start in range(0, packets, BURST):
+        for start in range(0, packets, burst):
+            if sweep is not None:
+                sweep.run()
             before = resource.getrusage(resource.RUSAGE_SELF)
-            for packet in stream[start : start + BURST]:
+            for packet in stream[start : start + burst]:
                 forward(packet, codec)
             after = resource.getrusage(resource.RUSAGE_SELF)
             user += after.ru_utime - before.ru_utime
@@ -194,6 +204,34 @@ class Rig:
                 time.sleep(pause_s)
         copies = packets * len(self.output.sinks)
         return user / copies * 1e6, system / copies * 1e6
+
+
+class CacheSweep:
+    """Evicts this core's caches by copying a buffer larger than them."""
+
+    def __init__(self, mib: int) -> None:
+        self._source = bytearray(os.urandom(1 << 20)) * mib
+        self._target = bytearray(len(self._source))
+
+    def run(self) -> None:
+        self._target[:] = self._source
+
+
+@contextmanager
+def receivers_asleep(sockets: list[socket.socket], processes: int = 5) -> Iterator[None]:
+    """`sockets` drained by `processes` child processes blocked in select."""
+    children = []
+    for share in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            _drain_forever(sockets[share::processes])
+        children.append(pid)
+    try:
+        yield
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def _drain_forever(sockets: list[socket.socket]) -> None:
@@ -242,12 +280,15 @@ def variant(rig: Rig, name: str) -> Iterator[None]:
 def run(bench: Bench) -> dict[str, object]:
     rig = Rig(bench.kind, bench.n)
     rig.measure(min(300, bench.packets), 0.0)  # warm-up (the first packet is a keyframe)
-    pause_s = 0.015 if bench.receivers_asleep else 0.0
+    pause_s = PAUSE_S if bench.receivers_asleep or bench.sweep_mib else 0.0
     rows = {}
     with rig.asleep() if bench.receivers_asleep else _nothing():
         for name in VARIANTS:
             with variant(rig, name):
-                rounds = [rig.measure(bench.packets, pause_s) for _ in range(bench.rounds)]
+                rounds = [
+                    rig.measure(bench.packets, pause_s, bench.sweep_mib)
+                    for _ in range(bench.rounds)
+                ]
             user, system = sorted(rounds, key=sum)[len(rounds) // 2]
             rows[name] = {"user_us": round(user, 2), "system_us": round(system, 2)}
     sent = rig.output.sinks[0].counters.packets
@@ -257,6 +298,7 @@ def run(bench: Bench) -> dict[str, object]:
         "packets_per_round": bench.packets,
         "rounds": bench.rounds,
         "receivers_asleep": bench.receivers_asleep,
+        "sweep_mib": bench.sweep_mib,
         "sent_to_first_slot": sent,
         "per_copy": rows,
     }
@@ -273,7 +315,12 @@ def table(result: dict[str, object]) -> str:
     total = sum(rows["everything"].values())
     lines = [
         f"{result['kind']}, {result['slots']} slots, receivers "
-        + ("asleep in other processes" if result["receivers_asleep"] else "drained in process"),
+        + ("asleep in other processes" if result["receivers_asleep"] else "drained in process")
+        + (
+            f", one packet at a time after a {result['sweep_mib']} MiB cache sweep"
+            if result["sweep_mib"]
+            else f", bursts of {BURST} packets"
+        ),
         "",
         "| variant | user us/copy | system us/copy | total | the part taken away |",
         "|---|---|---|---|---|",
@@ -293,14 +340,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--packets", type=int, default=3000, help="packets a round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--receivers-asleep", action="store_true")
+    parser.add_argument(
+        "--cold", action="store_true", help="one packet at a time, caches swept before each"
+    )
+    parser.add_argument("--sweep-mib", type=int, default=16, help="with --cold (default 16)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("n", "packets", "rounds"):
+    for name in ("n", "packets", "rounds", "sweep_mib"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} is at least 1, not {getattr(args, name)}")
+            parser.error(f"--{name.replace('_', '-')} is at least 1, not {getattr(args, name)}")
     if args.receivers_asleep and args.n < 5:
         parser.error("--receivers-asleep spreads the receivers over 5 processes: --n 5 at least")
-    result = run(Bench(args.kind, args.n, args.packets, args.rounds, args.receivers_asleep))
+    sweep_mib = args.sweep_mib if args.cold else 0
+    bench = Bench(args.kind, args.n, args.packets, args.rounds, args.receivers_asleep, sweep_mib)
+    result = run(bench)
     print(json.dumps(result) if args.json else table(result))
     sys.stdout.flush()
 

@@ -30,3 +30,12 @@ def test_copy_cost_refuses_bad_sizes_with_the_reason(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         copy_cost.main(["--n", "3", "--receivers-asleep"])
     assert "--n 5 at least" in capsys.readouterr().err
+
+
+def test_copy_cost_cold_sends_one_packet_at_a_time_after_a_sweep() -> None:
+    result = copy_cost.run(
+        copy_cost.Bench(kind="audio", n=3, packets=5, rounds=1, receivers_asleep=False, sweep_mib=1)
+    )
+    assert result["sweep_mib"] == 1
+    assert result["sent_to_first_slot"] == 5 + 5 * len(copy_cost.VARIANTS)
+    assert "one packet at a time after a 1 MiB cache sweep" in copy_cost.table(result)
