@@ -34,6 +34,7 @@ The per-worker column (attendees and CPU of each worker) shows the placement is 
 
     python -m bench.scale                          # W = 1,2,3, N = 100, 10 s windows
     python -m bench.scale --workers 1,2 --n 150 --window 15 --json
+    python -m bench.scale --workers 1,2 --reps 3   # interleaved, ratio of the medians
 """
 
 from __future__ import annotations
@@ -126,15 +127,47 @@ async def one(workers: int, options: argparse.Namespace) -> dict[str, Any]:
 
 async def bench(options: argparse.Namespace) -> dict[str, Any]:
     rows = []
-    for workers in options.workers:
-        rows.append(await one(workers, options))
-    base = rows[0]
-    for row in rows:
-        # A cost at or under zero: the noise of the machine exceeded N attendees' cost.
-        positive = base["cpu_per_attendee"] > 0
-        row["cost_ratio"] = row["cpu_per_attendee"] / base["cpu_per_attendee"] if positive else None
-        row["held_ratio"] = row["held"] / base["held"] if row["held"] and base["held"] else None
-    return {"budget": options.budget, "window": options.window, "rows": rows}
+    # Repetitions interleaved (1, 2, 1, 2, ...): a busy minute of the machine falls on
+    # every worker count alike instead of on one of them.
+    for rep in range(options.reps):
+        base = None
+        for workers in options.workers:
+            row = await one(workers, options)
+            row["rep"] = rep + 1
+            base = base or row
+            compare(row, base)
+            rows.append(row)
+    return {
+        "budget": options.budget,
+        "window": options.window,
+        "reps": options.reps,
+        "rows": rows,
+        "medians": medians(rows, options.workers, options.budget),
+    }
+
+
+def compare(row: dict[str, Any], base: dict[str, Any]) -> None:
+    """`row`'s cost and held attendees as ratios to the W = 1 row of its repetition."""
+    # A cost at or under zero: the noise of the machine exceeded N attendees' cost.
+    positive = base["cpu_per_attendee"] > 0
+    row["cost_ratio"] = row["cpu_per_attendee"] / base["cpu_per_attendee"] if positive else None
+    row["held_ratio"] = row["held"] / base["held"] if row["held"] and base["held"] else None
+
+
+def medians(rows: list[dict[str, Any]], counts: list[int], budget: float) -> list[dict[str, Any]]:
+    """Per worker count, the median idle CPU and cost per attendee over the repetitions,
+    and held(W) and its ratio to W = 1 computed from those medians."""
+    out = []
+    for workers in counts:
+        mine = [r for r in rows if r["workers"] == workers]
+        idle = statistics.median(r["idle_cpu"] for r in mine)
+        cost = statistics.median(r["cpu_per_attendee"] for r in mine)
+        held = (workers * budget - idle) / cost if cost > 0 else None
+        out.append({"workers": workers, "idle_cpu": idle, "cpu_per_attendee": cost, "held": held})
+    base = out[0]
+    for row in out:
+        compare(row, base)
+    return out
 
 
 def report(result: dict[str, Any]) -> None:
@@ -150,6 +183,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if result["reps"] > 1 and r["workers"] == rows[0]["workers"]:
+            print(f"| repetition {r['rep']} |||||||||||||")
         workers = "; ".join(f"{count}, {cpu:.3f}" for _, count, cpu in r["per_worker"]) or "-"
         held = f"{r['held']:.0f}" if r["held"] else "-"
         held_ratio = f"{r['held_ratio']:.2f}x" if r["held_ratio"] else "-"
@@ -161,10 +196,20 @@ def report(result: dict[str, Any]) -> None:
             f"| {held} | {held_ratio} | {workers} | {r['clients_cpu']:.2f} "
             f"| {r['machine_busy_idle']:.2f}, {r['machine_busy']:.2f} |"
         )
-    for r in rows[1:]:
-        if r["held_ratio"]:
+    for r in rows:
+        if r["workers"] > 1 and r["held_ratio"]:
             target = "  (target >= 1.8x)" if r["workers"] == 2 else ""
-            print(f"    held({r['workers']}) / held(1) = {r['held_ratio']:.2f}x{target}")
+            rep = f", repetition {r['rep']}" if result["reps"] > 1 else ""
+            print(f"    held({r['workers']}) / held(1) = {r['held_ratio']:.2f}x{target}{rep}")
+    if result["reps"] > 1:
+        print(f"  medians of {result['reps']} repetitions:")
+        for m in result["medians"]:
+            held = f"{m['held']:.0f}" if m["held"] else "-"
+            ratio = f", held vs W=1 {m['held_ratio']:.2f}x" if m["held_ratio"] else ""
+            print(
+                f"    W={m['workers']}: idle {m['idle_cpu']:.4f} CPU-s/s, per attendee "
+                f"{m['cpu_per_attendee']:.5f}, held {held}{ratio}"
+            )
     for r in rows:
         if r["errors"]:
             print(f"    W={r['workers']}: {r['failed']} failed joins, e.g. {r['errors']}")
@@ -186,14 +231,17 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=0.8, help="CPU-s/s each worker may spend (0.8)"
     )
+    parser.add_argument(
+        "--reps", type=int, default=1, help="repetitions of the worker counts, interleaved (1)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     options = parser.parse_args()
     try:
         options.workers = [int(w) for w in options.workers.split(",")]
     except ValueError:
         parser.error(f"--workers: {options.workers!r} is not a list like 1,2,3")
-    if any(w < 1 for w in options.workers) or options.n < 1 or options.clients < 1:
-        parser.error("--workers, --n and --clients must be at least 1")
+    if min(*options.workers, options.n, options.clients, options.reps) < 1:
+        parser.error("--workers, --n, --clients and --reps must be at least 1")
     if options.workers[0] != 1:
         parser.error("--workers must start with 1: every other count is compared with it")
     if options.idle_window is None:

@@ -16,6 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench import scale
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,6 +78,23 @@ async def test_scale_runs_at_a_tiny_size():
     assert len(two["per_worker"]) == 2
 
 
+def test_scale_takes_the_ratio_of_the_medians_of_interleaved_repetitions():
+    def row(workers: int, idle: float, cost: float) -> dict[str, float]:
+        return {"workers": workers, "idle_cpu": idle, "cpu_per_attendee": cost}
+
+    rows = [
+        row(1, 0.02, 0.0010), row(2, 0.04, 0.0011),
+        row(1, 0.02, 0.0012), row(2, 0.05, 0.0013),
+        row(1, 0.03, 0.0011), row(2, 0.04, 0.0020),
+    ]  # fmt: skip
+    one, two = scale.medians(rows, [1, 2], budget=0.8)
+    assert (one["idle_cpu"], one["cpu_per_attendee"]) == (0.02, 0.0011)
+    assert (two["idle_cpu"], two["cpu_per_attendee"]) == (0.04, 0.0013)
+    assert two["held"] == pytest.approx((1.6 - 0.04) / 0.0013)
+    assert two["held_ratio"] == pytest.approx(two["held"] / ((0.8 - 0.02) / 0.0011))
+    assert two["cost_ratio"] == pytest.approx(0.0013 / 0.0011)
+
+
 async def refusal(module: str, *args: str) -> tuple[int | None, str]:
     """The exit status and error output of a bench run with `args`."""
     process = await asyncio.create_subprocess_exec(
@@ -94,6 +115,7 @@ async def test_the_benches_refuse_bad_sizes_with_the_reason():
         ("bench.scale", ["--workers", "1,x"], "is not a list like 1,2,3"),
         ("bench.scale", ["--workers", "0"], "must be at least 1"),
         ("bench.scale", ["--workers", "2,1"], "must start with 1"),
+        ("bench.scale", ["--reps", "0"], "--reps must be at least 1"),
         ("bench.join_wave", ["--n", "0"], "must be at least 1"),
     ]
     # Each run only parses its arguments and exits: run together.
