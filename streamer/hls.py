@@ -134,8 +134,9 @@ class _VideoTap:
         self.h264 = H264Frames()
         self.last_pts = -1
         # Where the segment in progress started, as far as the tap can tell (see
-        # `_follow_segments`).
+        # `_follow_segments`), and whether it had to start without a keyframe.
         self.segment_start = -(10**12)
+        self.keyframe_owed = False
         self.refused: str | None = None
 
     def on_packet(
@@ -177,21 +178,28 @@ class _VideoTap:
         # packets may wait for a retransmission, and asking then would bring another.
         if self.h264.keyframe_coming:
             return False
+        if self.keyframe_owed:
+            return True
         at = self.clock.at(wall)
         return at - self.segment_start >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
 
     def _follow_segments(self, pts: int, keyframe: bool) -> None:
-        # The packager cuts a segment on a keyframe once it is long enough, or without
-        # one when it would be too long (streamer/cmaf.py). Requests are timed from where
-        # the segment started, not from the last keyframe: one that came early (asked
-        # for by a subscriber that lost a picture) starts no segment, and timing from it
-        # put the next request off past the cut.
+        # The packager cuts a segment on a keyframe once it is long enough, or, when none
+        # came in time, where it would be too long, on the last keyframe repeated
+        # (streamer/cmaf.py, `_VideoTrack`): the pictures then wait for the next one, which
+        # is asked for until it comes. Requests are timed from where the segment started,
+        # not from the last keyframe: one that came early (asked for by a subscriber that
+        # lost a picture) starts no segment, and timing from it put the next request off
+        # past the cut.
         segment = self.packager.segment_s
         since = (pts - self.segment_start) / VIDEO_RATE
-        if (keyframe and since >= (KEYFRAME_LEAD - 0.1) * segment) or since > longest_segment_s(
-            segment
-        ):
-            self.segment_start = pts
+        if keyframe:
+            self.keyframe_owed = False
+            if since >= (KEYFRAME_LEAD - 0.1) * segment:
+                self.segment_start = pts
+        elif since > longest_segment_s(segment):
+            self.segment_start += round(longest_segment_s(segment) * VIDEO_RATE)
+            self.keyframe_owed = True
 
 
 class _AudioTrack:
@@ -269,6 +277,12 @@ class _VideoTrack:
     encoded here, decodes too. VP8 pictures, and the picture repeated while the
     output carries nothing, are encoded with x264 (constrained baseline, a keyframe
     at every segment start).
+
+    Every remuxed segment starts on a keyframe, so that a player starting on any of them
+    decodes all it gets: when the publisher's keyframe comes too late for the segment
+    to end on it, the last keyframe is repeated where the segment must end, and the
+    pictures after it (which refer to ones a player starting there never got) are left
+    out until the next keyframe.
     """
 
     def __init__(
@@ -301,7 +315,8 @@ class _VideoTrack:
         # A repeated keyframe reset the decoder's references: the publisher's stream
         # goes on from its next keyframe only.
         self.resume_on_keyframe = False
-        #: Pictures repeated while the output carried none (remuxing: its last keyframe).
+        #: Pictures repeated while the output carried none, or where a segment had to end
+        #: before a keyframe came (remuxing: its last keyframe).
         self.repeated = 0
         #: Pictures written as the publisher sent them / encoded here.
         self.remuxed = 0
@@ -342,6 +357,17 @@ class _VideoTrack:
             return  # after encoded or repeated pictures, resume on a keyframe
         if pts <= self.last_pts:
             return  # behind a repeated picture: the repeats go on until one is written
+        if self.remuxing:
+            # The segment must end before this picture, and no keyframe came in time (or
+            # the source's clock jumped ahead): the last keyframe again where it must
+            # end, and the pictures wait for the next one. A picture that needs others
+            # cannot take the last place either: nothing would fit after it.
+            while (due := self._sync_due()) is not None and (
+                pts > due or (pts == due and not keyframe)
+            ):
+                self._repeat_keyframe(max(due, self.last_pts + 1))
+            if self.resume_on_keyframe and not keyframe:
+                return
         self.last_input = wall
         if keyframe:
             self.last_keyframe_unit = data
@@ -368,14 +394,15 @@ class _VideoTrack:
         """No picture lately: repeat the last one (black before any)."""
         if wall - self.last_input < VIDEO_IDLE_S:
             return
-        if pts - self.last_pts < VIDEO_RATE // SLATE_FPS:
-            return
         if self.remuxing and self.last_keyframe_unit is not None:
             # The publisher's last keyframe again: nothing is decoded for a pause.
-            units = nal_units(self.last_keyframe_unit)
-            self._write(avcc_sample(units), pts, True)
-            self.resume_on_keyframe = True
-            self.repeated += 1
+            due = self._sync_due()
+            if due is not None and pts > due:
+                self._repeat_keyframe(max(due, self.last_pts + 1))
+            elif pts - self.last_pts >= VIDEO_RATE // SLATE_FPS:
+                self._repeat_keyframe(pts)
+            return
+        if pts - self.last_pts < VIDEO_RATE // SLATE_FPS:
             return
         frame = self.last_frame
         if frame is None:
@@ -384,6 +411,16 @@ class _VideoTrack:
                 np.zeros((height, width, 3), dtype=np.uint8), format="rgb24"
             )
         self._encode(frame, pts)
+
+    def _sync_due(self) -> int | None:
+        return self.playlist.sync_due if self.playlist is not None else None
+
+    def _repeat_keyframe(self, pts: int) -> None:
+        """The publisher's last keyframe again at `pts`; its pictures resume on the next."""
+        assert self.last_keyframe_unit is not None
+        self._write(avcc_sample(nal_units(self.last_keyframe_unit)), pts, True)
+        self.resume_on_keyframe = True
+        self.repeated += 1
 
     def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         if pts <= self.last_pts:
