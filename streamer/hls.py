@@ -308,6 +308,11 @@ class _VideoTrack:
         self.last_keyframe_unit: bytes | None = None
         self.last_pts = -1
         self.last_keyframe = -(10**12)
+        self.origin = started
+        # How far behind the packager's clock the source's pictures are placed (the
+        # tap's clock follows their RTP times, which lag arrival as delays grow): a
+        # repeated picture goes where the source's next one will land, not ahead of it.
+        self.behind = 0
         # The first picture is awaited a moment, so that a remuxed stream's own
         # parameter sets make the init segment.
         self.last_input = started + FIRST_PICTURE_WAIT_S - VIDEO_IDLE_S
@@ -353,6 +358,7 @@ class _VideoTrack:
             except H264Error as exc:
                 logger.warning("HLS: H.264 video without a usable SPS: %s", exc)
                 return
+        self._follow_source(pts, wall)
         if (not self.remuxing or self.resume_on_keyframe) and not keyframe:
             return  # after encoded or repeated pictures, resume on a keyframe
         if pts <= self.last_pts:
@@ -385,17 +391,23 @@ class _VideoTrack:
             decoded = decoder.decode(av.Packet(data))
         except av.FFmpegError:
             return
+        self._follow_source(pts, wall)
         self.last_input = wall
         for frame in decoded:
             self.last_frame = frame
             self._encode(frame, pts)
 
     def idle(self, pts: int, wall: float) -> None:
-        """No picture lately: repeat the last one (black before any)."""
+        """No picture lately (`pts`: the packager's clock now): repeat the last one (black
+        before any)."""
         if wall - self.last_input < VIDEO_IDLE_S:
             return
+        pts -= self.behind
         if self.remuxing and self.last_keyframe_unit is not None:
-            # The publisher's last keyframe again: nothing is decoded for a pause.
+            # The publisher's last keyframe again: nothing is decoded for a pause. One
+            # repeat behind where the source's next picture lands: a little jitter must
+            # not put that one (the keyframe the repeats wait for) behind a repeat.
+            pts -= VIDEO_RATE // SLATE_FPS
             due = self._sync_due()
             if due is not None and pts > due:
                 self._repeat_keyframe(max(due, self.last_pts + 1))
@@ -411,6 +423,9 @@ class _VideoTrack:
                 np.zeros((height, width, 3), dtype=np.uint8), format="rgb24"
             )
         self._encode(frame, pts)
+
+    def _follow_source(self, pts: int, wall: float) -> None:
+        self.behind = max(0, round((wall - self.origin) * VIDEO_RATE) - pts)
 
     def _sync_due(self) -> int | None:
         return self.playlist.sync_due if self.playlist is not None else None

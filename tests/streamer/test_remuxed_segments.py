@@ -4,8 +4,9 @@ The packager's two halves run here without its thread: its video tap (on the for
 loop: frame assembly, timing, keyframe requests) and its video track (in the worker:
 segments, and the last keyframe repeated while no picture comes). A player may start on
 any segment the playlist lists, so each one must decode on its own, whatever the path
-did: a keyframe asked for that comes late, a picture lost for good, a publisher that
-falls behind.
+did: a keyframe asked for that comes late, a picture lost for good, pictures held up on
+their way, a publisher that falls behind. And the pictures must come back at the next
+keyframe, not be refused for coming after a repeated one.
 """
 
 from __future__ import annotations
@@ -166,6 +167,22 @@ def test_a_picture_lost_mid_gop_leaves_out_the_pictures_after_it_until_the_next_
     assert packager.asked, "the keyframe after the loss was not asked for"
 
 
+def test_pictures_held_up_on_their_way_resume_at_the_next_keyframe(tmp_path: Path) -> None:
+    # From the second second on, pictures come 0.6 s later than the first did (a path,
+    # or a publisher, that fell behind): for a moment none comes, the last keyframe is
+    # repeated, and then the source's pictures must take over again at its next keyframe.
+    units = pictures(100, keyframes={0, 60})
+    arrival = {i: i / 30 + 0.02 + (0.6 if i >= 30 else 0.0) for i in range(100)}
+    packager = Packager(tmp_path)
+    packager.run(units, arrival, lost=set())
+    segments = packager.segments()
+
+    written = {s for segment in segments for s in segment}
+    assert packager.track.repeated > 0
+    assert {sample(u) for u in units[60:]} <= written
+    assert {sample(u) for u in units[:30]} <= written
+
+
 def test_a_publisher_slower_than_its_clock_is_re_anchored_without_a_picture_out_of_place(
     tmp_path: Path,
 ) -> None:
@@ -178,5 +195,6 @@ def test_a_publisher_slower_than_its_clock_is_re_anchored_without_a_picture_out_
     segments = packager.segments()
 
     written = {s for segment in segments for s in segment}
-    assert {sample(u) for u in units[:121]} <= written
+    # Left out from the jump to the next keyframe, back from that one on.
+    assert {sample(u) for u in units[:121] + units[150:]} <= written
     assert not written & {sample(u) for u in units[121:150]}
