@@ -209,11 +209,13 @@ class PartedPlaylist:
         self._pending = _Sample(dts, data, sync)
 
     def close(self) -> None:
-        """Write what is buffered (the last sample lasts as long as the one before)."""
+        """Write what is buffered (the last sample lasts as long as the one before, or
+        less where its segment must end: it would start a segment of its own)."""
+        due = self.sync_due
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None and due is not None:
             previous = self._part[-1].duration if self._part else self.timescale // 30
-            pending.duration = previous or 1
+            pending.duration = max(1, min(previous or 1, due - pending.dts))
             self._place(pending)
         self._end_part()
         if self._segments and not self._segments[-1].complete:
