@@ -11,7 +11,8 @@ libav's mp4 muxer) and writes, in its directory:
   stalls them;
 - ``<name>_00007.m4s``: segment 7, the concatenation of its parts, for players that
   ignore parts. A segment starts on a sync sample (a keyframe) once the last one is
-  long enough, and is cut anyway before it could round above the target duration;
+  long enough, and is cut anyway before it could round above the target duration
+  (`sync_due` tells a caller when, so that it can put a sync sample there);
 - ``<name>.m3u8``: the media playlist (``EXT-X-VERSION:9``), rewritten atomically after
   each part: the last segments, the parts of the last complete segment and of the one
   in progress, and a preload hint for the next part.
@@ -175,6 +176,23 @@ class PartedPlaylist:
     def init_uri(self) -> str:
         return f"{self.name}_init.mp4"
 
+    @property
+    def sync_due(self) -> int | None:
+        """When the segment that the sample waiting for its duration ends up in must end
+        (None before any sample). A next sample later than this makes it too long: the
+        segment is cut before the waiting sample, or has to be longer than the target
+        allows. A next sample there or later must be a sync sample: one that is not
+        would start a segment that a player starting there cannot decode. A caller that
+        can repeat a sync sample puts one here first."""
+        pending = self._pending
+        if pending is None:
+            return None
+        if pending.sync:  # where it ends up, a segment may start on it
+            return pending.dts + self._longest
+        segment = self._segments[-1]
+        so_far = segment.duration + sum(s.duration for s in self._part)
+        return pending.dts + self._longest - so_far
+
     def add(self, dts: int, data: bytes, sync: bool) -> None:
         """One encoded sample at decode time `dts` (the track's timescale, on the one
         clock every rendition shares); written when the next one tells its duration."""
@@ -191,11 +209,13 @@ class PartedPlaylist:
         self._pending = _Sample(dts, data, sync)
 
     def close(self) -> None:
-        """Write what is buffered (the last sample lasts as long as the one before)."""
+        """Write what is buffered (the last sample lasts as long as the one before, or
+        less where its segment must end: it would start a segment of its own)."""
+        due = self.sync_due
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None and due is not None:
             previous = self._part[-1].duration if self._part else self.timescale // 30
-            pending.duration = previous or 1
+            pending.duration = max(1, min(previous or 1, due - pending.dts))
             self._place(pending)
         self._end_part()
         if self._segments and not self._segments[-1].complete:

@@ -134,8 +134,9 @@ class _VideoTap:
         self.h264 = H264Frames()
         self.last_pts = -1
         # Where the segment in progress started, as far as the tap can tell (see
-        # `_follow_segments`).
+        # `_follow_segments`), and whether it had to start without a keyframe.
         self.segment_start = -(10**12)
+        self.keyframe_owed = False
         self.refused: str | None = None
 
     def on_packet(
@@ -177,21 +178,28 @@ class _VideoTap:
         # packets may wait for a retransmission, and asking then would bring another.
         if self.h264.keyframe_coming:
             return False
+        if self.keyframe_owed:
+            return True
         at = self.clock.at(wall)
         return at - self.segment_start >= KEYFRAME_LEAD * self.packager.segment_s * VIDEO_RATE
 
     def _follow_segments(self, pts: int, keyframe: bool) -> None:
-        # The packager cuts a segment on a keyframe once it is long enough, or without
-        # one when it would be too long (streamer/cmaf.py). Requests are timed from where
-        # the segment started, not from the last keyframe: one that came early (asked
-        # for by a subscriber that lost a picture) starts no segment, and timing from it
-        # put the next request off past the cut.
+        # The packager cuts a segment on a keyframe once it is long enough, or, when none
+        # came in time, where it would be too long, on the last keyframe repeated
+        # (streamer/cmaf.py, `_VideoTrack`): the pictures then wait for the next one, which
+        # is asked for until it comes. Requests are timed from where the segment started,
+        # not from the last keyframe: one that came early (asked for by a subscriber that
+        # lost a picture) starts no segment, and timing from it put the next request off
+        # past the cut.
         segment = self.packager.segment_s
         since = (pts - self.segment_start) / VIDEO_RATE
-        if (keyframe and since >= (KEYFRAME_LEAD - 0.1) * segment) or since > longest_segment_s(
-            segment
-        ):
-            self.segment_start = pts
+        if keyframe:
+            self.keyframe_owed = False
+            if since >= (KEYFRAME_LEAD - 0.1) * segment:
+                self.segment_start = pts
+        elif since > longest_segment_s(segment):
+            self.segment_start += round(longest_segment_s(segment) * VIDEO_RATE)
+            self.keyframe_owed = True
 
 
 class _AudioTrack:
@@ -269,6 +277,12 @@ class _VideoTrack:
     encoded here, decodes too. VP8 pictures, and the picture repeated while the
     output carries nothing, are encoded with x264 (constrained baseline, a keyframe
     at every segment start).
+
+    Every remuxed segment starts on a keyframe, so that a player starting on any of them
+    decodes all it gets: when the publisher's keyframe comes too late for the segment
+    to end on it, the last keyframe is repeated where the segment must end, and the
+    pictures after it (which refer to ones a player starting there never got) are left
+    out until the next keyframe.
     """
 
     def __init__(
@@ -294,6 +308,11 @@ class _VideoTrack:
         self.last_keyframe_unit: bytes | None = None
         self.last_pts = -1
         self.last_keyframe = -(10**12)
+        self.origin = started
+        # How far behind the packager's clock the source's pictures are placed (the
+        # tap's clock follows their RTP times, which lag arrival as delays grow): a
+        # repeated picture goes where the source's next one will land, not ahead of it.
+        self.behind = 0
         # The first picture is awaited a moment, so that a remuxed stream's own
         # parameter sets make the init segment.
         self.last_input = started + FIRST_PICTURE_WAIT_S - VIDEO_IDLE_S
@@ -301,7 +320,8 @@ class _VideoTrack:
         # A repeated keyframe reset the decoder's references: the publisher's stream
         # goes on from its next keyframe only.
         self.resume_on_keyframe = False
-        #: Pictures repeated while the output carried none (remuxing: its last keyframe).
+        #: Pictures repeated while the output carried none, or where a segment had to end
+        #: before a keyframe came (remuxing: its last keyframe).
         self.repeated = 0
         #: Pictures written as the publisher sent them / encoded here.
         self.remuxed = 0
@@ -338,10 +358,22 @@ class _VideoTrack:
             except H264Error as exc:
                 logger.warning("HLS: H.264 video without a usable SPS: %s", exc)
                 return
+        self._follow_source(pts, wall)
         if (not self.remuxing or self.resume_on_keyframe) and not keyframe:
             return  # after encoded or repeated pictures, resume on a keyframe
         if pts <= self.last_pts:
             return  # behind a repeated picture: the repeats go on until one is written
+        if self.remuxing:
+            # The segment must end before this picture, and no keyframe came in time (or
+            # the source's clock jumped ahead): the last keyframe again where it must
+            # end, and the pictures wait for the next one. A picture that needs others
+            # cannot take the last place either: nothing would fit after it.
+            while (due := self._sync_due()) is not None and (
+                pts > due or (pts == due and not keyframe)
+            ):
+                self._repeat_keyframe(max(due, self.last_pts + 1))
+            if self.resume_on_keyframe and not keyframe:
+                return
         self.last_input = wall
         if keyframe:
             self.last_keyframe_unit = data
@@ -359,23 +391,30 @@ class _VideoTrack:
             decoded = decoder.decode(av.Packet(data))
         except av.FFmpegError:
             return
+        self._follow_source(pts, wall)
         self.last_input = wall
         for frame in decoded:
             self.last_frame = frame
             self._encode(frame, pts)
 
     def idle(self, pts: int, wall: float) -> None:
-        """No picture lately: repeat the last one (black before any)."""
+        """No picture lately (`pts`: the packager's clock now): repeat the last one (black
+        before any)."""
         if wall - self.last_input < VIDEO_IDLE_S:
             return
-        if pts - self.last_pts < VIDEO_RATE // SLATE_FPS:
-            return
+        pts -= self.behind
         if self.remuxing and self.last_keyframe_unit is not None:
-            # The publisher's last keyframe again: nothing is decoded for a pause.
-            units = nal_units(self.last_keyframe_unit)
-            self._write(avcc_sample(units), pts, True)
-            self.resume_on_keyframe = True
-            self.repeated += 1
+            # The publisher's last keyframe again: nothing is decoded for a pause. One
+            # repeat behind where the source's next picture lands: a little jitter must
+            # not put that one (the keyframe the repeats wait for) behind a repeat.
+            pts -= VIDEO_RATE // SLATE_FPS
+            due = self._sync_due()
+            if due is not None and pts > due:
+                self._repeat_keyframe(max(due, self.last_pts + 1))
+            elif pts - self.last_pts >= VIDEO_RATE // SLATE_FPS:
+                self._repeat_keyframe(pts)
+            return
+        if pts - self.last_pts < VIDEO_RATE // SLATE_FPS:
             return
         frame = self.last_frame
         if frame is None:
@@ -384,6 +423,19 @@ class _VideoTrack:
                 np.zeros((height, width, 3), dtype=np.uint8), format="rgb24"
             )
         self._encode(frame, pts)
+
+    def _follow_source(self, pts: int, wall: float) -> None:
+        self.behind = max(0, round((wall - self.origin) * VIDEO_RATE) - pts)
+
+    def _sync_due(self) -> int | None:
+        return self.playlist.sync_due if self.playlist is not None else None
+
+    def _repeat_keyframe(self, pts: int) -> None:
+        """The publisher's last keyframe again at `pts`; its pictures resume on the next."""
+        assert self.last_keyframe_unit is not None
+        self._write(avcc_sample(nal_units(self.last_keyframe_unit)), pts, True)
+        self.resume_on_keyframe = True
+        self.repeated += 1
 
     def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         if pts <= self.last_pts:

@@ -144,6 +144,21 @@ def test_segments_start_on_keyframes_and_a_long_stretch_without_one_is_cut_anywa
         assert all(p.duration <= final.part_target + 1e-6 for p in segment.parts)
 
 
+def test_the_last_picture_is_not_made_to_start_a_segment_by_the_duration_it_is_given(
+    tmp_path: Path,
+) -> None:
+    # The last picture is given the duration of the one before it, which here would take
+    # its segment past the longest (1.45 s of one-second segments): it ends there instead
+    # of starting a segment of its own, which a player starting there could not decode.
+    init, packets = h264_track(keyframe_every=300, seconds=44 / 30)
+    assert len(packets) == 44
+    playlist = PartedPlaylist(tmp_path, "program", init, segment_s=1.0)
+    feed(playlist, init, packets)
+    final = ll_hls.parse((tmp_path / "program.m3u8").read_text())
+    final.check()
+    assert [s.duration for s in final.complete] == [1.45]
+
+
 def test_an_init_segment_without_a_track_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="without tkhd or mdhd"):
         PartedPlaylist(tmp_path, "x", b"\x00\x00\x00\x08free", segment_s=2.0)

@@ -49,15 +49,12 @@ class MediaPlaylist:
     def complete(self) -> list[Segment]:
         return [s for s in self.segments if s.uri is not None]
 
-    def check(self, picture_gap: float = 0.0, keyframe_starts: bool = True) -> None:
+    def check(self, picture_gap: float = 0.0) -> None:
         """Assert what the specification asks of a low-latency media playlist.
 
         `picture_gap`: live video from peers on a loaded machine may go without a
         picture for a moment; a part that is one such picture is longer than the target
-        by up to that much (see streamer/cmaf.py).
-        `keyframe_starts`: every segment starts on a keyframe; otherwise (a publisher whose
-        keyframe came too late over a lossy path) one that does not must not be announced
-        as independent, and the playlist must not say that all are."""
+        by up to that much (see streamer/cmaf.py). Every segment starts on a keyframe."""
         assert self.version >= 9
         assert self.can_block
         assert self.part_hold_back >= 2 * self.part_target
@@ -69,10 +66,8 @@ class MediaPlaylist:
                 if segment.parts:
                     total = sum(p.duration for p in segment.parts)
                     assert total == pytest.approx(segment.duration, abs=1e-3)
-            if segment.parts and keyframe_starts:
+            if segment.parts:
                 assert segment.parts[0].independent, segment
-            elif segment.parts and not segment.parts[0].independent:
-                assert not self.independent_segments, segment
         msns = [s.msn for s in self.segments]
         assert msns == list(range(self.media_sequence, self.media_sequence + len(msns)))
         if not self.ended:
