@@ -155,18 +155,35 @@ def compare(row: dict[str, Any], base: dict[str, Any]) -> None:
 
 
 def medians(rows: list[dict[str, Any]], counts: list[int], budget: float) -> list[dict[str, Any]]:
-    """Per worker count, the median idle CPU and cost per attendee over the repetitions,
-    and held(W) and its ratio to W = 1 computed from those medians."""
+    """Per worker count, the median idle CPU and cost per attendee over the repetitions
+    in which every attendee joined and received the channel, and held(W) and its ratio
+    to W = 1 computed from those medians.
+
+    A repetition with starved attendees is left out, as bench/vs_janus.py leaves out runs
+    with packets not delivered: an overloaded machine delivers less and so costs less.
+    """
     out = []
     for workers in counts:
-        mine = [r for r in rows if r["workers"] == workers]
-        idle = statistics.median(r["idle_cpu"] for r in mine)
-        cost = statistics.median(r["cpu_per_attendee"] for r in mine)
-        held = (workers * budget - idle) / cost if cost > 0 else None
-        out.append({"workers": workers, "idle_cpu": idle, "cpu_per_attendee": cost, "held": held})
+        mine = [
+            r
+            for r in rows
+            if r["workers"] == workers and r["failed"] == 0 and r["receiving"] == r["n"]
+        ]
+        left_out = sum(r["workers"] == workers for r in rows) - len(mine)
+        row: dict[str, Any] = {"workers": workers, "runs": len(mine), "left_out": left_out}
+        if mine:
+            row["idle_cpu"] = statistics.median(r["idle_cpu"] for r in mine)
+            row["cpu_per_attendee"] = cost = statistics.median(r["cpu_per_attendee"] for r in mine)
+            row["held"] = (workers * budget - row["idle_cpu"]) / cost if cost > 0 else None
+        else:
+            row.update(idle_cpu=None, cpu_per_attendee=None, held=None)
+        out.append(row)
     base = out[0]
     for row in out:
-        compare(row, base)
+        if base["held"] and row["held"]:
+            compare(row, base)
+        else:
+            row["cost_ratio"] = row["held_ratio"] = None
     return out
 
 
@@ -204,11 +221,16 @@ def report(result: dict[str, Any]) -> None:
     if result["reps"] > 1:
         print(f"  medians of {result['reps']} repetitions:")
         for m in result["medians"]:
+            left_out = f" ({m['left_out']} left out: attendees starved)" if m["left_out"] else ""
+            if not m["runs"]:
+                print(f"    W={m['workers']}: no repetition with every attendee served{left_out}")
+                continue
             held = f"{m['held']:.0f}" if m["held"] else "-"
             ratio = f", held vs W=1 {m['held_ratio']:.2f}x" if m["held_ratio"] else ""
             print(
                 f"    W={m['workers']}: idle {m['idle_cpu']:.4f} CPU-s/s, per attendee "
-                f"{m['cpu_per_attendee']:.5f}, held {held}{ratio}"
+                f"{m['cpu_per_attendee']:.5f}, held {held}{ratio}, "
+                f"{m['runs']} repetitions{left_out}"
             )
     for r in rows:
         if r["errors"]:

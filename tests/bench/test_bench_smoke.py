@@ -79,15 +79,21 @@ async def test_scale_runs_at_a_tiny_size():
 
 
 def test_scale_takes_the_ratio_of_the_medians_of_interleaved_repetitions():
-    def row(workers: int, idle: float, cost: float) -> dict[str, float]:
-        return {"workers": workers, "idle_cpu": idle, "cpu_per_attendee": cost}
+    def row(workers: int, idle: float, cost: float, receiving: int = 10) -> dict[str, Any]:
+        return {
+            "workers": workers, "idle_cpu": idle, "cpu_per_attendee": cost,
+            "n": 10, "failed": 0, "receiving": receiving,
+        }  # fmt: skip
 
     rows = [
         row(1, 0.02, 0.0010), row(2, 0.04, 0.0011),
         row(1, 0.02, 0.0012), row(2, 0.05, 0.0013),
         row(1, 0.03, 0.0011), row(2, 0.04, 0.0020),
+        # Starved attendees cost less: such a repetition is left out.
+        row(1, 0.05, 0.0001, receiving=3), row(2, 0.09, 0.0001, receiving=0),
     ]  # fmt: skip
     one, two = scale.medians(rows, [1, 2], budget=0.8)
+    assert (one["runs"], one["left_out"], two["runs"], two["left_out"]) == (3, 1, 3, 1)
     assert (one["idle_cpu"], one["cpu_per_attendee"]) == (0.02, 0.0011)
     assert (two["idle_cpu"], two["cpu_per_attendee"]) == (0.04, 0.0013)
     assert two["held"] == pytest.approx((1.6 - 0.04) / 0.0013)
