@@ -88,11 +88,17 @@ class TapClock:
     def at(self, wall: float) -> int:
         return round((wall - self.origin) * self.rate)
 
-    def pts(self, stream: object, ts: int, wall: float, not_before: int) -> int:
+    def pts(
+        self, stream: object, ts: int, wall: float, not_before: int, *, resync: bool = True
+    ) -> int:
+        """Where a packet of `stream` (RTP time `ts`, arrived at `wall`) goes, not before
+        `not_before` when it starts a stream. `resync`: whether a stream whose clock
+        strayed may be re-anchored on this packet (remuxed video only on a keyframe: the
+        pictures after a jump then refer to none before it)."""
         arrival = self.at(wall)
         if stream is self.stream:
             pts = self.anchor_pts + _signed32(ts - self.anchor_ts)
-            if abs(pts - arrival) <= RESYNC_S * self.rate:
+            if not resync or abs(pts - arrival) <= RESYNC_S * self.rate:
                 return pts
         self.stream = stream
         self.anchor_ts = ts

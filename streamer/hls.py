@@ -76,6 +76,7 @@ AAC_FRAME = 1024
 AUDIO_LAG_S = 0.5
 #: Without a new picture for this long, the last one is repeated...
 VIDEO_IDLE_S = 0.5
+VIDEO_IDLE_TICKS = round(VIDEO_IDLE_S * VIDEO_RATE)
 #: ...at this rate.
 SLATE_FPS = 5
 DEFAULT_SIZE = (640, 360)
@@ -162,8 +163,11 @@ class _VideoTap:
                 logger.warning("HLS: %s video is not packaged (VP8 and H.264 are)", codec.name)
             return False
         for frame in frames:
-            # A frame completed late (a repaired loss) is placed by its own timestamp.
-            pts = self.clock.pts(stream, frame.ts, wall, self.last_pts + 1)
+            # A frame completed late (a repaired loss) is placed by its own timestamp. A
+            # remuxed stream whose clock strayed jumps on a keyframe: a jump before a
+            # picture that refers to earlier ones would leave those out until the next.
+            resync = frame.keyframe or name != "H264"
+            pts = self.clock.pts(stream, frame.ts, wall, self.last_pts + 1, resync=resync)
             if pts > self.last_pts:
                 self.last_pts = pts
                 if name == "H264":  # VP8 is encoded again: its keyframes are the encoder's
@@ -363,16 +367,20 @@ class _VideoTrack:
             return  # after encoded or repeated pictures, resume on a keyframe
         if pts <= self.last_pts:
             return  # behind a repeated picture: the repeats go on until one is written
-        if self.remuxing:
+        due = self._sync_due() if self.remuxing else None
+        if due is not None and (pts > due or (pts == due and not keyframe)):
             # The segment must end before this picture, and no keyframe came in time (or
-            # the source's clock jumped ahead): the last keyframe again where it must
-            # end, and the pictures wait for the next one. A picture that needs others
-            # cannot take the last place either: nothing would fit after it.
-            while (due := self._sync_due()) is not None and (
-                pts > due or (pts == due and not keyframe)
-            ):
-                self._repeat_keyframe(max(due, self.last_pts + 1))
-            if self.resume_on_keyframe and not keyframe:
+            # the source's clock jumped ahead): the last keyframe again from there (or
+            # from where a pause would have started to repeat it), as in a pause, up to
+            # this picture, and the pictures wait for the next keyframe. A picture that
+            # needs others cannot take the last place either: nothing would fit after it.
+            at = max(min(due, self.last_pts + VIDEO_IDLE_TICKS), self.last_pts + 1)
+            while True:
+                self._repeat_keyframe(at)
+                at += VIDEO_RATE // SLATE_FPS
+                if at >= pts:
+                    break
+            if not keyframe:
                 return
         self.last_input = wall
         if keyframe:
