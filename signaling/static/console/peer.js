@@ -81,14 +81,16 @@ export function microphoneConstraints(deviceId) {
 
 // Chromium says "disconnected" only after several unanswered checks, well
 // after a network is gone (more than 5 s): the page listens itself. While media
-// or its reports flow, something arrives at least every 1.5 s: this long without
-// anything and the network is taken for lost.
+// flows, something arrives many times a second: this long without anything and
+// the network is taken for lost.
 const SILENT_FOR_MS = 3000;
-// With no media (nobody on air yet), only the answers to the browser's own
-// connectivity checks arrive, every 2.5 s: one answer lost on the way, or late
-// from a busy server, must not tear down a working connection (two lost are 7.5 s).
+// With nobody on air, no media flows either way: only the server's reports
+// (every 0.5 to 1.5 s per track) and the answers to connectivity checks arrive,
+// and a busy server sends them late. Nothing is lost by waiting longer, while
+// a working connection replaced for nothing costs a new one on the server.
 const QUIET_SILENT_FOR_MS = 6500;
-// Arrivals further apart than this are only connectivity checks.
+// The connection is quiet when the last thing heard came this long after the
+// last media packet sent or received.
 const QUIET_GAP_MS = 2000;
 const LISTEN_EVERY_MS = 500;
 // While the network is lost, a new connection is tried this often, a little
@@ -99,19 +101,23 @@ const FIRST_TRY_MS = 1500;
 const MAX_TRY_MS = 3000;
 
 /**
- * What the connection has received so far, as a value that changes whenever
- * anything arrives (media, RTCP, connectivity checks and their answers), or null.
+ * What the connection has received so far, or null: `any` changes whenever
+ * anything arrives (media, RTCP, connectivity checks and their answers), `media`
+ * whenever a media packet arrives or leaves.
  */
 async function arrivals(pc) {
   const report = await pc.getStats();
-  const seen = [];
+  const any = [];
+  let media = 0;
   report.forEach((entry) => {
+    if (entry.type === "inbound-rtp") media += entry.packetsReceived ?? 0;
+    else if (entry.type === "outbound-rtp") media += entry.packetsSent ?? 0;
     if (entry.type !== "transport" || !entry.selectedCandidatePairId) return;
     const pair = report.get(entry.selectedCandidatePairId);
     if (!pair) return;
-    seen.push(pair.lastPacketReceivedTimestamp, pair.bytesReceived, pair.responsesReceived, pair.requestsReceived);
+    any.push(pair.lastPacketReceivedTimestamp, pair.bytesReceived, pair.responsesReceived, pair.requestsReceived);
   });
-  return seen.length > 0 ? seen.join("/") : null;
+  return any.length > 0 ? { any: any.join("/"), media } : null;
 }
 
 /**
@@ -136,16 +142,14 @@ export class MediaKeeper {
     this.tries = 0;
     this.arrived = null;
     this.heardAt = 0;
-    // Only connectivity checks arrive: a longer silence is still a live network.
-    this.quiet = false;
+    this.mediaAt = 0;
   }
 
   /** The peer connection now in use; each new one is handed over here. */
   watch(pc) {
     this.pc = pc;
     this.arrived = null;
-    this.heardAt = performance.now();
-    this.quiet = false;
+    this.heardAt = this.mediaAt = performance.now();
     pc.addEventListener("connectionstatechange", () => {
       if (this.pc !== pc) return;
       if (pc.connectionState === "connected") this.recovered();
@@ -165,14 +169,19 @@ export class MediaKeeper {
     }
     if (pc !== this.pc) return;
     const now = performance.now();
-    if (arrived !== null && arrived !== this.arrived) {
-      if (this.arrived !== null) this.quiet = now - this.heardAt > QUIET_GAP_MS;
+    if (arrived !== null && arrived.any !== this.arrived?.any) {
+      if (arrived.media !== this.arrived?.media) this.mediaAt = now;
       this.arrived = arrived;
       this.heardAt = now;
       this.recovered();
-    } else if (now - this.heardAt > (this.quiet ? QUIET_SILENT_FOR_MS : SILENT_FOR_MS)) {
+    } else if (now - this.heardAt > (this.quiet() ? QUIET_SILENT_FOR_MS : SILENT_FOR_MS)) {
       this.lost();
     }
+  }
+
+  /** No media flows: a longer silence is still a live network. */
+  quiet() {
+    return this.heardAt - this.mediaAt > QUIET_GAP_MS;
   }
 
   lost() {
