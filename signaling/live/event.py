@@ -297,12 +297,15 @@ class LiveEvent:
         }
 
     def needed_outputs(self) -> set[str]:
-        """The outputs someone on this node listens to (or watches)."""
+        """The outputs someone on this node listens to (or watches). A paused slot (the
+        floor under the interpretation turned off, the picture of an audio-only attendee)
+        needs nothing: an edge would pull and receive it for nobody."""
         return {
             output
             for client in self.clients
             if client.subscriber_id is not None
-            for output in client.slots.values()
+            for slot, output in client.slots.items()
+            if not client.paused.get(slot)
         }
 
     def event_activity(self) -> dict[str, SourceActivity]:

@@ -10,6 +10,8 @@ channel the interpreter on A feeds.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -76,8 +78,12 @@ async def test_an_attendee_hears_a_node_whose_link_is_behind_a_nat(
     peers.append(media)
     await media.hears("channel", ANNA_HZ)
 
-    # B pulled from the announced address, through the NAT, both ways.
+    # B pulled from the announced address, through the NAT, both ways (one audio output:
+    # a second of its packets).
     assert set(edge.pulls().values()) == {public}
+    deadline = time.monotonic() + 5.0
+    while nat.counters.outbound <= 50 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     assert nat.counters.inbound > 0 and nat.counters.outbound > 50, nat.counters
     # A serves B at the address the NAT maps it to: it never saw B's own.
     (served,) = origin.stats()["links"]["edges"]

@@ -86,6 +86,9 @@ async def test_an_attendee_on_another_node_hears_and_follows_the_event(start_nod
     media = await Subscription.open(attendee, video=True)
     peers.append(media)
     await media.hears("channel", ANNA_HZ)
+    # The floor under the interpretation is off: its slot is paused, and B does not pull
+    # what nobody on it listens to.
+    assert "floor" not in b.app[SFU_KEY].pulls()
     await attendee.send("set_original_under", on=True)
     await media.hears("original", RUSSIAN_HZ)
     await _frames_arrive(media)
@@ -112,4 +115,14 @@ async def test_an_attendee_on_another_node_hears_and_follows_the_event(start_nod
     await moderator.send("put_on_air", speaker_id=FRENCH_SPEAKER)
     await media.hears("channel", FRENCH_HZ, within=FOLLOW_S)
     await media.hears("original", FRENCH_HZ, within=FOLLOW_S)
+    await _frames_arrive(media)
+
+    # Audio only: the program's pictures stop crossing to B, and come back with them.
+    await attendee.send("set_audio_only", on=True)
+    await attendee.state_where(lambda s: s["you"]["audio_only"])
+    assert "program-video" not in b.app[SFU_KEY].pulls()
+    await media.hears("channel", FRENCH_HZ)
+    await attendee.send("set_audio_only", on=False)
+    await attendee.state_where(lambda s: not s["you"]["audio_only"])
+    assert "program-video" in b.app[SFU_KEY].pulls()
     await _frames_arrive(media)
