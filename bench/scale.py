@@ -68,30 +68,47 @@ async def window(server: Server, seconds: float) -> tuple[float, dict[int, float
     return cpu_between(c0, c1) / wall, per_pid, busy
 
 
-async def one(workers: int, options: argparse.Namespace) -> dict[str, Any]:
+async def in_step(barrier: asyncio.Barrier | None) -> None:
+    """With `--together`, wait until every worker count's run reaches the same point."""
+    if barrier is not None:
+        await barrier.wait()
+
+
+async def one(
+    workers: int, options: argparse.Namespace, barrier: asyncio.Barrier | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dragoman-scale-") as tmp:
         server = Server(workers, Path(tmp) / "data")
-        await server.start()
         staff = Staff()
-        audience = Audience(server.url, options.clients)
+        audience = None
         try:
+            await server.start()
+            audience = Audience(server.url, options.clients)
             await staff.on_air(server.url)
             await asyncio.sleep(options.warmup)
+            await in_step(barrier)
             idle, _, idle_busy = await window(server, options.idle_window)
             log(f"W={workers}: idle {idle:.4f} CPU-s/s; {options.n} attendees joining")
             n = options.n
             tokens = [issue(Role.ATTENDEE, f"scale-{i}") for i in range(n)]
+            await in_step(barrier)
             start = time.monotonic() + 0.2
             # Not a wave: a steady trickle, so joining is over before the window.
             at = [start + i * options.join_every for i in range(n)]
             joins = await audience.join(tokens, at, [True] * n)
             failed = [j["error"] for j in joins if j["error"]]
             await asyncio.sleep(options.warmup)
+            await in_step(barrier)
             await audience.ask_all([{"cmd": "mark"}] * options.clients)
             loaded, per_pid, busy = await window(server, options.window)
             reports = await audience.ask_all([{"cmd": "report"}] * options.clients)
+        except BaseException:
+            if barrier is not None:
+                await barrier.abort()  # the other runs stop too instead of waiting for this one
+            raise
         finally:
-            await audience.stop()
+            if audience is not None:
+                await audience.stop()
             await staff.close()
             await server.stop()
     pps = [x for r in reports for x in r["pps"]]
@@ -131,8 +148,11 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
     # every worker count alike instead of on one of them.
     for rep in range(options.reps):
         base = None
-        for workers in options.workers:
-            row = await one(workers, options)
+        if options.together:
+            barrier = asyncio.Barrier(len(options.workers))
+            together = await asyncio.gather(*(one(w, options, barrier) for w in options.workers))
+        for index, workers in enumerate(options.workers):
+            row = together[index] if options.together else await one(workers, options)
             row["rep"] = rep + 1
             base = base or row
             compare(row, base)
@@ -141,6 +161,7 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
         "budget": options.budget,
         "window": options.window,
         "reps": options.reps,
+        "together": options.together,
         "rows": rows,
         "medians": medians(rows, options.workers, options.budget),
     }
@@ -192,6 +213,7 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"light attendees (audio only, packets counted) on dragoman serve --workers W; "
         f"budget B = {result['budget']} CPU-s/s per worker; {result['window']:g} s windows"
+        + ("; every W at the same time, windows aligned" if result["together"] else "")
     )
     print(
         "| W | N | receiving | failed | server idle CPU-s/s | server loaded CPU-s/s "
@@ -255,6 +277,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--reps", type=int, default=1, help="repetitions of the worker counts, interleaved (1)"
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run every worker count at the same time, their windows aligned (one server, "
+        "staff and audience each): the machine's slow and fast minutes fall on all alike",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     options = parser.parse_args()
