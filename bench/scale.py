@@ -5,10 +5,13 @@ single process, for W > 1 the supervisor and its W workers sharing the event thr
 embedded hub), a speaker and an interpreter on air, then:
 
 1. *Idle*: the server tree's CPU (utime+stime of the supervisor and every worker, /proc)
-   over `--window` seconds (`--idle-window` if given) with the staff only: cpu0(W). With
-   W > 1 this includes the node links that carry the interpreter's channel from the worker
-   he publishes on to the others, and the hub.
-2. *Loaded*: N attendees (`--n`) join as pages do over the WebSocket (auth, pick French,
+   over `--window` seconds (`--idle-window` if given) with the staff and `--seed`
+   attendees per worker (default 1): cpu0(W). What does not grow with the audience is
+   in it: each worker forwarding the channel (waking for every packet) and, with W > 1,
+   the node links carrying it from the worker the interpreter publishes on to the others
+   (a node pulls an output only while someone on it listens), and the hub. `--seed 0`
+   measures it with the staff only, and the links' cost is then spread over the N.
+2. *Loaded*: N more attendees (`--n`) join as pages do over the WebSocket (auth, pick French,
    audio only, subscribe, answer) on light aiortc peers (RTP packets counted, not decoded),
    spread over `--clients` client processes; the supervisor places them. After
    `--warmup` seconds, the tree's CPU over `--window` seconds: cpuN(W). Every attendee
@@ -35,6 +38,12 @@ The per-worker column (attendees and CPU of each worker) shows the placement is 
     python -m bench.scale                          # W = 1,2,3, N = 100, 10 s windows
     python -m bench.scale --workers 1,2 --n 150 --window 15 --json
     python -m bench.scale --workers 1,2 --reps 3   # interleaved, ratio of the medians
+    python -m bench.scale --workers 1,2 --reps 3 --together
+
+With `--together`, the worker counts of a repetition run at the same time (a server,
+staff and audience each, their windows aligned): the machine's slow and fast minutes
+(the same run a minute apart can cost 40 % more here) fall on every W alike, and the
+ratio is what repeats. Each W then shares the cores with the others' work as well.
 """
 
 from __future__ import annotations
@@ -55,6 +64,9 @@ from signaling.tokens import Role
 
 #: The channel's packet rate (Opus, 20 ms frames); a listener under 80 % of it is starved.
 PACKETS_PER_S = 50.0
+#: Seconds between two seed attendees' joins: the supervisor places each on the least
+#: loaded worker, so that every worker gets its own.
+SEED_EVERY_S = 0.3
 
 
 async def window(server: Server, seconds: float) -> tuple[float, dict[int, float], float]:
@@ -85,6 +97,11 @@ async def one(
             await server.start()
             audience = Audience(server.url, options.clients)
             await staff.on_air(server.url)
+            seeds = options.seed * workers
+            tokens = [issue(Role.ATTENDEE, f"scale-seed-{i}") for i in range(seeds)]
+            start = time.monotonic() + 0.2
+            at = [start + i * SEED_EVERY_S for i in range(seeds)]
+            joins = await audience.join(tokens, at, [True] * seeds) if seeds else []
             await asyncio.sleep(options.warmup)
             await in_step(barrier)
             idle, _, idle_busy = await window(server, options.idle_window)
@@ -95,7 +112,7 @@ async def one(
             start = time.monotonic() + 0.2
             # Not a wave: a steady trickle, so joining is over before the window.
             at = [start + i * options.join_every for i in range(n)]
-            joins = await audience.join(tokens, at, [True] * n)
+            joins += await audience.join(tokens, at, [True] * n)
             failed = [j["error"] for j in joins if j["error"]]
             await asyncio.sleep(options.warmup)
             await in_step(barrier)
@@ -127,6 +144,7 @@ async def one(
     return {
         "workers": workers,
         "n": n,
+        "seeds": seeds,
         "failed": len(failed),
         "errors": sorted(set(failed))[:3],
         "idle_cpu": idle,
@@ -162,6 +180,7 @@ async def bench(options: argparse.Namespace) -> dict[str, Any]:
         "window": options.window,
         "reps": options.reps,
         "together": options.together,
+        "seed": options.seed,
         "rows": rows,
         "medians": medians(rows, options.workers, options.budget),
     }
@@ -188,7 +207,9 @@ def medians(rows: list[dict[str, Any]], counts: list[int], budget: float) -> lis
         mine = [
             r
             for r in rows
-            if r["workers"] == workers and r["failed"] == 0 and r["receiving"] == r["n"]
+            if r["workers"] == workers
+            and r["failed"] == 0
+            and r["receiving"] == r["n"] + r.get("seeds", 0)
         ]
         left_out = sum(r["workers"] == workers for r in rows) - len(mine)
         row: dict[str, Any] = {"workers": workers, "runs": len(mine), "left_out": left_out}
@@ -216,6 +237,10 @@ def report(result: dict[str, Any]) -> None:
         + ("; every W at the same time, windows aligned" if result["together"] else "")
     )
     print(
+        f"idle: the staff and {result['seed']} attendee(s) per worker; per attendee: "
+        f"(loaded - idle) / N"
+    )
+    print(
         "| W | N | receiving | failed | server idle CPU-s/s | server loaded CPU-s/s "
         "| per attendee | vs W=1 | held = (W*B - idle)/per attendee | held vs W=1 "
         "| per worker: attendees, CPU-s/s | clients CPU-s/s | machine busy cores (idle, loaded) |"
@@ -228,8 +253,9 @@ def report(result: dict[str, Any]) -> None:
         held = f"{r['held']:.0f}" if r["held"] else "-"
         held_ratio = f"{r['held_ratio']:.2f}x" if r["held_ratio"] else "-"
         cost_ratio = f"{r['cost_ratio']:.2f}x" if r["cost_ratio"] else "-"
+        listeners = r["n"] + r.get("seeds", 0)
         print(
-            f"| {r['workers']} | {r['n']} | {r['receiving']}/{r['n']} "
+            f"| {r['workers']} | {r['n']} | {r['receiving']}/{listeners} "
             f"(median {r['pps_median']:.1f} pkt/s) | {r['failed']} | {r['idle_cpu']:.4f} "
             f"| {r['loaded_cpu']:.4f} | {r['cpu_per_attendee']:.5f} | {cost_ratio} "
             f"| {held} | {held_ratio} | {workers} | {r['clients_cpu']:.2f} "
@@ -279,6 +305,12 @@ def main() -> None:
         "--reps", type=int, default=1, help="repetitions of the worker counts, interleaved (1)"
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="attendees per worker already listening during the idle window (1)",
+    )
+    parser.add_argument(
         "--together",
         action="store_true",
         help="run every worker count at the same time, their windows aligned (one server, "
@@ -292,6 +324,8 @@ def main() -> None:
         parser.error(f"--workers: {options.workers!r} is not a list like 1,2,3")
     if min(*options.workers, options.n, options.clients, options.reps) < 1:
         parser.error("--workers, --n, --clients and --reps must be at least 1")
+    if options.seed < 0:
+        parser.error("--seed cannot be negative")
     if options.workers[0] != 1:
         parser.error("--workers must start with 1: every other count is compared with it")
     if options.idle_window is None:

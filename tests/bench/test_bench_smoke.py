@@ -60,22 +60,27 @@ async def test_join_wave_runs_at_a_tiny_size():
     assert sum(result["placement"].values()) == 6
 
 
-async def test_scale_runs_at_a_tiny_size():
+@pytest.mark.parametrize("together", [False, True], ids=["in-turn", "together"])
+async def test_scale_runs_at_a_tiny_size(together: bool):
     # One client process: join_wave's two already prove the audience spreads over several.
     # The loaded window stays 2 s (the 80 % packet-rate check needs it), not the idle one.
     result = await run_bench(
         "bench.scale", "--workers", "1,2", "--n", "4", "--window", "2", "--warmup", "0.5",
-        "--clients", "1", "--idle-window", "0.5",
+        "--clients", "1", "--idle-window", "0.5", *(["--together"] if together else []),
     )  # fmt: skip
+    assert result["together"] is together
     one, two = result["rows"]
     assert (one["workers"], two["workers"]) == (1, 2)
     for row in (one, two):
         assert row["failed"] == 0, row["errors"]
+        # One seed attendee per worker listened during the idle window, then 4 more.
+        assert row["seeds"] == row["workers"]
+        listeners = 4 + row["seeds"]
         # Every attendee receives the channel (a liveness check: 80 % of 50 packets/s).
-        assert row["receiving"] == 4
+        assert row["receiving"] == listeners
         assert row["loaded_cpu"] > 0
-        assert sum(count for _, count, _ in row["per_worker"]) == 4
-    assert len(two["per_worker"]) == 2
+        assert sum(count for _, count, _ in row["per_worker"]) == listeners
+    assert [count for _, count, _ in two["per_worker"]] == [3, 3]
 
 
 def test_scale_takes_the_ratio_of_the_medians_of_interleaved_repetitions():
