@@ -694,6 +694,9 @@ class SenderLink:
         self.rtp_timestamp = 0
         self.reports_sent = 0
         self._reports = reports
+        # Started (negotiated, connected): from then on it reports, unless paused.
+        self._reporting = False
+        self.reports_paused = False
         # The SDES CNAME chunk that follows every sender report (known once started).
         self._sdes = b""
         # aioice's selected pairs by component (filled and cleared in place by aioice).
@@ -803,7 +806,21 @@ class SenderLink:
                 header_extensions=header_extensions,
             )
         )
-        if not self.closed:
+        self._reporting = True
+        if not self.closed and not self.reports_paused:
+            self._reports.add(self)
+
+    def pause_reports(self, paused: bool) -> None:
+        """No sender reports while paused: a stream that sends nothing has nothing to
+        report (RFC 3550 6.4: reports are for senders), and an attendee's paused slots (the
+        floor under the interpretation off, the picture while audio only) would each cost a
+        packet a second to the server and the page. They resume with the slot."""
+        self.reports_paused = paused
+        if not self._reporting or self.closed:
+            return
+        if paused:
+            self._reports.remove(self)
+        else:
             self._reports.add(self)
 
     def _rtcp_placeholder(self) -> asyncio.Future[None]:

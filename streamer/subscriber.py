@@ -144,6 +144,8 @@ class Slot:
         self.paused = paused
         if not paused:
             self.restart()
+        if self.link is not None:
+            self.link.pause_reports(paused)
         self.output.refresh(self)
 
     def restart(self) -> None:

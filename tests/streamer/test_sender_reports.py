@@ -207,3 +207,43 @@ async def test_a_sender_report_parses_as_aiortc_builds_it(sfu: Sfu, peers: Peers
     assert sr.sender_info.ntp_timestamp == link.ntp_timestamp
     cname = slot.transceiver.sender._RTCRtpSender__cname
     assert sdes.chunks[0].ssrc == link.ssrc and sdes.chunks[0].items == [(1, cname.encode())]
+
+
+async def test_a_paused_slot_sends_no_reports_until_it_resumes(sfu: Sfu, peers: Peers) -> None:
+    """An attendee's paused slots (the floor under the interpretation off, the picture
+    while audio only) send nothing, so they report nothing; resumed, they report again."""
+    await peers.publisher("speaker", [ToneTrack(1000)])
+    sfu.declare_output("channel", "audio")
+    sfu.declare_output("floor", "audio")
+    sfu.point("channel", "speaker/audio")
+    sfu.point("floor", "speaker/audio")
+    viewer = await peers.subscriber("viewer", {"channel": "channel", "original": "floor"})
+    srs: dict[str, list[tuple[float, RtcpSrPacket]]] = {}
+    for name, transceiver in zip(["channel", "original"], viewer.pc.getTransceivers(), strict=True):
+        srs[name] = received = []
+        observe_received_rtcp(
+            transceiver.receiver, lambda p, into=received: _parsed_reports(p, into)
+        )
+    slots = sfu._subscribers["viewer"].slots
+    await eventually(lambda: all(slot.ready for slot in slots.values()), what="slots started")
+    await eventually(lambda: len(srs["original"]) >= 1, within=10, what="a first report")
+
+    sfu.pause_slot("viewer", "original", True)
+    paused_at = time.time()
+    assert sfu.stats()["sender_reports"]["senders"] == 1
+    await eventually(
+        lambda: sum(t > paused_at for t, _ in srs["channel"]) >= 3,
+        within=15,
+        what="the slot still playing reports on",
+    )
+    # A report already on its way when the slot paused may still arrive.
+    assert [t for t, _ in srs["original"] if t > paused_at + 0.2] == []
+
+    sfu.pause_slot("viewer", "original", False)
+    resumed_at = time.time()
+    assert sfu.stats()["sender_reports"]["senders"] == 2
+    await eventually(
+        lambda: any(t > resumed_at for t, _ in srs["original"]),
+        within=5,
+        what="reports again once resumed",
+    )
