@@ -8,6 +8,13 @@ falls on both, and prints what each server spends per subscriber,
 
     python -m bench.vs_janus                          # audio N=0,100; video N=0,50; 1 rep
     python -m bench.vs_janus --reps 3 --janus-confs conf,conf-evl2 --json
+    python -m bench.vs_janus --reps 3 --together      # Dragoman and Janus side by side
+
+With ``--together``, Dragoman and one Janus configuration run each (kind, N) at the same
+time, each with its own harness, clients and publisher: this machine's speed moves by
+tens of percent from one minute to the next, and run one after the other the ratio
+follows it. Side by side, both measure through the same minutes (their windows overlap,
+give or take their start-up times).
 
 Janus comes from Debian's ``janus`` package (and gcc for the shim). ``conf-evl2`` is the
 anchor's best Janus configuration (``event_loops = 2``).
@@ -24,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +119,33 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--dragoman-port", type=int, default=18080)
     ap.add_argument("--out", default=None, help="append every run's JSON line to this file")
+    ap.add_argument(
+        "--together",
+        action="store_true",
+        help="run Dragoman and Janus at the same time for each (kind, N); one Janus conf",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = ap.parse_args()
+    sfus = ["dragoman", *[c for c in args.janus_confs.split(",") if c]]
+    if args.together and len(sfus) != 2:
+        ap.error("--together runs one Janus configuration beside Dragoman (same Janus ports)")
 
     env = prepare()
-    sfus = ["dragoman", *[c for c in args.janus_confs.split(",") if c]]
     ns = {"audio": args.audio_n, "video": args.video_n}
     runs: list[dict[str, Any]] = []
     started = time.time()
     for rep in range(1, args.reps + 1):
         for kind in [k for k in args.kinds.split(",") if k]:
             for n in sorted({int(x) for x in ns[kind].split(",")}):
-                for sfu in sfus:
-                    r = run_one(sfu, kind, n, rep, args, env)
+                if args.together:
+                    with ThreadPoolExecutor(len(sfus)) as pool:
+                        futures = [
+                            pool.submit(run_one, sfu, kind, n, rep, args, env) for sfu in sfus
+                        ]
+                        results = [future.result() for future in futures]
+                else:
+                    results = [run_one(sfu, kind, n, rep, args, env) for sfu in sfus]
+                for sfu, r in zip(sfus, results, strict=True):
                     if r is None:
                         continue
                     runs.append(r)
@@ -138,6 +160,7 @@ def main() -> None:
 
     summary = summarize(runs)
     summary["seconds"] = round(time.time() - started, 1)
+    summary["together"] = args.together
     print_summary(summary, sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(summary))
