@@ -694,8 +694,6 @@ class SenderLink:
         self.rtp_timestamp = 0
         self.reports_sent = 0
         self._reports = reports
-        # Started (negotiated, connected): from then on it reports, unless paused.
-        self._reporting = False
         self.reports_paused = False
         # The SDES CNAME chunk that follows every sender report (known once started).
         self._sdes = b""
@@ -806,7 +804,6 @@ class SenderLink:
                 header_extensions=header_extensions,
             )
         )
-        self._reporting = True
         if not self.closed and not self.reports_paused:
             self._reports.add(self)
 
@@ -816,7 +813,7 @@ class SenderLink:
         floor under the interpretation off, the picture while audio only) would each cost a
         packet a second to the server and the page. They resume with the slot."""
         self.reports_paused = paused
-        if not self._reporting or self.closed:
+        if self._dtls is None or self.closed:  # not started: it reports from its start
             return
         if paused:
             self._reports.remove(self)
